@@ -1,0 +1,143 @@
+"""Atomic artifact writes and the run manifest that ties the stages together.
+
+Every file edgeship produces is written to a temporary name in the same folder, flushed,
+fsynced and renamed into place, so a final name never holds a half-written file. The
+manifest (manifest.json) records each artifact's SHA-256, size and the options that made it.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from edgeship.errors import UserInputError
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA_VERSION = 1
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside final_path; rename it into place on success.
+
+    Use for writers that insist on a file name (Keras' model.save, matplotlib's savefig).
+    On an exception the temporary file is removed and final_path is left untouched.
+    """
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(
+        prefix=f".{final_path.stem}.", suffix=f".tmp{final_path.suffix}", dir=final_path.parent
+    )
+    os.close(handle)
+    temp_path = Path(temp_name)
+    try:
+        yield temp_path
+        os.chmod(temp_path, 0o666 & ~_UMASK)
+        with open(temp_path, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temp_path, final_path)
+    finally:
+        if temp_path.exists():
+            temp_path.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write bytes to path through a temporary file and a rename."""
+    with atomic_path(path) as temp_path:
+        with open(temp_path, "wb") as stream:
+            stream.write(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text to path through a temporary file and a rename."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, payload: dict) -> Path:
+    """Write a JSON document (sorted keys, indented) atomically."""
+    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+    """Call writer(temp_path) and rename the result to path."""
+    with atomic_path(path) as temp_path:
+        writer(temp_path)
+    return Path(path)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_file(path: str | os.PathLike) -> dict:
+    """The manifest entry for one file: its SHA-256 and size in bytes."""
+    path = Path(path)
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def read_manifest(run_dir: str | os.PathLike) -> dict:
+    """Load run_dir/manifest.json; a missing or corrupt manifest is bad input."""
+    path = Path(run_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise UserInputError(f"{run_dir} has no {MANIFEST_NAME}: is it a run directory made by edgeship?")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"{path} is not readable JSON: {error}") from error
+    if not isinstance(manifest, dict):
+        raise UserInputError(f"{path} does not hold a JSON object")
+    return manifest
+
+
+def update_manifest(run_dir: str | os.PathLike, section: str, entry: dict,
+                    artifacts: dict[str, str | os.PathLike] | None = None) -> dict:
+    """Merge one stage's entry and its artifacts' hashes into manifest.json atomically.
+
+    Args:
+        run_dir: the run directory holding manifest.json.
+        section: the stage's key ("train", "convert", ...); replaced whole.
+        entry: plain-JSON description of the stage (options, versions, results).
+        artifacts: name -> path of files this stage wrote; each gets sha256, size and stage.
+
+    Returns:
+        The manifest as written.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / MANIFEST_NAME
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    manifest["schema_version"] = MANIFEST_SCHEMA_VERSION
+    manifest[section] = entry
+    recorded = manifest.setdefault("artifacts", {})
+    for name, artifact_path in (artifacts or {}).items():
+        recorded[name] = {**describe_file(artifact_path), "stage": section,
+                          "path": os.path.relpath(artifact_path, run_dir)}
+    write_json_atomic(path, manifest)
+    return manifest
+
+
+def find_run_dir_for(path: str | os.PathLike) -> Path | None:
+    """The run directory whose manifest records this file's hash, if any."""
+    path = Path(path)
+    manifest_path = path.parent / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        digest = sha256_file(path)
+    except (OSError, ValueError):
+        return None
+    for entry in manifest.get("artifacts", {}).values():
+        if isinstance(entry, dict) and entry.get("sha256") == digest:
+            return path.parent
+    return None

@@ -1,0 +1,23 @@
+"""Errors that map to the CLI's exit codes: 2 for bad input, 1 for a failed check."""
+
+
+class EdgeshipError(Exception):
+    """Base class: a message meant for a person, printed on one line without a traceback."""
+
+    exit_code = 2
+
+
+class UserInputError(EdgeshipError):
+    """Bad input from the user: a wrong name, an unreadable file, data that does not fit."""
+
+    exit_code = 2
+
+
+class MissingDependencyError(UserInputError):
+    """An optional dependency is missing; the message says what to install."""
+
+
+class CheckFailedError(EdgeshipError):
+    """A gate the user asked for failed (accuracy drop, parity, latency regression)."""
+
+    exit_code = 1

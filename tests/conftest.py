@@ -1,0 +1,42 @@
+"""Session fixtures: the offline dataset loaded once and one small model trained once.
+
+Later stages (convert, runtime, firmware) reuse `trained_run` so the suite trains lenet5 on
+mnist5k a single time per session.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def mnist5k():
+    from edgeship.train.datasets import DatasetSpec, load_dataset
+
+    return load_dataset(DatasetSpec(name="mnist5k", seed=0))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, mnist5k):
+    """lenet5 trained 3 epochs on mnist5k: the session's one real model."""
+    from edgeship.train.fit import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("lenet5_run")
+    config = TrainConfig(model="lenet5", dataset=mnist5k.spec, out=str(out), epochs=3, seed=0)
+    result = train(config, dataset=mnist5k)
+    return result
+
+
+def run_cli(*args, env=None, timeout=600, cwd=None):
+    """Run the real `edgeship` console entry point in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "edgeship.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)

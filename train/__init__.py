@@ -1,0 +1,1 @@
+"""Datasets with recorded preprocessing, the tutorial model zoo, and training."""

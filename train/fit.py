@@ -1,0 +1,197 @@
+"""`edgeship train`: fit a zoo model on a dataset and write a run directory.
+
+The run directory is the hand-off to every later stage: model.keras, history.json,
+training_curves.png and manifest.json (dataset spec with preprocessing, model and options,
+seed, library versions, and the SHA-256 and size of every artifact).
+"""
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.artifacts import update_manifest, write_json_atomic, write_with
+from edgeship.deps import import_tf_keras, require
+from edgeship.errors import UserInputError
+from edgeship.reports import tool_versions
+from edgeship.train.datasets import Dataset, DatasetSpec, load_dataset
+from edgeship.train.models import MODEL_NAMES, ModelOptions, build_model
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `edgeship train` needs; the CLI builds one from its flags."""
+
+    model: str
+    dataset: DatasetSpec
+    out: str
+    epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    seed: int = 0
+    augment: bool = False
+    early_stopping: int = 0
+    validation_split: float = 0.1
+    strategy: str = "default"
+    model_options: ModelOptions = field(default_factory=ModelOptions)
+
+    def __post_init__(self):
+        if self.model not in MODEL_NAMES:
+            raise UserInputError(f"unknown model {self.model!r}; valid models: {', '.join(MODEL_NAMES)}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.early_stopping < 0:
+            raise ValueError(f"early-stopping patience must be >= 0, got {self.early_stopping}")
+        if not 0 <= self.validation_split < 1:
+            raise ValueError(f"validation split must be in [0, 1), got {self.validation_split}")
+        if self.early_stopping and self.validation_split == 0:
+            raise ValueError("early stopping needs a validation split > 0")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+
+    def to_dict(self) -> dict:
+        payload = asdict(self)
+        payload["dataset"] = self.dataset.to_dict()
+        return payload
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    test_accuracy: float
+    test_loss: float
+    epochs_run: int
+    seconds: float
+
+
+def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
+    """Train config.model on config.dataset and write the run directory.
+
+    Args:
+        config: the training configuration.
+        dataset: an already loaded dataset matching config.dataset (saves reloading in tests).
+
+    Returns:
+        TrainResult with the test accuracy measured on the held-out split.
+    """
+    tf, tf_keras = import_tf_keras()
+    dataset = dataset or load_dataset(config.dataset)
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} exists and is not a directory")
+    tf_keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    x_fit, y_fit, x_val, y_val = _validation_split(dataset, config.validation_split, config.seed)
+
+    strategy = _make_strategy(tf, config.strategy)
+    with strategy.scope():
+        model = build_model(config.model, dataset.input_shape, dataset.num_classes,
+                            config.model_options, seed=config.seed)
+        model.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    train_data = _input_pipeline(tf, tf_keras, x_fit, y_fit, config)
+    validation_data = (tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(config.batch_size)
+                       if len(x_val) else None)
+    callbacks = []
+    if config.early_stopping:
+        callbacks.append(tf_keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.early_stopping, restore_best_weights=True))
+    started = time.perf_counter()
+    history = model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
+                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    seconds = time.perf_counter() - started
+    test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test,
+                                              batch_size=256, verbose=0)
+    history_payload = {key: [float(value) for value in values]
+                       for key, values in history.history.items()}
+
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = write_with(out / "model.keras", lambda temp: model.save(temp))
+    history_path = write_json_atomic(out / "history.json", history_payload)
+    curves_path = write_with(out / "training_curves.png",
+                             lambda temp: plot_training_curves(history_payload, temp))
+    update_manifest(out, "train", {
+        "config": config.to_dict(),
+        "dataset": {"spec": dataset.spec.to_dict(), "preprocessing": dataset.preprocessing,
+                    "class_names": list(dataset.class_names),
+                    "input_shape": list(dataset.input_shape),
+                    "train_images": len(dataset.x_train), "test_images": len(dataset.x_test)},
+        "model": {"name": config.model, "options": asdict(config.model_options),
+                  "parameters": int(model.count_params())},
+        "seed": config.seed,
+        "epochs_run": len(history_payload.get("loss", [])),
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "train_seconds": round(seconds, 3),
+        "versions": tool_versions(),
+    }, artifacts={"model.keras": model_path, "history.json": history_path,
+                  "training_curves.png": curves_path})
+    return TrainResult(run_dir=out, test_accuracy=float(test_accuracy), test_loss=float(test_loss),
+                       epochs_run=len(history_payload.get("loss", [])), seconds=seconds)
+
+
+def _validation_split(dataset: Dataset, fraction: float, seed: int):
+    """Seeded hold-out of the training split for validation (never the test split)."""
+    count = int(round(len(dataset.x_train) * fraction))
+    order = np.random.default_rng(seed).permutation(len(dataset.x_train))
+    fit_index, val_index = order[count:], order[:count]
+    return (dataset.x_train[fit_index], dataset.y_train[fit_index],
+            dataset.x_train[val_index], dataset.y_train[val_index])
+
+
+def _make_strategy(tf, name: str):
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _input_pipeline(tf, tf_keras, images, labels, config: TrainConfig):
+    """tf.data pipeline; augmentation lives here, never as layers of the saved model."""
+    data = tf.data.Dataset.from_tensor_slices((images, labels))
+    data = data.shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
+    data = data.batch(config.batch_size)
+    if config.augment:
+        augment = tf_keras.Sequential([
+            tf_keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=config.seed),
+            tf_keras.layers.RandomRotation(0.05, fill_mode="constant", seed=config.seed + 1),
+            tf_keras.layers.RandomZoom(0.1, fill_mode="constant", seed=config.seed + 2),
+        ], name="augment")
+        data = data.map(lambda x, y: (augment(x, training=True), y),
+                        num_parallel_calls=1, deterministic=True)
+    return data.prefetch(2)
+
+
+def plot_training_curves(history: dict, path: str | Path) -> None:
+    """Loss and accuracy per epoch, train and validation, side by side."""
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg")
+    pyplot = require("matplotlib.pyplot")
+    figure, axes = pyplot.subplots(1, 2, figsize=(9, 3.5))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            values = history.get(prefix + metric)
+            if values:
+                axis.plot(range(1, len(values) + 1), values, marker="o", label=label)
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    pyplot.close(figure)
+
+
+def load_run_history(run_dir: str | Path) -> dict:
+    """The per-epoch metrics a run recorded."""
+    return json.loads((Path(run_dir) / "history.json").read_text())
