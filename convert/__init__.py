@@ -1,0 +1,1 @@
+"""Pruning, quantization-aware training, TFLite and ONNX export, the accuracy-drop report."""

@@ -1,0 +1,1 @@
+"""One backend interface per runtime, parity checks across them, and latency benchmarks."""
