@@ -1,0 +1,93 @@
+"""ONNX Runtime: the CPU execution provider, or CUDA where onnxruntime-gpu and a GPU exist.
+
+Asking for the GPU where there is none is an error (exit 2), never a silent fallback to the
+CPU: a latency or parity figure must come from the device it claims.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from edgeship.runtime.backends import Backend, TensorInfo, check_options, check_single_io
+
+from edgeship.deps import require
+from edgeship.errors import UserInputError
+
+_OPTIONS = ("threads", "device", "optimization_level", "session_options")
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+_ONNX_TYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+               "tensor(float16)": "float16", "tensor(int32)": "int32", "tensor(int64)": "int64"}
+
+
+def open_backend(artifact_path: Path, **options) -> "OnnxRuntimeBackend":
+    check_options("onnxruntime", options, _OPTIONS)
+    return OnnxRuntimeBackend(Path(artifact_path), threads=options.get("threads", 1),
+                              device=options.get("device", "cpu"),
+                              optimization_level=options.get("optimization_level", "all"),
+                              session_options=options.get("session_options", {}))
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers for a device; raises when the GPU is asked for but absent."""
+    ort = require("onnxruntime")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise UserInputError("--device gpu needs onnxruntime-gpu and a CUDA GPU; this "
+                             f"onnxruntime offers {', '.join(ort.get_available_providers())}")
+    return ["CUDAExecutionProvider"]
+
+
+class OnnxRuntimeBackend(Backend):
+    def __init__(self, artifact_path: Path, threads: int = 1, device: str = "cpu",
+                 optimization_level: str = "all", session_options: dict | None = None):
+        ort = require("onnxruntime")
+        if optimization_level not in OPTIMIZATION_LEVELS:
+            raise UserInputError(f"optimization_level must be one of "
+                                 f"{', '.join(OPTIMIZATION_LEVELS)}, got {optimization_level!r}")
+        providers = providers_for(device)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization_level]
+        for key, value in (session_options or {}).items():
+            options.add_session_config_entry(key, str(value))
+        self.artifact_path = artifact_path
+        self.threads = threads
+        self.optimization_level = optimization_level
+        try:
+            self._session = ort.InferenceSession(str(artifact_path), sess_options=options,
+                                                 providers=providers)
+        except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph classes
+            raise UserInputError(f"ONNX Runtime cannot load {artifact_path}: {error}") from error
+        if device == "gpu" and "CUDAExecutionProvider" not in self._session.get_providers():
+            raise UserInputError("ONNX Runtime could not start the CUDA execution provider")
+        session_inputs = self._session.get_inputs()
+        session_outputs = self._session.get_outputs()
+        check_single_io("onnxruntime", session_inputs, session_outputs, artifact_path)
+        self._inputs = [_tensor_info(session_inputs[0])]
+        self._outputs = [_tensor_info(session_outputs[0])]
+        self._input_name = session_inputs[0].name
+        self._output_names = [session_outputs[0].name]
+        self.providers = self._session.get_providers()
+
+    def infer_raw(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run(self._output_names, {self._input_name: batch})[0]
+
+    def details(self) -> dict:
+        return {"providers": list(self.providers), "threads": self.threads,
+                "optimization_level": self.optimization_level}
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _tensor_info(node) -> TensorInfo:
+    """ONNX graph I/O carries no quantization: int8 ONNX models here take and give floats
+    (QDQ inside), so scale stays 0 and infer == infer_raw."""
+    shape = tuple(side if isinstance(side, int) else -1 for side in node.shape)
+    return TensorInfo(name=node.name, shape=shape, dtype=_ONNX_TYPES.get(node.type, node.type))

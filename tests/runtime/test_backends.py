@@ -1,0 +1,113 @@
+"""Every backend on the session's lenet5 artifacts: shapes, quantization, agreement, errors."""
+
+import numpy as np
+import pytest
+from edgeship.runtime.backends import (
+    REGISTRY,
+    TensorInfo,
+    backends_for,
+    default_backend_names,
+    open_backend,
+)
+
+from edgeship.errors import UserInputError
+
+CASES = [("keras", "model.keras"), ("litert", "model_float.tflite"),
+         ("litert", "model_int8.tflite"), ("litert-ref", "model_int8.tflite"),
+         ("tflm", "model_float.tflite"), ("tflm", "model_int8.tflite"),
+         ("onnxruntime", "model.onnx"), ("onnxruntime", "model_int8.onnx")]
+
+
+@pytest.fixture(scope="module")
+def keras_reference(converted_run, test_images):
+    with open_backend("keras", converted_run / "model.keras") as backend:
+        return backend.infer(test_images)
+
+
+@pytest.mark.parametrize("name,artifact", CASES)
+def test_backend_matches_keras_reference(name, artifact, converted_run, test_images,
+                                         keras_reference):
+    with open_backend(name, converted_run / artifact) as backend:
+        assert backend.name == name
+        (input_info,), (output_info,) = backend.inputs(), backend.outputs()
+        assert input_info.shape[1:] == (28, 28, 1)
+        assert output_info.shape[1:] == (10,)
+        outputs = backend.infer(test_images)
+        raw = backend.infer_raw(backend.quantize_input(test_images))
+    assert outputs.dtype == np.float32 and outputs.shape == (len(test_images), 10)
+    np.testing.assert_array_equal(backend.dequantize_output(raw), outputs)
+    if "int8" in artifact and artifact.endswith(".tflite"):
+        assert input_info.dtype == output_info.dtype == "int8"
+        assert input_info.scale == pytest.approx(1 / 255) and input_info.zero_point == -128
+        assert raw.dtype == np.int8
+        # One output quantum is 1/256; int8 lenet stays within a few quanta of float.
+        assert np.abs(outputs - keras_reference).max() < 0.1
+    elif "int8" in artifact:
+        assert np.abs(outputs - keras_reference).max() < 0.1
+    else:
+        assert not input_info.quantized
+        np.testing.assert_allclose(outputs, keras_reference, atol=1e-5, rtol=1e-5)
+    agreement = (outputs.argmax(1) == keras_reference.argmax(1)).mean()
+    assert agreement >= 0.95
+
+
+def test_reference_kernels_and_tflm_are_bit_exact(converted_run, test_images):
+    path = converted_run / "model_int8.tflite"
+    with open_backend("litert-ref", path) as reference, open_backend("tflm", path) as micro:
+        raw = reference.quantize_input(test_images)
+        np.testing.assert_array_equal(reference.infer_raw(raw), micro.infer_raw(raw))
+
+
+def test_litert_resizes_between_batch_sizes(converted_run, test_images):
+    with open_backend("litert", converted_run / "model_int8.tflite") as backend:
+        whole = backend.infer(test_images)
+        one = backend.infer(test_images[:1])
+        np.testing.assert_array_equal(one, whole[:1])
+
+
+def test_tflm_reports_arena_bytes(converted_run):
+    with open_backend("tflm", converted_run / "model_int8.tflite") as backend:
+        arena = backend.details()["arena"]
+    # lenet5 int8: a few kilobytes of activations, far below the 4 MiB arena it was given.
+    assert 1000 < arena["total_bytes"] < 1 << 20
+    assert arena["head_bytes"] + arena["tail_bytes"] == arena["total_bytes"]
+
+
+def test_tensor_info_quantize_round_trip():
+    info = TensorInfo("x", (-1, 4), "int8", scale=0.5, zero_point=-3)
+    raw = info.quantize(np.array([-100.0, -0.25, 0.25, 1.0, 100.0], np.float32))
+    # round half away from zero (TFLite), then clipped to int8
+    assert raw.tolist() == [-128, -4, -2, -1, 127]
+    np.testing.assert_array_equal(info.dequantize(raw), [-62.5, -0.5, 0.5, 1.0, 65.0])
+    assert not TensorInfo("y", (1,), "float32").quantized
+
+
+def test_registry_lists_every_runtime_and_matches_suffixes():
+    assert {"keras", "litert", "litert-ref", "tflm", "onnxruntime", "c"} <= set(REGISTRY)
+    assert set(default_backend_names()) >= {"keras", "litert", "litert-ref", "tflm", "onnxruntime"}
+    assert backends_for("m.tflite", default_backend_names()) == ("litert", "litert-ref", "tflm")
+    assert backends_for("m.onnx") == ("onnxruntime",)
+
+
+@pytest.mark.parametrize("name,artifact,options,message", [
+    ("nope", "model.onnx", {}, "unknown backend 'nope'"),
+    ("litert", "model.onnx", {}, "opens .tflite files"),
+    ("onnxruntime", "missing.onnx", {}, "does not exist"),
+    ("onnxruntime", "model.onnx", {"thread": 2}, "does not take option(s) thread"),
+    ("onnxruntime", "model.onnx", {"threads": 0}, "threads must be a positive integer"),
+    ("litert", "model_int8.tflite", {"device": "gpu"}, "runs on the CPU"),
+    ("tflm", "model_int8.tflite", {"device": "gpu"}, "runs on the CPU"),
+    ("onnxruntime", "model.onnx", {"device": "tpu"}, "device must be one of cpu, gpu"),
+])
+def test_open_backend_rejects_bad_input(name, artifact, options, message, converted_run):
+    with pytest.raises(UserInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        open_backend(name, converted_run / artifact, **options)
+
+
+def test_gpu_without_gpu_is_an_error_not_a_fallback(converted_run):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA; the no-GPU path cannot be exercised")
+    with pytest.raises(UserInputError, match="--device gpu needs onnxruntime-gpu"):
+        open_backend("onnxruntime", converted_run / "model.onnx", device="gpu")
