@@ -8,9 +8,10 @@ calls, so `edgeship --help` stays fast.
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from edgeship import __version__
-from edgeship.errors import EdgeshipError
+from edgeship.errors import CheckFailedError, EdgeshipError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,9 +93,72 @@ def _run_train(args) -> int:
     return 0
 
 
+# --- convert ---------------------------------------------------------------------------------
+
+def _add_convert(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert", help="prune, QAT, export int8/float TFLite and ONNX, report the accuracy drop")
+    parser.add_argument("source", metavar="RUN_DIR_OR_MODEL",
+                        help="run directory from `edgeship train`, or a .keras/.h5 file")
+    parser.add_argument("--int8", action="store_true",
+                        help="full-integer int8 TFLite (and int8 ONNX with --onnx)")
+    parser.add_argument("--qat", type=int, default=0, metavar="EPOCHS",
+                        help="quantization-aware fine-tuning epochs")
+    parser.add_argument("--prune", type=float, default=None, metavar="SPARSITY",
+                        help="magnitude-pruning target sparsity in (0, 1)")
+    parser.add_argument("--prune-structure", default=None, metavar="M:N",
+                        help="structured sparsity, e.g. 2:4")
+    parser.add_argument("--prune-epochs", type=int, default=2,
+                        help="fine-tuning epochs over which pruning reaches its target")
+    parser.add_argument("--onnx", action="store_true", help="also write float and int8 ONNX")
+    parser.add_argument("--dataset", default=None,
+                        help="dataset (required for a bare model file; default: the run's)")
+    parser.add_argument("--image-size", type=_image_size, default=None, metavar="HxW")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=None)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--test-size", type=float, default=None)
+    parser.add_argument("--calibration-samples", type=int, default=500)
+    parser.add_argument("--io", default="int8", choices=("int8", "uint8", "float32"),
+                        help="input/output type of the int8 TFLite")
+    parser.add_argument("--max-drop", type=float, default=None, metavar="PP",
+                        help="exit 1 when an int8 artifact loses more than PP points of accuracy")
+    parser.add_argument("--out", default=None, help="output directory (default: the run directory)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(run=_run_convert)
+
+
+def _run_convert(args) -> int:
+    from edgeship.convert.run import ConvertConfig, run_convert
+
+    config = ConvertConfig(
+        source=args.source, int8=args.int8 or args.qat > 0, qat_epochs=args.qat,
+        prune_sparsity=args.prune, prune_structure=args.prune_structure,
+        prune_epochs=args.prune_epochs, onnx=args.onnx,
+        dataset=_dataset_spec(args) if args.dataset else None,
+        calibration_samples=args.calibration_samples, io_type=args.io,
+        max_drop_pp=args.max_drop, out=args.out, seed=args.seed)
+    try:
+        result = run_convert(config)
+    except CheckFailedError:
+        _print_convert_report(config)
+        raise
+    _print_convert_report(config)
+    for name, path in result.artifacts.items():
+        print(f"wrote {path} ({name})")
+    return 0
+
+
+def _print_convert_report(config) -> None:
+    source = Path(config.source)
+    out = Path(config.out) if config.out else (source if source.is_dir() else source.parent)
+    report = out / "convert_report.md"
+    if report.is_file():
+        print(report.read_text())
+
+
 # --- main ------------------------------------------------------------------------------------
 
-_COMMANDS = [_add_train]
+_COMMANDS = [_add_train, _add_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

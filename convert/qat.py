@@ -1,0 +1,86 @@
+"""Quantization-aware fine-tuning with tfmot, prune-preserving when the model is sparse."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeship.deps import import_tf_keras, require
+from edgeship.errors import UserInputError
+
+
+@dataclass(frozen=True)
+class QatConfig:
+    """Fine-tuning settings of quantization-aware training.
+
+    Attributes:
+        epochs: fine-tuning epochs with fake-quantized weights and activations.
+        preserve_sparsity: use Default8BitPrunePreserveQuantizeScheme so zeros stay zeros.
+        batch_size: fine-tuning batch size.
+        learning_rate: small, since the float model is already trained.
+        seed: seeds the fine-tuning order.
+    """
+
+    epochs: int
+    preserve_sparsity: bool = False
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"QAT epochs must be >= 1, got {self.epochs}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"QAT learning rate must be > 0, got {self.learning_rate}")
+
+
+def quantize_aware_finetune(model, config: QatConfig, x_train: np.ndarray, y_train: np.ndarray):
+    """Wrap a float model for QAT and fine-tune it.
+
+    Args:
+        model: a trained (optionally pruned and stripped) tf_keras model.
+        config: epochs and the quantization scheme.
+        x_train: training images with the recorded preprocessing.
+        y_train: integer labels.
+
+    Returns:
+        The quantization-aware model; export_tflite turns it into an int8 .tflite.
+    """
+    tf, tf_keras = import_tf_keras()
+    tfmot = require("tensorflow_model_optimization")
+    quantize = tfmot.quantization.keras
+    tf_keras.utils.set_random_seed(config.seed)
+    try:
+        annotated = quantize.quantize_annotate_model(model)
+        if config.preserve_sparsity:
+            scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+            qat_model = quantize.quantize_apply(annotated, scheme)
+        else:
+            qat_model = quantize.quantize_apply(annotated)
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise UserInputError(
+            f"quantization-aware training cannot handle this model: {_first_line(error)} "
+            f"(layer {_unsupported_layer(model, tfmot)}); drop --qat and use post-training "
+            "int8 quantization instead") from error
+    qat_model.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    data = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
+            .shuffle(len(x_train), seed=config.seed).batch(config.batch_size))
+    qat_model.fit(data, epochs=config.epochs, verbose=0)
+    return qat_model
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _unsupported_layer(model, tfmot) -> str:
+    """Name the first layer the default 8-bit registry has no quantize config for."""
+    registry_module = tfmot.quantization.keras.default_8bit.default_8bit_quantize_registry
+    registry = registry_module.Default8BitQuantizeRegistry()
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        if not registry.supports(layer):
+            return f"{layer.name!r} of type {type(layer).__name__}"
+    return "unknown"

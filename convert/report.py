@@ -1,0 +1,142 @@
+"""The accuracy-drop report: every artifact against the float Keras model on the test split."""
+
+import gzip
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.reports import REPORT_SCHEMA_VERSION, markdown_table
+
+# Which runtime evaluates each artifact format for the report (validate covers the rest).
+REPORT_BACKENDS = {".keras": "keras", ".h5": "keras", ".tflite": "litert", ".onnx": "onnxruntime"}
+
+
+@dataclass(frozen=True)
+class ArtifactScore:
+    """One row of the accuracy-drop report."""
+
+    name: str
+    file: str
+    backend: str
+    accuracy: float
+    drop_pp: float
+    agreement: float
+    bytes: int
+    gzipped_bytes: int
+    sparsity: float | None
+    class_accuracy_change_pp: list[float]
+
+
+def gzipped_size(path: str | Path) -> int:
+    """Bytes after gzip -9 (a fixed mtime so the figure is reproducible)."""
+    return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))
+
+
+def predict(artifact_path: Path, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities of an artifact through its report backend."""
+    from edgeship.runtime.backends import open_backend
+
+    backend_name = REPORT_BACKENDS[artifact_path.suffix.lower()]
+    outputs = []
+    with open_backend(backend_name, artifact_path) as backend:
+        for start in range(0, len(images), batch_size):
+            outputs.append(backend.infer(images[start:start + batch_size]))
+    return np.concatenate(outputs)
+
+
+def class_accuracy(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-class top-1 accuracy (NaN for a class absent from the labels)."""
+    accuracy = np.full(num_classes, np.nan)
+    for label in range(num_classes):
+        mask = labels == label
+        if mask.any():
+            accuracy[label] = float(np.mean(predicted[mask] == label))
+    return accuracy
+
+
+def score_artifacts(reference_path: Path, artifacts: dict[str, Path], images: np.ndarray,
+                    labels: np.ndarray, num_classes: int,
+                    sparsity: dict[str, float | None]) -> list[ArtifactScore]:
+    """Score the reference (float Keras) model and every artifact on the same test images.
+
+    Args:
+        reference_path: the float Keras model every drop is measured against.
+        artifacts: report name -> artifact path (the reference may be among them).
+        images: test images with the recorded preprocessing.
+        labels: test labels.
+        num_classes: class count.
+        sparsity: report name -> measured weight sparsity (None where not measured).
+
+    Returns:
+        One ArtifactScore per artifact, in the given order.
+    """
+    reference_top1 = np.argmax(predict(reference_path, images), axis=1)
+    reference_accuracy = float(np.mean(reference_top1 == labels))
+    reference_classes = class_accuracy(reference_top1, labels, num_classes)
+    scores = []
+    for name, path in artifacts.items():
+        top1 = (reference_top1 if path == reference_path
+                else np.argmax(predict(path, images), axis=1))
+        accuracy = float(np.mean(top1 == labels))
+        change = (class_accuracy(top1, labels, num_classes) - reference_classes) * 100
+        scores.append(ArtifactScore(
+            name=name, file=path.name, backend=REPORT_BACKENDS[path.suffix.lower()],
+            accuracy=accuracy, drop_pp=(reference_accuracy - accuracy) * 100,
+            agreement=float(np.mean(top1 == reference_top1)), bytes=path.stat().st_size,
+            gzipped_bytes=gzipped_size(path), sparsity=sparsity.get(name),
+            class_accuracy_change_pp=[None if np.isnan(v) else round(float(v), 4) for v in change]))
+    return scores
+
+
+def report_payload(scores: list[ArtifactScore], context: dict) -> dict:
+    """The JSON report: schema version, context (options, versions, hashes) and the rows."""
+    return {"schema_version": REPORT_SCHEMA_VERSION, **context,
+            "artifacts": [asdict(score) for score in scores]}
+
+
+def render_markdown(scores: list[ArtifactScore], class_names: list[str], context: dict) -> str:
+    """A table a person reads in five seconds, then the per-class changes."""
+    float_tflite = next((s for s in scores if s.file == "model_float.tflite"), None)
+    rows = []
+    for score in scores:
+        ratio = (f"{score.bytes / float_tflite.bytes:.3f}" if float_tflite else "")
+        gz_ratio = (f"{score.gzipped_bytes / float_tflite.gzipped_bytes:.3f}" if float_tflite else "")
+        rows.append([
+            f"`{score.file}`", score.backend, f"{score.accuracy * 100:.2f}%",
+            f"{score.drop_pp:+.2f}", f"{score.agreement * 100:.2f}%", f"{score.bytes:,}", ratio,
+            f"{score.gzipped_bytes:,}", gz_ratio,
+            "—" if score.sparsity is None else f"{score.sparsity * 100:.1f}%"])
+    lines = [
+        "# Accuracy-drop report", "",
+        f"Reference: float Keras model `{context['reference']}`; test split of "
+        f"`{context['dataset']['name']}` ({context['test_images']} images). Drop is in percentage "
+        "points (positive = worse than the float model); agreement is top-1 agreement with it; "
+        "size ratios are against `model_float.tflite`.", "",
+        markdown_table(["artifact", "runtime", "top-1", "drop (pp)", "agreement", "bytes",
+                        "× float", "gzipped", "gz × float", "sparsity"], rows),
+    ]
+    gate = context.get("max_drop_pp")
+    if gate is not None:
+        failed = [s for s in scores if s.file.endswith(("int8.tflite", "int8.onnx"))
+                  and s.drop_pp > gate]
+        verdict = ("FAIL: " + ", ".join(f"{s.file} drops {s.drop_pp:.2f} pp" for s in failed)
+                   if failed else "pass")
+        lines += [f"Gate `--max-drop {gate}` on int8 artifacts: **{verdict}**", ""]
+    change_rows = []
+    for index, class_name in enumerate(class_names):
+        change_rows.append([class_name] + [
+            "—" if s.class_accuracy_change_pp[index] is None
+            else f"{s.class_accuracy_change_pp[index]:+.1f}" for s in scores[1:]])
+    if len(scores) > 1:
+        lines += ["## Per-class accuracy change (pp) against the float model", "",
+                  markdown_table(["class"] + [f"`{s.file}`" for s in scores[1:]], change_rows)]
+    options = context.get("options", {})
+    lines += ["## Options", "", "```json", _json(options), "```", ""]
+    return "\n".join(lines)
+
+
+def _json(payload) -> str:
+    import json
+
+    return json.dumps(payload, indent=2, sort_keys=True)

@@ -1,0 +1,254 @@
+"""`edgeship convert`: prune -> QAT -> export, artifact checks, and the accuracy-drop report."""
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgeship.artifacts import (
+    MANIFEST_NAME, read_manifest, update_manifest, write_bytes_atomic, write_json_atomic,
+    write_text_atomic)
+from edgeship.convert.onnx import check_onnx, export_onnx, quantize_onnx
+from edgeship.convert.prune import PruneConfig, prune
+from edgeship.convert.qat import QatConfig, quantize_aware_finetune
+from edgeship.convert.report import render_markdown, report_payload, score_artifacts
+from edgeship.convert.tflite import (
+    IO_TYPES, check_tflite, describe_io, export_tflite, weight_counts, weight_sparsity)
+from edgeship.deps import import_tf_keras
+from edgeship.errors import CheckFailedError, UserInputError
+from edgeship.reports import tool_versions
+from edgeship.train.datasets import Dataset, DatasetSpec, class_balanced_indices, load_dataset
+
+MODEL_SUFFIXES = (".keras", ".h5")
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Everything `edgeship convert` needs.
+
+    Attributes:
+        source: a run directory from `edgeship train`, or a .keras/.h5 model file.
+        int8: write the full-integer int8 TFLite (and int8 ONNX with onnx=True).
+        qat_epochs: quantization-aware fine-tuning epochs (0: post-training quantization only).
+        prune_sparsity: magnitude-pruning target in (0, 1), or None.
+        prune_structure: "M:N" structured sparsity (e.g. "2:4"), or None.
+        prune_epochs: fine-tuning epochs over which pruning reaches its target.
+        onnx: write model.onnx (and model_int8.onnx with int8=True).
+        dataset: dataset spec; required for a bare model file, else the run's recorded one.
+        calibration_samples: class-balanced training images that calibrate int8 ranges.
+        io_type: input/output type of the int8 TFLite: int8, uint8 or float32.
+        max_drop_pp: fail (exit 1) when an int8 artifact's accuracy drop exceeds this.
+        out: output directory (default: the run directory, or the model file's folder).
+        seed: seeds calibration sampling and fine-tuning.
+    """
+
+    source: str
+    int8: bool = True
+    qat_epochs: int = 0
+    prune_sparsity: float | None = None
+    prune_structure: str | None = None
+    prune_epochs: int = 2
+    onnx: bool = False
+    dataset: DatasetSpec | None = None
+    calibration_samples: int = 500
+    io_type: str = "int8"
+    max_drop_pp: float | None = None
+    out: str | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.qat_epochs < 0:
+            raise ValueError(f"QAT epochs must be >= 0, got {self.qat_epochs}")
+        if self.prune_sparsity is not None and not 0 < self.prune_sparsity < 1:
+            raise ValueError(f"prune sparsity must be in (0, 1), got {self.prune_sparsity}")
+        if self.prune_structure is not None:
+            PruneConfig(sparsity=0.5, structure=self.prune_structure)
+        if self.calibration_samples < 1:
+            raise ValueError(f"calibration samples must be >= 1, got {self.calibration_samples}")
+        if self.io_type not in IO_TYPES:
+            raise ValueError(f"io type must be one of {', '.join(IO_TYPES)}, got {self.io_type!r}")
+        if self.max_drop_pp is not None and self.max_drop_pp < 0:
+            raise ValueError(f"max drop must be >= 0 pp, got {self.max_drop_pp}")
+        if self.qat_epochs and not self.int8:
+            raise ValueError("--qat trains for int8 export; add --int8")
+
+    @property
+    def pruning(self) -> bool:
+        return self.prune_sparsity is not None or self.prune_structure is not None
+
+    def to_dict(self) -> dict:
+        payload = asdict(self)
+        payload["dataset"] = self.dataset.to_dict() if self.dataset else None
+        return payload
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    out_dir: Path
+    artifacts: dict[str, Path]
+    report: dict
+
+
+def run_convert(config: ConvertConfig) -> ConvertResult:
+    """Convert a trained model into float/int8 TFLite and ONNX and report the accuracy drop.
+
+    Returns:
+        The written artifacts and the report payload.
+
+    Raises:
+        UserInputError: unusable model, dataset or options (nothing is half-written).
+        CheckFailedError: --max-drop was exceeded (artifacts and reports are written first).
+    """
+    source = Path(config.source)
+    model_path, out_dir, dataset_spec, manifest = _resolve_source(source, config)
+    tf, tf_keras = import_tf_keras()
+    model = _load_model(tf_keras, model_path)
+    dataset = load_dataset(dataset_spec)
+    _check_model_fits(model, dataset, model_path)
+    if config.calibration_samples > len(dataset.x_train):
+        raise UserInputError(f"--calibration-samples {config.calibration_samples} exceeds the "
+                             f"{len(dataset.x_train)} images of the training split")
+    calibration = dataset.x_train[class_balanced_indices(
+        dataset.y_train, config.calibration_samples, config.seed)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    written: dict[str, Path] = {}
+    sparsity: dict[str, float | None] = {}
+    float_bytes = export_tflite(model)
+    written["float_tflite"] = write_bytes_atomic(out_dir / "model_float.tflite", float_bytes)
+    check_tflite(float_bytes, dataset.x_test[0])
+    int8_io = None
+    if config.int8:
+        final_model = _copy_model(tf_keras, model)  # tfmot's wrappers train the layers they wrap
+        fine_tuned = config.pruning or config.qat_epochs > 0
+        if fine_tuned:
+            ptq_bytes = export_tflite(model, calibration, config.io_type)
+            written["ptq_int8_tflite"] = write_bytes_atomic(out_dir / "model_ptq_int8.tflite",
+                                                            ptq_bytes)
+            check_tflite(ptq_bytes, dataset.x_test[0])
+            sparsity["ptq_int8_tflite"] = _file_sparsity(ptq_bytes)
+        if config.pruning:
+            prune_config = PruneConfig(
+                sparsity=config.prune_sparsity if config.prune_sparsity is not None else 0.5,
+                structure=config.prune_structure, epochs=config.prune_epochs, seed=config.seed)
+            final_model = prune(final_model, prune_config, dataset.x_train, dataset.y_train)
+        if config.qat_epochs:
+            final_model = quantize_aware_finetune(
+                final_model, QatConfig(epochs=config.qat_epochs, preserve_sparsity=config.pruning,
+                                       seed=config.seed), dataset.x_train, dataset.y_train)
+        int8_bytes = export_tflite(final_model, calibration, config.io_type)
+        written["int8_tflite"] = write_bytes_atomic(out_dir / "model_int8.tflite", int8_bytes)
+        check_tflite(int8_bytes, dataset.x_test[0])
+        sparsity["int8_tflite"] = _file_sparsity(int8_bytes)
+        int8_io = {role: quant.to_dict() for role, quant in describe_io(int8_bytes).items()}
+    if config.onnx:
+        onnx_bytes = export_onnx(model, dataset.input_shape)
+        written["onnx"] = write_bytes_atomic(out_dir / "model.onnx", onnx_bytes)
+        check_onnx(written["onnx"], dataset.x_test[0])
+        if config.int8:
+            int8_onnx = quantize_onnx(onnx_bytes, calibration)
+            written["int8_onnx"] = write_bytes_atomic(out_dir / "model_int8.onnx", int8_onnx)
+            check_onnx(written["int8_onnx"], dataset.x_test[0])
+
+    scored = {"keras": model_path, **written}
+    scores = score_artifacts(model_path, scored, dataset.x_test, dataset.y_test,
+                             dataset.num_classes, sparsity)
+    context = {
+        "reference": model_path.name, "dataset": dataset_spec.to_dict(),
+        "test_images": len(dataset.x_test), "options": config.to_dict(),
+        "max_drop_pp": config.max_drop_pp, "int8_io": int8_io,
+        "per_layer_sparsity": {name: weight_sparsity(written[name].read_bytes())
+                               for name in ("int8_tflite",) if name in written},
+        "versions": tool_versions(),
+    }
+    payload = report_payload(scores, context)
+    report_json = write_json_atomic(out_dir / "convert_report.json", payload)
+    report_md = write_text_atomic(out_dir / "convert_report.md",
+                                  render_markdown(scores, list(dataset.class_names), context))
+    if manifest is None:
+        update_manifest(out_dir, "train", {"dataset": {
+            "spec": dataset_spec.to_dict(), "preprocessing": dataset.preprocessing,
+            "class_names": list(dataset.class_names), "input_shape": list(dataset.input_shape)},
+            "model": {"name": model_path.name, "source": str(model_path.resolve())}})
+    update_manifest(out_dir, "convert", {
+        "options": config.to_dict(), "int8_io": int8_io, "versions": tool_versions(),
+        "files": {name: path.name for name, path in written.items()},
+        "accuracy": {score.file: score.accuracy for score in scores},
+    }, artifacts={path.name: path for path in [*written.values(), report_json, report_md]})
+    _apply_gate(scores, config.max_drop_pp)
+    return ConvertResult(out_dir=out_dir, artifacts=written, report=payload)
+
+
+def _resolve_source(source: Path, config: ConvertConfig):
+    """(model path, output dir, dataset spec, run manifest or None) for a run dir or a file."""
+    if source.is_dir():
+        manifest = read_manifest(source)
+        if "train" not in manifest or not (source / "model.keras").is_file():
+            raise UserInputError(f"{source} is not a trained run directory (no train entry or "
+                                 "model.keras); pass a run from `edgeship train` or a .keras file")
+        spec = config.dataset or DatasetSpec.from_dict(manifest["train"]["dataset"]["spec"])
+        return source / "model.keras", Path(config.out or source), spec, manifest
+    if not source.is_file():
+        raise UserInputError(f"{source} does not exist")
+    if source.suffix.lower() not in MODEL_SUFFIXES:
+        raise UserInputError(f"{source.name} is not a Keras model (.keras or .h5) or a run directory")
+    if config.dataset is None:
+        raise UserInputError(f"converting the bare model {source.name} needs --dataset (the data "
+                             "to calibrate and evaluate on)")
+    out = Path(config.out or source.parent)
+    manifest = read_manifest(out) if (out / MANIFEST_NAME).is_file() else None
+    return source, out, config.dataset, manifest
+
+
+def _load_model(tf_keras, model_path: Path):
+    try:
+        return tf_keras.models.load_model(model_path, compile=False)
+    except Exception as error:  # corrupt zips, HDF5 errors, unknown layers: all bad input
+        text = str(error).strip().splitlines()
+        raise UserInputError(f"cannot load model {model_path}: "
+                             f"{text[0] if text else type(error).__name__}") from error
+
+
+def _copy_model(tf_keras, model):
+    copy = tf_keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _check_model_fits(model, dataset: Dataset, model_path: Path) -> None:
+    """The model must take a defined image shape and emit one class vector."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UserInputError(f"{model_path.name} has {len(model.inputs)} inputs and "
+                             f"{len(model.outputs)} outputs; edgeship converts classifiers with one each")
+    input_shape = tuple(model.inputs[0].shape[1:])
+    if not input_shape or any(side is None for side in input_shape):
+        raise UserInputError(f"{model_path.name} has no defined input shape ({input_shape}); "
+                             "build it with a fixed Input(shape=...)")
+    if tuple(input_shape) != dataset.input_shape:
+        raise UserInputError(f"dataset images are {dataset.input_shape} but {model_path.name} takes "
+                             f"{input_shape}; pass --image-size/--channels to match")
+    output_shape = tuple(model.outputs[0].shape)
+    if len(output_shape) != 2 or output_shape[1] != dataset.num_classes:
+        raise UserInputError(f"{model_path.name} outputs {output_shape}, not a class-probability or "
+                             f"logit vector of the dataset's {dataset.num_classes} classes")
+
+
+def _file_sparsity(tflite_bytes: bytes) -> float:
+    """Weight sparsity of an int8 file, weighted by each weight tensor's size."""
+    per_tensor = weight_sparsity(tflite_bytes)
+    counts = weight_counts(tflite_bytes)
+    total = sum(counts[name] for name in per_tensor)
+    return sum(per_tensor[name] * counts[name] for name in per_tensor) / total if total else 0.0
+
+
+def _apply_gate(scores, max_drop_pp: float | None) -> None:
+    if max_drop_pp is None:
+        return
+    failed = [score for score in scores if score.file.endswith(("int8.tflite", "int8.onnx"))
+              and score.drop_pp > max_drop_pp]
+    if failed:
+        details = "; ".join(f"{score.file} drops {score.drop_pp:.2f} pp" for score in failed)
+        raise CheckFailedError(f"accuracy drop above --max-drop {max_drop_pp} pp: {details}")
+
+
+def load_convert_report(out_dir: str | Path) -> dict:
+    return json.loads((Path(out_dir) / "convert_report.json").read_text())

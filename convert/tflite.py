@@ -1,0 +1,171 @@
+"""TFLite export: float32, and full-integer int8 with builtin int8 ops only (no float fallback)."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeship.deps import import_tf_keras, require
+from edgeship.errors import UserInputError
+
+IO_TYPES = ("int8", "uint8", "float32")
+
+
+@dataclass(frozen=True)
+class TensorQuantization:
+    """dtype, shape and affine quantization of a model input or output (scale 0: float)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    scale: float
+    zero_point: int
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape),
+                "scale": self.scale, "zero_point": self.zero_point}
+
+
+def export_tflite(model, representative_samples: np.ndarray | None = None,
+                  io_type: str = "int8") -> bytes:
+    """Convert a tf_keras model to a .tflite flatbuffer.
+
+    Args:
+        model: the tf_keras model (plain, stripped-pruned, or quantization-aware).
+        representative_samples: float32 NHWC calibration images; None exports float32.
+        io_type: input/output type of the int8 model: "int8", "uint8" or "float32".
+
+    Returns:
+        The flatbuffer bytes.
+    """
+    if io_type not in IO_TYPES:
+        raise ValueError(f"io type must be one of {', '.join(IO_TYPES)}, got {io_type!r}")
+    tf, _ = import_tf_keras()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if representative_samples is not None:
+        samples = np.asarray(representative_samples, np.float32)
+
+        def representative_dataset() -> Iterator[list[np.ndarray]]:
+            for sample in samples:
+                yield [sample[np.newaxis]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = getattr(tf, io_type)
+        converter.inference_output_type = getattr(tf, io_type)
+    try:
+        return bytes(converter.convert())
+    except Exception as error:  # the converter raises ConverterError and plain Exceptions
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserInputError(f"TFLite conversion failed: {first_line}") from error
+
+
+def open_interpreter(tflite_bytes: bytes, reference_kernels: bool = False):
+    """An allocated ai_edge_litert Interpreter (reference kernels are bit-exact with TFLM)."""
+    interpreter_module = require("ai_edge_litert.interpreter")
+    resolver = (interpreter_module.OpResolverType.BUILTIN_REF if reference_kernels
+                else interpreter_module.OpResolverType.AUTO)
+    interpreter = interpreter_module.Interpreter(model_content=tflite_bytes,
+                                                 experimental_op_resolver_type=resolver)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def describe_io(tflite_bytes: bytes) -> dict[str, TensorQuantization]:
+    """The first input's and first output's dtype, shape, scale and zero point."""
+    interpreter = open_interpreter(tflite_bytes)
+    described = {}
+    for role, details in (("input", interpreter.get_input_details()[0]),
+                          ("output", interpreter.get_output_details()[0])):
+        scale, zero_point = details["quantization"]
+        described[role] = TensorQuantization(
+            name=details["name"], dtype=np.dtype(details["dtype"]).name,
+            shape=tuple(int(side) for side in details["shape"]), scale=float(scale),
+            zero_point=int(zero_point))
+    return described
+
+
+def tensor_types_by_op(tflite_bytes: bytes) -> list[dict]:
+    """Each operator with the dtypes of its input and output tensors (weights included).
+
+    Lets a test prove an int8 model is int8 end to end: every op's tensors int8 or int32.
+    """
+    interpreter = open_interpreter(tflite_bytes)
+    tensors = {detail["index"]: np.dtype(detail["dtype"]).name
+               for detail in interpreter.get_tensor_details()}
+    operators = []
+    for op in interpreter._get_ops_details():  # the only public-ish view of the op list
+        operators.append({
+            "op": op["op_name"],
+            "dtypes": sorted({tensors[index] for index in list(op["inputs"]) + list(op["outputs"])
+                              if index >= 0}),
+        })
+    return operators
+
+
+def run_tflite_micro(tflite_bytes: bytes, sample: np.ndarray) -> np.ndarray:
+    """Run one already-typed input through TFLite Micro's interpreter (a load check)."""
+    runtime = require("tflite_micro").runtime  # an attribute, not an importable submodule
+    interpreter = runtime.Interpreter.from_bytes(tflite_bytes)
+    interpreter.set_input(sample, 0)
+    interpreter.invoke()
+    return interpreter.get_output(0)
+
+
+def quantize_input(images: np.ndarray, quantization: TensorQuantization) -> np.ndarray:
+    """Float images to the model's input dtype with its scale and zero point."""
+    if quantization.dtype == "float32" or quantization.scale == 0:
+        return images.astype(np.float32)
+    info = np.iinfo(quantization.dtype)
+    values = np.round(images / quantization.scale) + quantization.zero_point
+    return np.clip(values, info.min, info.max).astype(quantization.dtype)
+
+
+def check_tflite(tflite_bytes: bytes, sample: np.ndarray) -> None:
+    """Prove a written .tflite loads and runs in ai_edge_litert and in TFLite Micro."""
+    io = describe_io(tflite_bytes)
+    typed = quantize_input(sample[np.newaxis], io["input"])
+    interpreter = open_interpreter(tflite_bytes)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], typed)
+    interpreter.invoke()
+    litert_output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    micro_output = run_tflite_micro(tflite_bytes, typed)
+    if litert_output.shape != tuple(micro_output.shape):
+        raise UserInputError(f"TFLite Micro output shape {micro_output.shape} differs from "
+                             f"LiteRT's {litert_output.shape}")
+
+
+WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
+
+
+def weight_sparsity(tflite_bytes: bytes) -> dict[str, float]:
+    """Fraction of exactly-zero weights per CONV/DEPTHWISE/FULLY_CONNECTED weight tensor.
+
+    Measured on the file itself, so it proves the zeros survived conversion.
+    """
+    interpreter = open_interpreter(tflite_bytes)
+    tensor_names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
+    sparsity = {}
+    for op in interpreter._get_ops_details():
+        position = WEIGHT_OPS.get(op["op_name"])
+        if position is None or len(op["inputs"]) <= position:
+            continue
+        index = int(op["inputs"][position])
+        weights = interpreter.get_tensor(index)
+        sparsity[tensor_names[index]] = float(np.mean(weights == 0))
+    return sparsity
+
+
+def weight_counts(tflite_bytes: bytes) -> dict[str, int]:
+    """Number of weights per weight tensor (for sparsity weighted by size)."""
+    interpreter = open_interpreter(tflite_bytes)
+    details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    counts = {}
+    for op in interpreter._get_ops_details():
+        position = WEIGHT_OPS.get(op["op_name"])
+        if position is None or len(op["inputs"]) <= position:
+            continue
+        detail = details[int(op["inputs"][position])]
+        counts[detail["name"]] = int(np.prod(detail["shape"]))
+    return counts
