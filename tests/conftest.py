@@ -40,3 +40,21 @@ def run_cli(*args, env=None, timeout=600, cwd=None):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "edgeship.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def converted_run(tmp_path_factory, trained_run):
+    """The session model converted post-training to int8 TFLite and ONNX (no fine-tuning).
+
+    A copy of `trained_run`, so tests that read the run directory see all stages' files:
+    model.keras, model_float.tflite, model_int8.tflite, model.onnx, model_int8.onnx,
+    convert_report.json/.md and manifest.json.
+    """
+    import shutil
+
+    from edgeship.convert.run import ConvertConfig, run_convert
+
+    run_dir = tmp_path_factory.mktemp("converted") / "run"
+    shutil.copytree(trained_run.run_dir, run_dir)
+    return run_convert(ConvertConfig(source=str(run_dir), int8=True, onnx=True,
+                                     calibration_samples=200))
