@@ -156,9 +156,149 @@ def _print_convert_report(config) -> None:
         print(report.read_text())
 
 
+# --- validate --------------------------------------------------------------------------------
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def _positive_int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(item) for item in _comma_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1 or 1,4, got {text!r}")
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _add_validate(subparsers) -> None:
+    from edgeship.runtime.parity import Tolerances
+
+    defaults = Tolerances()
+    parser = subparsers.add_parser(
+        "validate", help="run the test split through every artifact x backend pair and check "
+        "parity; writes parity.json and parity.md")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory after train + convert")
+    parser.add_argument("--dataset", default=None,
+                        help="another dataset shaped like the run's (default: the run's test split)")
+    parser.add_argument("--backends", type=_comma_list, default=None, metavar="LIST",
+                        help="comma-separated backends (default: keras,litert,litert-ref,tflm,"
+                        "onnxruntime)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="use the first N test images")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"),
+                        help="device of keras and onnxruntime; gpu without a GPU exits 2")
+    parser.add_argument("--max-drop", type=float, default=defaults.max_drop_pp, metavar="PP",
+                        help="float vs int8: largest accuracy drop in points")
+    parser.add_argument("--min-agreement", type=float, default=defaults.min_agreement,
+                        help="float vs int8: smallest top-1 agreement with the reference")
+    parser.add_argument("--float-atol", type=float, default=defaults.float_atol)
+    parser.add_argument("--float-rtol", type=float, default=defaults.float_rtol)
+    parser.add_argument("--reference-min-exact", type=float, default=defaults.reference_min_exact,
+                        help="int8 on reference kernels: smallest fraction of equal elements")
+    parser.add_argument("--reference-max-quanta", type=int, default=defaults.reference_max_quanta,
+                        help="int8 on reference kernels: largest difference in quanta")
+    parser.add_argument("--cross-max-quanta", type=int, default=defaults.cross_max_quanta)
+    parser.add_argument("--cross-min-fraction", type=float, default=defaults.cross_min_fraction,
+                        help="int8 across implementations: fraction within --cross-max-quanta")
+    parser.add_argument("--cross-forbidden-quanta", type=int,
+                        default=defaults.cross_forbidden_quanta)
+    parser.add_argument("--cross-max-forbidden-fraction", type=float,
+                        default=defaults.cross_max_forbidden_fraction,
+                        help="int8 across implementations: largest fraction of elements "
+                        "--cross-forbidden-quanta or more apart")
+    parser.set_defaults(run=_run_validate)
+
+
+def _run_validate(args) -> int:
+    from edgeship.runtime.backends import default_backend_names
+    from edgeship.runtime.parity import Tolerances, ValidateConfig, validate_run
+
+    tolerances = Tolerances(
+        float_atol=args.float_atol, float_rtol=args.float_rtol,
+        reference_min_exact=args.reference_min_exact,
+        reference_max_quanta=args.reference_max_quanta, cross_max_quanta=args.cross_max_quanta,
+        cross_min_fraction=args.cross_min_fraction,
+        cross_forbidden_quanta=args.cross_forbidden_quanta,
+        cross_max_forbidden_fraction=args.cross_max_forbidden_fraction,
+        min_agreement=args.min_agreement, max_drop_pp=args.max_drop)
+    config = ValidateConfig(run_dir=args.run_dir, dataset=args.dataset,
+                            backends=args.backends or default_backend_names(), limit=args.limit,
+                            device=args.device, tolerances=tolerances)
+    report = validate_run(config)
+    print(report.markdown_path.read_text())
+    print(f"wrote {report.json_path} and {report.markdown_path}")
+    for check in report.failures:
+        print(f"edgeship validate: parity check failed: {check.describe()}", file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+# --- bench -----------------------------------------------------------------------------------
+
+def _add_bench(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="latency percentiles, throughput and peak RSS per artifact x backend; "
+        "optional regression gate against a baseline")
+    parser.add_argument("artifacts", nargs="+", metavar="ARTIFACT",
+                        help=".tflite, .onnx or .keras files")
+    parser.add_argument("--backend", type=_comma_list, default=(), metavar="NAME",
+                        help="backend(s), comma-separated (default: litert for .tflite, "
+                        "onnxruntime for .onnx, keras for .keras)")
+    parser.add_argument("--runs", type=int, default=200, help="timed inferences")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed inferences first")
+    parser.add_argument("--threads", type=_positive_int_list, default=(1,), metavar="N[,N]")
+    parser.add_argument("--batch", type=_positive_int_list, default=(1,), metavar="N[,N]")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--json", default=None, metavar="OUT", help="write the records here")
+    parser.add_argument("--format", default="edgeship", choices=("edgeship", "gab"),
+                        help="--json format: edgeship records, or github-action-benchmark's "
+                        "customSmallerIsBetter")
+    parser.add_argument("--baseline", default=None, metavar="FILE",
+                        help="a stored --json file; exit 1 when a p50 regresses")
+    parser.add_argument("--max-regression", type=float, default=0.10,
+                        help="largest allowed p50 increase against --baseline (0.10 = 10%%)")
+    parser.set_defaults(run=_run_bench)
+
+
+def _run_bench(args) -> int:
+    from edgeship.runtime.bench import (
+        BenchConfig,
+        bench,
+        compare_to_baseline,
+        load_baseline,
+        render_table,
+        write_results,
+    )
+
+    config = BenchConfig(artifacts=tuple(args.artifacts), backends=tuple(args.backend),
+                         runs=args.runs, warmup=args.warmup, threads=args.threads,
+                         batch=args.batch, device=args.device, seed=args.seed)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    records = bench(config)
+    print(render_table(records))
+    if args.json:
+        print(f"wrote {write_results(args.json, records, args.format)}")
+    if baseline is None:
+        return 0
+    comparisons, unmatched = compare_to_baseline(records, baseline, args.max_regression)
+    for comparison in comparisons:
+        print(comparison.describe())
+    for key in unmatched:
+        print(f"{key}: not in the baseline, not gated")
+    regressions = [comparison for comparison in comparisons if not comparison.passed]
+    for comparison in regressions:
+        print(f"edgeship bench: latency regression: {comparison.describe()}", file=sys.stderr)
+    return 1 if regressions else 0
+
+
 # --- main ------------------------------------------------------------------------------------
 
-_COMMANDS = [_add_train, _add_convert]
+_COMMANDS = [_add_train, _add_convert, _add_validate, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

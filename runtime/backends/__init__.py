@@ -44,6 +44,8 @@ class BackendEntry:
         options: options passed to the module's open_backend before the caller's
             ("litert-ref" is the litert module with reference kernels).
         default: part of `edgeship validate`'s default backend list.
+        reference_kernels: computes int8 with TFLite's reference kernels, so two such
+            backends must agree bit for bit (others are allowed one quantum).
         description: one line for help texts and reports.
     """
 
@@ -51,6 +53,7 @@ class BackendEntry:
     suffixes: tuple[str, ...]
     options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     default: bool = True
+    reference_kernels: bool = False
     description: str = ""
 
 
@@ -61,8 +64,9 @@ REGISTRY: dict[str, BackendEntry] = {
                            description="ai_edge_litert Interpreter, default kernels (XNNPACK)"),
     "litert-ref": BackendEntry("edgeship.runtime.backends.litert", (".tflite",),
                                options=MappingProxyType({"reference_kernels": True}),
+                               reference_kernels=True,
                                description="ai_edge_litert Interpreter, reference kernels"),
-    "tflm": BackendEntry("edgeship.runtime.backends.tflm", (".tflite",),
+    "tflm": BackendEntry("edgeship.runtime.backends.tflm", (".tflite",), reference_kernels=True,
                          description="TFLite Micro Python interpreter (microcontroller kernels)"),
     "onnxruntime": BackendEntry("edgeship.runtime.backends.onnxruntime", (".onnx",),
                                 description="ONNX Runtime, CPU or CUDA execution provider"),

@@ -1,0 +1,331 @@
+"""`edgeship bench`: latency the way benchmark_model and onnxruntime_perf_test measure it.
+
+For each artifact x backend x threads x batch: time the load (open + allocate), the first
+inference, then `warmup` untimed runs and `runs` timed runs of the inference call alone. The
+inputs are made and quantized beforehand; the timed region holds nothing but
+`backend.infer_raw(prepared)`, so the numbers are the runtime's, not the harness's. Timing
+wraps the backend from outside: no backend times itself.
+
+The baseline gate compares each record's p50 with a stored run and fails (exit 1) on a
+regression larger than `max_regression`, the CI latency gate.
+"""
+
+import functools
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from edgeship.runtime.backends import (
+    DEVICES,
+    Backend,
+    backends_for,
+    check_backend_name,
+    open_backend,
+)
+
+from edgeship.artifacts import sha256_file, write_json_atomic
+from edgeship.errors import UserInputError
+from edgeship.reports import REPORT_SCHEMA_VERSION, environment, markdown_table
+
+FORMATS = ("edgeship", "gab")
+# What `bench` runs when no --backend is given: the runtime a deployment would use.
+DEFAULT_BACKENDS = {".tflite": "litert", ".onnx": "onnxruntime", ".keras": "keras", ".h5": "keras"}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What `edgeship bench` measures.
+
+    Attributes:
+        artifacts: model files (.tflite, .onnx, .keras).
+        backends: backend names; each artifact runs on those that open its format. Empty:
+            litert for .tflite, onnxruntime for .onnx, keras for .keras.
+        runs: timed inferences per record.
+        warmup: untimed inferences after the first one.
+        threads: thread counts to measure (one record each).
+        batch: batch sizes to measure (one record each).
+        device: "cpu" or "gpu".
+        seed: seed of the random inputs.
+    """
+
+    artifacts: tuple[str, ...]
+    backends: tuple[str, ...] = ()
+    runs: int = 200
+    warmup: int = 20
+    threads: tuple[int, ...] = (1,)
+    batch: tuple[int, ...] = (1,)
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.artifacts:
+            raise ValueError("bench needs at least one artifact")
+        for name in self.backends:
+            check_backend_name(name)
+        if self.runs < 1:
+            raise ValueError(f"runs must be >= 1, got {self.runs}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if not self.threads or min(self.threads) < 1:
+            raise ValueError(f"threads must be positive integers, got {self.threads}")
+        if not self.batch or min(self.batch) < 1:
+            raise ValueError(f"batch sizes must be positive integers, got {self.batch}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One backend's timings; latencies in microseconds."""
+
+    load_ms: float
+    first_inference_us: float
+    latency_us: dict
+    batch: int
+    runs: int
+    warmup: int
+    peak_rss_bytes: int | None
+    details: dict = field(default_factory=dict)
+
+    @property
+    def throughput(self) -> float:
+        """Images per second at the mean latency."""
+        return self.batch * 1e6 / self.latency_us["mean"]
+
+
+def latency_statistics(samples_ns: np.ndarray) -> dict:
+    """min, mean, std, p50, p90, p99 and max of timed runs, in microseconds."""
+    samples = np.asarray(samples_ns, dtype=np.float64) / 1e3
+    return {"min": float(samples.min()), "mean": float(samples.mean()),
+            "std": float(samples.std()), "p50": float(np.percentile(samples, 50)),
+            "p90": float(np.percentile(samples, 90)), "p99": float(np.percentile(samples, 99)),
+            "max": float(samples.max())}
+
+
+def measure(open_function: Callable[[], Backend], batch: int, runs: int, warmup: int,
+            seed: int = 0) -> Measurement:
+    """Open a backend, prepare one input batch, then time first, warm-up and timed runs.
+
+    Args:
+        open_function: opens the backend (timed as the load).
+        batch: images per inference.
+        runs: timed inferences.
+        warmup: untimed inferences after the first.
+        seed: seed of the random input images (uniform in [0, 1), like the datasets).
+
+    Returns:
+        The Measurement (the backend is closed).
+    """
+    reset_peak_rss()
+    started = time.perf_counter_ns()
+    backend = open_function()
+    load_ns = time.perf_counter_ns() - started
+    with backend:
+        (input_info,) = backend.inputs()
+        shape = (batch,) + tuple(side if side > 0 else 1 for side in input_info.shape[1:])
+        images = np.random.default_rng(seed).random(shape, dtype=np.float32)
+        prepared = np.ascontiguousarray(backend.quantize_input(images))
+        infer_raw = backend.infer_raw
+        started = time.perf_counter_ns()
+        infer_raw(prepared)
+        first_ns = time.perf_counter_ns() - started
+        for _ in range(warmup):
+            infer_raw(prepared)
+        samples = np.empty(runs, dtype=np.int64)
+        clock = time.perf_counter_ns
+        for run in range(runs):
+            started = clock()
+            infer_raw(prepared)
+            samples[run] = clock() - started
+        details = backend.details()
+    return Measurement(load_ms=load_ns / 1e6, first_inference_us=first_ns / 1e3,
+                       latency_us=latency_statistics(samples), batch=batch, runs=runs,
+                       warmup=warmup, peak_rss_bytes=peak_rss_bytes(), details=details)
+
+
+def bench(config: BenchConfig) -> list[dict]:
+    """Measure every artifact x backend x threads x batch and return one record each.
+
+    Args:
+        config: artifacts, backends, runs, warm-up, threads, batch sizes and device.
+
+    Returns:
+        Plain-JSON records (see `record_key` for what identifies one).
+
+    Raises:
+        UserInputError: a missing artifact, a format no chosen backend opens, a bad option.
+    """
+    plan = []
+    for artifact in config.artifacts:
+        path = Path(artifact)
+        if not path.is_file():
+            raise UserInputError(f"artifact {path} does not exist")
+        if config.backends:
+            names = backends_for(path, config.backends)
+        else:
+            default = DEFAULT_BACKENDS.get(path.suffix.lower())
+            names = (default,) if default else ()
+        if not names:
+            wanted = ", ".join(config.backends) if config.backends else "any backend"
+            raise UserInputError(f"{path.name}: {wanted} cannot open {path.suffix or 'this'} files")
+        plan.append((path, names))
+    records = []
+    for path, names in plan:
+        digest = sha256_file(path)
+        for backend_name in names:
+            for threads in config.threads:
+                for batch in config.batch:
+                    opener = functools.partial(open_backend, backend_name, path,
+                                               threads=threads, device=config.device)
+                    result = measure(opener, batch=batch, runs=config.runs, warmup=config.warmup,
+                                     seed=config.seed)
+                    records.append(_record(path, digest, backend_name, threads, config.device,
+                                           result))
+    return records
+
+
+def _record(path: Path, digest: str, backend: str, threads: int, device: str,
+            result: Measurement) -> dict:
+    return {"artifact": path.name, "path": str(path), "sha256": digest, "backend": backend,
+            "threads": threads, "batch": result.batch, "device": device, "runs": result.runs,
+            "warmup": result.warmup, "load_ms": result.load_ms,
+            "first_inference_us": result.first_inference_us, "latency_us": result.latency_us,
+            "per_image_p50_us": result.latency_us["p50"] / result.batch,
+            "throughput_images_per_s": result.throughput,
+            "peak_rss_bytes": result.peak_rss_bytes, "details": result.details}
+
+
+def record_key(record: dict) -> str:
+    """What makes two records comparable across runs."""
+    return (f"{record['artifact']} {record['backend']} threads={record['threads']} "
+            f"batch={record['batch']} {record.get('device', 'cpu')}")
+
+
+def bench_document(records: list[dict]) -> dict:
+    """The --json document: records plus the machine and library versions they came from."""
+    return {"schema_version": REPORT_SCHEMA_VERSION, "environment": environment(),
+            "records": records}
+
+
+def gab_entries(records: list[dict]) -> list[dict]:
+    """github-action-benchmark's "customSmallerIsBetter" format: one p50 per record."""
+    return [{"name": record_key(record), "unit": "us", "value": round(record["latency_us"]["p50"], 3),
+             "range": f"± {record['latency_us']['std']:.3f}",
+             "extra": (f"p90 {record['latency_us']['p90']:.1f} us, p99 "
+                       f"{record['latency_us']['p99']:.1f} us, {record['runs']} runs")}
+            for record in records]
+
+
+def write_results(path: str | os.PathLike, records: list[dict], output_format: str) -> Path:
+    if output_format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    if output_format == "gab":
+        from edgeship.artifacts import write_text_atomic
+
+        return write_text_atomic(path, json.dumps(gab_entries(records), indent=2) + "\n")
+    return write_json_atomic(path, bench_document(records))
+
+
+@dataclass(frozen=True)
+class BaselineComparison:
+    """One record's p50 against the stored baseline's."""
+
+    key: str
+    baseline_p50_us: float
+    p50_us: float
+    max_regression: float
+
+    @property
+    def ratio(self) -> float:
+        return self.p50_us / self.baseline_p50_us
+
+    @property
+    def passed(self) -> bool:
+        return self.ratio <= 1 + self.max_regression
+
+    def describe(self) -> str:
+        verdict = "ok" if self.passed else "REGRESSION"
+        return (f"{self.key}: p50 {self.p50_us:.1f} us vs baseline {self.baseline_p50_us:.1f} us "
+                f"({self.ratio - 1:+.1%}, bound +{self.max_regression:.0%}) {verdict}")
+
+
+def load_baseline(path: str | os.PathLike) -> dict[str, float]:
+    """A stored bench JSON (edgeship or gab format) as key -> p50 in microseconds."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"baseline {path} is not readable JSON: {error}") from error
+    if isinstance(payload, dict) and isinstance(payload.get("records"), list):
+        return {record_key(record): float(record["latency_us"]["p50"])
+                for record in payload["records"]}
+    if isinstance(payload, list) and all(isinstance(entry, dict) and "name" in entry
+                                         for entry in payload):
+        return {entry["name"]: float(entry["value"]) for entry in payload}
+    raise UserInputError(f"baseline {path} is not a `edgeship bench --json` file")
+
+
+def compare_to_baseline(records: list[dict], baseline: dict[str, float],
+                        max_regression: float) -> tuple[list[BaselineComparison], list[str]]:
+    """Each record's p50 against the baseline; returns the comparisons and unmatched keys."""
+    if max_regression < 0:
+        raise ValueError(f"max regression must be >= 0, got {max_regression}")
+    comparisons, unmatched = [], []
+    for record in records:
+        key = record_key(record)
+        if key in baseline:
+            comparisons.append(BaselineComparison(key, baseline[key], record["latency_us"]["p50"],
+                                                  max_regression))
+        else:
+            unmatched.append(key)
+    if records and not comparisons:
+        raise UserInputError("the baseline has no record for any of these artifacts, backends, "
+                             "threads and batch sizes")
+    return comparisons, unmatched
+
+
+def render_table(records: list[dict]) -> str:
+    """The percentile table `edgeship bench` prints (Markdown)."""
+    rows = []
+    for record in records:
+        latency = record["latency_us"]
+        rss = record["peak_rss_bytes"]
+        rows.append([record["artifact"], record["backend"], record["threads"], record["batch"],
+                     f"{record['load_ms']:.1f}", f"{record['first_inference_us']:.0f}",
+                     f"{latency['min']:.1f}", f"{latency['mean']:.1f}", f"{latency['std']:.1f}",
+                     f"{latency['p50']:.1f}", f"{latency['p90']:.1f}", f"{latency['p99']:.1f}",
+                     f"{record['throughput_images_per_s']:.0f}",
+                     "n/a" if rss is None else f"{rss / 2**20:.0f}"])
+    return markdown_table(["artifact", "backend", "threads", "batch", "load ms", "first us",
+                           "min us", "mean us", "std us", "p50 us", "p90 us", "p99 us",
+                           "images/s", "peak RSS MiB"], rows)
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark for this process (Linux); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int | None:
+    """Peak resident set size since the last reset (VmHWM), or the process's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    except (ImportError, OSError):
+        return None
