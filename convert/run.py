@@ -169,6 +169,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
             "spec": dataset_spec.to_dict(), "preprocessing": dataset.preprocessing,
             "class_names": list(dataset.class_names), "input_shape": list(dataset.input_shape)},
             "model": {"name": model_path.name, "source": str(model_path.resolve())}})
+    _remove_stale_outputs(out_dir, {path.name for path in [*written.values(), report_json, report_md]})
     update_manifest(out_dir, "convert", {
         "options": config.to_dict(), "int8_io": int8_io, "versions": tool_versions(),
         "files": {name: path.name for name, path in written.items()},
@@ -176,6 +177,17 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     }, artifacts={path.name: path for path in [*written.values(), report_json, report_md]})
     _apply_gate(scores, config.max_drop_pp)
     return ConvertResult(out_dir=out_dir, artifacts=written, report=payload)
+
+
+def _remove_stale_outputs(out_dir: Path, current: set[str]) -> None:
+    """Delete files an earlier convert made that this one did not (e.g. a dropped QAT variant)."""
+    manifest_path = out_dir / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return
+    previous = json.loads(manifest_path.read_text()).get("artifacts", {})
+    for name, info in previous.items():
+        if info.get("stage") == "convert" and name not in current:
+            (out_dir / info.get("path", name)).unlink(missing_ok=True)
 
 
 def _resolve_source(source: Path, config: ConvertConfig):

@@ -109,6 +109,7 @@ def update_manifest(run_dir: str | os.PathLike, section: str, entry: dict,
         section: the stage's key ("train", "convert", ...); replaced whole.
         entry: plain-JSON description of the stage (options, versions, results).
         artifacts: name -> path of files this stage wrote; each gets sha256, size and stage.
+            Entries the same stage recorded before and did not write now are dropped.
 
     Returns:
         The manifest as written.
@@ -119,6 +120,10 @@ def update_manifest(run_dir: str | os.PathLike, section: str, entry: dict,
     manifest["schema_version"] = MANIFEST_SCHEMA_VERSION
     manifest[section] = entry
     recorded = manifest.setdefault("artifacts", {})
+    # A stage's artifacts are replaced whole, so the manifest never lists a file it no longer made.
+    for stale in [name for name, info in recorded.items() if info.get("stage") == section
+                  and name not in (artifacts or {})]:
+        del recorded[stale]
     for name, artifact_path in (artifacts or {}).items():
         recorded[name] = {**describe_file(artifact_path), "stage": section,
                           "path": os.path.relpath(artifact_path, run_dir)}

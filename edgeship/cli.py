@@ -296,9 +296,58 @@ def _run_bench(args) -> int:
     return 1 if regressions else 0
 
 
+# --- pipeline --------------------------------------------------------------------------------
+
+def _add_pipeline(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pipeline", help="train -> convert -> validate -> bench -> embed -> report, skipping "
+        "stages whose inputs did not change")
+    parser.add_argument("--config", default=None, help="TOML file with the same options")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--dataset", default=None)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--augment", action="store_true", default=None)
+    parser.add_argument("--image-size", type=_image_size, default=None, metavar="HxW")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=None)
+    parser.add_argument("--alpha", type=float, default=None)
+    parser.add_argument("--qat", type=int, default=None, metavar="EPOCHS")
+    parser.add_argument("--prune", type=float, default=None, metavar="SPARSITY")
+    parser.add_argument("--prune-structure", default=None, metavar="M:N")
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false", default=None)
+    parser.add_argument("--calibration-samples", type=int, default=None)
+    parser.add_argument("--max-drop", type=float, default=None, metavar="PP")
+    parser.add_argument("--validate-limit", type=int, default=None, metavar="N")
+    parser.add_argument("--bench-runs", type=int, default=None)
+    parser.add_argument("--embed-samples", type=int, default=None)
+    parser.add_argument("--force", action="store_true", default=None,
+                        help="redo every stage even when up to date")
+    parser.set_defaults(run=_run_pipeline)
+
+
+def _run_pipeline(args) -> int:
+    from edgeship.pipeline import config_from_sources, load_config_file, run_pipeline
+
+    file_values = load_config_file(args.config) if args.config else {}
+    flags = {key: value for key, value in vars(args).items()
+             if key not in ("command", "run", "config")}
+    result = run_pipeline(config_from_sources(file_values, flags))
+    print()
+    print(result.summary)
+    print(f"report: {result.report_path.resolve()}")
+    if result.failures:
+        for failure in result.failures:
+            print(f"edgeship pipeline: check failed: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- main ------------------------------------------------------------------------------------
 
-_COMMANDS = [_add_train, _add_convert, _add_validate, _add_bench]
+_COMMANDS = [_add_train, _add_convert, _add_pipeline, _add_validate, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,362 @@
+"""The report a person opens to decide whether the int8 model ships: report.html and report.md.
+
+report.html is self-contained (images embedded as data URIs, no scripts or fonts fetched);
+report.md carries the same tables and links the same images written to report_files/.
+"""
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.artifacts import update_manifest, write_bytes_atomic, write_text_atomic
+from edgeship.deps import require
+from edgeship.reports import markdown_table
+
+FIGURES_DIR = "report_files"
+CHANGED_GRID_LIMIT = 24
+
+
+@dataclass(frozen=True)
+class Row:
+    """One variant x backend line of the summary table."""
+
+    artifact: str
+    backend: str
+    bytes: int | None
+    gzipped_bytes: int | None
+    accuracy: float | None
+    drop_pp: float | None
+    agreement: float | None
+    p50_us: float | None
+    arena_bytes: int | None
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def collect_rows(run_dir: Path) -> list[Row]:
+    """Join the convert report (sizes), parity (accuracy per backend) and bench (latency)."""
+    convert = {row["file"]: row for row in _load_json(run_dir / "convert_report.json")
+               .get("artifacts", [])}
+    parity = _load_json(run_dir / "parity.json").get("pairs", [])
+    bench = {}
+    for record in _load_json(run_dir / "bench.json").get("records", []):
+        if record.get("batch") == 1 and record.get("threads") == 1:
+            bench[(record["artifact"], record["backend"])] = record["latency_us"]["p50"]
+    pairs = [(pair["artifact"], pair["backend"], pair) for pair in parity]
+    if not pairs:
+        pairs = [(name, row["backend"], None) for name, row in convert.items()]
+    rows = []
+    for artifact, backend, pair in pairs:
+        sizes = convert.get(artifact, {})
+        if pair is not None:
+            accuracy, drop, agreement = pair["accuracy"], pair["drop"] * 100, pair["agreement"]
+            arena = (pair.get("details") or {}).get("arena", {}).get("total_bytes")
+        else:
+            row = convert[artifact]
+            accuracy, drop, agreement, arena = row["accuracy"], row["drop_pp"], row["agreement"], None
+        path = run_dir / artifact
+        rows.append(Row(artifact=artifact, backend=backend,
+                        bytes=sizes.get("bytes") or (path.stat().st_size if path.is_file() else None),
+                        gzipped_bytes=sizes.get("gzipped_bytes"), accuracy=accuracy,
+                        drop_pp=drop, agreement=agreement, p50_us=bench.get((artifact, backend)),
+                        arena_bytes=arena))
+    return rows
+
+
+def _fmt(value, pattern: str, missing: str = "—") -> str:
+    return missing if value is None else format(value, pattern)
+
+
+def _table_rows(rows: list[Row]) -> list[list[str]]:
+    return [[row.artifact, row.backend, _fmt(row.bytes, ","), _fmt(row.gzipped_bytes, ","),
+             _fmt(None if row.accuracy is None else row.accuracy * 100, ".2f") + "%",
+             _fmt(row.drop_pp, "+.2f"),
+             _fmt(None if row.agreement is None else row.agreement * 100, ".2f") + "%",
+             _fmt(row.p50_us, ",.1f"), _fmt(row.arena_bytes, ",")] for row in rows]
+
+
+TABLE_HEADERS = ["variant", "backend", "bytes", "gzipped", "top-1", "drop (pp)", "agreement",
+                 "p50 (µs)", "TFLM arena (bytes)"]
+
+
+def summary_table(run_dir: str | Path) -> str:
+    """The summary table as Markdown, printed at the end of the pipeline."""
+    rows = collect_rows(Path(run_dir))
+    return markdown_table(TABLE_HEADERS, _table_rows(rows)) if rows else "(no results yet)\n"
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+def _pyplot():
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg")
+    return require("matplotlib.pyplot")
+
+
+def _png(figure) -> bytes:
+    pyplot = _pyplot()
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=90)
+    pyplot.close(figure)
+    return buffer.getvalue()
+
+
+def _bar_chart(rows: list[Row], value, title: str, unit: str, log: bool = False) -> bytes:
+    pyplot = _pyplot()
+    usable = [row for row in rows if value(row) is not None]
+    figure, axis = pyplot.subplots(figsize=(8, 0.35 * max(len(usable), 3) + 1))
+    labels = [f"{row.artifact} · {row.backend}" for row in usable]
+    axis.barh(range(len(usable)), [value(row) for row in usable], color="#3a7bd5")
+    axis.set_yticks(range(len(usable)), labels, fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel(unit)
+    axis.set_title(title)
+    if log:
+        axis.set_xscale("log")
+    axis.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
+def _latency_distribution(run_dir: Path) -> bytes | None:
+    """Box plot per measurement from the timed runs' percentiles (min, p50, p90, p99, max)."""
+    records = [record for record in _load_json(run_dir / "bench.json").get("records", [])
+               if record.get("batch") == 1]
+    if not records:
+        return None
+    pyplot = _pyplot()
+    statistics = []
+    for record in records:
+        latency = record["latency_us"]
+        statistics.append({"label": f"{record['artifact']} · {record['backend']}",
+                           "whislo": latency["min"], "q1": latency["min"], "med": latency["p50"],
+                           "q3": latency["p90"], "whishi": latency["p99"],
+                           "fliers": [latency["max"]]})
+    figure, axis = pyplot.subplots(figsize=(8, 0.35 * len(records) + 1.2))
+    axis.bxp(statistics, vert=False, showfliers=True)
+    axis.set_xscale("log")
+    axis.set_xlabel("latency per batch-1 inference (µs, log): box min..p90, line p50, "
+                    "whisker p99, dot max")
+    axis.set_title(f"latency distribution ({records[0]['runs']} timed runs each)")
+    axis.tick_params(axis="y", labelsize=8)
+    return _png(figure)
+
+
+def _predictions(run_dir: Path, manifest: dict):
+    from edgeship.runtime.backends import open_backend
+    from edgeship.train.datasets import DatasetSpec, load_dataset
+
+    dataset = load_dataset(DatasetSpec.from_dict(manifest["train"]["dataset"]["spec"]))
+    predictions = {}
+    for name, backend in (("model.keras", "keras"), ("model_int8.tflite", "litert")):
+        if not (run_dir / name).is_file():
+            return None
+        with open_backend(backend, run_dir / name) as opened:
+            outputs = [opened.infer(dataset.x_test[start:start + 256])
+                       for start in range(0, len(dataset.x_test), 256)]
+        predictions[name] = np.argmax(np.concatenate(outputs), axis=1)
+    return dataset, predictions["model.keras"], predictions["model_int8.tflite"]
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    matrix = np.zeros((classes, classes), np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def _confusion_figure(int8_matrix: np.ndarray, difference: np.ndarray, names: list[str]) -> bytes:
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(1, 2, figsize=(11, 4.8))
+    limit = max(1, int(np.abs(difference).max()))
+    for axis, matrix, title, cmap, bounds in (
+            (axes[0], int8_matrix, "int8 confusion matrix", "Blues", (0, int8_matrix.max())),
+            (axes[1], difference, "int8 minus float", "RdBu_r", (-limit, limit))):
+        image = axis.imshow(matrix, cmap=cmap, vmin=bounds[0], vmax=bounds[1])
+        axis.set_title(title)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+        axis.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        axis.set_yticks(range(len(names)), names, fontsize=7)
+        for (row, column), value in np.ndenumerate(matrix):
+            if value:
+                axis.text(column, row, str(value), ha="center", va="center", fontsize=6)
+        figure.colorbar(image, ax=axis, fraction=0.046)
+    return _png(figure)
+
+
+def _changed_grid(dataset, float_top1, int8_top1) -> tuple[bytes | None, int]:
+    changed = np.flatnonzero(float_top1 != int8_top1)
+    if not len(changed):
+        return None, 0
+    pyplot = _pyplot()
+    shown = changed[:CHANGED_GRID_LIMIT]
+    columns = min(8, len(shown))
+    rows = int(np.ceil(len(shown) / columns))
+    figure, axes = pyplot.subplots(rows, columns, figsize=(1.5 * columns, 1.9 * rows),
+                                   squeeze=False)
+    names = dataset.class_names
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, index in zip(axes.ravel(), shown):
+        image = dataset.x_test[index]
+        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+        axis.set_title(f"true {names[dataset.y_test[index]]}\nfloat {names[float_top1[index]]} "
+                       f"int8 {names[int8_top1[index]]}", fontsize=7)
+    return _png(figure), len(changed)
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
+    """Render report.html (self-contained) and report.md (+ report_files/*.png).
+
+    Args:
+        run_dir: a run directory after convert, validate and bench.
+        reproduce: the commands that reproduce the run, shown verbatim.
+
+    Returns:
+        The written paths.
+    """
+    run_dir = Path(run_dir)
+    manifest = _load_json(run_dir / "manifest.json")
+    rows = collect_rows(run_dir)
+    figures: list[tuple[str, str, bytes]] = []  # (file name, caption, png)
+    curves = run_dir / "training_curves.png"
+    if curves.is_file():
+        figures.append(("training_curves.png", "Training curves (loss and accuracy per epoch)",
+                        curves.read_bytes()))
+    figures.append(("accuracy.png", "Top-1 accuracy per variant and backend",
+                    _bar_chart(rows, lambda r: None if r.accuracy is None else r.accuracy * 100,
+                               "top-1 accuracy on the test split", "%")))
+    if any(row.p50_us is not None for row in rows):
+        figures.append(("latency.png", "p50 latency per variant and backend (batch 1, 1 thread)",
+                        _bar_chart(rows, lambda r: r.p50_us, "p50 latency", "µs (log)", log=True)))
+        distribution = _latency_distribution(run_dir)
+        if distribution:
+            figures.append(("latency_distribution.png", "Latency distribution", distribution))
+    changed_count = 0
+    predictions = _predictions(run_dir, manifest) if "train" in manifest else None
+    if predictions is not None:
+        dataset, float_top1, int8_top1 = predictions
+        classes = dataset.num_classes
+        int8_matrix = confusion_matrix(dataset.y_test, int8_top1, classes)
+        difference = int8_matrix - confusion_matrix(dataset.y_test, float_top1, classes)
+        figures.append(("confusion.png", "int8 confusion matrix and its difference from the float "
+                        "model's", _confusion_figure(int8_matrix, difference,
+                                                     list(dataset.class_names))))
+        grid, changed_count = _changed_grid(dataset, float_top1, int8_top1)
+        if grid is not None:
+            figures.append(("changed.png", f"Test images whose prediction changed between float "
+                            f"and int8 ({changed_count}, first {min(changed_count, CHANGED_GRID_LIMIT)} "
+                            "shown)", grid))
+    context = _context(run_dir, manifest, reproduce, changed_count)
+    figure_paths = [write_bytes_atomic(run_dir / FIGURES_DIR / name, data)
+                    for name, _, data in figures]
+    html_path = write_text_atomic(run_dir / "report.html", render_html(rows, figures, context))
+    md_path = write_text_atomic(run_dir / "report.md", render_md(rows, figures, context))
+    update_manifest(run_dir, "report", {"figures": [name for name, _, _ in figures]},
+                    artifacts={"report.html": html_path, "report.md": md_path,
+                               **{f"{FIGURES_DIR}/{p.name}": p for p in figure_paths}})
+    return [html_path, md_path]
+
+
+def _context(run_dir: Path, manifest: dict, reproduce: list[str], changed_count: int) -> dict:
+    train = manifest.get("train", {})
+    validate = manifest.get("validate", {})
+    embed = _load_json(run_dir / "firmware" / "footprint.json")
+    versions = (manifest.get("convert", {}).get("versions") or train.get("versions") or {})
+    return {
+        "title": f"edgeship report: {train.get('model', {}).get('name', '?')} on "
+                 f"{train.get('dataset', {}).get('spec', {}).get('name', '?')}",
+        "run_dir": str(run_dir), "reproduce": reproduce, "versions": versions,
+        "hashes": {name: info["sha256"] for name, info in sorted(manifest.get("artifacts", {}).items())
+                   if name.startswith("model") or name.endswith((".tflite", ".onnx"))},
+        "validate": {"passed": validate.get("passed"), "failures": validate.get("failures", [])},
+        "int8_io": manifest.get("convert", {}).get("int8_io"),
+        "changed": changed_count, "footprint": embed,
+        "test_accuracy": train.get("test_accuracy"),
+    }
+
+
+def render_md(rows: list[Row], figures, context: dict) -> str:
+    lines = [f"# {context['title']}", "", _verdict(context), "", "## Summary", "",
+             markdown_table(TABLE_HEADERS, _table_rows(rows))]
+    for name, caption, _ in figures:
+        lines += [f"## {caption}", "", f"![{caption}]({FIGURES_DIR}/{name})", ""]
+    if context["footprint"]:
+        lines += ["## MCU footprint", "", "```json", json.dumps(context["footprint"], indent=2),
+                  "```", ""]
+    lines += ["## Reproduce", "", "```bash", *context["reproduce"], "```", "",
+              "## Library versions", "",
+              markdown_table(["library", "version"], sorted(context["versions"].items())),
+              "## Artifact SHA-256", "",
+              markdown_table(["artifact", "sha256"], sorted(context["hashes"].items()))]
+    return "\n".join(lines)
+
+
+def _verdict(context: dict) -> str:
+    passed = context["validate"]["passed"]
+    if passed is None:
+        return "Parity: not validated."
+    if passed:
+        return "Parity: **every check passed** across the backends."
+    return "Parity: **FAILED**: " + "; ".join(context["validate"]["failures"])
+
+
+def render_html(rows: list[Row], figures, context: dict) -> str:
+    escape = html.escape
+    table = ["<table id='summary'><thead><tr>"
+             + "".join(f"<th>{escape(h)}</th>" for h in TABLE_HEADERS) + "</tr></thead><tbody>"]
+    for cells in _table_rows(rows):
+        table.append("<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in cells) + "</tr>")
+    table.append("</tbody></table>")
+    sections = []
+    for name, caption, data in figures:
+        encoded = base64.b64encode(data).decode("ascii")
+        sections.append(f"<figure><img alt='{escape(caption)}' data-name='{escape(name)}' "
+                        f"src='data:image/png;base64,{encoded}'><figcaption>{escape(caption)}"
+                        "</figcaption></figure>")
+    footprint = ""
+    if context["footprint"]:
+        footprint = ("<h2>MCU footprint</h2><pre>"
+                     + escape(json.dumps(context["footprint"], indent=2)) + "</pre>")
+    versions = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>"
+                       for k, v in sorted(context["versions"].items()))
+    hashes = "".join(f"<tr><td>{escape(k)}</td><td><code>{escape(v)}</code></td></tr>"
+                     for k, v in sorted(context["hashes"].items()))
+    verdict_class = "pass" if context["validate"]["passed"] else "fail"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(context['title'])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }}
+th:first-child, td:first-child, td:nth-child(2) {{ text-align: left; }}
+thead {{ background: #f0f4fa; }}
+figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; border: 1px solid #eee; }}
+.pass {{ color: #1a7f37; }} .fail {{ color: #c62828; }}
+pre {{ background: #f6f8fa; padding: 0.8rem; overflow-x: auto; }}
+</style></head><body>
+<h1>{escape(context['title'])}</h1>
+<p class="{verdict_class}">{escape(_verdict(context).replace('**', ''))}</p>
+<h2>Summary</h2>
+{''.join(table)}
+{''.join(sections)}
+{footprint}
+<h2>Reproduce</h2><pre>{escape(chr(10).join(context['reproduce']))}</pre>
+<h2>Library versions</h2><table>{versions}</table>
+<h2>Artifact SHA-256</h2><table>{hashes}</table>
+</body></html>
+"""
