@@ -1,7 +1,7 @@
-"""Session fixture: the session's trained lenet5 run, converted to every artifact validate reads.
+"""Runtime fixtures on top of the session's converted lenet5 run (tests/conftest.py).
 
-Uses the convert stage's library functions (export_tflite, export_onnx, quantize_onnx) on a
-copy of `trained_run`, so the runtime tests see the same files `edgeship convert` writes.
+`artifacts_dir` is the shared converted run, read-only here; `run_copy` gives a test its own
+copy to validate (validate writes parity.json/.md and the manifest) or to break.
 """
 
 import shutil
@@ -9,34 +9,17 @@ import shutil
 import numpy as np
 import pytest
 
-CALIBRATION_IMAGES = 200
-
-
-def convert_run(run_dir, dataset, calibration_images=CALIBRATION_IMAGES):
-    """Write model_float/int8.tflite and model/model_int8.onnx beside run_dir's model.keras."""
-    from edgeship.convert.onnx import export_onnx, quantize_onnx
-    from edgeship.convert.tflite import export_tflite
-    from edgeship.train.datasets import class_balanced_indices
-
-    from edgeship.deps import import_tf_keras
-
-    _, tf_keras = import_tf_keras()
-    model = tf_keras.models.load_model(run_dir / "model.keras", compile=False)
-    samples = dataset.x_train[class_balanced_indices(dataset.y_train, calibration_images, seed=0)]
-    (run_dir / "model_float.tflite").write_bytes(export_tflite(model))
-    (run_dir / "model_int8.tflite").write_bytes(export_tflite(model, samples))
-    float_onnx = export_onnx(model, dataset.input_shape)
-    (run_dir / "model.onnx").write_bytes(float_onnx)
-    (run_dir / "model_int8.onnx").write_bytes(quantize_onnx(float_onnx, samples))
-    return run_dir
-
 
 @pytest.fixture(scope="session")
-def converted_run(tmp_path_factory, trained_run, mnist5k):
-    """A run directory with model.keras and the four converted artifacts (read-only use)."""
-    run_dir = tmp_path_factory.mktemp("converted_run") / "run"
-    shutil.copytree(trained_run.run_dir, run_dir)
-    return convert_run(run_dir, mnist5k)
+def artifacts_dir(converted_run):
+    """model.keras, model_float.tflite, model_int8.tflite, model.onnx and model_int8.onnx."""
+    return converted_run.out_dir
+
+
+@pytest.fixture
+def run_copy(tmp_path, artifacts_dir):
+    """A private copy of the converted run directory."""
+    return shutil.copytree(artifacts_dir, tmp_path / "run")
 
 
 @pytest.fixture(scope="session")

@@ -19,15 +19,15 @@ CASES = [("keras", "model.keras"), ("litert", "model_float.tflite"),
 
 
 @pytest.fixture(scope="module")
-def keras_reference(converted_run, test_images):
-    with open_backend("keras", converted_run / "model.keras") as backend:
+def keras_reference(artifacts_dir, test_images):
+    with open_backend("keras", artifacts_dir / "model.keras") as backend:
         return backend.infer(test_images)
 
 
 @pytest.mark.parametrize("name,artifact", CASES)
-def test_backend_matches_keras_reference(name, artifact, converted_run, test_images,
+def test_backend_matches_keras_reference(name, artifact, artifacts_dir, test_images,
                                          keras_reference):
-    with open_backend(name, converted_run / artifact) as backend:
+    with open_backend(name, artifacts_dir / artifact) as backend:
         assert backend.name == name
         (input_info,), (output_info,) = backend.inputs(), backend.outputs()
         assert input_info.shape[1:] == (28, 28, 1)
@@ -51,22 +51,22 @@ def test_backend_matches_keras_reference(name, artifact, converted_run, test_ima
     assert agreement >= 0.95
 
 
-def test_reference_kernels_and_tflm_are_bit_exact(converted_run, test_images):
-    path = converted_run / "model_int8.tflite"
+def test_reference_kernels_and_tflm_are_bit_exact(artifacts_dir, test_images):
+    path = artifacts_dir / "model_int8.tflite"
     with open_backend("litert-ref", path) as reference, open_backend("tflm", path) as micro:
         raw = reference.quantize_input(test_images)
         np.testing.assert_array_equal(reference.infer_raw(raw), micro.infer_raw(raw))
 
 
-def test_litert_resizes_between_batch_sizes(converted_run, test_images):
-    with open_backend("litert", converted_run / "model_int8.tflite") as backend:
+def test_litert_resizes_between_batch_sizes(artifacts_dir, test_images):
+    with open_backend("litert", artifacts_dir / "model_int8.tflite") as backend:
         whole = backend.infer(test_images)
         one = backend.infer(test_images[:1])
         np.testing.assert_array_equal(one, whole[:1])
 
 
-def test_tflm_reports_arena_bytes(converted_run):
-    with open_backend("tflm", converted_run / "model_int8.tflite") as backend:
+def test_tflm_reports_arena_bytes(artifacts_dir):
+    with open_backend("tflm", artifacts_dir / "model_int8.tflite") as backend:
         arena = backend.details()["arena"]
     # lenet5 int8: a few kilobytes of activations, far below the 4 MiB arena it was given.
     assert 1000 < arena["total_bytes"] < 1 << 20
@@ -99,15 +99,15 @@ def test_registry_lists_every_runtime_and_matches_suffixes():
     ("tflm", "model_int8.tflite", {"device": "gpu"}, "runs on the CPU"),
     ("onnxruntime", "model.onnx", {"device": "tpu"}, "device must be one of cpu, gpu"),
 ])
-def test_open_backend_rejects_bad_input(name, artifact, options, message, converted_run):
+def test_open_backend_rejects_bad_input(name, artifact, options, message, artifacts_dir):
     with pytest.raises(UserInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        open_backend(name, converted_run / artifact, **options)
+        open_backend(name, artifacts_dir / artifact, **options)
 
 
-def test_gpu_without_gpu_is_an_error_not_a_fallback(converted_run):
+def test_gpu_without_gpu_is_an_error_not_a_fallback(artifacts_dir):
     import onnxruntime
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has CUDA; the no-GPU path cannot be exercised")
     with pytest.raises(UserInputError, match="--device gpu needs onnxruntime-gpu"):
-        open_backend("onnxruntime", converted_run / "model.onnx", device="gpu")
+        open_backend("onnxruntime", artifacts_dir / "model.onnx", device="gpu")

@@ -1,0 +1,157 @@
+"""validate: passes the session's converted run, fails a broken one, bounds typed by kind."""
+
+import json
+
+import numpy as np
+import pytest
+from edgeship.runtime.parity import (
+    Tolerances,
+    ValidateConfig,
+    float_checks,
+    int8_checks,
+    quanta_histogram,
+    task_checks,
+    task_metrics,
+    validate_run,
+)
+
+from edgeship.errors import UserInputError
+from tests.conftest import run_cli
+
+LIMIT = 300
+
+
+def break_input_scale(tflite_path, factor=255.0):
+    """Rewrite the recorded input scale: the model still loads and runs, on wrong inputs.
+
+    The default records 1.0 instead of 1/255, as if the model took raw 0..255 pixels.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite_path.read_bytes(), 0))
+    subgraph = model.subgraphs[0]
+    quantization = subgraph.tensors[subgraph.inputs[0]].quantization
+    quantization.scale = [float(quantization.scale[0]) * factor]
+    builder = flatbuffers.Builder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    tflite_path.write_bytes(bytes(builder.Output()))
+
+
+def test_validate_passes_the_converted_run(run_copy):
+    report = validate_run(ValidateConfig(run_dir=str(run_copy), limit=LIMIT))
+    assert report.passed, [check.describe() for check in report.failures]
+    payload = json.loads((run_copy / "parity.json").read_text())
+    pairs = {(row["artifact"], row["backend"]) for row in payload["pairs"]}
+    assert {("model.keras", "keras"), ("model_int8.tflite", "litert"),
+            ("model_int8.tflite", "litert-ref"), ("model_int8.tflite", "tflm"),
+            ("model_float.tflite", "tflm"), ("model.onnx", "onnxruntime"),
+            ("model_int8.onnx", "onnxruntime")} <= pairs
+    assert payload["dataset"]["images"] == LIMIT and payload["dataset"]["split"] == "test"
+    kinds = {check["kind"] for row in payload["pairs"] + payload["integer_comparisons"]
+             for check in row.get("checks", [])}
+    assert kinds == {"float vs float", "float vs int8", "int8 vs int8 (reference kernels)",
+                     "int8 vs int8 (across implementations)"}
+    by_pair = {(row["artifact"], row["backend"]): row for row in payload["pairs"]}
+    # Same inputs, same float graph: the float artifacts match Keras to float rounding.
+    assert by_pair[("model.onnx", "onnxruntime")]["max_abs_error"] < 1e-5
+    assert by_pair[("model_int8.tflite", "tflm")]["agreement"] >= 0.98
+    integer = {row["backend"]: row["histogram"] for row in payload["integer_comparisons"]}
+    assert integer["tflm"]["exact"] >= 0.999 * integer["tflm"]["elements"]
+    markdown = (run_copy / "parity.md").read_text()
+    assert markdown.startswith("# Parity: PASSED")
+    assert "Backends run: keras, litert, litert-ref, onnxruntime, tflm." in markdown
+    manifest = json.loads((run_copy / "manifest.json").read_text())
+    assert manifest["validate"]["passed"] is True and "parity.json" in manifest["artifacts"]
+
+
+def test_validate_fails_a_model_with_a_wrong_input_scale(run_copy):
+    break_input_scale(run_copy / "model_int8.tflite")
+    result = run_cli("validate", run_copy, "--limit", LIMIT, "--backends", "keras,litert-ref,tflm")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    failure = next(line for line in result.stderr.splitlines()
+                   if "model_int8.tflite on litert-ref vs model.keras on keras: top-1 agreement"
+                   in line)
+    assert "bound >= 0.98 (FAILED)" in failure
+    agreement = float(failure.split("top-1 agreement = ")[1].split(",")[0])
+    assert agreement < 0.5  # garbage, not a marginal miss
+    payload = json.loads((run_copy / "parity.json").read_text())
+    assert payload["passed"] is False
+    assert any("top-1 agreement" in failure for failure in payload["failures"])
+    assert (run_copy / "parity.md").read_text().startswith("# Parity: FAILED")
+
+
+def test_missing_artifacts_are_skipped_with_a_note(run_copy):
+    (run_copy / "model_int8.onnx").unlink()
+    report = validate_run(ValidateConfig(run_dir=str(run_copy), limit=50,
+                                         backends=("keras", "onnxruntime")))
+    assert report.passed
+    assert "model_int8.onnx is not in the run directory: skipped" in report.payload["notes"]
+    assert {row["artifact"] for row in report.payload["pairs"]} == {"model.keras", "model.onnx"}
+
+
+def test_validate_gpu_without_gpu_exits_2(artifacts_dir):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    result = run_cli("validate", artifacts_dir, "--backends", "onnxruntime", "--device", "gpu",
+                     "--limit", 10)
+    assert result.returncode == 2
+    assert "--device gpu needs onnxruntime-gpu and a CUDA GPU" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_bad_input_exits_2(tmp_path):
+    result = run_cli("validate", tmp_path, "--backends", "onnxruntime")
+    assert result.returncode == 2 and "has no manifest.json" in result.stderr
+    result = run_cli("validate", tmp_path, "--backends", "tensorrt")
+    assert result.returncode == 2 and "unknown backend 'tensorrt'" in result.stderr
+
+
+def test_validate_run_without_artifacts_is_bad_input(tmp_path, artifacts_dir):
+    (tmp_path / "manifest.json").write_text((artifacts_dir / "manifest.json").read_text())
+    with pytest.raises(UserInputError, match="has no artifact"):
+        validate_run(ValidateConfig(run_dir=str(tmp_path), limit=5))
+
+
+def test_quanta_histogram_counts_each_distance():
+    reference = np.array([[0, 10, -128, 127]], np.int8)
+    candidate = np.array([[0, 11, -126, 120]], np.int8)
+    histogram = quanta_histogram(candidate, reference)
+    assert histogram == {"elements": 4, "exact": 1, "off_by_1": 1, "off_by_2": 1,
+                         "off_by_3_or_more": 1, "max": 7,
+                         "differences": {"0": 1, "1": 1, "2": 1, "7": 1}}
+
+
+def test_int8_bounds_are_typed_by_kernels():
+    strict = Tolerances(reference_min_exact=1.0, reference_max_quanta=0,
+                        cross_max_forbidden_fraction=0.0)
+    one_off = quanta_histogram(np.array([[1] + [0] * 999]), np.zeros((1, 1000), int))
+    assert all(check.passed for check in int8_checks("x", one_off, True, Tolerances()))
+    failed = [check for check in int8_checks("x", one_off, True, strict) if not check.passed]
+    assert [check.metric for check in failed] == ["fraction exact", "max difference (quanta)"]
+    # Across implementations: 1 quantum is fine; 2% of elements 2 quanta off is not.
+    two_off = quanta_histogram(np.array([[2] * 20 + [1] * 980]), np.zeros((1, 1000), int))
+    results = {check.metric: check.passed for check in int8_checks("x", two_off, False, strict)}
+    assert results == {"fraction within 1 quantum": False, "fraction 3+ quanta off": True}
+    three_off = quanta_histogram(np.array([[3] + [0] * 999]), np.zeros((1, 1000), int))
+    assert not all(check.passed for check in int8_checks("x", three_off, False, strict))
+    assert all(check.passed for check in int8_checks("x", three_off, False, Tolerances()))
+
+
+def test_float_and_task_bounds():
+    reference = np.array([[0.2, 0.8], [0.9, 0.1]], np.float32)
+    (close,) = float_checks("x", reference + 5e-6, reference, Tolerances())
+    (far,) = float_checks("x", reference + 5e-5, reference, Tolerances())
+    assert close.passed and not far.passed and far.value > 1
+    labels = np.array([1, 0])
+    swapped = reference[:, ::-1].copy()
+    metrics = task_metrics(swapped, reference, labels)
+    assert metrics["agreement"] == 0 and metrics["accuracy"] == 0 and metrics["drop"] == 1
+    assert metrics["max_abs_error"] == pytest.approx(0.8)
+    checks = task_checks("x", metrics, Tolerances())
+    assert [check.passed for check in checks] == [False, False]
+    assert checks[1].value == pytest.approx(100) and checks[1].bound == 2.0
+    assert task_metrics(reference, reference, labels)["cosine"] == pytest.approx(1)
