@@ -123,9 +123,17 @@ def _bar_chart(rows: list[Row], value, title: str, unit: str, log: bool = False)
     axis.set_xlabel(unit)
     axis.set_title(title)
     if log:
-        axis.set_xscale("log")
+        _log_axis(axis)
     axis.grid(axis="x", alpha=0.3)
     return _png(figure)
+
+
+def _log_axis(axis) -> None:
+    """Log x axis with plain labels on the decades only (minor labels overlap)."""
+    ticker = require("matplotlib.ticker")
+    axis.set_xscale("log")
+    axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _latency_distribution(run_dir: Path) -> bytes | None:
@@ -144,7 +152,7 @@ def _latency_distribution(run_dir: Path) -> bytes | None:
                            "fliers": [latency["max"]]})
     figure, axis = pyplot.subplots(figsize=(8, 0.35 * len(records) + 1.2))
     axis.bxp(statistics, vert=False, showfliers=True)
-    axis.set_xscale("log")
+    _log_axis(axis)
     axis.set_xlabel("latency per batch-1 inference (µs, log): box min..p90, line p50, "
                     "whisker p99, dot max")
     axis.set_title(f"latency distribution ({records[0]['runs']} timed runs each)")

@@ -1,0 +1,146 @@
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeship.pipeline import PipelineConfig, config_from_sources, load_config_file, run_lock
+from edgeship.errors import UserInputError
+from tests.conftest import REPO, run_cli
+
+FAST = ["--model", "lenet5", "--dataset", "mnist5k", "--epochs", "2", "--bench-runs", "20",
+        "--validate-limit", "300", "--calibration-samples", "100", "--embed-samples", "4"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline") / "demo"
+    started = time.perf_counter()
+    first = run_cli("pipeline", *FAST, "--out", out)
+    return out, first, time.perf_counter() - started
+
+
+def _stage_lines(stdout):
+    return [line for line in stdout.splitlines() if line.startswith("[")]
+
+
+def test_pipeline_runs_every_stage_and_prints_summary(pipeline_run):
+    out, result, _ = pipeline_run
+    assert result.returncode == 0, result.stderr[-2000:]
+    for stage in ("train", "convert", "validate", "bench", "embed", "report"):
+        assert any(f"] {stage}: done" in line for line in _stage_lines(result.stdout)), stage
+    assert "| model_int8.tflite | tflm |" in result.stdout
+    assert f"report: {(out / 'report.html').resolve()}" in result.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["pipeline"]) == {"train", "convert", "validate", "bench", "embed", "report"}
+    for name in ("report.html", "report.md", "parity.json", "bench.json", "model_int8.tflite"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_rerun_with_nothing_changed_skips_every_stage(pipeline_run):
+    out, _, _ = pipeline_run
+    started = time.perf_counter()
+    again = run_cli("pipeline", *FAST, "--out", out)
+    elapsed = time.perf_counter() - started
+    assert again.returncode == 0, again.stderr[-2000:]
+    lines = _stage_lines(again.stdout)
+    assert len(lines) == 6 and all("up to date, skipped" in line for line in lines), lines
+    assert elapsed < 20
+
+
+def test_changing_qat_redoes_convert_onward_only(pipeline_run, tmp_path):
+    out, _, _ = pipeline_run
+    copy = tmp_path / "demo"
+    shutil.copytree(out, copy)
+    before = json.loads((copy / "manifest.json").read_text())["artifacts"]
+    result = run_cli("pipeline", *FAST, "--qat", "1", "--out", copy)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = _stage_lines(result.stdout)
+    assert any("train: up to date, skipped" in line for line in lines)
+    for stage in ("convert", "validate", "bench", "report"):
+        assert any(f"] {stage}: done" in line for line in lines), stage
+    after = json.loads((copy / "manifest.json").read_text())["artifacts"]
+    assert after["model.keras"]["sha256"] == before["model.keras"]["sha256"]
+    assert after["model_int8.tflite"]["sha256"] != before["model_int8.tflite"]["sha256"]
+    assert (copy / "model_ptq_int8.tflite").is_file()
+
+
+def test_report_sections(pipeline_run):
+    out, _, _ = pipeline_run
+    page = (out / "report.html").read_text()
+    for section in ("<table id='summary'>", "Training curves", "Top-1 accuracy per variant",
+                    "p50 latency per variant", "Latency distribution", "int8 confusion matrix",
+                    "Reproduce", "Library versions", "Artifact SHA-256", "edgeship pipeline --model"):
+        assert section in page, section
+    assert "http://" not in page and "https://" not in page
+    markdown = (out / "report.md").read_text()
+    assert "| model_int8.tflite | litert-ref |" in markdown
+    for image in (out / "report_files").iterdir():
+        assert image.read_bytes()[:4] == b"\x89PNG"
+
+
+CHECK_SCRIPT = """
+<script>
+window.addEventListener('load', () => {
+  const images = [...document.images];
+  const rows = document.querySelectorAll('#summary tbody tr').length;
+  const bad = images.filter(i => !i.complete || i.naturalWidth === 0).length;
+  const result = {images: images.length, broken: bad, rows: rows,
+                  widths: images.map(i => i.naturalWidth)};
+  const out = document.createElement('pre');
+  out.id = 'edgeship-check';
+  out.textContent = 'CHECK' + JSON.stringify(result) + 'END';
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed")
+def test_report_renders_in_headless_chromium(pipeline_run, tmp_path):
+    out, _, _ = pipeline_run
+    page = tmp_path / "report_check.html"
+    page.write_text((out / "report.html").read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=5000"]
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=120)
+    payload = dom.stdout.split("CHECK", 1)[1].split("END", 1)[0]
+    result = json.loads(payload)
+    assert result["images"] >= 6
+    assert result["broken"] == 0
+    assert min(result["widths"]) > 100
+    assert result["rows"] >= 9
+    screenshot = REPO / "tests" / "artifacts" / "report.png"
+    screenshot.parent.mkdir(exist_ok=True)
+    subprocess.run(["chromium", *flags, "--window-size=1200,2400", f"--screenshot={screenshot}",
+                    (out / "report.html").as_uri()], capture_output=True, timeout=120)
+    assert screenshot.stat().st_size > 20_000
+
+
+def test_second_pipeline_on_same_out_refuses(tmp_path):
+    out = tmp_path / "locked"
+    with run_lock(out):
+        result = run_cli("pipeline", *FAST, "--out", out)
+    assert result.returncode == 2
+    assert "another edgeship pipeline is writing" in result.stderr
+    assert not (out / "manifest.json").exists()
+
+
+def test_config_file_and_flags(tmp_path):
+    config = tmp_path / "pipeline.toml"
+    config.write_text('[pipeline]\nmodel = "dscnn"\nepochs = 7\nqat = 1\n')
+    values = load_config_file(config)
+    merged = config_from_sources(values, {"epochs": 3, "qat": None})
+    assert merged == PipelineConfig(model="dscnn", epochs=3, qat=1)
+    config.write_text("epochz = 3\n")
+    with pytest.raises(UserInputError, match="unknown key"):
+        load_config_file(config)
+
+
+def test_example_config_loads():
+    values = load_config_file(REPO / "pipeline.example.toml")
+    assert config_from_sources(values, {}).model == "lenet5"
