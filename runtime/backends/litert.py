@@ -13,14 +13,15 @@ from edgeship.runtime.backends import Backend, TensorInfo, check_options, check_
 from edgeship.deps import require
 from edgeship.errors import UserInputError
 
-_OPTIONS = ("threads", "device", "reference_kernels")
+_OPTIONS = ("threads", "device", "reference_kernels", "xnnpack")
 
 
 def open_backend(artifact_path: Path, **options) -> "LiteRTBackend":
     check_options("litert", options, _OPTIONS)
     return LiteRTBackend(Path(artifact_path), threads=options.get("threads", 1),
                          device=options.get("device", "cpu"),
-                         reference_kernels=options.get("reference_kernels", False))
+                         reference_kernels=options.get("reference_kernels", False),
+                         xnnpack=options.get("xnnpack", True))
 
 
 def tensor_info(detail: dict) -> TensorInfo:
@@ -41,16 +42,20 @@ class LiteRTBackend(Backend):
     """One .tflite model in an ai_edge_litert Interpreter, resized to each batch size."""
 
     def __init__(self, artifact_path: Path, threads: int = 1, device: str = "cpu",
-                 reference_kernels: bool = False):
+                 reference_kernels: bool = False, xnnpack: bool = True):
         if device != "cpu":
             raise UserInputError("litert runs on the CPU here; use --device cpu "
                                  "(GPU delegates are for phones)")
         interpreter_module = require("ai_edge_litert.interpreter")
-        resolver = (interpreter_module.OpResolverType.BUILTIN_REF if reference_kernels
-                    else interpreter_module.OpResolverType.AUTO)
+        resolvers = interpreter_module.OpResolverType
+        # xnnpack=False keeps TFLite's own optimized kernels (ruy/gemmlowp) without the
+        # default XNNPACK delegate: a baseline to show what the delegate buys.
+        resolver = (resolvers.BUILTIN_REF if reference_kernels else
+                    resolvers.AUTO if xnnpack else resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         self.artifact_path = artifact_path
         self.threads = threads
         self.reference_kernels = reference_kernels
+        self.xnnpack = xnnpack and not reference_kernels
         try:
             self._interpreter = interpreter_module.Interpreter(
                 model_path=str(artifact_path), num_threads=threads,
@@ -85,8 +90,9 @@ class LiteRTBackend(Backend):
         return self._interpreter.get_tensor(self._output_index)
 
     def details(self) -> dict:
-        return {"kernels": "reference (BUILTIN_REF)" if self.reference_kernels
-                else "default (XNNPACK)", "threads": self.threads}
+        kernels = ("reference (BUILTIN_REF)" if self.reference_kernels else
+                   "default (XNNPACK)" if self.xnnpack else "builtin, no XNNPACK delegate")
+        return {"kernels": kernels, "threads": self.threads}
 
     def close(self) -> None:
         self._interpreter = None

@@ -1,0 +1,347 @@
+"""Runtime latency side by side: harness overhead, int8 vs float on ONNX Runtime and LiteRT.
+
+Builds dscnn (49x10x1, 12 classes) and mobilenet_v2 (alpha 0.35, 96x96x3, 10 classes) with
+random weights, exports float/int8 TFLite and float ONNX with edgeship.convert, quantizes the
+ONNX model with several recipes (QDQ or QOperator, uint8 or int8 activations, per-channel or
+per-tensor weights), then times everything with edgeship.runtime.bench.measure in interleaved
+rounds (the median p50 over rounds, so a burst of load on a shared machine hits every
+variant alike). Writes its tables to docs/results.md between
+`<!-- runtime:begin -->` and `<!-- runtime:end -->`, replacing only that section.
+
+    python benchmarks/bench_runtime.py            # full run (a few minutes)
+    python benchmarks/bench_runtime.py --quick    # fewer runs, to try the script
+"""
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+from edgeship.runtime.backends import open_backend
+from edgeship.runtime.bench import measure
+
+from edgeship.artifacts import write_json_atomic, write_text_atomic
+from edgeship.reports import environment, markdown_table
+
+REPO = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- runtime:begin -->", "<!-- runtime:end -->"
+MODELS = {"dscnn": ((49, 10, 1), 12), "mobilenet_v2": ((96, 96, 3), 10)}
+CALIBRATION_IMAGES = 64
+BATCHES = (1, 32)
+
+
+@dataclass(frozen=True)
+class OnnxRecipe:
+    """One way to make the int8 ONNX model with ORT's static quantizer."""
+
+    name: str
+    quant_format: str  # "QDQ" or "QOperator"
+    activation_type: str  # "uint8" or "int8"
+    per_channel: bool
+
+
+RECIPES = (
+    OnnxRecipe("QDQ u8 act, s8 weights, per-channel", "QDQ", "uint8", True),
+    OnnxRecipe("QDQ u8 act, s8 weights, per-tensor", "QDQ", "uint8", False),
+    OnnxRecipe("QDQ s8 act, s8 weights, per-channel", "QDQ", "int8", True),
+    OnnxRecipe("QDQ s8 act, s8 weights, per-tensor", "QDQ", "int8", False),
+    OnnxRecipe("QOperator u8 act, s8 weights, per-channel", "QOperator", "uint8", True),
+)
+
+
+def quantize_onnx_recipe(float_path: Path, out_path: Path, samples: np.ndarray,
+                         recipe: OnnxRecipe) -> Path:
+    """ORT static quantization after ORT's pre-processing, with one recipe's settings."""
+    import onnx
+    from onnxruntime import quantization
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    input_name = onnx.load(str(float_path)).graph.input[0].name
+
+    class Reader(quantization.CalibrationDataReader):
+        def __init__(self):
+            self._samples = iter(samples)
+
+        def get_next(self):
+            sample = next(self._samples, None)
+            return None if sample is None else {input_name: sample[np.newaxis]}
+
+    pre_path = out_path.with_suffix(".pre.onnx")
+    quant_pre_process(str(float_path), str(pre_path), skip_symbolic_shape=False)
+    quantization.quantize_static(
+        str(pre_path), str(out_path), Reader(),
+        quant_format=getattr(quantization.QuantFormat, recipe.quant_format),
+        per_channel=recipe.per_channel,
+        activation_type=(quantization.QuantType.QUInt8 if recipe.activation_type == "uint8"
+                         else quantization.QuantType.QInt8),
+        weight_type=quantization.QuantType.QInt8,
+        calibrate_method=quantization.CalibrationMethod.MinMax)
+    return out_path
+
+
+def build_artifacts(work: Path, model_name: str, seed: int) -> dict[str, Path]:
+    """Float/int8 TFLite, float ONNX and one int8 ONNX per recipe for a random-weight model."""
+    from edgeship.convert.onnx import export_onnx
+    from edgeship.convert.tflite import export_tflite
+    from edgeship.train.models import ModelOptions, build_model
+
+    input_shape, classes = MODELS[model_name]
+    model = build_model(model_name, input_shape, classes, ModelOptions(alpha=0.35), seed=seed)
+    samples = np.random.default_rng(seed).random((CALIBRATION_IMAGES, *input_shape),
+                                                 dtype=np.float32)
+    paths = {"tflite float": work / f"{model_name}_float.tflite",
+             "tflite int8": work / f"{model_name}_int8.tflite",
+             "onnx float": work / f"{model_name}.onnx"}
+    paths["tflite float"].write_bytes(export_tflite(model))
+    paths["tflite int8"].write_bytes(export_tflite(model, samples))
+    paths["onnx float"].write_bytes(export_onnx(model, input_shape))
+    for index, recipe in enumerate(RECIPES):
+        out = work / f"{model_name}_int8_recipe{index}.onnx"
+        paths[recipe.name] = quantize_onnx_recipe(paths["onnx float"], out, samples, recipe)
+    return paths
+
+
+def timed_p50(backend: str, path: Path, batch: int, runs: int, options: dict) -> float:
+    """p50 latency per call in microseconds, through edgeship bench's own measure()."""
+    result = measure(lambda: open_backend(backend, path, **options), batch=batch, runs=runs,
+                     warmup=max(5, runs // 10))
+    return result.latency_us["p50"]
+
+
+def bare_litert_p50(path: Path, runs: int, seed: int = 0) -> float:
+    """The floor: ai_edge_litert's set_tensor/invoke/get_tensor loop, nothing else."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    output_index = interpreter.get_output_details()[0]["index"]
+    raw = np.random.default_rng(seed).integers(-128, 128, size=detail["shape"]).astype(
+        detail["dtype"])
+    input_index = detail["index"]
+    for _ in range(max(5, runs // 10)):
+        interpreter.set_tensor(input_index, raw)
+        interpreter.invoke()
+        interpreter.get_tensor(output_index)
+    samples = np.empty(runs, dtype=np.int64)
+    clock = time.perf_counter_ns
+    for run in range(runs):
+        started = clock()
+        interpreter.set_tensor(input_index, raw)
+        interpreter.invoke()
+        interpreter.get_tensor(output_index)
+        samples[run] = clock() - started
+    return float(np.percentile(samples, 50)) / 1e3
+
+
+def median_over_rounds(jobs: dict, rounds: int) -> dict:
+    """Run every job once per round, round-robin, and keep each job's median result."""
+    results = {key: [] for key in jobs}
+    for _ in range(rounds):
+        for key, job in jobs.items():
+            results[key].append(job())
+    return {key: statistics.median(values) for key, values in results.items()}
+
+
+def runs_for(batch: int, quick: bool) -> int:
+    runs = 200 if batch == 1 else 30
+    return max(10, runs // 5) if quick else runs
+
+
+def measure_all(paths_by_model: dict, rounds: int, quick: bool) -> dict:
+    results = {}
+    for model_name, paths in paths_by_model.items():
+        jobs = {}
+        for batch in BATCHES:
+            runs = runs_for(batch, quick)
+            for key in ("tflite float", "tflite int8"):
+                jobs[(model_name, key, "xnnpack", 1, batch)] = (
+                    lambda p=paths[key], b=batch, r=runs: timed_p50("litert", p, b, r, {}))
+                jobs[(model_name, key, "no-xnnpack", 1, batch)] = (
+                    lambda p=paths[key], b=batch, r=runs: timed_p50(
+                        "litert", p, b, r, {"xnnpack": False}))
+            for key in ("onnx float",) + tuple(recipe.name for recipe in RECIPES):
+                jobs[(model_name, key, "all", 1, batch)] = (
+                    lambda p=paths[key], b=batch, r=runs: timed_p50("onnxruntime", p, b, r, {}))
+            for key in ("onnx float", RECIPES[0].name, RECIPES[2].name):
+                for level in ("disable", "basic", "extended"):
+                    jobs[(model_name, key, level, 1, batch)] = (
+                        lambda p=paths[key], b=batch, r=runs, lv=level: timed_p50(
+                            "onnxruntime", p, b, r, {"optimization_level": lv}))
+                jobs[(model_name, key, "all", 2, batch)] = (
+                    lambda p=paths[key], b=batch, r=runs: timed_p50(
+                        "onnxruntime", p, b, r, {"threads": 2}))
+        overhead_runs = runs_for(1, quick) * 2
+        overhead_runs = runs_for(1, quick) * 2
+        jobs[(model_name, "bare litert loop", "xnnpack", 1, 1)] = (
+            lambda p=paths["tflite int8"], r=overhead_runs: bare_litert_p50(p, r))
+        jobs[(model_name, "tflite int8 (bench)", "xnnpack", 1, 1)] = (
+            lambda p=paths["tflite int8"], r=overhead_runs: timed_p50("litert", p, 1, r, {}))
+        print(f"{model_name}: {len(jobs)} measurements x {rounds} rounds", file=sys.stderr)
+        results.update(median_over_rounds(jobs, rounds))
+    return results
+
+
+def render(results: dict, rounds: int, quick: bool) -> str:
+    env = environment()
+    versions = env["versions"]
+
+    def per_image(model, key, setting, threads, batch):
+        return results[(model, key, setting, threads, batch)] / batch
+
+    lines = [BEGIN, "## Runtime latency (edgeship bench)", "",
+             (f"Written by `benchmarks/bench_runtime.py`{' --quick' if quick else ''} on "
+             f"{time.strftime('%Y-%m-%d')}: {env['cpu']}, {env['cores']} cores, onnxruntime "
+             f"{versions.get('onnxruntime')}, ai-edge-litert {versions.get('ai-edge-litert')}, "
+             f"tensorflow {versions.get('tensorflow')}. Random-weight models: dscnn 49x10x1 "
+             "(12 classes) and mobilenet_v2 alpha 0.35 at 96x96x3 (10 classes); int8 calibrated "
+             f"on {CALIBRATION_IMAGES} random images. Each figure is the median over {rounds} "
+             "interleaved rounds of the p50 of `edgeship.runtime.bench.measure` (200 timed runs "
+             "at batch 1, 30 at batch 32), one thread unless stated, in microseconds per image."),
+             ""]
+
+    lines += ["### Harness overhead", "",
+              ("bench's p50 on the int8 .tflite (XNNPACK, batch 1) against a bare "
+              "`set_tensor`/`invoke`/`get_tensor` loop in ai_edge_litert on the same file; "
+              "target ≤ 1.05x."), ""]
+    rows = []
+    for model in MODELS:
+        bare = results[(model, "bare litert loop", "xnnpack", 1, 1)]
+        harness = results[(model, "tflite int8 (bench)", "xnnpack", 1, 1)]
+        rows.append([model, f"{bare:.1f}", f"{harness:.1f}", f"{harness / bare:.3f}",
+                     "met" if harness / bare <= 1.05 else "**not met**"])
+    lines.append(markdown_table(["model", "bare loop p50 us", "bench p50 us", "ratio",
+                                 "target"], rows))
+
+    lines += ["### int8 vs float on ONNX Runtime, by quantization recipe", "",
+              ("ORT CPUExecutionProvider, graph optimization ORT_ENABLE_ALL; ratio = int8 / "
+              "float per-image p50 (target ≤ 0.8)."), ""]
+    rows = []
+    for model in MODELS:
+        for batch in BATCHES:
+            float_us = per_image(model, "onnx float", "all", 1, batch)
+            rows.append([model, batch, "float", f"{float_us:.1f}", "1.00", ""])
+            for recipe in RECIPES:
+                value = per_image(model, recipe.name, "all", 1, batch)
+                ratio = value / float_us
+                rows.append([model, batch, recipe.name, f"{value:.1f}", f"{ratio:.2f}",
+                             "met" if ratio <= 0.8 else "not met"])
+    lines.append(markdown_table(["model", "batch", "model", "us / image", "vs float",
+                                 "≤ 0.8"], rows))
+    best = best_recipe(results)
+    lines += [(f"Fastest int8 recipe (geometric mean of its ratio over both models and both "
+              f"batch sizes): **{best[0]}** ({best[1]:.2f}x float)."), ""]
+
+    lines += ["### ONNX Runtime session options", "",
+              ("Graph optimization level and threads for float and the two QDQ per-channel "
+              "recipes (us per image)."), ""]
+    rows = []
+    for model in MODELS:
+        for batch in BATCHES:
+            for key in ("onnx float", RECIPES[0].name, RECIPES[2].name):
+                cells = [f"{per_image(model, key, level, 1, batch):.1f}"
+                         for level in ("disable", "basic", "extended", "all")]
+                cells.append(f"{per_image(model, key, 'all', 2, batch):.1f}")
+                rows.append([model, batch, key] + cells)
+    lines.append(markdown_table(["model", "batch", "model", "disable", "basic", "extended",
+                                 "all", "all, 2 threads"], rows))
+
+    lines += ["### int8 vs float on LiteRT", "",
+              ("ai_edge_litert Interpreter with the default XNNPACK delegate, and without it "
+              "(TFLite's builtin kernels); ratio = int8 / float with XNNPACK (target ≤ 0.7)."),
+              ""]
+    rows = []
+    for model in MODELS:
+        for batch in BATCHES:
+            float_us = per_image(model, "tflite float", "xnnpack", 1, batch)
+            int8_us = per_image(model, "tflite int8", "xnnpack", 1, batch)
+            rows.append([model, batch, f"{float_us:.1f}", f"{int8_us:.1f}",
+                         f"{int8_us / float_us:.2f}",
+                         "met" if int8_us / float_us <= 0.7 else "not met",
+                         f"{per_image(model, 'tflite float', 'no-xnnpack', 1, batch):.1f}",
+                         f"{per_image(model, 'tflite int8', 'no-xnnpack', 1, batch):.1f}"])
+    lines.append(markdown_table(["model", "batch", "float us", "int8 us", "int8 / float",
+                                 "≤ 0.7", "float, no XNNPACK", "int8, no XNNPACK"], rows))
+    lines += [summary(results), END]
+    return "\n".join(lines) + "\n"
+
+
+def ratios_of(results: dict, name: str) -> list[float]:
+    return [results[(model, name, "all", 1, batch)] / results[(model, "onnx float", "all", 1, batch)]
+            for model in MODELS for batch in BATCHES]
+
+
+def best_recipe(results: dict) -> tuple[str, float]:
+    scored = [(recipe.name, float(np.exp(np.mean(np.log(ratios_of(results, recipe.name))))))
+              for recipe in RECIPES]
+    return min(scored, key=lambda item: item[1])
+
+
+def summary(results: dict) -> str:
+    """Plain sentences on which targets the measurement met, from the numbers above."""
+    lines = ["### What the numbers say", ""]
+    best_name, _ = best_recipe(results)
+    for model in MODELS:
+        for batch in BATCHES:
+            ratio = (results[(model, best_name, "all", 1, batch)]
+                     / results[(model, "onnx float", "all", 1, batch)])
+            tflite_ratio = (results[(model, "tflite int8", "xnnpack", 1, batch)]
+                            / results[(model, "tflite float", "xnnpack", 1, batch)])
+            lines.append(f"- {model}, batch {batch}: ONNX int8 ({best_name}) / float = "
+                         f"{ratio:.2f} ({'meets' if ratio <= 0.8 else 'misses'} ≤ 0.8); "
+                         f"TFLite int8 / float with XNNPACK = {tflite_ratio:.2f} "
+                         f"({'meets' if tflite_ratio <= 0.7 else 'misses'} ≤ 0.7).")
+    return "\n".join(lines) + "\n"
+
+
+def replace_section(document: str, section: str) -> str:
+    """Swap the runtime section in place, or append it; other sections stay untouched."""
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
+    if pattern.search(document):
+        return pattern.sub(lambda _: section, document, count=1)
+    if document and not document.endswith("\n"):
+        document += "\n"
+    return document + ("\n" if document else "# Results\n\n") + section
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs and one round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--results", default=str(REPO / "docs" / "results.md"))
+    parser.add_argument("--json", default=None, help="also write every median p50 here")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rounds = 1 if args.quick else args.rounds
+    with tempfile.TemporaryDirectory(prefix="edgeship-bench-") as work:
+        paths = {}
+        for model_name in MODELS:
+            model_dir = Path(work) / model_name
+            model_dir.mkdir()
+            print(f"building {model_name}", file=sys.stderr)
+            paths[model_name] = build_artifacts(model_dir, model_name, args.seed)
+        results = measure_all(paths, rounds, args.quick)
+    section = render(results, rounds, args.quick)
+    results_path = Path(args.results)
+    current = results_path.read_text() if results_path.is_file() else ""
+    write_text_atomic(results_path, replace_section(current, section))
+    if args.json:
+        write_json_atomic(args.json, {"environment": environment(), "p50_us": [
+            {"model": key[0], "variant": key[1], "setting": key[2], "threads": key[3],
+             "batch": key[4], "p50_us_per_call": value} for key, value in results.items()]})
+    print(section)
+    print(f"best int8 ONNX recipe: {best_recipe(results)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
