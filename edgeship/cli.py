@@ -345,9 +345,39 @@ def _run_pipeline(args) -> int:
     return 0
 
 
+# --- serve-demo ------------------------------------------------------------------------------
+
+def _add_serve_demo(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve-demo", help="build the phone web demo for a run (int8 model in the browser) and "
+        "serve it on localhost")
+    parser.add_argument("run_dir", metavar="RUN_DIR",
+                        help="run directory after `edgeship convert --int8 --onnx`")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default: this machine only)")
+    parser.add_argument("--out", default="", help="site folder (default: RUN_DIR/phone_web)")
+    parser.add_argument("--test-images", type=int, default=20,
+                        help="real test images the page offers")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild even when up to date")
+    parser.add_argument("--build-only", action="store_true", help="build the site, do not serve")
+    parser.set_defaults(run=_run_serve_demo)
+
+
+def _run_serve_demo(args) -> int:
+    from edgeship.runtime.serve_demo import ServeDemoConfig, serve_demo
+
+    config = ServeDemoConfig(run_dir=args.run_dir, port=args.port, host=args.host, out=args.out,
+                             test_images=args.test_images, rebuild=args.rebuild,
+                             build_only=args.build_only)
+    serve_demo(config, report=lambda line: print(line, flush=True))
+    return 0
+
+
 # --- main ------------------------------------------------------------------------------------
 
-_COMMANDS = [_add_train, _add_convert, _add_pipeline, _add_validate, _add_bench]
+_COMMANDS = [_add_train, _add_convert, _add_pipeline, _add_validate, _add_bench,
+             _add_serve_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,51 @@
+"""The phone demo's site, built once per session from the session's converted run.
+
+Tests that need Node.js, the page's npm packages or Chromium skip with the reason when one is
+missing (scripts/setup.sh installs them), never pass without running.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from edgeship.runtime.serve_demo import ORT_FILES, ORT_PACKAGE, PHONE_WEB_DIR
+
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+def _npm_package_installed(name: str) -> bool:
+    return (PHONE_WEB_DIR / "node_modules" / name / "package.json").is_file()
+
+
+@pytest.fixture(scope="session")
+def ort_installed():
+    """Skip unless onnxruntime-web's files are in firmware_examples/phone_web/node_modules."""
+    dist = PHONE_WEB_DIR / "node_modules" / ORT_PACKAGE / "dist"
+    if not all((dist / name).is_file() for name in ORT_FILES):
+        pytest.skip(f"{ORT_PACKAGE} is not installed: run `npm ci` in {PHONE_WEB_DIR} "
+                    "(scripts/setup.sh does when node and npm exist)")
+
+
+@pytest.fixture(scope="session")
+def browser_tools(ort_installed):
+    """(node, chromium) paths; skip with the reason when either or playwright-core is missing."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed: the browser test drives Chromium with "
+                    "playwright-core from node")
+    if not _npm_package_installed("playwright-core"):
+        pytest.skip(f"playwright-core is not installed: run `npm ci` in {PHONE_WEB_DIR}")
+    chromium = next((path for path in CHROMIUM_PATHS if Path(path).is_file()), None)
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium; scripts/setup.sh "
+                    "does as root)")
+    return node, chromium
+
+
+@pytest.fixture(scope="session")
+def phone_site(tmp_path_factory, converted_run, ort_installed):
+    """The site built for the session's converted run (a SiteBuild)."""
+    from edgeship.runtime.serve_demo import ServeDemoConfig, build_site
+
+    site_dir = tmp_path_factory.mktemp("phone_web") / "site"
+    return build_site(ServeDemoConfig(run_dir=str(converted_run.out_dir), out=str(site_dir)))
