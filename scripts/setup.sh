@@ -28,3 +28,20 @@ if [ "${EDGESHIP_SYSTEM_PACKAGES:-1}" = "1" ]; then
     fi
   fi
 fi
+
+# The phone demo's npm packages (onnxruntime-web, playwright-core), pinned by its
+# package-lock.json and reinstalled only when that file changes. Without node and npm the
+# browser tests skip with the reason; `edgeship serve-demo` then says to run npm ci.
+PHONE_WEB=firmware_examples/phone_web
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  if ! cmp -s "$PHONE_WEB/package-lock.json" "$PHONE_WEB/node_modules/.edgeship-package-lock.json"; then
+    echo "installing the phone demo's npm packages (npm ci in $PHONE_WEB)"
+    if (cd "$PHONE_WEB" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error); then
+      cp "$PHONE_WEB/package-lock.json" "$PHONE_WEB/node_modules/.edgeship-package-lock.json"
+    else
+      echo "note: npm ci failed in $PHONE_WEB; the phone demo's tests skip"
+    fi
+  fi
+else
+  echo "note: node/npm not found; the phone demo's browser tests skip (needs Node.js 20+)"
+fi

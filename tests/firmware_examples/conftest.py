@@ -5,12 +5,14 @@ missing (scripts/setup.sh installs them), never pass without running.
 """
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from edgeship.runtime.serve_demo import ORT_FILES, ORT_PACKAGE, PHONE_WEB_DIR
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+MIN_NODE_MAJOR = 20  # playwright-core's engines field
 
 
 def _npm_package_installed(name: str) -> bool:
@@ -33,6 +35,10 @@ def browser_tools(ort_installed):
     if node is None:
         pytest.skip("Node.js is not installed: the browser test drives Chromium with "
                     "playwright-core from node")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30,
+                             check=False).stdout.strip()
+    if int(version.lstrip("v").split(".")[0] or 0) < MIN_NODE_MAJOR:
+        pytest.skip(f"Node.js {version} is too old: playwright-core needs {MIN_NODE_MAJOR}+")
     if not _npm_package_installed("playwright-core"):
         pytest.skip(f"playwright-core is not installed: run `npm ci` in {PHONE_WEB_DIR}")
     chromium = next((path for path in CHROMIUM_PATHS if Path(path).is_file()), None)
