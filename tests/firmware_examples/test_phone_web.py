@@ -8,10 +8,12 @@ same model file and the same images.
 
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -148,16 +150,20 @@ def test_serve_demo_cli_serves_the_site_until_interrupted(converted_run, ort_ins
          "--port", "0", "--out", str(site), "--test-images", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],
+                     daemon=True).start()
     try:
-        url, lines, deadline = None, [], time.monotonic() + 120
-        while url is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
+        url, seen, deadline = None, [], time.monotonic() + 120
+        while url is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            seen.append(line)
             if line.startswith("serving the phone demo at "):
                 url = line.split(" at ", 1)[1].split()[0]
-        assert url is not None, "".join(lines) + process.stderr.read()
+        assert url is not None, "".join(seen)
         assert url.startswith("http://localhost:")
         url = url.replace("localhost", "127.0.0.1")
         with urllib.request.urlopen(url, timeout=10) as response:
