@@ -1,12 +1,17 @@
 """`edgeship convert`: prune -> QAT -> export, artifact checks, and the accuracy-drop report."""
 
+import functools
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from edgeship.artifacts import (
     MANIFEST_NAME, read_manifest, update_manifest, write_bytes_atomic, write_json_atomic,
     write_text_atomic)
+from edgeship.convert import keras3
 from edgeship.convert.onnx import check_onnx, export_onnx, quantize_onnx
 from edgeship.convert.prune import PruneConfig, prune
 from edgeship.convert.qat import QatConfig, quantize_aware_finetune
@@ -101,27 +106,48 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     source = Path(config.source)
     model_path, out_dir, dataset_spec, manifest = _resolve_source(source, config)
     tf, tf_keras = import_tf_keras()
-    model = _load_model(tf_keras, model_path)
-    dataset = load_dataset(dataset_spec)
-    _check_model_fits(model, dataset, model_path)
+    fine_tuned = config.int8 and (config.pruning or config.qat_epochs > 0)
+    keras3_export = None
+    if keras3.is_keras3_file(model_path):  # tf_keras cannot load it; see convert/keras3.py
+        dataset = load_dataset(dataset_spec)
+        keras3_export = keras3.export_with_keras3(model_path, dataset.x_test[:keras3.CHECK_IMAGES])
+        _check_model_fits(keras3_export.input_shapes, keras3_export.output_shapes, dataset,
+                          model_path)
+        rebuild = keras3.rebuild_verified(keras3_export, required=fine_tuned or config.onnx)
+        model = rebuild.model  # None: plain post-training int8 needs no tf_keras model
+        export_original = keras3_export.export_tflite
+    else:
+        model = _load_model(tf_keras, model_path)
+        dataset = load_dataset(dataset_spec)
+        _check_model_fits([tensor.shape for tensor in model.inputs],
+                          [tensor.shape for tensor in model.outputs], dataset, model_path)
+        export_original = functools.partial(export_tflite, model)
     if config.calibration_samples > len(dataset.x_train):
         raise UserInputError(f"--calibration-samples {config.calibration_samples} exceeds the "
                              f"{len(dataset.x_train)} images of the training split")
-    calibration = dataset.x_train[class_balanced_indices(
-        dataset.y_train, config.calibration_samples, config.seed)]
+    calibration_index = class_balanced_indices(dataset.y_train, config.calibration_samples,
+                                               config.seed)
+    calibration = dataset.x_train[calibration_index]
+    calibration_classes = len(np.unique(dataset.y_train[calibration_index]))
+    if config.int8 and calibration_classes < dataset.num_classes:
+        print(f"warning: the calibration sample holds {calibration_classes} of "
+              f"{dataset.num_classes} classes; int8 ranges may clip the activations of the "
+              "others (raise --calibration-samples)", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
+    reference_path = model_path
+    if keras3_export is not None and model is not None:
+        reference_path = keras3.save_rebuilt(model, out_dir / keras3.REBUILT_MODEL_NAME)
 
     written: dict[str, Path] = {}
     sparsity: dict[str, float | None] = {}
-    float_bytes = export_tflite(model)
+    float_bytes = export_original()
     written["float_tflite"] = write_bytes_atomic(out_dir / "model_float.tflite", float_bytes)
     check_tflite(float_bytes, dataset.x_test[0])
     int8_io = None
     if config.int8:
-        final_model = _copy_model(tf_keras, model)  # tfmot's wrappers train the layers they wrap
-        fine_tuned = config.pruning or config.qat_epochs > 0
         if fine_tuned:
-            ptq_bytes = export_tflite(model, calibration, config.io_type)
+            final_model = _copy_model(tf_keras, model)  # tfmot's wrappers train the layers they wrap
+            ptq_bytes = export_original(calibration, config.io_type)
             written["ptq_int8_tflite"] = write_bytes_atomic(out_dir / "model_ptq_int8.tflite",
                                                             ptq_bytes)
             check_tflite(ptq_bytes, dataset.x_test[0])
@@ -135,7 +161,8 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
             final_model = quantize_aware_finetune(
                 final_model, QatConfig(epochs=config.qat_epochs, preserve_sparsity=config.pruning,
                                        seed=config.seed), dataset.x_train, dataset.y_train)
-        int8_bytes = export_tflite(final_model, calibration, config.io_type)
+        int8_bytes = (export_tflite(final_model, calibration, config.io_type) if fine_tuned
+                      else export_original(calibration, config.io_type))
         written["int8_tflite"] = write_bytes_atomic(out_dir / "model_int8.tflite", int8_bytes)
         check_tflite(int8_bytes, dataset.x_test[0])
         sparsity["int8_tflite"] = _file_sparsity(int8_bytes)
@@ -149,11 +176,16 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
             written["int8_onnx"] = write_bytes_atomic(out_dir / "model_int8.onnx", int8_onnx)
             check_onnx(written["int8_onnx"], dataset.x_test[0])
 
-    scored = {"keras": model_path, **written}
-    scores = score_artifacts(model_path, scored, dataset.x_test, dataset.y_test,
+    if keras3_export is not None and model is None:
+        reference_path = written["float_tflite"]  # no tf_keras rebuild: the direct float export
+    scored = ({"keras": reference_path, **written} if reference_path not in written.values()
+              else written)
+    scores = score_artifacts(reference_path, scored, dataset.x_test, dataset.y_test,
                              dataset.num_classes, sparsity)
+    keras3_entry = (keras3.describe(keras3_export, rebuild, fine_tuned, config.onnx)
+                    if keras3_export is not None else None)
     context = {
-        "reference": model_path.name, "dataset": dataset_spec.to_dict(),
+        "reference": reference_path.name, "keras3": keras3_entry, "dataset": dataset_spec.to_dict(),
         "test_images": len(dataset.x_test), "options": config.to_dict(),
         "max_drop_pp": config.max_drop_pp, "int8_io": int8_io,
         "per_layer_sparsity": {name: weight_sparsity(written[name].read_bytes())
@@ -163,18 +195,23 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     payload = report_payload(scores, context)
     report_json = write_json_atomic(out_dir / "convert_report.json", payload)
     report_md = write_text_atomic(out_dir / "convert_report.md",
-                                  render_markdown(scores, list(dataset.class_names), context))
+                                  render_markdown(scores, list(dataset.class_names), context)
+                                  + (keras3.render_markdown(keras3_entry) if keras3_entry else ""))
     if manifest is None:
         update_manifest(out_dir, "train", {"dataset": {
             "spec": dataset_spec.to_dict(), "preprocessing": dataset.preprocessing,
             "class_names": list(dataset.class_names), "input_shape": list(dataset.input_shape)},
             "model": {"name": model_path.name, "source": str(model_path.resolve())}})
-    _remove_stale_outputs(out_dir, {path.name for path in [*written.values(), report_json, report_md]})
+    outputs = [*written.values(), report_json, report_md]
+    if keras3_entry and keras3_entry["rebuilt_model"]:
+        outputs.append(reference_path)  # the verified tf_keras rebuild of a Keras 3 model
+    _remove_stale_outputs(out_dir, {path.name for path in outputs})
     update_manifest(out_dir, "convert", {
         "options": config.to_dict(), "int8_io": int8_io, "versions": tool_versions(),
         "files": {name: path.name for name, path in written.items()},
         "accuracy": {score.file: score.accuracy for score in scores},
-    }, artifacts={path.name: path for path in [*written.values(), report_json, report_md]})
+        "reference": reference_path.name, "keras3": keras3_entry,
+    }, artifacts={path.name: path for path in outputs})
     _apply_gate(scores, config.max_drop_pp)
     return ConvertResult(out_dir=out_dir, artifacts=written, report=payload)
 
@@ -226,19 +263,20 @@ def _copy_model(tf_keras, model):
     return copy
 
 
-def _check_model_fits(model, dataset: Dataset, model_path: Path) -> None:
+def _check_model_fits(input_shapes: list, output_shapes: list, dataset: Dataset,
+                      model_path: Path) -> None:
     """The model must take a defined image shape and emit one class vector."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise UserInputError(f"{model_path.name} has {len(model.inputs)} inputs and "
-                             f"{len(model.outputs)} outputs; edgeship converts classifiers with one each")
-    input_shape = tuple(model.inputs[0].shape[1:])
+    if len(input_shapes) != 1 or len(output_shapes) != 1:
+        raise UserInputError(f"{model_path.name} has {len(input_shapes)} inputs and "
+                             f"{len(output_shapes)} outputs; edgeship converts classifiers with one each")
+    input_shape = tuple(input_shapes[0][1:])
     if not input_shape or any(side is None for side in input_shape):
         raise UserInputError(f"{model_path.name} has no defined input shape ({input_shape}); "
                              "build it with a fixed Input(shape=...)")
     if tuple(input_shape) != dataset.input_shape:
         raise UserInputError(f"dataset images are {dataset.input_shape} but {model_path.name} takes "
                              f"{input_shape}; pass --image-size/--channels to match")
-    output_shape = tuple(model.outputs[0].shape)
+    output_shape = tuple(output_shapes[0])
     if len(output_shape) != 2 or output_shape[1] != dataset.num_classes:
         raise UserInputError(f"{model_path.name} outputs {output_shape}, not a class-probability or "
                              f"logit vector of the dataset's {dataset.num_classes} classes")

@@ -58,3 +58,24 @@ def converted_run(tmp_path_factory, trained_run):
     shutil.copytree(trained_run.run_dir, run_dir)
     return run_convert(ConvertConfig(source=str(run_dir), int8=True, onnx=True,
                                      calibration_samples=200))
+
+
+def run_cli_in_process(*args):
+    """Call edgeship.cli.main in this process (no TensorFlow start-up per call).
+
+    Same code path as the console script from argument parsing to the exit code; use
+    run_cli where a separate process matters (import cost, signals, locks).
+    """
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    from edgeship.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit_:  # argparse errors
+            code = exit_.code
+    return SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
