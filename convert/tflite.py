@@ -38,10 +38,26 @@ def export_tflite(model, representative_samples: np.ndarray | None = None,
     Returns:
         The flatbuffer bytes.
     """
+    tf, _ = import_tf_keras()
+    return convert_tflite(tf.lite.TFLiteConverter.from_keras_model(model),
+                          representative_samples, io_type)
+
+
+def convert_tflite(converter, representative_samples: np.ndarray | None = None,
+                   io_type: str = "int8") -> bytes:
+    """Run any TFLiteConverter (Keras model or SavedModel) with edgeship's int8 settings.
+
+    Args:
+        converter: a tf.lite.TFLiteConverter not yet configured for quantization.
+        representative_samples: float32 NHWC calibration images; None exports float32.
+        io_type: input/output type of the int8 model: "int8", "uint8" or "float32".
+
+    Returns:
+        The flatbuffer bytes.
+    """
     if io_type not in IO_TYPES:
         raise ValueError(f"io type must be one of {', '.join(IO_TYPES)}, got {io_type!r}")
     tf, _ = import_tf_keras()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if representative_samples is not None:
         samples = np.asarray(representative_samples, np.float32)
 
@@ -107,7 +123,10 @@ def tensor_types_by_op(tflite_bytes: bytes) -> list[dict]:
 def run_tflite_micro(tflite_bytes: bytes, sample: np.ndarray) -> np.ndarray:
     """Run one already-typed input through TFLite Micro's interpreter (a load check)."""
     runtime = require("tflite_micro").runtime  # an attribute, not an importable submodule
-    interpreter = runtime.Interpreter.from_bytes(tflite_bytes)
+    # TFLM's default arena (10x the file) is too small for small-weight, large-activation
+    # models such as float ones; the tflm backend sizes it the same way.
+    interpreter = runtime.Interpreter.from_bytes(
+        tflite_bytes, arena_size=max(len(tflite_bytes) * 10, 4 << 20))
     interpreter.set_input(sample, 0)
     interpreter.invoke()
     return interpreter.get_output(0)
