@@ -1,7 +1,8 @@
 // Drive the phone demo in headless Chromium for tests/firmware_examples/test_phone_web.py.
 //
 // usage: node phone_web_driver.mjs JOB.json  (prints one JSON result line on stdout)
-// JOB: {phoneWebDir, chromium, url, userDataDir, screenshot, images: [[raw...]...], draw}
+// JOB: {phoneWebDir, chromium, url, userDataDir, screenshot, images: [[raw...]...], draw,
+//      tapTestImage (index of a test-image button to tap)}
 // Every image goes through window.edgeship.classify, the function the page's own inputs
 // call; `draw` strokes a vertical line on the pad with the mouse and classifies it the way
 // lifting the finger does. Requests to anything but the page's origin are blocked and
@@ -48,6 +49,14 @@ try {
     }, raw));
   }
   report.shownAfterImages = await page.textContent("#predicted");
+  if (job.tapTestImage !== undefined) {
+    const before = await page.evaluate(() => window.edgeship.classifiedCount);
+    await page.locator(".test-images button").nth(job.tapTestImage).click();
+    await page.waitForFunction((count) => window.edgeship.classifiedCount > count, before,
+      { timeout: 30000 });
+    report.tapped = { shown: await page.textContent("#predicted"),
+      selected: await page.locator(".test-images button.selected").count() };
+  }
   if (job.draw) {
     const box = await page.locator("#pad").boundingBox();
     const x = box.x + box.width * 0.5;

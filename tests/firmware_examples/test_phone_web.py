@@ -97,7 +97,7 @@ def test_page_predictions_equal_python_in_headless_chromium(
                "chromium": chromium, "url": f"http://127.0.0.1:{server.port}/",
                "userDataDir": str(tmp_path / "chromium-profile"),
                "screenshot": str(screenshot), "images": [image["raw"] for image in images],
-               "draw": True}
+               "draw": True, "tapTestImage": 3}
         job_path = tmp_path / "job.json"
         job_path.write_text(json.dumps(job))
         process = subprocess.run([node, str(DRIVER), str(job_path)], capture_output=True,
@@ -124,6 +124,7 @@ def test_page_predictions_equal_python_in_headless_chromium(
     assert np.mean(page_classes == mnist5k.y_test[indices]) >= 0.8
     assert all(result["latencyMs"] > 0 for result in report["results"])
 
+    assert report["tapped"] == {"shown": config["class_names"][page_classes[3]], "selected": 1}
     assert report["drawing"]["predicted"] == config["class_names"].index("1")
     assert report["drawing"]["shown"] == "1"
     assert "onnxruntime-web" in report["facts"]["runtime"]

@@ -13,6 +13,7 @@ const elements = Object.fromEntries(
     "preprocessing", "runtime-note"].map((id) => [id, document.getElementById(id)]),
 );
 const latencies = [];
+let classifiedCount = 0;
 let classifier = null;
 let queue = Promise.resolve();
 
@@ -80,6 +81,7 @@ function classifyRaw(raw) {
   const run = queue.then(async () => {
     const result = await classifier.classify(raw);
     showResult(result, raw);
+    classifiedCount += 1;
     return result;
   });
   queue = run.catch(() => undefined);
@@ -211,4 +213,5 @@ window.edgeship = {
   pickTestImage,
   classifyDrawing,
   get testImages() { return testImageSet.images; },
+  get classifiedCount() { return classifiedCount; },
 };
