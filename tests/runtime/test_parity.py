@@ -7,6 +7,7 @@ import pytest
 from edgeship.runtime.parity import (
     Tolerances,
     ValidateConfig,
+    fine_tuned_artifacts,
     float_checks,
     int8_checks,
     quanta_histogram,
@@ -155,3 +156,16 @@ def test_float_and_task_bounds():
     assert [check.passed for check in checks] == [False, False]
     assert checks[1].value == pytest.approx(100) and checks[1].bound == 2.0
     assert task_metrics(reference, reference, labels)["cosine"] == pytest.approx(1)
+
+
+def test_fine_tuned_int8_is_bound_by_drop_only():
+    manifest = {"convert": {"options": {"qat_epochs": 1, "prune_sparsity": None},
+                            "files": {"int8_tflite": "model_int8.tflite",
+                                      "ptq_int8_tflite": "model_ptq_int8.tflite"}}}
+    assert fine_tuned_artifacts(manifest) == {"model_int8.tflite"}
+    manifest["convert"]["options"]["qat_epochs"] = 0
+    assert fine_tuned_artifacts(manifest) == set()
+    metrics = {"agreement": 0.95, "drop": -0.01}
+    (check,) = task_checks("x", metrics, Tolerances(), fine_tuned=True)
+    assert check.metric == "accuracy drop (points)" and check.passed
+    assert not all(check.passed for check in task_checks("x", metrics, Tolerances()))
