@@ -9,6 +9,7 @@ layer by layer from the architecture, fills with the same weights, and accepts o
 outputs equal the original's (max |difference| <= REBUILD_ATOL).
 """
 
+import contextlib
 import importlib.util
 import inspect
 import json
@@ -143,8 +144,8 @@ def export_with_keras3(model_path: str | os.PathLike, check_images: np.ndarray) 
     command = [sys.executable, "-m", "edgeship.convert.keras3_child", str(model_path.resolve()),
                str(work_dir / "images.npy"), str(work_dir / "export")]
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, env=environment,
-                                   timeout=CHILD_TIMEOUT_S)
+        completed = subprocess.run(command, check=False, capture_output=True, text=True,
+                                   env=environment, timeout=CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired as error:
         raise UserInputError(f"loading {model_path.name} with Keras 3 took over "
                              f"{CHILD_TIMEOUT_S} s") from error
@@ -263,7 +264,9 @@ def _rebuild_sequential(tf_keras, config: dict, file_name: str):
     model = tf_keras.Sequential(name=config.get("name"))
     model.add(tf_keras.Input(batch_shape=tuple(batch_shape), name=input_name))
     for entry in entries:
-        model.add(_make_layer(tf_keras, entry, file_name))
+        layer = _make_layer(tf_keras, entry, file_name)
+        with _naming_layer(entry, file_name):
+            model.add(layer)
     return model
 
 
@@ -291,7 +294,8 @@ def _rebuild_functional(tf_keras, config: dict, file_name: str):
                 kwargs = {key: value for key, value in _resolve(node.get("kwargs", {}),
                                                                  produced).items()
                           if value is not None}
-                outputs = layer(*args, **kwargs)
+                with _naming_layer(entry, file_name):
+                    outputs = layer(*args, **kwargs)
                 produced[(name, node_index)] = list(outputs) if isinstance(
                     outputs, (list, tuple)) else [outputs]
         if len(waiting) == len(pending):
@@ -305,6 +309,18 @@ def _rebuild_functional(tf_keras, config: dict, file_name: str):
     return tf_keras.Model(inputs=inputs if len(inputs) > 1 else inputs[0],
                           outputs=outputs if len(outputs) > 1 else outputs[0],
                           name=config.get("name"))
+
+
+@contextlib.contextmanager
+def _naming_layer(entry: dict, file_name: str):
+    """Turn a tf_keras failure to call a rebuilt layer into an error naming that layer."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        raise UserInputError(
+            f"{file_name}: layer {entry.get('name') or entry['config'].get('name')!r} of class "
+            f"{entry.get('class_name')} cannot be rebuilt in tf_keras: "
+            f"{str(error).strip().splitlines()[0] if str(error).strip() else error!r}") from error
 
 
 def _histories(layers_field: list) -> list:
@@ -471,9 +487,9 @@ def render_markdown(entry: dict) -> str:
     """The report's section on a Keras 3 source."""
     check = entry["rebuild_check"]
     lines = ["## Keras 3 source", "",
-             f"`{entry['source']}` was saved by Keras {entry['keras_version']} "
-             f"({entry['model_class']}). Float and post-training int8 TFLite come from "
-             "its Keras 3 SavedModel export."]
+             (f"`{entry['source']}` was saved by Keras {entry['keras_version']} "
+              f"({entry['model_class']}). Float and post-training int8 TFLite come from "
+              "its Keras 3 SavedModel export.")]
     if check["passed"]:
         lines.append(f"The tf_keras rebuild `{entry['rebuilt_model']}` matches it on "
                      f"{check['images']} test images (max |difference| "
