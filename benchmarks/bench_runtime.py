@@ -8,11 +8,14 @@ rounds (the median p50 over rounds, so a burst of load on a shared machine hits 
 variant alike). Writes its tables to docs/results.md between
 `<!-- runtime:begin -->` and `<!-- runtime:end -->`, replacing only that section.
 
-    python benchmarks/bench_runtime.py            # full run (a few minutes)
+    python benchmarks/bench_runtime.py --json benchmarks/results/bench_runtime.json  # full run
     python benchmarks/bench_runtime.py --quick    # fewer runs, to try the script
+    python benchmarks/bench_runtime.py --from-json benchmarks/results/bench_runtime.json
+                                                  # re-render the last full run's numbers
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -263,9 +266,9 @@ def render(results: dict, fastest: dict, rounds: int, quick: bool) -> str:
                              f"{recipe_min / float_min:.2f}"])
     lines.append(markdown_table(["model", "batch", "model", "p50 us / image", "p50 vs float",
                                  "≤ 0.8", "min us / image", "min vs float"], rows))
-    best = best_recipe(results)
-    lines += [(f"Fastest int8 recipe (geometric mean of its ratio over both models and both "
-              f"batch sizes): **{best[0]}** ({best[1]:.2f}x float)."), ""]
+    ranking = ", ".join(f"{name} {ratio:.2f}x" for name, ratio in ranked_recipes(results))
+    lines += [("int8 recipes by the geometric mean of their ratio over both models and both "
+               f"batch sizes, fastest first: {ranking}."), ""]
 
     lines += ["### ONNX Runtime session options", "",
               ("Graph optimization level and threads for float and the two QDQ per-channel "
@@ -306,15 +309,31 @@ def ratios_of(results: dict, name: str) -> list[float]:
             for model in MODELS for batch in BATCHES]
 
 
-def best_recipe(results: dict) -> tuple[str, float]:
+def ranked_recipes(results: dict) -> list[tuple[str, float]]:
+    """Recipes by the geometric mean of their int8/float ratio over models and batch sizes."""
     scored = [(recipe.name, float(np.exp(np.mean(np.log(ratios_of(results, recipe.name))))))
               for recipe in RECIPES]
-    return min(scored, key=lambda item: item[1])
+    return sorted(scored, key=lambda item: item[1])
+
+
+def best_recipe(results: dict) -> tuple[str, float]:
+    return ranked_recipes(results)[0]
 
 
 def summary(results: dict) -> str:
     """Plain sentences on which targets the measurement met, from the numbers above."""
     lines = ["### What the numbers say", ""]
+    for model in MODELS:
+        float_all = results[(model, "onnx float", "all", 1, 1)]
+        float_extended = results[(model, "onnx float", "extended", 1, 1)]
+        int8_basic = results[(model, RECIPES[0].name, "basic", 1, 1)]
+        int8_extended = results[(model, RECIPES[0].name, "extended", 1, 1)]
+        lines.append(f"- Graph optimization, {model} batch 1: float gains "
+                     f"{float_extended / float_all:.1f}x from ORT_ENABLE_ALL over EXTENDED (the NCHWc layout transform); int8 QDQ "
+                     f"gains {int8_basic / int8_extended:.1f}x from EXTENDED over BASIC (QDQ "
+                     f"pairs fused into integer kernels); int8 at EXTENDED runs {int8_extended:.1f} us "
+                     f"against float's {float_all:.1f} us at ALL"
+                     + (", so int8 needs ALL too." if int8_extended > float_all else "."))
     for model in MODELS:
         floor = results[(model, "onnx floor", "all", 1, 1)]
         float_us = results[(model, "onnx float", "all", 1, 1)]
@@ -338,20 +357,30 @@ def summary(results: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs and one round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument("--json", default=None, help="also write every median p50 here")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--from-json", default=None, metavar="FILE",
+                        help="re-render the section from a --json file of an earlier run "
+                        "(with the --rounds it was measured with) instead of measuring")
     args = parser.parse_args(argv)
     rounds = 1 if args.quick else args.rounds
-    with tempfile.TemporaryDirectory(prefix="edgeship-bench-") as work:
-        paths = {}
-        for model_name in MODELS:
-            model_dir = Path(work) / model_name
-            model_dir.mkdir()
-            print(f"building {model_name}", file=sys.stderr)
-            paths[model_name] = build_artifacts(model_dir, model_name, args.seed)
-        results, fastest = measure_all(paths, rounds, args.quick)
+    if args.from_json:
+        records = json.loads(Path(args.from_json).read_text())["p50_us"]
+        keys = [(record["model"], record["variant"], record["setting"], record["threads"],
+                 record["batch"]) for record in records]
+        results = {key: record["p50_us_per_call"] for key, record in zip(keys, records)}
+        fastest = {key: record["min_us_per_call"] for key, record in zip(keys, records)}
+    else:
+        with tempfile.TemporaryDirectory(prefix="edgeship-bench-") as work:
+            paths = {}
+            for model_name in MODELS:
+                model_dir = Path(work) / model_name
+                model_dir.mkdir()
+                print(f"building {model_name}", file=sys.stderr)
+                paths[model_name] = build_artifacts(model_dir, model_name, args.seed)
+            results, fastest = measure_all(paths, rounds, args.quick)
     section = render(results, fastest, rounds, args.quick)
     update_results_section("runtime", section, Path(args.results))
     if args.json:
