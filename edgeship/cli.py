@@ -200,17 +200,14 @@ def _add_validate(subparsers) -> None:
     parser.add_argument("--float-rtol", type=float, default=defaults.float_rtol)
     parser.add_argument("--reference-min-exact", type=float, default=defaults.reference_min_exact,
                         help="int8 on reference kernels: smallest fraction of equal elements")
-    parser.add_argument("--reference-max-quanta", type=int, default=defaults.reference_max_quanta,
-                        help="int8 on reference kernels: largest difference in quanta")
     parser.add_argument("--cross-max-quanta", type=int, default=defaults.cross_max_quanta)
     parser.add_argument("--cross-min-fraction", type=float, default=defaults.cross_min_fraction,
                         help="int8 across implementations: fraction within --cross-max-quanta")
-    parser.add_argument("--cross-forbidden-quanta", type=int,
-                        default=defaults.cross_forbidden_quanta)
-    parser.add_argument("--cross-max-forbidden-fraction", type=float,
-                        default=defaults.cross_max_forbidden_fraction,
-                        help="int8 across implementations: largest fraction of elements "
-                        "--cross-forbidden-quanta or more apart")
+    parser.add_argument("--forbidden-quanta", type=int, default=defaults.forbidden_quanta)
+    parser.add_argument("--max-forbidden-fraction", type=float,
+                        default=defaults.max_forbidden_fraction,
+                        help="int8 vs int8: largest fraction of elements --forbidden-quanta or "
+                        "more apart")
     parser.set_defaults(run=_run_validate)
 
 
@@ -220,11 +217,9 @@ def _run_validate(args) -> int:
 
     tolerances = Tolerances(
         float_atol=args.float_atol, float_rtol=args.float_rtol,
-        reference_min_exact=args.reference_min_exact,
-        reference_max_quanta=args.reference_max_quanta, cross_max_quanta=args.cross_max_quanta,
-        cross_min_fraction=args.cross_min_fraction,
-        cross_forbidden_quanta=args.cross_forbidden_quanta,
-        cross_max_forbidden_fraction=args.cross_max_forbidden_fraction,
+        reference_min_exact=args.reference_min_exact, cross_max_quanta=args.cross_max_quanta,
+        cross_min_fraction=args.cross_min_fraction, forbidden_quanta=args.forbidden_quanta,
+        max_forbidden_fraction=args.max_forbidden_fraction,
         min_agreement=args.min_agreement, max_drop_pp=args.max_drop)
     config = ValidateConfig(run_dir=args.run_dir, dataset=args.dataset,
                             backends=args.backends or default_backend_names(), limit=args.limit,

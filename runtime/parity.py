@@ -45,19 +45,20 @@ class Tolerances:
     Two defaults are looser than "bit-exact" and "none 3 or more" because measurement says
     so (lenet5 on mnist5k, ai-edge-litert 2.3 against tflite-micro): TFLite Micro and LiteRT's
     reference kernels round FULLY_CONNECTED requantization ties differently (single vs double
-    rounding), so about 1 output element in 10,000 differs by one quantum; and a softmax
-    output turns a one-quantum difference in the logits (every layer before it stays within
-    one quantum) into up to ~10 quanta on a handful of elements. Set reference_min_exact=1,
-    reference_max_quanta=0 and cross_max_forbidden_fraction=0 for the strict reading.
+    rounding), so a few intermediate values per hundred images differ by one quantum; and a
+    softmax output turns a one-quantum difference in the logits into up to ~10 quanta on a
+    handful of elements (measured: 0.07% of output elements 2+ quanta apart, max 10; XNNPACK
+    against the reference kernels is alike). Both int8 kinds therefore bound fractions of
+    elements, not the single worst one. Set reference_min_exact=1 and
+    max_forbidden_fraction=0 for the strict reading.
 
     Attributes:
         float_atol, float_rtol: float vs float, element-wise like numpy.allclose.
-        reference_min_exact: int8 vs int8 on reference kernels: fraction of elements equal...
-        reference_max_quanta: ...and the largest difference allowed on the others.
+        reference_min_exact: int8 vs int8 on reference kernels: fraction of elements equal.
         cross_max_quanta: int8 vs int8 across implementations: the usual difference...
-        cross_min_fraction: ...which at least this fraction of elements must respect;
-        cross_forbidden_quanta: a difference this large or larger...
-        cross_max_forbidden_fraction: ...is allowed on at most this fraction of elements.
+        cross_min_fraction: ...which at least this fraction of elements must respect.
+        forbidden_quanta: int8 vs int8, both kinds: a difference this large or larger...
+        max_forbidden_fraction: ...is allowed on at most this fraction of elements.
         min_agreement: float vs int8: top-1 agreement with the float reference.
         max_drop_pp: float vs int8: top-1 accuracy drop against the reference, in
             percentage points (as `edgeship convert --max-drop`).
@@ -65,25 +66,21 @@ class Tolerances:
 
     float_atol: float = 1e-5
     float_rtol: float = 1e-5
-    reference_min_exact: float = 0.999
-    reference_max_quanta: int = 1
+    reference_min_exact: float = 0.995
     cross_max_quanta: int = 1
     cross_min_fraction: float = 0.99
-    cross_forbidden_quanta: int = 3
-    cross_max_forbidden_fraction: float = 0.002
+    forbidden_quanta: int = 3
+    max_forbidden_fraction: float = 0.002
     min_agreement: float = 0.98
     max_drop_pp: float = 2.0
 
     def __post_init__(self):
-        for name in ("float_atol", "float_rtol", "max_drop_pp"):
+        for name in ("float_atol", "float_rtol", "max_drop_pp", "cross_max_quanta"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("reference_max_quanta", "cross_max_quanta", "cross_forbidden_quanta"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.cross_forbidden_quanta <= self.cross_max_quanta:
-            raise ValueError("cross_forbidden_quanta must exceed cross_max_quanta")
-        for name in ("reference_min_exact", "cross_min_fraction", "cross_max_forbidden_fraction",
+        if self.forbidden_quanta <= self.cross_max_quanta:
+            raise ValueError("forbidden_quanta must exceed cross_max_quanta")
+        for name in ("reference_min_exact", "cross_min_fraction", "max_forbidden_fraction",
                      "min_agreement"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -203,35 +200,33 @@ def float_checks(name: str, candidate: np.ndarray, reference: np.ndarray,
     """float vs float: every element within atol + rtol * |reference| (ratio <= 1)."""
     allowed = tolerances.float_atol + tolerances.float_rtol * np.abs(reference.astype(np.float64))
     ratio = float((np.abs(candidate.astype(np.float64) - reference) / allowed).max())
-    return [Check(name, "float vs float", "max |error| / (atol + rtol*|ref|)", ratio, 1.0, "<=",
-                  ratio <= 1.0)]
+    return [Check(name, "float vs float", "max abs error / (atol + rtol * abs ref)", ratio, 1.0,
+                  "<=", ratio <= 1.0)]
 
 
 def int8_checks(name: str, histogram: dict, reference_kernels: bool,
                 tolerances: Tolerances) -> list[Check]:
-    """int8 vs int8 in quanta: tighter on reference kernels than across implementations."""
+    """int8 vs int8 in quanta: mostly exact on reference kernels, +-1 across implementations,
+    and large differences rare in both."""
     elements = max(histogram["elements"], 1)
     differences = {int(value): count for value, count in histogram["differences"].items()}
+    forbidden = sum(count for value, count in differences.items()
+                    if value >= tolerances.forbidden_quanta) / elements
     if reference_kernels:
         kind = "int8 vs int8 (reference kernels)"
         exact = histogram["exact"] / elements
-        return [Check(name, kind, "fraction exact", exact, tolerances.reference_min_exact, ">=",
-                      exact >= tolerances.reference_min_exact),
-                Check(name, kind, "max difference (quanta)", histogram["max"],
-                      tolerances.reference_max_quanta, "<=",
-                      histogram["max"] <= tolerances.reference_max_quanta)]
-    kind = "int8 vs int8 (across implementations)"
-    within = sum(count for value, count in differences.items()
-                 if value <= tolerances.cross_max_quanta) / elements
-    forbidden = sum(count for value, count in differences.items()
-                    if value >= tolerances.cross_forbidden_quanta) / elements
-    return [
-        Check(name, kind, f"fraction within {tolerances.cross_max_quanta} quantum", within,
-              tolerances.cross_min_fraction, ">=", within >= tolerances.cross_min_fraction),
-        Check(name, kind, f"fraction {tolerances.cross_forbidden_quanta}+ quanta off", forbidden,
-              tolerances.cross_max_forbidden_fraction, "<=",
-              forbidden <= tolerances.cross_max_forbidden_fraction),
-    ]
+        checks = [Check(name, kind, "fraction exact", exact, tolerances.reference_min_exact,
+                        ">=", exact >= tolerances.reference_min_exact)]
+    else:
+        kind = "int8 vs int8 (across implementations)"
+        within = sum(count for value, count in differences.items()
+                     if value <= tolerances.cross_max_quanta) / elements
+        checks = [Check(name, kind, f"fraction within {tolerances.cross_max_quanta} quantum",
+                        within, tolerances.cross_min_fraction, ">=",
+                        within >= tolerances.cross_min_fraction)]
+    return checks + [Check(name, kind, f"fraction {tolerances.forbidden_quanta}+ quanta off",
+                           forbidden, tolerances.max_forbidden_fraction, "<=",
+                           forbidden <= tolerances.max_forbidden_fraction)]
 
 
 def task_checks(name: str, metrics: dict, tolerances: Tolerances,

@@ -58,7 +58,7 @@ def test_validate_passes_the_converted_run(run_copy):
     assert by_pair[("model.onnx", "onnxruntime")]["max_abs_error"] < 1e-5
     assert by_pair[("model_int8.tflite", "tflm")]["agreement"] >= 0.98
     integer = {row["backend"]: row["histogram"] for row in payload["integer_comparisons"]}
-    assert integer["tflm"]["exact"] >= 0.999 * integer["tflm"]["elements"]
+    assert integer["tflm"]["exact"] >= 0.995 * integer["tflm"]["elements"]
     markdown = (run_copy / "parity.md").read_text()
     assert markdown.startswith("# Parity: PASSED")
     assert "Backends run: keras, litert, litert-ref, onnxruntime, tflm." in markdown
@@ -127,19 +127,30 @@ def test_quanta_histogram_counts_each_distance():
 
 
 def test_int8_bounds_are_typed_by_kernels():
-    strict = Tolerances(reference_min_exact=1.0, reference_max_quanta=0,
-                        cross_max_forbidden_fraction=0.0)
-    one_off = quanta_histogram(np.array([[1] + [0] * 999]), np.zeros((1, 1000), int))
+    strict = Tolerances(reference_min_exact=1.0, max_forbidden_fraction=0.0)
+    zeros = np.zeros((1, 1000), int)
+    one_off = quanta_histogram(np.array([[1] + [0] * 999]), zeros)
     assert all(check.passed for check in int8_checks("x", one_off, True, Tolerances()))
     failed = [check for check in int8_checks("x", one_off, True, strict) if not check.passed]
-    assert [check.metric for check in failed] == ["fraction exact", "max difference (quanta)"]
-    # Across implementations: 1 quantum is fine; 2% of elements 2 quanta off is not.
-    two_off = quanta_histogram(np.array([[2] * 20 + [1] * 980]), np.zeros((1, 1000), int))
+    assert [check.metric for check in failed] == ["fraction exact"]
+    # Reference kernels: 1% of elements off by one is too many; across implementations, fine.
+    ten_off = quanta_histogram(np.array([[1] * 10 + [0] * 990]), zeros)
+    assert not all(check.passed for check in int8_checks("x", ten_off, True, Tolerances()))
+    assert all(check.passed for check in int8_checks("x", ten_off, False, Tolerances()))
+    # Across implementations: 2% of elements 2 quanta off breaks the 99% within 1 quantum.
+    two_off = quanta_histogram(np.array([[2] * 20 + [1] * 980]), zeros)
     results = {check.metric: check.passed for check in int8_checks("x", two_off, False, strict)}
     assert results == {"fraction within 1 quantum": False, "fraction 3+ quanta off": True}
-    three_off = quanta_histogram(np.array([[3] + [0] * 999]), np.zeros((1, 1000), int))
+    # One element 3+ quanta off: tolerated at 0.1% by default, not in the strict reading;
+    # three of them (0.3%) exceed the default 0.2% on both kinds.
+    three_off = quanta_histogram(np.array([[9] + [0] * 999]), zeros)
     assert not all(check.passed for check in int8_checks("x", three_off, False, strict))
     assert all(check.passed for check in int8_checks("x", three_off, False, Tolerances()))
+    many_off = quanta_histogram(np.array([[9] * 3 + [0] * 997]), zeros)
+    for reference_kernels in (True, False):
+        failed = [check.metric for check in int8_checks("x", many_off, reference_kernels,
+                                                         Tolerances()) if not check.passed]
+        assert failed == ["fraction 3+ quanta off"]
 
 
 def test_float_and_task_bounds():
