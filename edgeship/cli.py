@@ -340,6 +340,32 @@ def _run_pipeline(args) -> int:
     return 0
 
 
+# --- codegen ---------------------------------------------------------------------------------
+
+def _add_codegen(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "codegen", help="int8 .tflite -> standalone C99 (no runtime), bit-exact with TFLite")
+    parser.add_argument("model", help="full-int8 .tflite (e.g. runs/demo/model_int8.tflite)")
+    parser.add_argument("--out", required=True, help="folder to write NAME.h and NAME.c into")
+    parser.add_argument("--name", default="model", help="C prefix of the files and symbols")
+    parser.add_argument("--samples", type=int, default=0, metavar="N",
+                        help="embed N test images with TFLite Micro's outputs (NAME_samples.c)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample choice")
+    parser.set_defaults(run=_run_codegen)
+
+
+def _run_codegen(args) -> int:
+    from edgeship.convert.codegen import CodegenConfig, generate_c
+
+    result = generate_c(CodegenConfig(model=args.model, out=args.out, name=args.name,
+                                      samples=args.samples, seed=args.seed))
+    print(f"wrote {', '.join(path.name for path in result.files)} to {result.out_dir}")
+    print(f"{len(result.ops)} ops ({', '.join(sorted(set(result.ops)))}); activations "
+          f"{result.arena_bytes} bytes (all tensors: {result.sum_of_tensors}); weights and "
+          f"constants {result.weight_bytes} bytes; {result.samples} samples")
+    return 0
+
+
 # --- serve-demo ------------------------------------------------------------------------------
 
 def _add_serve_demo(subparsers) -> None:
@@ -372,7 +398,7 @@ def _run_serve_demo(args) -> int:
 # --- main ------------------------------------------------------------------------------------
 
 _COMMANDS = [_add_train, _add_convert, _add_pipeline, _add_validate, _add_bench,
-             _add_serve_demo]
+             _add_codegen, _add_serve_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,9 +84,10 @@ static void es_conv_inside(const es_window *p, const int8_t *input, const int8_t
   const int32_t filter_size = p->k_h * row_size;
   const int32_t second = pixels > 1 ? p->stride_w * p->in_c : 0;
   int8_t *out_second = out + (pixels > 1 ? p->out_c : 0);
-  int32_t out_c = 0, k_y, c;
-  for (; out_c + 4 <= p->out_c; out_c += 4) {
-    const int8_t *filter = weights + out_c * filter_size;
+  const int32_t blocked = p->out_c - p->out_c % 4;
+  int32_t out_c, k_y, c;
+  for (out_c = 0; out_c < blocked; out_c += 4) {
+    const int8_t *filter = weights + (size_t)out_c * (size_t)filter_size;
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
     for (k_y = 0; k_y < p->k_h; ++k_y) {
       const int8_t *in_a = input + ((in_y0 + k_y * p->dil_h) * p->in_w + in_x0) * p->in_c;
@@ -126,8 +127,8 @@ static void es_conv_inside(const es_window *p, const int8_t *input, const int8_t
                                              multiplier[out_c + 3], shift[out_c + 3]);
     }
   }
-  for (; out_c < p->out_c; ++out_c) {
-    const int8_t *filter = weights + out_c * filter_size;
+  for (out_c = blocked; out_c < p->out_c; ++out_c) {
+    const int8_t *filter = weights + (size_t)out_c * (size_t)filter_size;
     int32_t a = 0, b = 0;
     for (k_y = 0; k_y < p->k_h; ++k_y) {
       const int8_t *in_a = input + ((in_y0 + k_y * p->dil_h) * p->in_w + in_x0) * p->in_c;
@@ -215,8 +216,9 @@ static void es_depthwise_inside(const es_window *p, const int8_t *input, const i
   const int32_t row_stride = p->dil_h * p->in_w * p->in_c;
   const int32_t tap_stride = p->dil_w * p->in_c;
   const int8_t *origin = input + (in_y0 * p->in_w + in_x0) * p->in_c;
-  int32_t c = 0, k_y, k_x;
-  for (; c + 4 <= p->out_c; c += 4) {
+  const int32_t blocked = p->out_c - p->out_c % 4;
+  int32_t c, k_y, k_x;
+  for (c = 0; c < blocked; c += 4) {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     const int8_t *in_row = origin + c;
     const int8_t *filter = weights + c;
@@ -237,7 +239,7 @@ static void es_depthwise_inside(const es_window *p, const int8_t *input, const i
     out[c + 2] = es_depthwise_finish(p, a2 + folded_bias[c + 2], multiplier[c + 2], shift[c + 2]);
     out[c + 3] = es_depthwise_finish(p, a3 + folded_bias[c + 3], multiplier[c + 3], shift[c + 3]);
   }
-  for (; c < p->out_c; ++c) {
+  for (c = blocked; c < p->out_c; ++c) {
     int32_t acc = 0;
     for (k_y = 0; k_y < p->k_h; ++k_y) {
       for (k_x = 0; k_x < p->k_w; ++k_x) {

@@ -1,0 +1,127 @@
+/* Runs the C that `edgeship codegen` generated on every embedded sample image and checks
+ * its int8 outputs against the ones TFLite Micro computed on the host: "10/10 match".
+ * Output goes to the board's UART 0 (QEMU prints it on stdout); the exit status is 0 when
+ * every sample matches. MODEL_NAME, MODEL_HEADER and SAMPLES_HEADER come from the Makefile. */
+#include <stdint.h>
+#include <string.h>
+
+#include MODEL_HEADER
+#include SAMPLES_HEADER
+
+#define CAT2(a, b) a##b
+#define CAT(a, b) CAT2(a, b)
+#define MODEL_RUN CAT(MODEL_NAME, _run)
+#define MODEL_LABELS CAT(MODEL_NAME, _labels)
+#define SAMPLE_INPUTS CAT(MODEL_NAME, _sample_inputs)
+#define SAMPLE_OUTPUTS CAT(MODEL_NAME, _sample_outputs)
+#define SAMPLE_LABELS CAT(MODEL_NAME, _sample_labels)
+
+#define SAMPLE_COUNT ((int)(sizeof(SAMPLE_LABELS) / sizeof(SAMPLE_LABELS[0])))
+#define OUTPUT_SIZE ((int)sizeof(SAMPLE_OUTPUTS[0]))
+#define STACK_PAINT 0xA5u
+
+/* CMSDK APB UART 0 of the MPS2 board. */
+#define UART0_DATA (*(volatile uint32_t *)0x40004000u)
+#define UART0_STATE (*(volatile uint32_t *)0x40004004u)
+#define UART0_CTRL (*(volatile uint32_t *)0x40004008u)
+#define UART0_BAUDDIV (*(volatile uint32_t *)0x40004010u)
+
+extern uint8_t __stack_limit;
+
+static void print(const char *text) {
+  for (; *text; ++text) {
+    while (UART0_STATE & 1u) {
+    }
+    UART0_DATA = (uint32_t)(uint8_t)*text;
+  }
+}
+
+static void print_int(long value) {
+  char digits[24];
+  int length = 0;
+  unsigned long magnitude = value < 0 ? (unsigned long)-value : (unsigned long)value;
+  do {
+    digits[length++] = (char)('0' + magnitude % 10);
+    magnitude /= 10;
+  } while (magnitude);
+  if (value < 0) {
+    digits[length++] = '-';
+  }
+  while (length) {
+    char one[2] = {digits[--length], 0};
+    print(one);
+  }
+}
+
+static int argmax(const int8_t *values, int count) {
+  int best = 0, index;
+  for (index = 1; index < count; ++index) {
+    if (values[index] > values[best]) {
+      best = index;
+    }
+  }
+  return best;
+}
+
+static uintptr_t stack_pointer(void) {
+  uintptr_t sp;
+  __asm__ volatile("mov %0, sp" : "=r"(sp));
+  return sp;
+}
+
+/* Fills the free stack below `top` with a pattern, so the deepest byte a call touched can be
+ * found afterwards. */
+static void paint_stack(uintptr_t top) {
+  volatile uint8_t *byte;
+  for (byte = &__stack_limit; (uintptr_t)byte < top; ++byte) {
+    *byte = STACK_PAINT;
+  }
+}
+
+static long stack_used(uintptr_t top) {
+  const volatile uint8_t *byte = &__stack_limit;
+  while ((uintptr_t)byte < top && *byte == STACK_PAINT) {
+    ++byte;
+  }
+  return (long)(top - (uintptr_t)byte);
+}
+
+int main(void) {
+  int8_t output[OUTPUT_SIZE];
+  int sample, matches = 0;
+  long stack = 0;
+  UART0_BAUDDIV = 16;
+  UART0_CTRL = 1;
+  print("edgeship codegen on Cortex-M4 (QEMU mps2-an386)\n");
+  for (sample = 0; sample < SAMPLE_COUNT; ++sample) {
+    const uintptr_t top = stack_pointer() - 32;
+    long used;
+    int predicted, expected, same;
+    paint_stack(top);
+    MODEL_RUN(SAMPLE_INPUTS[sample], output);
+    used = stack_used(top);
+    stack = used > stack ? used : stack;
+    predicted = argmax(output, OUTPUT_SIZE);
+    expected = argmax(SAMPLE_OUTPUTS[sample], OUTPUT_SIZE);
+    same = memcmp(output, SAMPLE_OUTPUTS[sample], (size_t)OUTPUT_SIZE) == 0;
+    matches += same;
+    print("sample ");
+    print_int(sample);
+    print(": predicted ");
+    print(MODEL_LABELS[predicted]);
+    print(" (TFLite Micro: ");
+    print(MODEL_LABELS[expected]);
+    print(", dataset label ");
+    print_int(SAMPLE_LABELS[sample]);
+    print(same ? ") outputs match\n" : ") OUTPUTS DIFFER\n");
+  }
+  print("stack used by the model: ");
+  print_int(stack);
+  print(" bytes\n");
+  print("matches: ");
+  print_int(matches);
+  print("/");
+  print_int(SAMPLE_COUNT);
+  print("\n");
+  return matches == SAMPLE_COUNT ? 0 : 1;
+}
