@@ -37,8 +37,10 @@ class KerasBackend(Backend):
             pass
         try:
             self._model = tf_keras.models.load_model(artifact_path, compile=False)
-        except (OSError, ValueError) as error:
-            raise UserInputError(f"cannot load Keras model {artifact_path}: {error}") from error
+        except Exception as error:  # noqa: BLE001 (Keras 3 files raise TypeError, zips BadZipFile...)
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise UserInputError(f"cannot load Keras model {artifact_path} with tf_keras: "
+                                 f"{first_line}") from error
         if len(self._model.inputs) != 1 or len(self._model.outputs) != 1:
             raise UserInputError(f"{artifact_path.name}: keras backend supports classifiers "
                                  "with one input and one output")

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -108,8 +109,9 @@ def test_report_renders_in_headless_chromium(pipeline_run, tmp_path):
              "--virtual-time-budget=5000"]
     dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True,
                          text=True, timeout=120)
-    payload = dom.stdout.split("CHECK", 1)[1].split("END", 1)[0]
-    result = json.loads(payload)
+    match = re.search(r"CHECK(\{.*?\})END", dom.stdout)
+    assert match, dom.stdout[-2000:]
+    result = json.loads(match.group(1))
     assert result["images"] >= 6
     assert result["broken"] == 0
     assert min(result["widths"]) > 100
