@@ -208,7 +208,17 @@ def _add_validate(subparsers) -> None:
                         default=defaults.max_forbidden_fraction,
                         help="int8 vs int8: largest fraction of elements --forbidden-quanta or "
                         "more apart")
+    _add_timeout_flag(parser)
     parser.set_defaults(run=_run_validate)
+
+
+def _add_timeout_flag(parser: argparse.ArgumentParser) -> None:
+    from edgeship.runtime.isolation import DEFAULT_TIMEOUT_S
+
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help="time limit per model run in a child process: model files no "
+                        "manifest.json beside them vouches for are loaded there, so a crash or "
+                        "hang is an error (exit 2)")
 
 
 def _run_validate(args) -> int:
@@ -223,7 +233,7 @@ def _run_validate(args) -> int:
         min_agreement=args.min_agreement, max_drop_pp=args.max_drop)
     config = ValidateConfig(run_dir=args.run_dir, dataset=args.dataset,
                             backends=args.backends or default_backend_names(), limit=args.limit,
-                            device=args.device, tolerances=tolerances)
+                            device=args.device, tolerances=tolerances, timeout_s=args.timeout)
     report = validate_run(config)
     print(report.markdown_path.read_text())
     print(f"wrote {report.json_path} and {report.markdown_path}")
@@ -257,6 +267,7 @@ def _add_bench(subparsers) -> None:
                         help="a stored --json file; exit 1 when a p50 regresses")
     parser.add_argument("--max-regression", type=float, default=0.10,
                         help="largest allowed p50 increase against --baseline (0.10 = 10%%)")
+    _add_timeout_flag(parser)
     parser.set_defaults(run=_run_bench)
 
 
@@ -272,7 +283,8 @@ def _run_bench(args) -> int:
 
     config = BenchConfig(artifacts=tuple(args.artifacts), backends=tuple(args.backend),
                          runs=args.runs, warmup=args.warmup, threads=args.threads,
-                         batch=args.batch, device=args.device, seed=args.seed)
+                         batch=args.batch, device=args.device, seed=args.seed,
+                         timeout_s=args.timeout)
     baseline = load_baseline(args.baseline) if args.baseline else None
     records = bench(config)
     print(render_table(records))
@@ -395,10 +407,37 @@ def _run_serve_demo(args) -> int:
     return 0
 
 
+# --- embed -----------------------------------------------------------------------------------
+
+def _add_embed(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "embed", help=".tflite -> C++ model data, op resolver and arena size for TFLite Micro")
+    parser.add_argument("model", help="the .tflite to embed (e.g. runs/demo/model_int8.tflite)")
+    parser.add_argument("--out", required=True, help="folder to write the sources into")
+    parser.add_argument("--name", default="model",
+                        help="prefix of files and symbols (g_NAME_model_data)")
+    parser.add_argument("--samples", type=int, default=0, metavar="N",
+                        help="embed N test images with TFLite Micro's outputs (NAME_samples.c)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample choice")
+    parser.set_defaults(run=_run_embed)
+
+
+def _run_embed(args) -> int:
+    from edgeship.convert.embed import EmbedConfig, embed_model
+
+    result = embed_model(EmbedConfig(model=args.model, out=args.out, name=args.name,
+                                     samples=args.samples, seed=args.seed))
+    print(f"wrote {', '.join(path.name for path in result.files)} to {result.out_dir}")
+    print(f"model {result.model_bytes} bytes; TFLite Micro arena {result.arena_bytes} bytes "
+          f"measured, {result.arena_size} with margin; {len(result.ops)} ops: "
+          f"{', '.join(result.ops)}; {result.samples} samples")
+    return 0
+
+
 # --- main ------------------------------------------------------------------------------------
 
 _COMMANDS = [_add_train, _add_convert, _add_pipeline, _add_validate, _add_bench,
-             _add_codegen, _add_serve_demo]
+             _add_codegen, _add_embed, _add_serve_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -411,17 +450,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: Exception) -> str:
+    """Runtimes put their own multi-line reports in exceptions; the CLI prints one line."""
+    return " ".join(str(error).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except EdgeshipError as error:
-        print(f"edgeship {args.command}: error: {error}", file=sys.stderr)
+        print(f"edgeship {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return error.exit_code
     except ValueError as error:
         # Config validation (frozen dataclasses) reports bad flag values this way.
-        print(f"edgeship {args.command}: error: {error}", file=sys.stderr)
+        print(f"edgeship {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"edgeship {args.command}: interrupted", file=sys.stderr)
