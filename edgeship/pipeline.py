@@ -227,14 +227,16 @@ def _run_bench(config: PipelineConfig, run_dir: Path) -> str:
 
 
 def _run_embed(config: PipelineConfig, run_dir: Path) -> str:
-    try:
-        from edgeship.convert.embed import EmbedConfig, embed_model
-    except ImportError:
-        return "skipped: edgeship.convert.embed is not available in this version"
+    from edgeship.convert.embed import EmbedConfig, embed_model
+
     result = embed_model(EmbedConfig(model=str(run_dir / "model_int8.tflite"),
                                      out=str(run_dir / "firmware"), name="model",
-                                     samples=config.embed_samples))
-    return getattr(result, "summary", "") or "firmware sources written"
+                                     samples=config.embed_samples, seed=config.seed))
+    update_manifest(run_dir, "embed", {"arena_bytes": result.arena_bytes,
+                                       "arena_size": result.arena_size, "ops": list(result.ops)},
+                    artifacts={f"firmware/{path.name}": path for path in result.files})
+    return (f"{result.model_bytes:,} model bytes, TFLM arena {result.arena_bytes:,} bytes "
+            f"measured, {len(result.ops)} ops")
 
 
 def _run_report(config: PipelineConfig, run_dir: Path) -> str:

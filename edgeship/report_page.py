@@ -281,7 +281,7 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
 def _context(run_dir: Path, manifest: dict, reproduce: list[str], changed_count: int) -> dict:
     train = manifest.get("train", {})
     validate = manifest.get("validate", {})
-    embed = _load_json(run_dir / "firmware" / "footprint.json")
+    embed = _load_json(run_dir / "firmware" / "model_footprint.json")
     versions = (manifest.get("convert", {}).get("versions") or train.get("versions") or {})
     return {
         "title": f"edgeship report: {train.get('model', {}).get('name', '?')} on "
@@ -302,14 +302,21 @@ def render_md(rows: list[Row], figures, context: dict) -> str:
     for name, caption, _ in figures:
         lines += [f"## {caption}", "", f"![{caption}]({FIGURES_DIR}/{name})", ""]
     if context["footprint"]:
-        lines += ["## MCU footprint", "", "```json", json.dumps(context["footprint"], indent=2),
-                  "```", ""]
+        lines += ["## MCU footprint (TFLite Micro)", "",
+                  markdown_table(["model bytes", "arena measured", "arena compiled in", "ops"],
+                                 [_footprint_row(context["footprint"])])]
     lines += ["## Reproduce", "", "```bash", *context["reproduce"], "```", "",
               "## Library versions", "",
               markdown_table(["library", "version"], sorted(context["versions"].items())),
               "## Artifact SHA-256", "",
               markdown_table(["artifact", "sha256"], sorted(context["hashes"].items()))]
     return "\n".join(lines)
+
+
+def _footprint_row(footprint: dict) -> list[str]:
+    return [f"{footprint.get('model_bytes', 0):,}", f"{footprint.get('arena_bytes', 0):,}",
+            f"{footprint.get('arena_size', 0):,} ({footprint.get('arena_margin', '').split(':')[0]})",
+            ", ".join(footprint.get("ops", []))]
 
 
 def _verdict(context: dict) -> str:
@@ -336,8 +343,10 @@ def render_html(rows: list[Row], figures, context: dict) -> str:
                         "</figcaption></figure>")
     footprint = ""
     if context["footprint"]:
-        footprint = ("<h2>MCU footprint</h2><pre>"
-                     + escape(json.dumps(context["footprint"], indent=2)) + "</pre>")
+        cells = "".join(f"<td>{escape(str(cell))}</td>" for cell in _footprint_row(context["footprint"]))
+        footprint = ("<h2>MCU footprint (TFLite Micro)</h2><table id='footprint'><tr><th>model bytes"
+                     "</th><th>arena measured</th><th>arena compiled in</th><th>ops</th></tr>"
+                     f"<tr>{cells}</tr></table>")
     versions = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>"
                        for k, v in sorted(context["versions"].items()))
     hashes = "".join(f"<tr><td>{escape(k)}</td><td><code>{escape(v)}</code></td></tr>"
