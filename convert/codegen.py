@@ -230,6 +230,7 @@ class LoweredOp:
     alias: bool = False
     window: tuple[str, str] | None = None  # (variable, initializer) of an es_window
     params: tuple[str, str, str] | None = None  # (type, variable, initializer)
+    overlap: dict[int, int] = field(default_factory=dict)  # input tensor -> max output shift
 
 
 def _check_int8(tensor: Tensor, role: str, op: Operator) -> None:
@@ -349,6 +350,7 @@ def _lower_conv(graph: Graph, op: Operator) -> LoweredOp:
     lowered.call = (f"es_conv_2d(&{prefix}_window, {{input}}, {prefix}_weights, {bias_name}, "
                     f"{prefix}_folded_bias, {prefix}_multiplier, {prefix}_shift, {{output}});")
     lowered.window = (f"{prefix}_window", _window_initializer(window))
+    lowered.overlap = {op.inputs[0]: _conv_overlap(window)}
     return lowered
 
 
@@ -385,6 +387,7 @@ def _lower_depthwise(graph: Graph, op: Operator) -> LoweredOp:
                     f"{prefix}_weights, {bias_name}, {prefix}_folded_bias, {prefix}_multiplier, "
                     f"{prefix}_shift, {{output}});")
     lowered.window = (f"{prefix}_window", _window_initializer(window))
+    lowered.overlap = {op.inputs[0]: _element_overlap(window, depth_multiplier)}
     return lowered
 
 
@@ -440,6 +443,7 @@ def _lower_pool(graph: Graph, op: Operator) -> LoweredOp:
     lowered = LoweredOp(op.index, op.name, summary, section)
     lowered.call = f"es_{section}(&{prefix}_window, {{input}}, {{output}});"
     lowered.window = (f"{prefix}_window", _window_initializer(window))
+    lowered.overlap = {op.inputs[0]: _element_overlap(window, 1)}
     return lowered
 
 
@@ -465,6 +469,7 @@ def _lower_softmax(graph: Graph, op: Operator) -> LoweredOp:
     lowered = LoweredOp(op.index, op.name, f"{rows}x{depth}", "softmax")
     lowered.call = (f"es_softmax({rows}, {depth}, {multiplier}, {left_shift}, {diff_min}, "
                     "{input}, {output});")
+    lowered.overlap = {op.inputs[0]: 0}  # each value is read before it is overwritten
     return lowered
 
 
@@ -492,6 +497,7 @@ def _lower_add(graph: Graph, op: Operator) -> LoweredOp:
     lowered.params = ("es_add_params", f"{prefix}_params",
                       "{" + ", ".join(str(int(value)) for value in values) + "}")
     lowered.call = f"es_add(&{prefix}_params, {first.size}, {{input}}, {{input2}}, {{output}});"
+    lowered.overlap = {op.inputs[0]: 0, op.inputs[1]: 0}  # element i read, then written
     return lowered
 
 
@@ -517,6 +523,7 @@ def _lower_mean(graph: Graph, op: Operator) -> LoweredOp:
     lowered.call = (f"es_mean({prefix}_dims, {prefix}_reduce, {{input}}, "
                     f"{input_tensor.zero_point * count}, {multiplier}, {shift}, "
                     f"{output.zero_point}, {{output}});")
+    lowered.overlap = {op.inputs[0]: _mean_overlap(dims, reduce)}
     return lowered
 
 
@@ -539,6 +546,55 @@ def _lower_pad(graph: Graph, op: Operator) -> LoweredOp:
     lowered.call = (f"es_pad({prefix}_dims, {prefix}_before, {prefix}_after, "
                     f"{output.zero_point}, {{input}}, {{output}});")
     return lowered
+
+
+# --- how far an op's output may overlap its input ---------------------------------------------
+#
+# A kernel may write its output over its input's bytes if every write lands below every input
+# byte still to be read. With the output placed `shift` bytes after the input (negative:
+# before), writing output element k is safe when shift + k < (lowest input index read after
+# that write). Each function returns the largest safe shift for the kernel's loop order in
+# kernels.c; a shift of 0 with an output no larger than the input means fully in place.
+
+def _top_left_pixels(window: dict) -> np.ndarray:
+    """Flat input pixel index of each output pixel's first tap inside the image."""
+    rows = np.maximum(np.arange(window["out_h"]) * window["stride_h"] - window["pad_h"], 0)
+    cols = np.maximum(np.arange(window["out_w"]) * window["stride_w"] - window["pad_w"], 0)
+    return (rows[:, None] * window["in_w"] + cols[None, :]).reshape(-1).astype(np.int64)
+
+
+def _shift_limit(lowest_read: np.ndarray) -> int:
+    """Element order: element k's reads, then its write; later elements' reads follow."""
+    if lowest_read.size < 2:
+        return int(lowest_read.min(initial=0))
+    later = np.minimum.accumulate(lowest_read[::-1])[::-1][1:]
+    return int((later - np.arange(lowest_read.size - 1) - 1).min())
+
+
+def _element_overlap(window: dict, depth_multiplier: int) -> int:
+    """Pooling and depthwise: one output value per (pixel, channel), from its own channel."""
+    channels = np.arange(window["out_c"]) // depth_multiplier
+    lowest = _top_left_pixels(window)[:, None] * window["in_c"] + channels[None, :]
+    return _shift_limit(lowest.reshape(-1))
+
+
+def _conv_overlap(window: dict) -> int:
+    """CONV_2D reads every input channel and writes two pixels' channels block by block, so
+    after a write of pixel p the windows of pixels p - 1 onwards may still be read."""
+    lowest = _top_left_pixels(window) * window["in_c"]
+    later = np.minimum.accumulate(lowest[::-1])[::-1]
+    pixels = np.arange(lowest.size)
+    still_read = later[np.maximum(pixels - 1, 0)]
+    return int((still_read - (pixels + 1) * window["out_c"]).min())
+
+
+def _mean_overlap(dims, reduce) -> int:
+    """MEAN walks the output in order; each output value reads from its first reduced element."""
+    kept = [range(1) if reduce[axis] else range(dims[axis]) for axis in range(4)]
+    strides = [int(np.prod(dims[axis + 1:])) for axis in range(4)]
+    grid = np.meshgrid(*[np.asarray(k) for k in kept], indexing="ij")
+    lowest = sum(grid[axis] * strides[axis] for axis in range(4)).reshape(-1)
+    return _shift_limit(lowest.astype(np.int64))
 
 
 _LOWERERS = {
@@ -564,8 +620,10 @@ class MemoryPlan:
 def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
     """Offsets for all activations: greedy by size, sharing bytes between disjoint lifetimes.
 
-    A tensor is live from the op that writes it to the last op that reads it (inclusive), so
-    an op never writes over its own inputs. RESHAPE outputs alias their input.
+    A tensor is live from the op that writes it to the last op that reads it. Two tensors
+    live at the same time get disjoint bytes, except an op's output and an input it reads
+    for the last time: those may overlap as far as the kernel's loop order allows (see
+    _shift_limit). RESHAPE outputs alias their input.
     """
     root = {}
     for op, low in zip(graph.operators, lowered):
@@ -586,29 +644,68 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
     if output_root != graph_output or output_root == graph_input:
         final_copy = output_root
         last[output_root] = len(graph.operators)
+    overlap: dict[tuple[int, int], int] = {}  # (output, input root) -> largest output shift
+    for op, low in zip(graph.operators, lowered):
+        for index, limit in low.overlap.items():
+            base = root.get(index, index)
+            if last.get(base) == op.index and base != graph_input:
+                overlap[(op.outputs[0], base)] = min(limit, overlap.get((op.outputs[0], base),
+                                                                         limit))
     storage = {graph_input: ("input", 0)}
     if final_copy is None:
         storage[graph_output] = ("output", 0)
-    blocks = sorted((tensor for tensor in first if tensor not in storage),
-                    key=lambda tensor: (-graph.tensors[tensor].size, first[tensor]))
-    placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
-    for tensor in blocks:
-        size = graph.tensors[tensor].size
-        begin, end = first[tensor], last[tensor]
-        conflicts = sorted((offset, block_size) for offset, block_size, other_first, other_last
-                           in placed if other_first <= end and begin <= other_last)
-        offset = 0
-        for other_offset, other_size in conflicts:
-            if offset + size <= other_offset:
-                break
-            offset = max(offset, _align(other_offset + other_size))
-        placed.append((offset, size, begin, end))
-        storage[tensor] = ("arena", offset)
+    tensors = [tensor for tensor in first if tensor not in storage]
+    sizes = {tensor: graph.tensors[tensor].size for tensor in tensors}
+    # Greedy first fit is order-sensitive: try three orders, keep the smallest arena. Reverse
+    # execution order suits chains whose outputs must start below their inputs.
+    orders = (sorted(tensors, key=lambda tensor: (-sizes[tensor], first[tensor])),
+              sorted(tensors, key=lambda tensor: (first[tensor], -sizes[tensor])),
+              sorted(tensors, key=lambda tensor: (-first[tensor], -sizes[tensor])))
+    placed = min((_place(order, sizes, first, last, overlap) for order in orders),
+                 key=lambda offsets: max((offsets[t] + sizes[t] for t in offsets), default=0))
+    for tensor in tensors:
+        storage[tensor] = ("arena", placed[tensor])
     for tensor, base in root.items():
         storage[tensor] = storage[base]
-    arena_bytes = max((offset + size for offset, size, _, _ in placed), default=0)
-    total = sum(graph.tensors[tensor].size for tensor in blocks)
-    return MemoryPlan(storage, _align(arena_bytes), final_copy, total)
+    arena_bytes = max((offset + sizes[tensor] for tensor, offset in placed.items()), default=0)
+    return MemoryPlan(storage, _align(arena_bytes), final_copy, sum(sizes.values()))
+
+
+def _place(order: list[int], sizes: dict, first: dict, last: dict, overlap: dict) -> dict:
+    """First-fit offsets for tensors in the given order."""
+    placed: dict[int, int] = {}
+    for tensor in order:
+        neighbours = [other for other in placed
+                      if first[other] <= last[tensor] and first[tensor] <= last[other]]
+        candidates = {0}
+        for other in neighbours:
+            candidates.add(_align(placed[other] + sizes[other]))
+            if (tensor, other) in overlap:
+                candidates.add(_align_down(placed[other] + overlap[(tensor, other)]))
+            if (other, tensor) in overlap:
+                candidates.add(_align(placed[other] - overlap[(other, tensor)]))
+        for offset in sorted(candidate for candidate in candidates if candidate >= 0):
+            if all(_compatible(sizes, overlap, tensor, offset, other, placed[other])
+                   for other in neighbours):
+                placed[tensor] = offset
+                break
+    return placed
+
+
+def _compatible(sizes: dict, overlap: dict, tensor: int, offset: int, other: int,
+                other_offset: int) -> bool:
+    """Disjoint bytes, or an output overlapping its dying input within the kernel's limit."""
+    if offset + sizes[tensor] <= other_offset or other_offset + sizes[other] <= offset:
+        return True
+    if (tensor, other) in overlap:
+        return offset - other_offset <= overlap[(tensor, other)]
+    if (other, tensor) in overlap:
+        return other_offset - offset <= overlap[(other, tensor)]
+    return False
+
+
+def _align_down(value: int) -> int:
+    return value // ARENA_ALIGNMENT * ARENA_ALIGNMENT
 
 
 def _align(value: int) -> int:
