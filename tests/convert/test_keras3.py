@@ -231,6 +231,7 @@ def test_functional_residual_batchnorm_through_cli_and_validate(functional_run, 
             ("model_int8.tflite", "tflm"), ("model_int8.onnx", "onnxruntime")} <= pairs
 
 
+@pytest.mark.slow
 def test_preprocessing_layers_rebuild_and_post_training_int8(tmp_path, mnist5k_npz, mnist5k):
     """Rescaling, Normalization and the other layer types rebuild exactly; PTQ goes direct."""
     model_path, original_outputs, _ = save_keras3_model("preprocessing", tmp_path, mnist5k_npz,
