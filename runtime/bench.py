@@ -6,6 +6,11 @@ inputs are made and quantized beforehand; the timed region holds nothing but
 `backend.infer_raw(prepared)`, so the numbers are the runtime's, not the harness's. Timing
 wraps the backend from outside: no backend times itself.
 
+A model file edgeship did not make (no manifest beside it records its hash) is checked,
+loaded and timed in a child process with a time limit (edgeship.runtime.isolation), so a
+crafted file that crashes or hangs the runtime is an error, not a dead CLI. The run's own
+artifacts are timed in this process.
+
 The baseline gate compares each record's p50 with a stored run and fails (exit 1) on a
 regression larger than `max_regression`, the CI latency gate.
 """
@@ -27,8 +32,11 @@ from edgeship.runtime.backends import (
     open_backend,
 )
 
+from edgeship.runtime.isolation import DEFAULT_TIMEOUT_S, call_isolated, check_timeout, is_trusted
+
 from edgeship.artifacts import sha256_file, write_json_atomic
 from edgeship.errors import UserInputError
+from edgeship.model_check import check_model_file, check_tflite_file
 from edgeship.reports import REPORT_SCHEMA_VERSION, environment, markdown_table
 
 FORMATS = ("edgeship", "gab")
@@ -50,6 +58,8 @@ class BenchConfig:
         batch: batch sizes to measure (one record each).
         device: "cpu" or "gpu".
         seed: seed of the random inputs.
+        timeout_s: time limit of each measurement of an untrusted artifact (run in a
+            child process); the run's own artifacts are measured in this process.
     """
 
     artifacts: tuple[str, ...]
@@ -60,8 +70,10 @@ class BenchConfig:
     batch: tuple[int, ...] = (1,)
     device: str = "cpu"
     seed: int = 0
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
     def __post_init__(self):
+        check_timeout(self.timeout_s)
         if not self.artifacts:
             raise ValueError("bench needs at least one artifact")
         for name in self.backends:
@@ -176,16 +188,33 @@ def bench(config: BenchConfig) -> list[dict]:
     records = []
     for path, names in plan:
         digest = sha256_file(path)
+        trusted = is_trusted(path)
+        if trusted:
+            check_model_file(path)
+        elif path.suffix.lower() == ".tflite":
+            check_tflite_file(path)  # pure Python: refuse a malformed file before any child
         for backend_name in names:
             for threads in config.threads:
                 for batch in config.batch:
-                    opener = functools.partial(open_backend, backend_name, path,
-                                               threads=threads, device=config.device)
-                    result = measure(opener, batch=batch, runs=config.runs, warmup=config.warmup,
-                                     seed=config.seed)
+                    arguments = (path, backend_name, threads, config.device, batch, config.runs,
+                                 config.warmup, config.seed, not trusted)
+                    result = (measure_artifact(*arguments) if trusted else call_isolated(
+                        measure_artifact, arguments, config.timeout_s,
+                        f"{path.name} on {backend_name}"))
                     records.append(_record(path, digest, backend_name, threads, config.device,
                                            result))
     return records
+
+
+def measure_artifact(path: Path, backend_name: str, threads: int, device: str, batch: int,
+                     runs: int, warmup: int, seed: int, verify: bool) -> Measurement:
+    """measure() one artifact on one backend; verify checks the file first, outside the
+    timed load (bench checks trusted files once itself)."""
+    if verify:
+        check_model_file(path)
+    opener = functools.partial(open_backend, backend_name, path, verify=False, threads=threads,
+                               device=device)
+    return measure(opener, batch=batch, runs=runs, warmup=warmup, seed=seed)
 
 
 def _record(path: Path, digest: str, backend: str, threads: int, device: str,

@@ -28,8 +28,11 @@ from edgeship.runtime.backends import (
     open_backend,
 )
 
+from edgeship.runtime.isolation import DEFAULT_TIMEOUT_S, call_isolated, check_timeout, is_trusted
+
 from edgeship.artifacts import read_manifest, update_manifest, write_json_atomic, write_text_atomic
 from edgeship.errors import UserInputError
+from edgeship.model_check import check_tflite_file
 from edgeship.reports import REPORT_SCHEMA_VERSION, environment, markdown_table
 
 STANDARD_ARTIFACTS = ("model.keras", "model_float.tflite", "model_int8.tflite", "model.onnx",
@@ -101,6 +104,9 @@ class ValidateConfig:
         limit: use only the first N test images (None: all).
         device: "cpu" or "gpu" for the backends that have a GPU path (keras, onnxruntime).
         tolerances: bounds by kind of comparison.
+        timeout_s: time limit of each artifact x backend pair run in a child process (the
+            artifacts whose hash the run's manifest does not record; see
+            edgeship.runtime.isolation).
     """
 
     run_dir: str
@@ -109,8 +115,10 @@ class ValidateConfig:
     limit: int | None = None
     device: str = "cpu"
     tolerances: Tolerances = field(default_factory=Tolerances)
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
     def __post_init__(self):
+        check_timeout(self.timeout_s)
         if not self.backends:
             raise ValueError("backends must name at least one backend")
         for name in self.backends:
@@ -276,7 +284,8 @@ def validate_run(config: ValidateConfig) -> ParityReport:
         raise UserInputError(f"--device gpu applies to {', '.join(GPU_BACKENDS)}; none of them "
                              "is among the backends run")
 
-    results = [_run_pair(run_dir, artifact, backend, images, config.device)
+    results = [_run_pair_guarded(run_dir, artifact, backend, images, config.device,
+                                 config.timeout_s)
                for artifact, backend in pairs]
     by_key = {(result.artifact, result.backend): result for result in results}
     reference = by_key.get(reference_key)
@@ -411,6 +420,19 @@ def _plan_pairs(run_dir: Path, manifest: dict, backends: tuple[str, ...], notes:
             notes.append(f"backend {backend}: no artifact it opens ("
                          f"{', '.join(REGISTRY[backend].suffixes)}): skipped")
     return pairs
+
+
+def _run_pair_guarded(run_dir: Path, artifact: str, backend_name: str, images: np.ndarray,
+                      device: str, timeout_s: float) -> _PairResult:
+    """_run_pair in this process for the run's own artifacts; in a child process with a time
+    limit for any file the manifest does not vouch for (replaced or copied in)."""
+    path = run_dir / artifact
+    if is_trusted(path):
+        return _run_pair(run_dir, artifact, backend_name, images, device)
+    if path.suffix.lower() == ".tflite":
+        check_tflite_file(path)  # pure Python: refuse a malformed file before any child starts
+    return call_isolated(_run_pair, (run_dir, artifact, backend_name, images, device),
+                         timeout_s, f"{artifact} on {backend_name}")
 
 
 def _run_pair(run_dir: Path, artifact: str, backend_name: str, images: np.ndarray,

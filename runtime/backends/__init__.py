@@ -30,6 +30,7 @@ from typing import Self
 import numpy as np
 
 from edgeship.errors import UserInputError
+from edgeship.model_check import check_model_file
 
 DEVICES = ("cpu", "gpu")
 
@@ -97,19 +98,24 @@ def check_backend_name(name: str) -> BackendEntry:
     return REGISTRY[name]
 
 
-def open_backend(name: str, artifact_path: str | os.PathLike, **options) -> "Backend":
+def open_backend(name: str, artifact_path: str | os.PathLike, *, verify: bool = True,
+                 **options) -> "Backend":
     """Open an artifact with a named backend.
 
     Args:
         name: a REGISTRY key ("keras", "litert", "litert-ref", "tflm", "onnxruntime", "c").
         artifact_path: the model file; its suffix must be one the backend opens.
+        verify: check a .tflite/.onnx file's structure first (edgeship.model_check);
+            False only where the caller has just checked it (bench keeps it out of the
+            timed load).
         **options: backend options; every backend takes threads= and device=.
 
     Returns:
         An open Backend; close it (or use it as a context manager).
 
     Raises:
-        UserInputError: unknown backend, wrong file type, missing file, bad option.
+        UserInputError: unknown backend, wrong file type, missing file, bad option, a
+            model file that fails its structural check.
         MissingDependencyError: the runtime's package is not installed.
     """
     entry = check_backend_name(name)
@@ -125,6 +131,8 @@ def open_backend(name: str, artifact_path: str | os.PathLike, **options) -> "Bac
     threads = options.get("threads", 1)
     if not isinstance(threads, int) or threads < 1:
         raise UserInputError(f"threads must be a positive integer, got {threads!r}")
+    if verify:
+        check_model_file(path)
     try:
         module = importlib.import_module(entry.module)
     except ModuleNotFoundError as error:
