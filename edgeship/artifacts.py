@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,13 +27,15 @@ def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside final_path; rename it into place on success.
 
     Use for writers that insist on a file name (Keras' model.save, matplotlib's savefig).
-    On an exception the temporary file is removed and final_path is left untouched.
+    On an exception the temporary file is removed and final_path is left untouched. The
+    temporary name, `.STEM.PID.XXXXXXXX.tmpSUFFIX`, carries the writer's process id, so
+    `remove_stale_temp_files` can tell a killed writer's leftovers from a live one's.
     """
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(
-        prefix=f".{final_path.stem}.", suffix=f".tmp{final_path.suffix}", dir=final_path.parent
-    )
+        prefix=f".{final_path.stem}.{os.getpid()}.", suffix=f".tmp{final_path.suffix}",
+        dir=final_path.parent)
     os.close(handle)
     temp_path = Path(temp_name)
     try:
@@ -44,6 +47,36 @@ def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if temp_path.exists():
             temp_path.unlink()
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp(\.[^.]+)?$")
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete atomic_path's temporary files whose writer process is gone (SIGKILL, power loss).
+
+    A live writer's temporary file is left alone, so this is safe beside a concurrent edgeship
+    command. Returns the removed paths.
+    """
+    removed = []
+    for path in Path(folder).rglob(".*.tmp*"):
+        match = _TEMP_NAME.match(path.name)
+        if match and path.is_file() and not _process_alive(int(match.group("pid"))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

@@ -19,7 +19,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from edgeship.artifacts import MANIFEST_NAME, sha256_file, update_manifest
+from edgeship.artifacts import (
+    MANIFEST_NAME,
+    remove_stale_temp_files,
+    sha256_file,
+    update_manifest,
+)
 from edgeship.errors import CheckFailedError, UserInputError
 
 STAGES = ("train", "convert", "validate", "bench", "embed", "report")
@@ -135,6 +140,8 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
     run_dir = Path(config.out)
     result = PipelineResult(run_dir=run_dir)
     with run_lock(run_dir):
+        for stale in remove_stale_temp_files(run_dir):  # a killed run's half-written files
+            log(f"removed {stale.relative_to(run_dir)}, left by an interrupted run")
         for index, stage in enumerate(_stage_plan(config), start=1):
             key = _stage_key(stage.name, stage.options(config), stage.inputs(run_dir))
             if not config.force and _up_to_date(run_dir, stage.name, key):
