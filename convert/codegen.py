@@ -320,24 +320,43 @@ def lower_graph(graph: Graph) -> list[LoweredOp]:
     return [_LOWERERS[op.name](graph, op) for op in graph.operators]
 
 
-def _lower_conv(graph: Graph, op: Operator) -> LoweredOp:
+def _lower_convolution(graph: Graph, op: Operator) -> LoweredOp:
+    """CONV_2D (weights [out_c][k_h][k_w][in_c]) and DEPTHWISE_CONV_2D ([1][k_h][k_w][out_c])."""
     input_tensor, weights = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
     output = graph.tensors[op.outputs[0]]
     for tensor, role in ((input_tensor, "input"), (weights, "weight"), (output, "output")):
         _check_int8(tensor, role, op)
     _weights_zero(weights, op)
     options = op.options
-    out_c, k_h, k_w, in_c = weights.shape
+    depthwise = op.name == "DEPTHWISE_CONV_2D"
+    if depthwise:
+        _, k_h, k_w, out_c = weights.shape
+    else:
+        out_c, k_h, k_w, weight_channels = weights.shape
     window, summary = _window(op, input_tensor, output, k_h, k_w, options,
                               (options.dilationHFactor, options.dilationWFactor))
-    if in_c != window["in_c"]:
-        raise UserInputError(f"op {op.index} (CONV_2D): grouped convolutions are not supported")
+    weight_values = np.asarray(weights.data, np.int8)
+    prefix = f"op{op.index}"
+    if depthwise:
+        depth_multiplier = out_c // window["in_c"]
+        if depth_multiplier * window["in_c"] != out_c:
+            raise UserInputError(f"op {op.index} (DEPTHWISE_CONV_2D): {out_c} output channels "
+                                 f"are not a multiple of {window['in_c']} input channels")
+        sums = weight_values.reshape(-1, out_c).astype(np.int64).sum(axis=0)
+        section = "depthwise_conv_2d"
+        call = f"es_depthwise_conv_2d(&{prefix}_window, {depth_multiplier}, {{input}}, "
+        overlap = _element_overlap(window, depth_multiplier)
+    else:
+        if weight_channels != window["in_c"]:
+            raise UserInputError(f"op {op.index} (CONV_2D): grouped convolutions are not "
+                                 "supported")
+        sums = weight_values.reshape(out_c, -1).astype(np.int64).sum(axis=1)
+        section = "conv_2d"
+        call = f"es_conv_2d(&{prefix}_window, {{input}}, "
+        overlap = _conv_overlap(window)
     multipliers, shifts = _per_channel(input_tensor, weights, output, out_c)
     bias = _bias(graph, op, out_c)
-    weight_values = np.asarray(weights.data, np.int8)
-    sums = weight_values.reshape(out_c, -1).astype(np.int64).sum(axis=1)
     folded = (bias if bias is not None else 0) + window["input_offset"] * sums
-    prefix = f"op{op.index}"
     constants = [ConstantArray("int8_t", f"{prefix}_weights", weight_values.reshape(-1)),
                  ConstantArray("int32_t", f"{prefix}_folded_bias", folded),
                  ConstantArray("int32_t", f"{prefix}_multiplier", multipliers),
@@ -346,48 +365,11 @@ def _lower_conv(graph: Graph, op: Operator) -> LoweredOp:
     if bias is not None:
         constants.insert(1, ConstantArray("int32_t", f"{prefix}_bias", bias))
         bias_name = f"{prefix}_bias"
-    lowered = LoweredOp(op.index, op.name, summary, "conv_2d", constants=constants)
-    lowered.call = (f"es_conv_2d(&{prefix}_window, {{input}}, {prefix}_weights, {bias_name}, "
-                    f"{prefix}_folded_bias, {prefix}_multiplier, {prefix}_shift, {{output}});")
+    lowered = LoweredOp(op.index, op.name, summary, section, constants=constants)
+    lowered.call = (call + f"{prefix}_weights, {bias_name}, {prefix}_folded_bias, "
+                    f"{prefix}_multiplier, {prefix}_shift, {{output}});")
     lowered.window = (f"{prefix}_window", _window_initializer(window))
-    lowered.overlap = {op.inputs[0]: _conv_overlap(window)}
-    return lowered
-
-
-def _lower_depthwise(graph: Graph, op: Operator) -> LoweredOp:
-    input_tensor, weights = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
-    output = graph.tensors[op.outputs[0]]
-    for tensor, role in ((input_tensor, "input"), (weights, "weight"), (output, "output")):
-        _check_int8(tensor, role, op)
-    _weights_zero(weights, op)
-    options = op.options
-    _, k_h, k_w, out_c = weights.shape
-    window, summary = _window(op, input_tensor, output, k_h, k_w, options,
-                              (options.dilationHFactor, options.dilationWFactor))
-    depth_multiplier = out_c // window["in_c"]
-    if depth_multiplier * window["in_c"] != out_c:
-        raise UserInputError(f"op {op.index} (DEPTHWISE_CONV_2D): {out_c} output channels are "
-                             f"not a multiple of {window['in_c']} input channels")
-    multipliers, shifts = _per_channel(input_tensor, weights, output, out_c)
-    bias = _bias(graph, op, out_c)
-    weight_values = np.asarray(weights.data, np.int8)
-    sums = weight_values.reshape(-1, out_c).astype(np.int64).sum(axis=0)
-    folded = (bias if bias is not None else 0) + window["input_offset"] * sums
-    prefix = f"op{op.index}"
-    constants = [ConstantArray("int8_t", f"{prefix}_weights", weight_values.reshape(-1)),
-                 ConstantArray("int32_t", f"{prefix}_folded_bias", folded),
-                 ConstantArray("int32_t", f"{prefix}_multiplier", multipliers),
-                 ConstantArray("int8_t", f"{prefix}_shift", shifts)]
-    bias_name = "0"
-    if bias is not None:
-        constants.insert(1, ConstantArray("int32_t", f"{prefix}_bias", bias))
-        bias_name = f"{prefix}_bias"
-    lowered = LoweredOp(op.index, op.name, summary, "depthwise_conv_2d", constants=constants)
-    lowered.call = (f"es_depthwise_conv_2d(&{prefix}_window, {depth_multiplier}, {{input}}, "
-                    f"{prefix}_weights, {bias_name}, {prefix}_folded_bias, {prefix}_multiplier, "
-                    f"{prefix}_shift, {{output}});")
-    lowered.window = (f"{prefix}_window", _window_initializer(window))
-    lowered.overlap = {op.inputs[0]: _element_overlap(window, depth_multiplier)}
+    lowered.overlap = {op.inputs[0]: overlap}
     return lowered
 
 
@@ -438,10 +420,10 @@ def _lower_pool(graph: Graph, op: Operator) -> LoweredOp:
     options = op.options
     window, summary = _window(op, input_tensor, output, options.filterHeight,
                               options.filterWidth, options, (1, 1))
-    section = "max_pool_2d" if op.name == "MAX_POOL_2D" else "average_pool_2d"
     prefix = f"op{op.index}"
-    lowered = LoweredOp(op.index, op.name, summary, section)
-    lowered.call = f"es_{section}(&{prefix}_window, {{input}}, {{output}});"
+    lowered = LoweredOp(op.index, op.name, summary, "pool_2d")
+    average = int(op.name == "AVERAGE_POOL_2D")
+    lowered.call = f"es_pool_2d(&{prefix}_window, {average}, {{input}}, {{output}});"
     lowered.window = (f"{prefix}_window", _window_initializer(window))
     lowered.overlap = {op.inputs[0]: _element_overlap(window, 1)}
     return lowered
@@ -598,7 +580,7 @@ def _mean_overlap(dims, reduce) -> int:
 
 
 _LOWERERS = {
-    "CONV_2D": _lower_conv, "DEPTHWISE_CONV_2D": _lower_depthwise,
+    "CONV_2D": _lower_convolution, "DEPTHWISE_CONV_2D": _lower_convolution,
     "FULLY_CONNECTED": _lower_fully_connected, "MAX_POOL_2D": _lower_pool,
     "AVERAGE_POOL_2D": _lower_pool, "RESHAPE": _lower_reshape, "SOFTMAX": _lower_softmax,
     "ADD": _lower_add, "MEAN": _lower_mean, "PAD": _lower_pad,
@@ -1007,14 +989,14 @@ def render_samples(name: str, samples: Samples, tool: str) -> tuple[str, str]:
 # --- the library call -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class CodegenConfig:
-    """What `edgeship codegen` generates.
+class FirmwareSourceConfig:
+    """A model turned into firmware sources (`edgeship codegen` and `edgeship embed`).
 
     Attributes:
-        model: path of the full-int8 .tflite.
-        out: folder to write NAME.h, NAME.c (and NAME_samples.h/.c) into.
-        name: C prefix of every public symbol and file name.
-        samples: number of test images (with TFLM's outputs) to embed; 0 for none.
+        model: path of the .tflite (full int8 for codegen).
+        out: folder to write the sources into.
+        name: prefix of every file and public C symbol.
+        samples: number of test images (with TFLite Micro's outputs) to embed; 0 for none.
         seed: seed of the sample choice (and of random inputs outside a run directory).
     """
 
@@ -1028,6 +1010,11 @@ class CodegenConfig:
         check_c_name(self.name)
         if self.samples < 0:
             raise ValueError(f"samples must be >= 0, got {self.samples}")
+
+
+@dataclass(frozen=True)
+class CodegenConfig(FirmwareSourceConfig):
+    """What `edgeship codegen` generates: NAME.h, NAME.c (and NAME_samples.h/.c)."""
 
 
 @dataclass(frozen=True)

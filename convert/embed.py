@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 from edgeship.convert.codegen import (
+    FirmwareSourceConfig,
     QuantizedIO,
-    check_c_name,
     collect_samples,
     model_io,
     model_labels,
@@ -144,27 +144,8 @@ def render_op_resolver(name: str, ops: list[str]) -> str:
 
 
 @dataclass(frozen=True)
-class EmbedConfig:
-    """What `edgeship embed` writes.
-
-    Attributes:
-        model: the .tflite to embed (any model TFLite Micro runs).
-        out: folder for the generated files.
-        name: prefix of the files and symbols (g_NAME_model_data).
-        samples: test images (with TFLite Micro's outputs) to embed; 0 for none.
-        seed: seed of the sample choice.
-    """
-
-    model: str
-    out: str
-    name: str = "model"
-    samples: int = 0
-    seed: int = 0
-
-    def __post_init__(self):
-        check_c_name(self.name)
-        if self.samples < 0:
-            raise ValueError(f"samples must be >= 0, got {self.samples}")
+class EmbedConfig(FirmwareSourceConfig):
+    """What `edgeship embed` writes: NAME_model_data.h/.cc, NAME_op_resolver.h (and samples)."""
 
 
 @dataclass(frozen=True)
