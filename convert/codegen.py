@@ -483,13 +483,20 @@ def _lower_add(graph: Graph, op: Operator) -> LoweredOp:
     return lowered
 
 
-def _lower_mean(graph: Graph, op: Operator) -> LoweredOp:
-    input_tensor, axis = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+def _data_and_constant(graph: Graph, op: Operator, what: str) -> tuple[Tensor, Tensor, Tensor]:
+    """An int8 input, a constant second input (axes, paddings) and an int8 output."""
+    input_tensor, constant = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
     output = graph.tensors[op.outputs[0]]
     _check_int8(input_tensor, "input", op)
     _check_int8(output, "output", op)
-    if axis.data is None:
-        raise UserInputError(f"op {op.index} (MEAN) has a computed axis; codegen needs it constant")
+    if constant.data is None:
+        raise UserInputError(f"op {op.index} ({op.name}) has computed {what}; codegen needs "
+                             "them constant")
+    return input_tensor, constant, output
+
+
+def _lower_mean(graph: Graph, op: Operator) -> LoweredOp:
+    input_tensor, axis, output = _data_and_constant(graph, op, "axes")
     rank = len(input_tensor.shape)
     axes = sorted({int(a) % rank for a in np.asarray(axis.data).reshape(-1)})
     dims = _shape4(input_tensor)
@@ -510,12 +517,7 @@ def _lower_mean(graph: Graph, op: Operator) -> LoweredOp:
 
 
 def _lower_pad(graph: Graph, op: Operator) -> LoweredOp:
-    input_tensor, paddings = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
-    output = graph.tensors[op.outputs[0]]
-    _check_int8(input_tensor, "input", op)
-    _check_int8(output, "output", op)
-    if paddings.data is None:
-        raise UserInputError(f"op {op.index} (PAD) has computed paddings; codegen needs them constant")
+    input_tensor, paddings, output = _data_and_constant(graph, op, "paddings")
     pads = np.asarray(paddings.data, np.int64).reshape(-1, 2)
     pads = np.concatenate([np.zeros((4 - len(pads), 2), np.int64), pads])
     prefix = f"op{op.index}"
