@@ -90,8 +90,16 @@ def prune(model, config: PruneConfig, x_train: np.ndarray, y_train: np.ndarray):
         kept, block = config.block()
         options = {"sparsity_m_by_n": (kept, block)}
     tf_keras.utils.set_random_seed(config.seed)
+    registry = require("tensorflow_model_optimization.python.core.sparsity.keras.prune_registry"
+                       ).PruneRegistry
+
+    def wrap_prunable(layer):
+        # Like tfmot's whole-model prune_low_magnitude, except that layers its registry does
+        # not know (Rescaling, Normalization as preprocessing) pass through unwrapped.
+        return sparsity_api.prune_low_magnitude(layer, **options) if registry.supports(layer) else layer
+
     try:
-        wrapped = sparsity_api.prune_low_magnitude(model, **options)
+        wrapped = tf_keras.models.clone_model(model, clone_function=wrap_prunable)
     except (ValueError, RuntimeError) as error:
         raise UserInputError(f"tfmot cannot prune this model: {error}") from error
     wrapped.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),

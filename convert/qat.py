@@ -1,5 +1,6 @@
 """Quantization-aware fine-tuning with tfmot, prune-preserving when the model is sparse."""
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,12 +51,14 @@ def quantize_aware_finetune(model, config: QatConfig, x_train: np.ndarray, y_tra
     quantize = tfmot.quantization.keras
     tf_keras.utils.set_random_seed(config.seed)
     try:
-        annotated = quantize.quantize_annotate_model(model)
-        if config.preserve_sparsity:
-            scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-            qat_model = quantize.quantize_apply(annotated, scheme)
-        else:
-            qat_model = quantize.quantize_apply(annotated)
+        annotated = tf_keras.models.clone_model(
+            model, clone_function=lambda layer: _annotate(layer, quantize))
+        with quantize.quantize_scope({"PassThroughQuantizeConfig": pass_through_config_class()}):
+            if config.preserve_sparsity:
+                scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+                qat_model = quantize.quantize_apply(annotated, scheme)
+            else:
+                qat_model = quantize.quantize_apply(annotated)
     except (RuntimeError, ValueError, TypeError) as error:
         raise UserInputError(
             f"quantization-aware training cannot handle this model: {_first_line(error)} "
@@ -67,6 +70,52 @@ def quantize_aware_finetune(model, config: QatConfig, x_train: np.ndarray, y_tra
             .shuffle(len(x_train), seed=config.seed).batch(config.batch_size))
     qat_model.fit(data, epochs=config.epochs, verbose=0)
     return qat_model
+
+
+PASS_THROUGH_LAYERS = ("Rescaling", "Normalization")
+
+
+def _annotate(layer, quantize):
+    """Annotate every layer for QAT; preprocessing layers get a config that quantizes nothing.
+
+    tfmot's registry has no entry for Rescaling/Normalization and rejects models that use them
+    as in-graph preprocessing; the converter quantizes their outputs from calibration instead.
+    """
+    if type(layer).__name__ in PASS_THROUGH_LAYERS:
+        return quantize.quantize_annotate_layer(layer, quantize_config=pass_through_config_class()())
+    return quantize.quantize_annotate_layer(layer)
+
+
+@functools.cache
+def pass_through_config_class():
+    """A tfmot QuantizeConfig with no weights to quantize, only the output range to learn.
+
+    Built on first use because tfmot is heavy.
+    """
+    tfmot = require("tensorflow_model_optimization")
+
+    class PassThroughQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            # Learn the output range so the converter can quantize the preprocessing op.
+            return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return PassThroughQuantizeConfig
 
 
 def _first_line(error: Exception) -> str:

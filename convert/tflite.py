@@ -90,7 +90,7 @@ def open_interpreter(tflite_bytes: bytes, reference_kernels: bool = False):
 
 def describe_io(tflite_bytes: bytes) -> dict[str, TensorQuantization]:
     """The first input's and first output's dtype, shape, scale and zero point."""
-    interpreter = open_interpreter(tflite_bytes)
+    interpreter = open_interpreter(tflite_bytes, reference_kernels=True)  # no delegate nodes
     described = {}
     for role, details in (("input", interpreter.get_input_details()[0]),
                           ("output", interpreter.get_output_details()[0])):
@@ -107,7 +107,7 @@ def tensor_types_by_op(tflite_bytes: bytes) -> list[dict]:
 
     Lets a test prove an int8 model is int8 end to end: every op's tensors int8 or int32.
     """
-    interpreter = open_interpreter(tflite_bytes)
+    interpreter = open_interpreter(tflite_bytes, reference_kernels=True)  # no delegate nodes
     tensors = {detail["index"]: np.dtype(detail["dtype"]).name
                for detail in interpreter.get_tensor_details()}
     operators = []
@@ -163,7 +163,7 @@ def weight_sparsity(tflite_bytes: bytes) -> dict[str, float]:
 
     Measured on the file itself, so it proves the zeros survived conversion.
     """
-    interpreter = open_interpreter(tflite_bytes)
+    interpreter = open_interpreter(tflite_bytes, reference_kernels=True)  # no delegate nodes
     tensor_names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
     sparsity = {}
     for op in interpreter._get_ops_details():
@@ -178,7 +178,7 @@ def weight_sparsity(tflite_bytes: bytes) -> dict[str, float]:
 
 def weight_counts(tflite_bytes: bytes) -> dict[str, int]:
     """Number of weights per weight tensor (for sparsity weighted by size)."""
-    interpreter = open_interpreter(tflite_bytes)
+    interpreter = open_interpreter(tflite_bytes, reference_kernels=True)  # no delegate nodes
     details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
     counts = {}
     for op in interpreter._get_ops_details():
