@@ -320,11 +320,14 @@ def check_onnx_file(path: str | os.PathLike) -> None:
     except Exception as error:  # protobuf's DecodeError and friends
         raise UserInputError(f"{path.name} is not a valid .onnx model: it does not parse as "
                              f"an ONNX protobuf ({_one_line(error)})") from None
-    for tensor in onnx_tensors(model):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            check_external_data(path, tensor)
+    external = [tensor for tensor in onnx_tensors(model)
+                if tensor.data_location == onnx.TensorProto.EXTERNAL]
+    for tensor in external:
+        check_external_data(path, tensor)
     try:
-        onnx.checker.check_model(str(path), full_check=True)
+        if external:  # shape inference reads constants: load the data checked just above
+            onnx.load_external_data_for_model(model, str(path.parent))
+        onnx.checker.check_model(model if external else str(path), full_check=True)
     except Exception as error:  # ValidationError, InferenceError, and protobuf errors
         raise UserInputError(f"{path.name} is not a valid .onnx model: {_one_line(error)}"
                              ) from None
