@@ -414,6 +414,10 @@ def _plan_pairs(run_dir: Path, manifest: dict, backends: tuple[str, ...], notes:
     pairs = []
     for artifact in artifacts:
         for backend in backends_for(artifact, backends):
+            if REGISTRY[backend].int8_only and "int8" not in artifact:
+                notes.append(f"{artifact} on {backend}: {backend} runs full-integer models only: "
+                             "skipped")
+                continue
             pairs.append((artifact, backend))
     for backend in backends:
         if not any(pair_backend == backend for _, pair_backend in pairs):

@@ -47,6 +47,7 @@ class BackendEntry:
         default: part of `edgeship validate`'s default backend list.
         reference_kernels: computes int8 with TFLite's reference kernels, so two such
             backends must agree bit for bit (others are allowed one quantum).
+        int8_only: opens only full-integer models (validate skips it on float artifacts).
         description: one line for help texts and reports.
     """
 
@@ -55,6 +56,7 @@ class BackendEntry:
     options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     default: bool = True
     reference_kernels: bool = False
+    int8_only: bool = False
     description: str = ""
 
 
@@ -72,6 +74,7 @@ REGISTRY: dict[str, BackendEntry] = {
     "onnxruntime": BackendEntry("edgeship.runtime.backends.onnxruntime", (".onnx",),
                                 description="ONNX Runtime, CPU or CUDA execution provider"),
     "c": BackendEntry("edgeship.runtime.backends.c", (".tflite",), default=False,
+                      reference_kernels=True, int8_only=True,
                       description="generated C inference code, compiled and run on the host"),
 }
 
