@@ -1,0 +1,48 @@
+"""Same seed and inputs, two runs on the CPU: byte-identical .tflite files, identical reports.
+
+Timings aside, and model.keras aside: Keras writes the save time into the .keras archive
+(metadata.json's date_saved and each zip entry's timestamp), so its bytes differ run to run
+while its weights do not; its size is compared, its hash is not.
+"""
+
+import json
+
+from edgeship.artifacts import sha256_file
+
+TIMED_FILES = ("bench.json", "report.html", "report.md")  # latencies and run times inside
+
+
+def _normalised(path, run_dir):
+    """A JSON report with the run folder's path replaced and the .keras archive's bytes left out."""
+    text = path.read_text().replace(str(run_dir.resolve()), "RUN").replace(str(run_dir), "RUN")
+    payload = json.loads(text)
+    for row in payload.get("artifacts", []) if isinstance(payload.get("artifacts"), list) else []:
+        if row.get("file") == "model.keras":
+            row.pop("gzipped_bytes", None)
+    payload.pop("environment", None)  # the machine, same for both runs; holds no result
+    return payload
+
+
+def test_two_runs_give_identical_tflite_files_and_reports(clean_pipeline_runs):
+    first, second = clean_pipeline_runs
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert second.returncode == 0, second.stderr[-2000:]
+    tflite = sorted(path.name for path in first.out.glob("*.tflite"))
+    assert tflite == ["model_float.tflite", "model_int8.tflite"]
+    for name in tflite:
+        assert (first.out / name).read_bytes() == (second.out / name).read_bytes(), name
+    for name in ("model.onnx", "model_int8.onnx"):
+        assert sha256_file(first.out / name) == sha256_file(second.out / name), name
+    assert (first.out / "model.keras").stat().st_size == (second.out / "model.keras").stat().st_size
+    for name in ("convert_report.json", "history.json", "parity.json"):
+        assert _normalised(first.out / name, first.out) == _normalised(second.out / name,
+                                                                       second.out), name
+    for name in ("convert_report.md", "parity.md"):
+        assert ((first.out / name).read_text().replace(str(first.out), "RUN")
+                == (second.out / name).read_text().replace(str(second.out), "RUN")), name
+    firmware = sorted(path.relative_to(first.out) for path in (first.out / "firmware").rglob("*")
+                      if path.is_file())
+    assert firmware, "the embed stage wrote no firmware sources"
+    for relative in firmware:  # model_footprint.json names the model's path
+        assert ((first.out / relative).read_bytes().replace(bytes(first.out), b"RUN")
+                == (second.out / relative).read_bytes().replace(bytes(second.out), b"RUN")), relative
