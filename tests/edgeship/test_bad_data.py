@@ -63,3 +63,37 @@ def test_single_class_calibration_warns(tmp_path, trained_run):
     assert result.returncode == 0, result.stderr[-1000:]
     assert ("warning: the calibration sample holds 1 of 10 classes; int8 ranges may clip the "
             "activations of the others (raise --calibration-samples)") in result.stderr
+
+
+def _folder_dataset(root, images_per_class):
+    from PIL import Image
+
+    for name, count in images_per_class.items():
+        (root / name).mkdir(parents=True)
+        for index in range(count):
+            Image.new("L", (28, 28), color=index * 20).save(root / name / f"{index}.png")
+    return root
+
+
+def test_train_rejects_an_empty_folder_dataset(tmp_path):
+    root = tmp_path / "images"
+    root.mkdir()
+    result = run_cli("train", "--model", "lenet5", "--dataset", f"folder:{root}",
+                     "--epochs", "1", "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert _last_line(result) == (f"edgeship train: error: folder dataset {root} has 0 class "
+                                  "sub-folder(s); it needs at least 2 (one folder of images per "
+                                  "class)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_rejects_a_class_folder_without_images(tmp_path):
+    root = _folder_dataset(tmp_path / "images", {"cat": 4, "dog": 0})
+    (root / "dog" / "notes.txt").write_text("not an image")
+    result = run_cli("train", "--model", "lenet5", "--dataset", f"folder:{root}",
+                     "--epochs", "1", "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert _last_line(result) == (f"edgeship train: error: class folder {root / 'dog'} holds no "
+                                  "images (.png, .jpg, .jpeg, .bmp, .gif, .pgm, .ppm, .tif, "
+                                  ".tiff, .webp)")
+    assert not (tmp_path / "run").exists()
