@@ -164,6 +164,41 @@ def update_manifest(run_dir: str | os.PathLike, section: str, entry: dict,
     return manifest
 
 
+def forget_stage(run_dir: str | os.PathLike, section: str, remove_files: bool = False) -> dict:
+    """Drop a stage's entry and its artifacts' records before the stage runs again.
+
+    A stage rewrites its files one by one and records them at its end; were its old records
+    kept, a run killed in between would leave a manifest whose hashes no longer match the
+    disk. Without them the manifest claims only files no running stage touches.
+
+    Args:
+        run_dir: the run directory.
+        section: the stage's manifest key.
+        remove_files: also delete the files the records named (the rerun makes them anew,
+            and one it no longer makes must not linger).
+
+    Returns:
+        The manifest as written ({} when there is none).
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    manifest = read_manifest(run_dir)
+    recorded = manifest.get("artifacts", {})
+    stale = [name for name, info in recorded.items()
+             if isinstance(info, dict) and info.get("stage") == section]
+    if section not in manifest and not stale:
+        return manifest
+    manifest.pop(section, None)
+    files = [run_dir / recorded.pop(name).get("path", name) for name in stale]
+    write_json_atomic(path, manifest)  # records first: a kill in between leaves no claim
+    for file in files if remove_files else []:
+        if file.resolve().is_relative_to(run_dir.resolve()):
+            file.unlink(missing_ok=True)
+    return manifest
+
+
 def find_run_dir_for(path: str | os.PathLike) -> Path | None:
     """The run directory whose manifest records this file's hash, if any."""
     path = Path(path)

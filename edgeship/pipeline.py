@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edgeship.artifacts import (
     MANIFEST_NAME,
+    forget_stage,
     remove_stale_temp_files,
     sha256_file,
     update_manifest,
@@ -149,6 +150,7 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
                 result.stages.append(StageOutcome(stage.name, False, 0.0))
                 continue
             log(f"[{index}/{len(STAGES)}] {stage.name} ...")
+            _forget_stage(run_dir, stage.name)
             started = time.perf_counter()
             try:
                 note = stage.run(config, run_dir) or ""
@@ -331,6 +333,16 @@ def _up_to_date(run_dir: Path, stage: str, key: dict) -> bool:
         if info is None or not path.is_file() or sha256_file(path) != info.get("sha256"):
             return False
     return True
+
+
+def _forget_stage(run_dir: Path, stage: str) -> None:
+    """Before a stage reruns, drop its records and old outputs: a kill mid-stage then leaves
+    no stale hash, and a file the new options no longer make does not linger."""
+    manifest = forget_stage(run_dir, stage, remove_files=True)
+    if stage in manifest.get("pipeline", {}):
+        stages = dict(manifest["pipeline"])
+        del stages[stage]
+        update_manifest(run_dir, "pipeline", stages)
 
 
 def _record_stage(run_dir: Path, stage: str, key: dict, seconds: float, note: str) -> None:
