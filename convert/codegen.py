@@ -27,7 +27,9 @@ from edgeship.deps import require
 from edgeship.errors import UserInputError
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
-                 "AVERAGE_POOL_2D", "RESHAPE", "SOFTMAX", "ADD", "MEAN", "PAD")
+                 "AVERAGE_POOL_2D", "RESHAPE", "SOFTMAX", "ADD", "MEAN", "PAD", "QUANTIZE")
+# Ops generated for one (input, output) type pair only.
+_SUPPORTED_TYPES = {"QUANTIZE": ("int8", "int8")}
 ARENA_ALIGNMENT = 4
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",
@@ -303,11 +305,14 @@ def _window_initializer(values: dict) -> str:
 
 def lower_graph(graph: Graph) -> list[LoweredOp]:
     """Every op as a kernel call with its constants; raises on anything not supported."""
-    unsupported = sorted({op.name for op in graph.operators if op.name not in SUPPORTED_OPS})
+    unsupported = sorted({form for op in graph.operators
+                          if (form := _unsupported_form(graph, op)) is not None})
     if unsupported:
+        supported = ", ".join(f"{name} ({' -> '.join(_SUPPORTED_TYPES[name])})"
+                              if name in _SUPPORTED_TYPES else name for name in SUPPORTED_OPS)
         raise UserInputError(
             f"codegen does not support op(s) {', '.join(unsupported)}; the model's ops are "
-            f"{', '.join(graph.op_names())}; supported: {', '.join(SUPPORTED_OPS)}")
+            f"{', '.join(graph.op_names())}; supported: {supported}")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise UserInputError(f"the model has {len(graph.inputs)} input(s) and "
                              f"{len(graph.outputs)} output(s); codegen supports one of each")
@@ -318,6 +323,17 @@ def lower_graph(graph: Graph) -> list[LoweredOp]:
                                  "full-int8 model with int8 input and output "
                                  "(edgeship convert writes model_int8.tflite)")
     return [_LOWERERS[op.name](graph, op) for op in graph.operators]
+
+
+def _unsupported_form(graph: Graph, op: Operator) -> str | None:
+    """None when codegen generates the op, else how to name it (with types if they decide)."""
+    if op.name not in SUPPORTED_OPS:
+        return op.name
+    if op.name in _SUPPORTED_TYPES:
+        types = (graph.tensors[op.inputs[0]].dtype, graph.tensors[op.outputs[0]].dtype)
+        if types != _SUPPORTED_TYPES[op.name]:
+            return f"{op.name} ({types[0]} -> {types[1]})"
+    return None
 
 
 def _lower_convolution(graph: Graph, op: Operator) -> LoweredOp:
@@ -483,6 +499,27 @@ def _lower_add(graph: Graph, op: Operator) -> LoweredOp:
     return lowered
 
 
+def _lower_quantize(graph: Graph, op: Operator) -> LoweredOp:
+    """int8 -> int8 QUANTIZE (requantization): TFLite Micro's PrepareQuantizeReference takes
+    QuantizeMultiplier of input_scale / output_scale in double; reference_ops::Requantize
+    applies it to (x - input zero point) and adds the output zero point."""
+    input_tensor, output = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    for tensor, role in ((input_tensor, "input"), (output, "output")):
+        if tensor.scales.size != 1 or tensor.zero_points.size != 1:
+            raise UserInputError(f"op {op.index} (QUANTIZE) has a per-channel quantized {role} "
+                                 f"({tensor.name}); codegen requantizes per-tensor int8 only")
+    if input_tensor.size != output.size:
+        raise UserInputError(f"op {op.index} (QUANTIZE) changes the element count")
+    multiplier, shift = quantize_multiplier(input_tensor.scale / output.scale)
+    lowered = LoweredOp(op.index, op.name, f"{input_tensor.size} values, scale "
+                        f"{input_tensor.scale:.6g} zero point {input_tensor.zero_point} -> "
+                        f"{output.scale:.6g} {output.zero_point}", "quantize")
+    lowered.call = (f"es_quantize({input_tensor.size}, {{input}}, {-input_tensor.zero_point}, "
+                    f"{multiplier}, {shift}, {output.zero_point}, {{output}});")
+    lowered.overlap = {op.inputs[0]: 0}  # element i read, then written
+    return lowered
+
+
 def _data_and_constant(graph: Graph, op: Operator, what: str) -> tuple[Tensor, Tensor, Tensor]:
     """An int8 input, a constant second input (axes, paddings) and an int8 output."""
     input_tensor, constant = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
@@ -585,7 +622,7 @@ _LOWERERS = {
     "CONV_2D": _lower_convolution, "DEPTHWISE_CONV_2D": _lower_convolution,
     "FULLY_CONNECTED": _lower_fully_connected, "MAX_POOL_2D": _lower_pool,
     "AVERAGE_POOL_2D": _lower_pool, "RESHAPE": _lower_reshape, "SOFTMAX": _lower_softmax,
-    "ADD": _lower_add, "MEAN": _lower_mean, "PAD": _lower_pad,
+    "ADD": _lower_add, "MEAN": _lower_mean, "PAD": _lower_pad, "QUANTIZE": _lower_quantize,
 }
 
 

@@ -4,7 +4,8 @@ Bit-exactness needs varied activations, not accuracy: each model is trained a fe
 batch-norm statistics taken from the last batch) and calibrated on real images and converted with edgeship's own export_tflite. The 28x28x1
 models use mnist5k; mobilenet_v2 (alpha 0.35) takes 32x32x3, so it uses the digits dataset
 resized to 32x32 RGB. `ops_model` exercises what the zoo does not: PAD, SAME pooling, a depth
-multiplier of 2, a keep-dims MEAN and ADD.
+multiplier of 2, a keep-dims MEAN and ADD. `qat_model` is lenet5 after quantization-aware
+fine-tuning, exported as `edgeship convert --qat` does, so it holds int8 -> int8 QUANTIZE ops.
 """
 
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ class Int8Model:
     labels: np.ndarray
 
 
-def _fit_and_export(model, dataset, folder: Path, name: str) -> Int8Model:
+def _fit_and_export(model, dataset, folder: Path, name: str, qat_epochs: int = 0) -> Int8Model:
+    from edgeship.convert.qat import QatConfig, quantize_aware_finetune
     from edgeship.convert.tflite import export_tflite
 
     for layer in model.layers:
@@ -35,6 +37,9 @@ def _fit_and_export(model, dataset, folder: Path, name: str) -> Int8Model:
             layer.momentum = 0.0
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(dataset.x_train[:512], dataset.y_train[:512], batch_size=32, epochs=2, verbose=0)
+    if qat_epochs:
+        model = quantize_aware_finetune(model, QatConfig(epochs=qat_epochs),
+                                        dataset.x_train[:256], dataset.y_train[:256])
     path = folder / f"{name}_int8.tflite"
     path.write_bytes(export_tflite(model, representative_samples=dataset.x_train[:64]))
     return Int8Model(name, path, np.ascontiguousarray(dataset.x_test[:TEST_IMAGES]),
@@ -88,6 +93,64 @@ def ops_model(tmp_path_factory, mnist5k) -> Int8Model:
 
 
 @pytest.fixture(scope="session")
+def qat_model(tmp_path_factory, mnist5k) -> Int8Model:
+    """lenet5 fine-tuned one QAT epoch: its fake-quant ranges after pooling differ from the
+    pooling inputs', so the converter inserts int8 -> int8 QUANTIZE (requantize) ops."""
+    from edgeship.train.models import build_model
+
+    model = build_model("lenet5", mnist5k.input_shape, mnist5k.num_classes, seed=0)
+    return _fit_and_export(model, mnist5k, tmp_path_factory.mktemp("qat_model"), "lenet5_qat",
+                           qat_epochs=1)
+
+
+# (output scale / input scale, output zero point - input zero point) of each QUANTIZE op.
+REQUANTIZATIONS = ((4.0, 3), (1 / 2.7, -5))
+
+
+@pytest.fixture(scope="session")
+def requantizing_model(tmp_path_factory, qat_model) -> Int8Model:
+    """qat_model with its QUANTIZE outputs given far-apart scales and zero points.
+
+    QAT's requantizations are near identity (scales within 0.01%), which hides rounding
+    mistakes. A scale ratio of 1/4 makes the multiplier shift right, where double rounding
+    (TFLite Micro) and single rounding differ; 2.7 shifts left and saturates large values.
+    The next CONV_2D reads the new scale, so the model stays consistent.
+    """
+    model, schema = _read_model(qat_model.path)
+    subgraph = model.subgraphs[0]
+    quantize_ops = [op for op in subgraph.operators if _builtin(model, op, schema) == "QUANTIZE"]
+    assert len(quantize_ops) == len(REQUANTIZATIONS)
+    for op, (ratio, offset) in zip(quantize_ops, REQUANTIZATIONS):
+        source = subgraph.tensors[op.inputs[0]].quantization
+        target = subgraph.tensors[op.outputs[0]].quantization
+        target.scale = [float(np.float32(source.scale[0] * ratio))]
+        target.zeroPoint = [int(source.zeroPoint[0]) + offset]
+    path = _write_model(model, tmp_path_factory.mktemp("requantizing") / "requantizing.tflite")
+    return Int8Model("requantizing", path, qat_model.images, qat_model.labels)
+
+
+@pytest.fixture(scope="session")
+def float_io_models(tmp_path_factory, mnist5k) -> dict[str, Path]:
+    """A tiny int8 model exported with float32 and with uint8 input/output: io type -> path.
+    Their first op is a QUANTIZE from that type to int8, which codegen does not generate."""
+    from edgeship.convert.tflite import export_tflite
+
+    from edgeship.deps import import_tf_keras
+
+    _, keras = import_tf_keras()
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten()(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    folder = tmp_path_factory.mktemp("io_types")
+    paths = {}
+    for io_type in ("float32", "uint8"):
+        paths[io_type] = folder / f"dense_{io_type}_io.tflite"
+        paths[io_type].write_bytes(export_tflite(model, mnist5k.x_train[:32], io_type=io_type))
+    return paths
+
+
+@pytest.fixture(scope="session")
 def unsupported_model(tmp_path_factory, mnist5k) -> Path:
     """An int8 model with a LOGISTIC (sigmoid) op, which codegen does not generate."""
     from edgeship.convert.tflite import export_tflite
@@ -113,18 +176,32 @@ def without_final_softmax(model_path: Path, out_path: Path) -> Path:
     some inputs. Up to the logits both run the same integer reference kernels, so this copy
     lets the generated C be checked bit for bit against both.
     """
-    import flatbuffers
+    model, schema = _read_model(model_path)
+    subgraph = model.subgraphs[0]
+    last = subgraph.operators[-1]
+    assert _builtin(model, last, schema) == "SOFTMAX"
+    subgraph.operators = subgraph.operators[:-1]
+    subgraph.outputs = [int(last.inputs[0])]
+    return _write_model(model, out_path)
 
+
+def _read_model(path: Path):
+    """The .tflite as the schema's mutable object tree, and the schema module."""
     from edgeship.deps import require
 
     schema = require("ai_edge_litert.schema_py_generated")
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_path.read_bytes(), 0))
-    subgraph = model.subgraphs[0]
-    last = subgraph.operators[-1]
-    code = model.operatorCodes[last.opcodeIndex]
-    assert max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.SOFTMAX
-    subgraph.operators = subgraph.operators[:-1]
-    subgraph.outputs = [int(last.inputs[0])]
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(path.read_bytes(), 0)), schema
+
+
+def _builtin(model, op, schema) -> str:
+    code = model.operatorCodes[op.opcodeIndex]
+    number = max(code.builtinCode, code.deprecatedBuiltinCode)
+    return next(name for name, value in vars(schema.BuiltinOperator).items() if value == number)
+
+
+def _write_model(model, out_path: Path) -> Path:
+    import flatbuffers
+
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     out_path.write_bytes(bytes(builder.Output()))
