@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 import tomllib
@@ -210,12 +211,34 @@ def _run_convert(config: PipelineConfig, run_dir: Path) -> str:
 
 
 def _run_validate(config: PipelineConfig, run_dir: Path) -> str:
+    from edgeship.runtime.backends import default_backend_names
     from edgeship.runtime.parity import ValidateConfig, validate_run
 
-    report = validate_run(ValidateConfig(run_dir=str(run_dir), limit=config.validate_limit))
+    backends = default_backend_names()
+    note = ""
+    if _codegen_supports(run_dir / "model_int8.tflite"):
+        backends += ("c",)
+    else:
+        note = "; c backend skipped (no C compiler, or an op codegen does not support)"
+    report = validate_run(ValidateConfig(run_dir=str(run_dir), backends=backends,
+                                         limit=config.validate_limit))
     if not report.passed:
         raise CheckFailedError("; ".join(check.describe() for check in report.failures))
-    return f"{len(report.checks)} checks passed"
+    return f"{len(report.checks)} checks passed{note}"
+
+
+def _codegen_supports(model_path: Path) -> bool:
+    """The generated-C backend joins validate when a host C compiler exists and every op of
+    the int8 model has a generated kernel."""
+    if not shutil.which("cc") or not model_path.is_file():
+        return False
+    from edgeship.convert.codegen import lower_graph, read_graph
+
+    try:
+        lower_graph(read_graph(model_path.read_bytes()))
+    except UserInputError:
+        return False
+    return True
 
 
 def _run_bench(config: PipelineConfig, run_dir: Path) -> str:

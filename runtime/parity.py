@@ -485,6 +485,26 @@ def _integer_comparisons(results: list[_PairResult], tolerances: Tolerances,
                 "artifact": artifact, "backend": result.backend,
                 "reference_backend": reference.backend, "histogram": histogram,
                 "checks": int8_checks(name, histogram, both_reference, tolerances)})
+        comparisons.extend(_exact_target_comparisons(artifact, integer))
+    return comparisons
+
+
+def _exact_target_comparisons(artifact: str, integer: list) -> list[dict]:
+    """Generated code promises bit-exactness with the runtime it mirrors (c: TFLite Micro)."""
+    comparisons = []
+    for result in integer:
+        target = REGISTRY[result.backend].exact_with
+        partner = next((other for other in integer if other.backend == target), None)
+        if partner is None:
+            continue
+        histogram = quanta_histogram(result.raw_outputs, partner.raw_outputs)
+        exact = histogram["exact"] / max(histogram["elements"], 1)
+        name = f"{artifact} on {result.backend} vs {artifact} on {partner.backend}"
+        comparisons.append({
+            "artifact": artifact, "backend": result.backend, "reference_backend": partner.backend,
+            "histogram": histogram,
+            "checks": [Check(name, "int8 vs int8 (bit-exact target)", "fraction exact", exact,
+                             1.0, ">=", exact >= 1.0)]})
     return comparisons
 
 

@@ -48,6 +48,8 @@ class BackendEntry:
         reference_kernels: computes int8 with TFLite's reference kernels, so two such
             backends must agree bit for bit (others are allowed one quantum).
         int8_only: opens only full-integer models (validate skips it on float artifacts).
+        exact_with: a backend this one must match bit for bit (generated code vs the runtime
+            it reproduces), checked by validate in addition to the usual comparisons.
         description: one line for help texts and reports.
     """
 
@@ -57,6 +59,7 @@ class BackendEntry:
     default: bool = True
     reference_kernels: bool = False
     int8_only: bool = False
+    exact_with: str | None = None
     description: str = ""
 
 
@@ -74,7 +77,7 @@ REGISTRY: dict[str, BackendEntry] = {
     "onnxruntime": BackendEntry("edgeship.runtime.backends.onnxruntime", (".onnx",),
                                 description="ONNX Runtime, CPU or CUDA execution provider"),
     "c": BackendEntry("edgeship.runtime.backends.c", (".tflite",), default=False,
-                      reference_kernels=True, int8_only=True,
+                      reference_kernels=True, int8_only=True, exact_with="tflm",
                       description="generated C inference code, compiled and run on the host"),
 }
 

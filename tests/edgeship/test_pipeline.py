@@ -38,6 +38,12 @@ def test_pipeline_runs_every_stage_and_prints_summary(pipeline_run):
     assert set(manifest["pipeline"]) == {"train", "convert", "validate", "bench", "embed", "report"}
     for name in ("report.html", "report.md", "parity.json", "bench.json", "model_int8.tflite"):
         assert (out / name).stat().st_size > 0
+    if shutil.which("cc"):
+        # The generated C joins validate and must equal TFLite Micro on every test image.
+        parity = json.loads((out / "parity.json").read_text())
+        (c_vs_tflm,) = [row for row in parity["integer_comparisons"]
+                        if row["backend"] == "c" and row["reference_backend"] == "tflm"]
+        assert c_vs_tflm["histogram"]["exact"] == c_vs_tflm["histogram"]["elements"] == 3000
 
 
 def test_rerun_with_nothing_changed_skips_every_stage(pipeline_run):
