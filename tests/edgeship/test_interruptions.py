@@ -137,9 +137,15 @@ def test_sigkill_at_ten_moments_loses_nothing(clean_pipeline_runs, tmp_path):
     assert sum("finished" not in hit for hit in hits) >= KILLS - 2, hits
     assert len({hit.split(" ")[0] for hit in hits}) >= 3, hits  # spread across the run
 
+    # What a kill in the middle of a write leaves (the moments above may or may not hit one).
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    planted = out / f".model_int8.{dead.pid}.k1ll3d00.tmp.tflite"
+    planted.write_bytes(b"half a model")
     final = subprocess.run(pipeline_command(out), capture_output=True, text=True, timeout=600,
-                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=False)
     assert final.returncode == 0, final.stderr[-2000:]
+    assert f"removed {planted.name}, left by an interrupted run" in final.stdout
     _assert_consistent(out, baseline.out)
     assert not [path for path in out.rglob("*") if _is_temp(path)]
     for name in ("model_float.tflite", "model_int8.tflite"):
