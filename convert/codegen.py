@@ -86,7 +86,14 @@ class Graph:
 
 
 def read_graph(tflite_bytes: bytes) -> Graph:
-    """Parse a .tflite flatbuffer's first subgraph with the generated schema bindings."""
+    """Parse a .tflite flatbuffer's first subgraph with the generated schema bindings.
+
+    The structure check runs first: codegen and embed (and TFLite Micro after them) are
+    pointed at files edgeship did not make.
+    """
+    from edgeship.model_check import check_tflite_bytes
+
+    check_tflite_bytes(tflite_bytes)
     schema = require("ai_edge_litert.schema_py_generated")
     try:
         model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite_bytes, 0))
