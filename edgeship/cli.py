@@ -358,12 +358,18 @@ def _add_codegen(subparsers) -> None:
     parser = subparsers.add_parser(
         "codegen", help="int8 .tflite -> standalone C99 (no runtime), bit-exact with TFLite")
     parser.add_argument("model", help="full-int8 .tflite (e.g. runs/demo/model_int8.tflite)")
-    parser.add_argument("--out", required=True, help="folder to write NAME.h and NAME.c into")
-    parser.add_argument("--name", default="model", help="C prefix of the files and symbols")
+    _add_firmware_flags(parser, out_help="folder to write NAME.h and NAME.c into",
+                        name_help="C prefix of the files and symbols")
+    parser.set_defaults(run=_run_codegen)
+
+
+def _add_firmware_flags(parser: argparse.ArgumentParser, out_help: str, name_help: str) -> None:
+    """Flags codegen and embed share: where to write, the C prefix, embedded samples."""
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--name", default="model", help=name_help)
     parser.add_argument("--samples", type=int, default=0, metavar="N",
                         help="embed N test images with TFLite Micro's outputs (NAME_samples.c)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample choice")
-    parser.set_defaults(run=_run_codegen)
 
 
 def _run_codegen(args) -> int:
@@ -413,12 +419,8 @@ def _add_embed(subparsers) -> None:
     parser = subparsers.add_parser(
         "embed", help=".tflite -> C++ model data, op resolver and arena size for TFLite Micro")
     parser.add_argument("model", help="the .tflite to embed (e.g. runs/demo/model_int8.tflite)")
-    parser.add_argument("--out", required=True, help="folder to write the sources into")
-    parser.add_argument("--name", default="model",
-                        help="prefix of files and symbols (g_NAME_model_data)")
-    parser.add_argument("--samples", type=int, default=0, metavar="N",
-                        help="embed N test images with TFLite Micro's outputs (NAME_samples.c)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sample choice")
+    _add_firmware_flags(parser, out_help="folder to write the sources into",
+                        name_help="prefix of files and symbols (g_NAME_model_data)")
     parser.set_defaults(run=_run_embed)
 
 
