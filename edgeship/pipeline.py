@@ -13,11 +13,10 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from edgeship.artifacts import (
