@@ -248,9 +248,12 @@ def _run_bench(config: PipelineConfig, run_dir: Path) -> str:
     artifacts = [run_dir / name for name in MODEL_ARTIFACTS if (run_dir / name).is_file()]
     records = []
     for artifact in artifacts:
+        backends = backends_for(artifact, default_backend_names())
+        if "int8" in artifact.name and artifact.suffix == ".tflite" and _codegen_supports(artifact):
+            backends += ("c",)  # the generated C, compiled -O2 on this host
         records.extend(bench(BenchConfig(
-            artifacts=(str(artifact),), backends=backends_for(artifact, default_backend_names()),
-            runs=config.bench_runs, warmup=config.bench_warmup, seed=config.seed)))
+            artifacts=(str(artifact),), backends=backends, runs=config.bench_runs,
+            warmup=config.bench_warmup, seed=config.seed)))
     path = write_json_atomic(run_dir / "bench.json", bench_document(records))
     update_manifest(run_dir, "bench", {"runs": config.bench_runs, "warmup": config.bench_warmup},
                     artifacts={"bench.json": path})
