@@ -107,13 +107,13 @@ class Keras3Export:
     _work: tempfile.TemporaryDirectory = field(repr=False, compare=False)
 
     def export_tflite(self, representative_samples: np.ndarray | None = None,
-                      io_type: str = "int8") -> bytes:
+                      io_type: str = "int8", per_tensor_weights: bool = False) -> bytes:
         """TFLite straight from the Keras 3 SavedModel, with export_tflite's int8 settings."""
         from edgeship.convert.tflite import convert_tflite
 
         tf, _ = import_tf_keras()
         converter = tf.lite.TFLiteConverter.from_saved_model(str(self.saved_model_dir))
-        return convert_tflite(converter, representative_samples, io_type)
+        return convert_tflite(converter, representative_samples, io_type, per_tensor_weights)
 
 
 def export_with_keras3(model_path: str | os.PathLike, check_images: np.ndarray) -> Keras3Export:

@@ -16,6 +16,8 @@ class QatConfig:
     Attributes:
         epochs: fine-tuning epochs with fake-quantized weights and activations.
         preserve_sparsity: use Default8BitPrunePreserveQuantizeScheme so zeros stay zeros.
+        per_tensor_weights: fake-quantize Conv2D/DepthwiseConv2D weights with one range per
+            tensor instead of tfmot's one per output channel (Dense is per-tensor either way).
         batch_size: fine-tuning batch size.
         learning_rate: small, since the float model is already trained.
         seed: seeds the fine-tuning order.
@@ -23,6 +25,7 @@ class QatConfig:
 
     epochs: int
     preserve_sparsity: bool = False
+    per_tensor_weights: bool = False
     batch_size: int = 32
     learning_rate: float = 1e-4
     seed: int = 0
@@ -54,11 +57,7 @@ def quantize_aware_finetune(model, config: QatConfig, x_train: np.ndarray, y_tra
         annotated = tf_keras.models.clone_model(
             model, clone_function=lambda layer: _annotate(layer, quantize))
         with quantize.quantize_scope({"PassThroughQuantizeConfig": pass_through_config_class()}):
-            if config.preserve_sparsity:
-                scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-                qat_model = quantize.quantize_apply(annotated, scheme)
-            else:
-                qat_model = quantize.quantize_apply(annotated)
+            qat_model = quantize.quantize_apply(annotated, _scheme(tfmot, config))
     except (RuntimeError, ValueError, TypeError) as error:
         raise UserInputError(
             f"quantization-aware training cannot handle this model: {_first_line(error)} "
@@ -73,6 +72,67 @@ def quantize_aware_finetune(model, config: QatConfig, x_train: np.ndarray, y_tra
 
 
 PASS_THROUGH_LAYERS = ("Rescaling", "Normalization")
+# TFLite's int8 AVERAGE_POOL_2D keeps its input's scale and zero point (the quantization spec);
+# tfmot learns a separate output range for it, which the converter honours with an extra
+# QUANTIZE (requantize) op after every average pool. Left unquantized, the pool shares its
+# input's range as in post-training quantization, and the op disappears.
+SAME_SCALE_LAYERS = ("AveragePooling1D", "AveragePooling2D")
+
+
+def same_scale_config():
+    """tfmot's NoOpQuantizeConfig: no weights, no activation, no output range of its own."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs)
+
+    return default_8bit_quantize_configs.NoOpQuantizeConfig()
+
+
+def _scheme(tfmot, config: QatConfig):
+    """tfmot's 8-bit scheme: prune-preserving or not, per-channel or per-tensor conv weights."""
+    if config.preserve_sparsity and config.per_tensor_weights:
+        return per_tensor_prune_preserve_scheme_class()()
+    if config.preserve_sparsity:
+        return tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme(
+        disable_per_axis=config.per_tensor_weights)
+
+
+@functools.cache
+def per_tensor_prune_preserve_scheme_class():
+    """Default8BitPrunePreserveQuantizeScheme with per-tensor Conv2D weights.
+
+    tfmot's prune-preserve registry only accepts the per-channel conv config; this one takes
+    the per-tensor registry's config and gives it the sparsity-preserving per-tensor quantizer
+    (the one tfmot uses for Dense). Layer-level quantize configs would not do: they switch off
+    tfmot's Conv+BatchNorm folding transforms.
+    """
+    tfmot = require("tensorflow_model_optimization")
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve \
+        import prune_preserve_quantize_registry as registries
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry)
+
+    base = registries.Default8bitPrunePreserveQuantizeRegistry
+
+    class PerTensorPrunePreserveRegistry(base):
+        _LAYERS_CONFIG_MAP = {
+            **base._LAYERS_CONFIG_MAP,
+            registries.layers.Conv2D: registries._PrunePreserveInfo(
+                ["kernel"], ["Default8BitQuantizeConfig"]),
+        }
+
+        def get_quantize_config(self, layer):
+            config = (default_8bit_quantize_registry
+                      .Default8BitQuantizeRegistry(disable_per_axis=True)
+                      .get_quantize_config(layer))
+            return self.apply_sparsity_preserve_quantize_config(layer, config)
+
+    class PerTensorPrunePreserveScheme(
+            tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme):
+        def get_quantize_registry(self):
+            return PerTensorPrunePreserveRegistry()
+
+    return PerTensorPrunePreserveScheme
 
 
 def _annotate(layer, quantize):
@@ -83,6 +143,8 @@ def _annotate(layer, quantize):
     """
     if type(layer).__name__ in PASS_THROUGH_LAYERS:
         return quantize.quantize_annotate_layer(layer, quantize_config=pass_through_config_class()())
+    if type(layer).__name__ in SAME_SCALE_LAYERS:
+        return quantize.quantize_annotate_layer(layer, quantize_config=same_scale_config())
     return quantize.quantize_annotate_layer(layer)
 
 

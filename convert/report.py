@@ -123,6 +123,7 @@ def render_markdown(scores: list[ArtifactScore], class_names: list[str], context
         verdict = ("FAIL: " + ", ".join(f"{s.file} drops {s.drop_pp:.2f} pp" for s in failed)
                    if failed else "pass")
         lines += [f"Gate `--max-drop {gate}` on int8 artifacts: **{verdict}**", ""]
+    lines += _granularity_lines(context.get("weight_granularity"))
     change_rows = []
     for index, class_name in enumerate(class_names):
         change_rows.append([class_name] + [
@@ -134,6 +135,21 @@ def render_markdown(scores: list[ArtifactScore], class_names: list[str], context
     options = context.get("options", {})
     lines += ["## Options", "", "```json", _json(options), "```", ""]
     return "\n".join(lines)
+
+
+def _granularity_lines(choice: dict | None) -> list[str]:
+    """The int8 files' weight granularity and, for `auto`, the measurement that chose it."""
+    if not choice:
+        return []
+    lines = [f"Int8 weights: **{choice['chosen']}**, {choice['reason']}. Output error: mean "
+             "total-variation distance of the class probabilities from the float model's.", ""]
+    if choice["candidates"]:
+        rows = [[candidate["granularity"], f"{candidate['bytes']:,}",
+                 f"{candidate['output_error']:.5f}", str(candidate["disagreements"])]
+                for candidate in choice["candidates"]]
+        lines += [markdown_table(["post-training int8", "bytes", "output error",
+                                  "top-1 disagreements"], rows)]
+    return lines
 
 
 def _json(payload) -> str:

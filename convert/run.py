@@ -11,6 +11,7 @@ import numpy as np
 from edgeship.artifacts import (
     MANIFEST_NAME, read_manifest, update_manifest, write_bytes_atomic, write_json_atomic,
     write_text_atomic)
+from edgeship.convert import granularity as weight_granularity
 from edgeship.convert import keras3
 from edgeship.convert.onnx import check_onnx, export_onnx, quantize_onnx
 from edgeship.convert.prune import PruneConfig, prune
@@ -41,6 +42,8 @@ class ConvertConfig:
         dataset: dataset spec; required for a bare model file, else the run's recorded one.
         calibration_samples: class-balanced training images that calibrate int8 ranges.
         io_type: input/output type of the int8 TFLite: int8, uint8 or float32.
+        weight_granularity: "auto" (per-tensor weights where measured to cost no fidelity),
+            "per-channel" or "per-tensor"; see convert/granularity.py.
         max_drop_pp: fail (exit 1) when an int8 artifact's accuracy drop exceeds this.
         out: output directory (default: the run directory, or the model file's folder).
         seed: seeds calibration sampling and fine-tuning.
@@ -56,6 +59,7 @@ class ConvertConfig:
     dataset: DatasetSpec | None = None
     calibration_samples: int = 500
     io_type: str = "int8"
+    weight_granularity: str = "auto"
     max_drop_pp: float | None = None
     out: str | None = None
     seed: int = 0
@@ -71,6 +75,10 @@ class ConvertConfig:
             raise ValueError(f"calibration samples must be >= 1, got {self.calibration_samples}")
         if self.io_type not in IO_TYPES:
             raise ValueError(f"io type must be one of {', '.join(IO_TYPES)}, got {self.io_type!r}")
+        if self.weight_granularity not in weight_granularity.GRANULARITIES:
+            raise ValueError(f"weight granularity must be one of "
+                             f"{', '.join(weight_granularity.GRANULARITIES)}, "
+                             f"got {self.weight_granularity!r}")
         if self.max_drop_pp is not None and self.max_drop_pp < 0:
             raise ValueError(f"max drop must be >= 0 pp, got {self.max_drop_pp}")
         if self.qat_epochs and not self.int8:
@@ -144,10 +152,14 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     written["float_tflite"] = write_bytes_atomic(out_dir / "model_float.tflite", float_bytes)
     check_tflite(float_bytes, dataset.x_test[0])
     int8_io = None
+    granularity = None
     if config.int8:
+        granularity, ptq_bytes = weight_granularity.choose(
+            config.weight_granularity,
+            lambda per_tensor: export_original(calibration, config.io_type, per_tensor),
+            written["float_tflite"], dataset.x_train, config.seed)
         if fine_tuned:
             final_model = _copy_model(tf_keras, model)  # tfmot's wrappers train the layers they wrap
-            ptq_bytes = export_original(calibration, config.io_type)
             written["ptq_int8_tflite"] = write_bytes_atomic(out_dir / "model_ptq_int8.tflite",
                                                             ptq_bytes)
             check_tflite(ptq_bytes, dataset.x_test[0])
@@ -160,9 +172,10 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
         if config.qat_epochs:
             final_model = quantize_aware_finetune(
                 final_model, QatConfig(epochs=config.qat_epochs, preserve_sparsity=config.pruning,
+                                       per_tensor_weights=granularity.per_tensor,
                                        seed=config.seed), dataset.x_train, dataset.y_train)
-        int8_bytes = (export_tflite(final_model, calibration, config.io_type) if fine_tuned
-                      else export_original(calibration, config.io_type))
+        int8_bytes = (export_tflite(final_model, calibration, config.io_type,
+                                    granularity.per_tensor) if fine_tuned else ptq_bytes)
         written["int8_tflite"] = write_bytes_atomic(out_dir / "model_int8.tflite", int8_bytes)
         check_tflite(int8_bytes, dataset.x_test[0])
         sparsity["int8_tflite"] = _file_sparsity(int8_bytes)
@@ -188,6 +201,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
         "reference": reference_path.name, "keras3": keras3_entry, "dataset": dataset_spec.to_dict(),
         "test_images": len(dataset.x_test), "options": config.to_dict(),
         "max_drop_pp": config.max_drop_pp, "int8_io": int8_io,
+        "weight_granularity": granularity.to_dict() if granularity else None,
         "per_layer_sparsity": {name: weight_sparsity(written[name].read_bytes())
                                for name in ("int8_tflite",) if name in written},
         "versions": tool_versions(),
@@ -208,6 +222,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     _remove_stale_outputs(out_dir, {path.name for path in outputs})
     update_manifest(out_dir, "convert", {
         "options": config.to_dict(), "int8_io": int8_io, "versions": tool_versions(),
+        "weight_granularity": granularity.to_dict() if granularity else None,
         "files": {name: path.name for name, path in written.items()},
         "accuracy": {score.file: score.accuracy for score in scores},
         "reference": reference_path.name, "keras3": keras3_entry,

@@ -9,6 +9,8 @@ from edgeship.deps import import_tf_keras, require
 from edgeship.errors import UserInputError
 
 IO_TYPES = ("int8", "uint8", "float32")
+# The converter's switch from per-channel to per-tensor weight quantization (all weight ops).
+PER_CHANNEL_SWITCH = "_experimental_disable_per_channel"
 
 
 @dataclass(frozen=True)
@@ -27,30 +29,33 @@ class TensorQuantization:
 
 
 def export_tflite(model, representative_samples: np.ndarray | None = None,
-                  io_type: str = "int8") -> bytes:
+                  io_type: str = "int8", per_tensor_weights: bool = False) -> bytes:
     """Convert a tf_keras model to a .tflite flatbuffer.
 
     Args:
         model: the tf_keras model (plain, stripped-pruned, or quantization-aware).
         representative_samples: float32 NHWC calibration images; None exports float32.
         io_type: input/output type of the int8 model: "int8", "uint8" or "float32".
+        per_tensor_weights: one weight scale per tensor instead of one per output channel.
 
     Returns:
         The flatbuffer bytes.
     """
     tf, _ = import_tf_keras()
     return convert_tflite(tf.lite.TFLiteConverter.from_keras_model(model),
-                          representative_samples, io_type)
+                          representative_samples, io_type, per_tensor_weights)
 
 
 def convert_tflite(converter, representative_samples: np.ndarray | None = None,
-                   io_type: str = "int8") -> bytes:
+                   io_type: str = "int8", per_tensor_weights: bool = False) -> bytes:
     """Run any TFLiteConverter (Keras model or SavedModel) with edgeship's int8 settings.
 
     Args:
         converter: a tf.lite.TFLiteConverter not yet configured for quantization.
         representative_samples: float32 NHWC calibration images; None exports float32.
         io_type: input/output type of the int8 model: "int8", "uint8" or "float32".
+        per_tensor_weights: one weight scale per tensor instead of one per output channel
+            (post-training quantization; a QAT model keeps the granularity it trained with).
 
     Returns:
         The flatbuffer bytes.
@@ -70,6 +75,11 @@ def convert_tflite(converter, representative_samples: np.ndarray | None = None,
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = getattr(tf, io_type)
         converter.inference_output_type = getattr(tf, io_type)
+        if per_tensor_weights:
+            if not hasattr(converter, PER_CHANNEL_SWITCH):
+                raise RuntimeError(f"this TensorFlow's converter has no {PER_CHANNEL_SWITCH}; "
+                                   "per-tensor weights need TensorFlow >= 2.9")
+            setattr(converter, PER_CHANNEL_SWITCH, True)
     try:
         return bytes(converter.convert())
     except Exception as error:  # the converter raises ConverterError and plain Exceptions
@@ -158,33 +168,35 @@ def check_tflite(tflite_bytes: bytes, sample: np.ndarray) -> None:
 WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
 
 
+def _weight_tensors(tflite_bytes: bytes):
+    """(interpreter, detail dict of each CONV/DEPTHWISE/FULLY_CONNECTED weight tensor)."""
+    interpreter = open_interpreter(tflite_bytes, reference_kernels=True)  # no delegate nodes
+    details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    weights = []
+    for op in interpreter._get_ops_details():
+        position = WEIGHT_OPS.get(op["op_name"])
+        if position is not None and len(op["inputs"]) > position:
+            weights.append(details[int(op["inputs"][position])])
+    return interpreter, weights
+
+
 def weight_sparsity(tflite_bytes: bytes) -> dict[str, float]:
     """Fraction of exactly-zero weights per CONV/DEPTHWISE/FULLY_CONNECTED weight tensor.
 
     Measured on the file itself, so it proves the zeros survived conversion.
     """
-    interpreter = open_interpreter(tflite_bytes, reference_kernels=True)  # no delegate nodes
-    tensor_names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
-    sparsity = {}
-    for op in interpreter._get_ops_details():
-        position = WEIGHT_OPS.get(op["op_name"])
-        if position is None or len(op["inputs"]) <= position:
-            continue
-        index = int(op["inputs"][position])
-        weights = interpreter.get_tensor(index)
-        sparsity[tensor_names[index]] = float(np.mean(weights == 0))
-    return sparsity
+    interpreter, weights = _weight_tensors(tflite_bytes)
+    return {detail["name"]: float(np.mean(interpreter.get_tensor(detail["index"]) == 0))
+            for detail in weights}
+
+
+def weight_scale_counts(tflite_bytes: bytes) -> dict[str, int]:
+    """Quantization scales per weight tensor: 1 per-tensor, the channel count per-channel."""
+    return {detail["name"]: len(detail["quantization_parameters"]["scales"])
+            for detail in _weight_tensors(tflite_bytes)[1]}
 
 
 def weight_counts(tflite_bytes: bytes) -> dict[str, int]:
     """Number of weights per weight tensor (for sparsity weighted by size)."""
-    interpreter = open_interpreter(tflite_bytes, reference_kernels=True)  # no delegate nodes
-    details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
-    counts = {}
-    for op in interpreter._get_ops_details():
-        position = WEIGHT_OPS.get(op["op_name"])
-        if position is None or len(op["inputs"]) <= position:
-            continue
-        detail = details[int(op["inputs"][position])]
-        counts[detail["name"]] = int(np.prod(detail["shape"]))
-    return counts
+    return {detail["name"]: int(np.prod(detail["shape"]))
+            for detail in _weight_tensors(tflite_bytes)[1]}

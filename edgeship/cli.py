@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from edgeship import __version__
+from edgeship.convert.granularity import GRANULARITIES
 from edgeship.errors import CheckFailedError, EdgeshipError
 
 
@@ -120,6 +121,9 @@ def _add_convert(subparsers) -> None:
     parser.add_argument("--calibration-samples", type=int, default=500)
     parser.add_argument("--io", default="int8", choices=("int8", "uint8", "float32"),
                         help="input/output type of the int8 TFLite")
+    parser.add_argument("--weight-granularity", default="auto", choices=GRANULARITIES,
+                        help="int8 weight scales per output channel, per tensor, or auto: "
+                             "per-tensor where measured to cost no fidelity (smaller file)")
     parser.add_argument("--max-drop", type=float, default=None, metavar="PP",
                         help="exit 1 when an int8 artifact loses more than PP points of accuracy")
     parser.add_argument("--out", default=None, help="output directory (default: the run directory)")
@@ -136,6 +140,7 @@ def _run_convert(args) -> int:
         prune_epochs=args.prune_epochs, onnx=args.onnx,
         dataset=_dataset_spec(args) if args.dataset else None,
         calibration_samples=args.calibration_samples, io_type=args.io,
+        weight_granularity=args.weight_granularity,
         max_drop_pp=args.max_drop, out=args.out, seed=args.seed)
     try:
         result = run_convert(config)
@@ -326,6 +331,7 @@ def _add_pipeline(subparsers) -> None:
     parser.add_argument("--prune-structure", default=None, metavar="M:N")
     parser.add_argument("--no-onnx", dest="onnx", action="store_false", default=None)
     parser.add_argument("--calibration-samples", type=int, default=None)
+    parser.add_argument("--weight-granularity", default=None, choices=GRANULARITIES)
     parser.add_argument("--max-drop", type=float, default=None, metavar="PP")
     parser.add_argument("--validate-limit", type=int, default=None, metavar="N")
     parser.add_argument("--bench-runs", type=int, default=None)

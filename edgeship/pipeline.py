@@ -26,6 +26,7 @@ from edgeship.artifacts import (
     sha256_file,
     update_manifest,
 )
+from edgeship.convert.granularity import GRANULARITIES
 from edgeship.errors import CheckFailedError, UserInputError
 
 STAGES = ("train", "convert", "validate", "bench", "embed", "report")
@@ -60,6 +61,7 @@ class PipelineConfig:
     onnx: bool = True
     calibration_samples: int = 500
     io: str = "int8"
+    weight_granularity: str = "auto"
     max_drop: float | None = None
     validate_limit: int | None = None
     bench_runs: int = 100
@@ -72,6 +74,9 @@ class PipelineConfig:
             raise ValueError(f"bench runs must be >= 1, got {self.bench_runs}")
         if self.embed_samples < 0:
             raise ValueError(f"embed samples must be >= 0, got {self.embed_samples}")
+        if self.weight_granularity not in GRANULARITIES:  # fail before training, not after
+            raise ValueError(f"weight granularity must be one of {', '.join(GRANULARITIES)}, "
+                             f"got {self.weight_granularity!r}")
         if self.image_size is not None:
             object.__setattr__(self, "image_size", tuple(self.image_size))
 
@@ -205,6 +210,7 @@ def _run_convert(config: PipelineConfig, run_dir: Path) -> str:
         source=str(run_dir), int8=True, qat_epochs=config.qat, prune_sparsity=config.prune,
         prune_structure=config.prune_structure, prune_epochs=config.prune_epochs,
         onnx=config.onnx, calibration_samples=config.calibration_samples, io_type=config.io,
+        weight_granularity=config.weight_granularity,
         max_drop_pp=config.max_drop, seed=config.seed))
     return f"{len(result.artifacts)} artifacts"
 
@@ -308,7 +314,7 @@ def _stage_plan(config: PipelineConfig) -> list[_Stage]:
     train_keys = ("model", "dataset", "epochs", "batch_size", "learning_rate", "seed", "augment",
                   "image_size", "channels", "alpha")
     convert_keys = ("qat", "prune", "prune_structure", "prune_epochs", "onnx",
-                    "calibration_samples", "io", "max_drop", "seed")
+                    "calibration_samples", "io", "weight_granularity", "max_drop", "seed")
     pick = lambda keys: (lambda c: {key: getattr(c, key) for key in keys})  # noqa: E731
     every_artifact = _artifact_names(MODEL_ARTIFACTS)
     return [

@@ -27,7 +27,8 @@ class Int8Model:
 
 
 def _fit_and_export(model, dataset, folder: Path, name: str, qat_epochs: int = 0) -> Int8Model:
-    from edgeship.convert.qat import QatConfig, quantize_aware_finetune
+    """Fit briefly and export int8; qat_epochs > 0 fine-tunes with stock tfmot QAT
+    (tfmot.quantization.keras.quantize_model), as a model made outside edgeship would be."""
     from edgeship.convert.tflite import export_tflite
 
     for layer in model.layers:
@@ -38,8 +39,12 @@ def _fit_and_export(model, dataset, folder: Path, name: str, qat_epochs: int = 0
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(dataset.x_train[:512], dataset.y_train[:512], batch_size=32, epochs=2, verbose=0)
     if qat_epochs:
-        model = quantize_aware_finetune(model, QatConfig(epochs=qat_epochs),
-                                        dataset.x_train[:256], dataset.y_train[:256])
+        import tensorflow_model_optimization as tfmot
+
+        model = tfmot.quantization.keras.quantize_model(model)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(dataset.x_train[:256], dataset.y_train[:256], batch_size=32,
+                  epochs=qat_epochs, verbose=0)
     path = folder / f"{name}_int8.tflite"
     path.write_bytes(export_tflite(model, representative_samples=dataset.x_train[:64]))
     return Int8Model(name, path, np.ascontiguousarray(dataset.x_test[:TEST_IMAGES]),
@@ -94,8 +99,9 @@ def ops_model(tmp_path_factory, mnist5k) -> Int8Model:
 
 @pytest.fixture(scope="session")
 def qat_model(tmp_path_factory, mnist5k) -> Int8Model:
-    """lenet5 fine-tuned one QAT epoch: its fake-quant ranges after pooling differ from the
-    pooling inputs', so the converter inserts int8 -> int8 QUANTIZE (requantize) ops."""
+    """lenet5 fine-tuned one epoch with stock tfmot QAT: it learns output ranges for the
+    average pools that differ from their inputs', so the converter inserts int8 -> int8
+    QUANTIZE (requantize) ops. (edgeship's own QAT leaves pools on their input's range.)"""
     from edgeship.train.models import build_model
 
     model = build_model("lenet5", mnist5k.input_shape, mnist5k.num_classes, seed=0)

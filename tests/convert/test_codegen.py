@@ -94,7 +94,7 @@ def _quantize_ops(graph):
 def test_qat_model_requantizes_and_is_bit_exact_on_the_host(qat_model, tmp_path):
     graph = read_graph(qat_model.path.read_bytes())
     quantize_ops = _quantize_ops(graph)
-    assert quantize_ops  # what `edgeship convert --int8 --qat` exports for lenet5
+    assert quantize_ops  # what stock tfmot QAT exports for lenet5
     for op in quantize_ops:
         assert graph.tensors[op.inputs[0]].dtype == graph.tensors[op.outputs[0]].dtype == "int8"
     logits = _assert_bit_exact(qat_model.path, qat_model.images, tmp_path)
