@@ -90,8 +90,9 @@ def build_tiny_run(workdir: Path) -> Path:
     run_dir = workdir / "run"
     train(TrainConfig(model="simple_cnn", dataset=DatasetSpec(name=dataset), out=str(run_dir),
                       epochs=2, seed=0))
+    # Per-channel weights, so the corpus (and the mutants) hold per-channel quantization vectors.
     run_convert(ConvertConfig(source=str(run_dir), int8=True, onnx=True,
-                              calibration_samples=40))
+                              calibration_samples=40, weight_granularity="per-channel"))
     return run_dir
 
 
