@@ -143,6 +143,9 @@ def _dscnn(keras, input_shape, num_classes, options):
     return keras.Model(inputs, outputs, name="dscnn")
 
 
+SCRATCH_BATCH_NORM_MOMENTUM = 0.99
+
+
 def _mobilenet_v2(keras, input_shape, num_classes, options):
     """keras.applications MobileNetV2 built flat on our input (tfmot rejects nested models)."""
     layers = keras.layers
@@ -159,6 +162,14 @@ def _mobilenet_v2(keras, input_shape, num_classes, options):
             include_top=False, weights=None)
     except ValueError as error:
         raise UserInputError(f"cannot build mobilenet_v2 for input {input_shape}: {error}") from error
+    if not options.weights:
+        # keras.applications uses batch-norm momentum 0.999, made for ImageNet's millions of
+        # steps: after the ~1,000 steps of a small from-scratch run the moving statistics are
+        # still mostly their initial values and inference mode predicts one class. 0.99
+        # converges within a few hundred steps. Pretrained backbones keep their statistics' pace.
+        for layer in backbone.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = SCRATCH_BATCH_NORM_MOMENTUM
     if options.weights:
         try:
             backbone.load_weights(options.weights, by_name=str(options.weights).endswith(".h5"),

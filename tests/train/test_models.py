@@ -39,6 +39,9 @@ def test_mobilenet_v2_width_and_gray_input():
     assert model.input_shape == (None, 32, 32, 1)
     assert model.count_params() < 500_000
     assert all("model" not in type(layer).__name__.lower() for layer in model.layers)
+    # From scratch, batch norm must settle within a small run's steps (not keras' 0.999).
+    momenta = {layer.momentum for layer in model.layers if hasattr(layer, "moving_mean")}
+    assert momenta == {0.99}
 
 
 def test_mobilenet_v2_weights_and_freeze(tmp_path):
@@ -50,6 +53,8 @@ def test_mobilenet_v2_weights_and_freeze(tmp_path):
     assert model.get_layer("gray_to_rgb") is not None
     frozen = [layer for layer in model.layers if not layer.trainable]
     assert len(frozen) >= 19
+    # A pretrained backbone keeps keras' batch-norm momentum.
+    assert {layer.momentum for layer in model.layers if hasattr(layer, "moving_mean")} == {0.999}
     np.testing.assert_array_equal(model.get_layer("Conv1").get_weights()[0],
                                   donor.get_layer("Conv1").get_weights()[0])
 
