@@ -1,6 +1,7 @@
 """Weight quantization granularity of the int8 TFLite: per-channel, per-tensor, or chosen by measurement.
 
-TFLite's converter quantizes every CONV_2D/DEPTHWISE_CONV_2D weight tensor per output channel.
+TFLite's converter quantizes every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED weight tensor
+per output channel.
 Each channel then costs a float32 scale and an int64 zero point, for the weights and again for
 the int32 bias: 24 bytes a channel that a small model cannot amortise (about 5.5 KB of lenet5's
 72 KB int8 file). Per-tensor weights drop that overhead, and cost accuracy only where the
