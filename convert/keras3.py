@@ -462,9 +462,9 @@ def _copy_weights(model, export: Keras3Export) -> None:
 
 def save_rebuilt(model, path: Path) -> Path:
     """Save the verified rebuild atomically (the keras backend opens it as the reference)."""
-    from edgeship.artifacts import write_with
+    from edgeship.artifacts import save_keras
 
-    return write_with(path, lambda temp: model.save(temp))
+    return save_keras(model, path)
 
 
 def describe(export: Keras3Export, rebuild: Rebuild, fine_tuned: bool, onnx: bool) -> dict:

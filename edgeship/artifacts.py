@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -102,6 +103,39 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
     with atomic_path(path) as temp_path:
         writer(temp_path)
     return Path(path)
+
+
+KERAS_ARCHIVE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
+
+
+def save_keras(model, path: str | os.PathLike) -> Path:
+    """model.save to path atomically, as a byte-reproducible .keras archive.
+
+    Keras stamps each save with the wall clock (metadata.json's date_saved and the weights
+    entry's zip time), so the same weights would hash differently on every run. The archive is
+    rewritten with every entry at KERAS_ARCHIVE_TIME and without date_saved; the entries'
+    contents, order and compression are kept, so Keras loads it as before.
+    """
+    def writer(temp_path: Path) -> None:
+        model.save(temp_path)
+        _normalise_keras_archive(temp_path)
+
+    return write_with(path, writer)
+
+
+def _normalise_keras_archive(path: Path) -> None:
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata).encode("utf-8")
+            fixed = zipfile.ZipInfo(info.filename, date_time=KERAS_ARCHIVE_TIME)
+            fixed.compress_type = info.compress_type
+            fixed.external_attr = info.external_attr
+            archive.writestr(fixed, data)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

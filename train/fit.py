@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.artifacts import update_manifest, write_json_atomic, write_with
+from edgeship.artifacts import save_keras, update_manifest, write_json_atomic, write_with
 from edgeship.deps import import_tf_keras, require
 from edgeship.errors import UserInputError
 from edgeship.reports import tool_versions
@@ -115,7 +115,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
                        for key, values in history.history.items()}
 
     out.mkdir(parents=True, exist_ok=True)
-    model_path = write_with(out / "model.keras", lambda temp: model.save(temp))
+    model_path = save_keras(model, out / "model.keras")
     history_path = write_json_atomic(out / "history.json", history_payload)
     curves_path = write_with(out / "training_curves.png",
                              lambda temp: plot_training_curves(history_payload, temp))

@@ -61,3 +61,25 @@ def test_manifest_records_hashes(tmp_path):
     assert read_manifest(tmp_path)["stage"] == {"k": 1}
     with pytest.raises(UserInputError, match="no manifest.json"):
         read_manifest(tmp_path / "missing")
+
+
+def test_save_keras_is_byte_reproducible_and_loads(tmp_path, monkeypatch):
+    import zipfile
+
+    import numpy as np
+    import tf_keras
+
+    from edgeship.artifacts import save_keras, sha256_file
+
+    model = tf_keras.Sequential([tf_keras.layers.Input((4,)), tf_keras.layers.Dense(3)])
+    first = save_keras(model, tmp_path / "first.keras")
+    time.sleep(1.1)  # Keras stamps date_saved to the second
+    second = save_keras(model, tmp_path / "second.keras")
+    assert sha256_file(first) == sha256_file(second)
+    with zipfile.ZipFile(first) as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert "date_saved" not in archive.read("metadata.json").decode()
+    reloaded = tf_keras.models.load_model(first)
+    batch = np.arange(8, dtype="float32").reshape(2, 4)
+    np.testing.assert_array_equal(reloaded(batch), model(batch))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["first.keras", "second.keras"]

@@ -1,8 +1,8 @@
 """Same seed and inputs, two runs on the CPU: byte-identical .tflite files, identical reports.
 
-Timings aside, and model.keras aside: Keras writes the save time into the .keras archive
-(metadata.json's date_saved and each zip entry's timestamp), so its bytes differ run to run
-while its weights do not; its size is compared, its hash is not.
+Timings aside. model.keras is compared by hash too: Keras stamps the save time into the
+archive, which edgeship's save_keras takes out (the CI run that compared only its size
+failed on its gzipped size in convert_report.md, 156,969 vs 156,971 bytes).
 """
 
 import json
@@ -13,12 +13,9 @@ TIMED_FILES = ("bench.json", "report.html", "report.md")  # latencies and run ti
 
 
 def _normalised(path, run_dir):
-    """A JSON report with the run folder's path replaced and the .keras archive's bytes left out."""
+    """A JSON report with the run folder's path replaced."""
     text = path.read_text().replace(str(run_dir.resolve()), "RUN").replace(str(run_dir), "RUN")
     payload = json.loads(text)
-    for row in payload.get("artifacts", []) if isinstance(payload.get("artifacts"), list) else []:
-        if row.get("file") == "model.keras":
-            row.pop("gzipped_bytes", None)
     payload.pop("environment", None)  # the machine, same for both runs; holds no result
     return payload
 
@@ -31,9 +28,8 @@ def test_two_runs_give_identical_tflite_files_and_reports(clean_pipeline_runs):
     assert tflite == ["model_float.tflite", "model_int8.tflite"]
     for name in tflite:
         assert (first.out / name).read_bytes() == (second.out / name).read_bytes(), name
-    for name in ("model.onnx", "model_int8.onnx"):
+    for name in ("model.keras", "model.onnx", "model_int8.onnx"):
         assert sha256_file(first.out / name) == sha256_file(second.out / name), name
-    assert (first.out / "model.keras").stat().st_size == (second.out / "model.keras").stat().st_size
     for name in ("convert_report.json", "history.json", "parity.json"):
         assert _normalised(first.out / name, first.out) == _normalised(second.out / name,
                                                                        second.out), name
