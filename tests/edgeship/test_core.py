@@ -32,14 +32,16 @@ def test_tensorflow_keras_is_tf_keras_after_import_edgeship():
     assert result.stdout.split()[1].startswith("2.")
 
 
-def test_help_is_fast():
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "edgeship.cli", "--help"], capture_output=True,
-                            text=True, timeout=60)
-    elapsed = time.perf_counter() - started
+def test_help_imports_no_framework():
+    """--help stays fast by importing no ML framework (checked by module, not by a timer)."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "edgeship.cli", "--help"],
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "train" in result.stdout
-    assert elapsed < 1.5
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "edgeship" in imported
+    assert not imported & {"tensorflow", "tf_keras", "keras", "onnx", "onnxruntime"}
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
