@@ -71,6 +71,11 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--validation-split", type=float, default=0.1)
     parser.add_argument("--strategy", default="default",
                         choices=("default", "mirrored", "multiworker"))
+    parser.add_argument("--batch-norm-statistics", default="population",
+                        choices=("population", "running"),
+                        help="population (default): batch-norm moving statistics recomputed from "
+                             "1,024 training images before each validation and at the end; "
+                             "running: Keras' moving averages as they are")
     parser.add_argument("--alpha", type=float, default=0.35, help="mobilenet_v2 width")
     parser.add_argument("--weights", default=None, help="mobilenet_v2 backbone weights file")
     parser.add_argument("--freeze", type=int, default=0,
@@ -87,6 +92,7 @@ def _run_train(args) -> int:
         batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
         augment=args.augment, early_stopping=args.early_stopping,
         validation_split=args.validation_split, strategy=args.strategy,
+        batch_norm_statistics=args.batch_norm_statistics,
         model_options=ModelOptions(alpha=args.alpha, weights=args.weights, freeze=args.freeze))
     result = train(config)
     print(f"test accuracy: {result.test_accuracy:.4f} ({result.epochs_run} epochs, "

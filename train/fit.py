@@ -21,6 +21,8 @@ from edgeship.train.datasets import Dataset, DatasetSpec, load_dataset
 from edgeship.train.models import MODEL_NAMES, ModelOptions, build_model
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+BATCH_NORM_STATISTICS = ("population", "running")
+BATCH_NORM_SAMPLES = 1024  # training images behind each recalibration of the moving statistics
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class TrainConfig:
     early_stopping: int = 0
     validation_split: float = 0.1
     strategy: str = "default"
+    batch_norm_statistics: str = "population"
     model_options: ModelOptions = field(default_factory=ModelOptions)
 
     def __post_init__(self):
@@ -57,6 +60,9 @@ class TrainConfig:
             raise ValueError("early stopping needs a validation split > 0")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.batch_norm_statistics not in BATCH_NORM_STATISTICS:
+            raise ValueError(f"batch-norm statistics must be one of {', '.join(BATCH_NORM_STATISTICS)}, "
+                             f"got {self.batch_norm_statistics!r}")
 
     def to_dict(self) -> dict:
         payload = asdict(self)
@@ -102,6 +108,12 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     validation_data = (tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(config.batch_size)
                        if len(x_val) else None)
     callbacks = []
+    batch_norm = {"statistics": config.batch_norm_statistics, "layers": 0, "images": 0}
+    if config.batch_norm_statistics == "population" and _trainable_batch_norm_layers(tf_keras, model):
+        sample = x_fit[np.random.default_rng(config.seed).permutation(len(x_fit))[:BATCH_NORM_SAMPLES]]
+        batch_norm.update(layers=len(_trainable_batch_norm_layers(tf_keras, model)),
+                          images=len(sample))
+        callbacks.append(_population_statistics_callback(tf_keras, sample))
     if config.early_stopping:
         callbacks.append(tf_keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.early_stopping, restore_best_weights=True))
@@ -128,6 +140,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
         "model": {"name": config.model, "options": asdict(config.model_options),
                   "parameters": int(model.count_params())},
         "seed": config.seed,
+        "batch_norm": batch_norm,
         "epochs_run": len(history_payload.get("loss", [])),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
@@ -137,6 +150,124 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
                   "training_curves.png": curves_path})
     return TrainResult(run_dir=out, test_accuracy=float(test_accuracy), test_loss=float(test_loss),
                        epochs_run=len(history_payload.get("loss", [])), seconds=seconds)
+
+
+def recalibrate_batch_norm(model, images: np.ndarray, batch_size: int = 256) -> int:
+    """Set every trainable BatchNormalization's moving statistics to its inputs' population moments.
+
+    Keras keeps an exponential moving average (momentum 0.99) that starts at mean 0 and variance
+    1 and is never bias-corrected. When a layer's real input variance is far below 1 (0.004 at
+    dscnn's stem on MNIST) the start value dominates for hundreds of steps, and the lag
+    compounds through stacked layers: dscnn trained 3 epochs on mnist5k scored 0.964 in
+    training mode and 0.155 in inference mode. One forward pass in training mode over images
+    (each layer then sees inputs normalized the way training normalized them) gives each layer's
+    mean and variance, pooled over every image and position, which replace the averages; this
+    is "precise BN" (Wu and Johnson, 2021). Frozen layers (trainable False) keep theirs.
+
+    Args:
+        model: a single-input tf_keras functional or sequential model.
+        images: preprocessed training images (never validation or test images).
+        batch_size: images per forward pass.
+
+    Returns:
+        The number of layers whose statistics were replaced.
+    """
+    return BatchNormRecalibrator(model, batch_size)(images)
+
+
+class BatchNormRecalibrator:
+    """recalibrate_batch_norm with its compiled forward pass kept, for once-per-epoch use."""
+
+    def __init__(self, model, batch_size: int = 256):
+        import tensorflow as tf
+        import tf_keras
+
+        self.layers = _trainable_batch_norm_layers(tf_keras, model)
+        self.batch_size = batch_size
+        if not self.layers:
+            return
+        probe = tf_keras.Model(model.inputs, [layer.input for layer in self.layers])
+        reduce_axes = [[axis for axis in range(len(layer.input.shape))
+                        if axis not in [a % len(layer.input.shape) for a in layer.axis]]
+                       for layer in self.layers]
+
+        @tf.function(autograph=False, input_signature=[
+            tf.TensorSpec([None, *model.inputs[0].shape[1:]], model.inputs[0].dtype)])
+        def batch_moments(images):
+            outputs = probe(images, training=True)
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            moments = []
+            for output, axes in zip(outputs, reduce_axes):
+                mean = tf.reduce_mean(output, axis=axes, keepdims=True)
+                squared_deviation = tf.reduce_sum(tf.square(output - mean), axis=axes)
+                count = tf.size(output) // tf.size(squared_deviation)
+                moments.append((tf.reshape(mean, [-1]), squared_deviation, count))
+            return moments
+
+        self._batch_moments = batch_moments
+
+    def __call__(self, images: np.ndarray) -> int:
+        if not self.layers or not len(images):
+            return 0
+        totals = [None] * len(self.layers)  # (count, mean, sum of squared deviations) per layer
+        for start in range(0, len(images), self.batch_size):
+            batch = self._batch_moments(images[start:start + self.batch_size])
+            for index, (mean, squared_deviation, count) in enumerate(batch):
+                current = (int(count), mean.numpy().astype(np.float64),
+                           squared_deviation.numpy().astype(np.float64))
+                totals[index] = current if totals[index] is None else _merge(totals[index], current)
+        for layer, (count, mean, squared_deviation) in zip(self.layers, totals):
+            layer.moving_mean.assign(mean.astype(np.float32))
+            layer.moving_variance.assign((squared_deviation / count).astype(np.float32))
+        return len(self.layers)
+
+
+def _merge(first, second):
+    """Chan et al.'s pairwise update: the moments of two groups pooled, stable in float64."""
+    count_a, mean_a, deviation_a = first
+    count_b, mean_b, deviation_b = second
+    count = count_a + count_b
+    delta = mean_b - mean_a
+    return (count, mean_a + delta * count_b / count,
+            deviation_a + deviation_b + delta * delta * count_a * count_b / count)
+
+
+def _trainable_batch_norm_layers(tf_keras, model) -> list:
+    return [layer for layer in model.layers
+            if isinstance(layer, tf_keras.layers.BatchNormalization) and layer.trainable]
+
+
+def _population_statistics_callback(tf_keras, images: np.ndarray):
+    """Recalibrate batch norm before each validation pass and at each epoch's end.
+
+    Before validation, so val_loss (and early stopping, which restores the weights of its best
+    epoch, moving statistics included) judges the model inference will run.
+    """
+
+    class PopulationStatistics(tf_keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self._recalibrator = None
+            self._current = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._current = False
+
+        def on_test_begin(self, logs=None):
+            self._recalibrate()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._recalibrate()
+
+        def _recalibrate(self):
+            if self._current:
+                return
+            if self._recalibrator is None:
+                self._recalibrator = BatchNormRecalibrator(self.model)
+            self._recalibrator(images)
+            self._current = True
+
+    return PopulationStatistics()
 
 
 def _validation_split(dataset: Dataset, fraction: float, seed: int):
