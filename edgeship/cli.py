@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgeship import __version__
 from edgeship.convert.granularity import GRANULARITIES
+from edgeship.train.fit import BATCH_NORM_STATISTICS
 from edgeship.errors import CheckFailedError, EdgeshipError
 
 
@@ -72,7 +73,7 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--strategy", default="default",
                         choices=("default", "mirrored", "multiworker"))
     parser.add_argument("--batch-norm-statistics", default="population",
-                        choices=("population", "running"),
+                        choices=BATCH_NORM_STATISTICS,
                         help="population (default): batch-norm moving statistics recomputed from "
                              "1,024 training images before each validation and at the end; "
                              "running: Keras' moving averages as they are")
@@ -329,6 +330,7 @@ def _add_pipeline(subparsers) -> None:
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--augment", action="store_true", default=None)
+    parser.add_argument("--batch-norm-statistics", default=None, choices=BATCH_NORM_STATISTICS)
     parser.add_argument("--image-size", type=_image_size, default=None, metavar="HxW")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=None)
     parser.add_argument("--alpha", type=float, default=None)

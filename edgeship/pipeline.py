@@ -27,6 +27,7 @@ from edgeship.artifacts import (
     update_manifest,
 )
 from edgeship.convert.granularity import GRANULARITIES
+from edgeship.train.fit import BATCH_NORM_STATISTICS
 from edgeship.errors import CheckFailedError, UserInputError
 
 STAGES = ("train", "convert", "validate", "bench", "embed", "report")
@@ -51,6 +52,7 @@ class PipelineConfig:
     learning_rate: float = 2e-3
     seed: int = 0
     augment: bool = False
+    batch_norm_statistics: str = "population"
     image_size: tuple[int, int] | None = None
     channels: int | None = None
     alpha: float = 0.35
@@ -77,6 +79,9 @@ class PipelineConfig:
         if self.weight_granularity not in GRANULARITIES:  # fail before training, not after
             raise ValueError(f"weight granularity must be one of {', '.join(GRANULARITIES)}, "
                              f"got {self.weight_granularity!r}")
+        if self.batch_norm_statistics not in BATCH_NORM_STATISTICS:
+            raise ValueError(f"batch-norm statistics must be one of "
+                             f"{', '.join(BATCH_NORM_STATISTICS)}, got {self.batch_norm_statistics!r}")
         if self.image_size is not None:
             object.__setattr__(self, "image_size", tuple(self.image_size))
 
@@ -199,7 +204,8 @@ def _run_train(config: PipelineConfig, run_dir: Path) -> str:
     result = train(TrainConfig(
         model=config.model, dataset=_dataset_spec(config), out=str(run_dir), epochs=config.epochs,
         batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
-        augment=config.augment, model_options=ModelOptions(alpha=config.alpha)))
+        augment=config.augment, batch_norm_statistics=config.batch_norm_statistics,
+        model_options=ModelOptions(alpha=config.alpha)))
     return f"test accuracy {result.test_accuracy:.4f}"
 
 
@@ -312,7 +318,7 @@ def _artifact_names(names: tuple[str, ...]) -> Callable[[Path], list[str]]:
 
 def _stage_plan(config: PipelineConfig) -> list[_Stage]:
     train_keys = ("model", "dataset", "epochs", "batch_size", "learning_rate", "seed", "augment",
-                  "image_size", "channels", "alpha")
+                  "batch_norm_statistics", "image_size", "channels", "alpha")
     convert_keys = ("qat", "prune", "prune_structure", "prune_epochs", "onnx",
                     "calibration_samples", "io", "weight_granularity", "max_drop", "seed")
     pick = lambda keys: (lambda c: {key: getattr(c, key) for key in keys})  # noqa: E731

@@ -139,13 +139,16 @@ def test_second_pipeline_on_same_out_refuses(tmp_path):
 
 def test_config_file_and_flags(tmp_path):
     config = tmp_path / "pipeline.toml"
-    config.write_text('[pipeline]\nmodel = "dscnn"\nepochs = 7\nqat = 1\n')
+    config.write_text('[pipeline]\nmodel = "dscnn"\nepochs = 7\nqat = 1\n'
+                      'batch_norm_statistics = "running"\n')
     values = load_config_file(config)
     merged = config_from_sources(values, {"epochs": 3, "qat": None})
-    assert merged == PipelineConfig(model="dscnn", epochs=3, qat=1)
+    assert merged == PipelineConfig(model="dscnn", epochs=3, qat=1, batch_norm_statistics="running")
     config.write_text("epochz = 3\n")
     with pytest.raises(UserInputError, match="unknown key"):
         load_config_file(config)
+    with pytest.raises(ValueError, match="batch-norm statistics must be one of population, running"):
+        config_from_sources({"batch_norm_statistics": "exact"}, {})
 
 
 def test_example_config_loads():
