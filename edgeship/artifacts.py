@@ -6,6 +6,7 @@ manifest (manifest.json) records each artifact's SHA-256, size and the options t
 """
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -167,6 +168,23 @@ def read_manifest(run_dir: str | os.PathLike) -> dict:
     return manifest
 
 
+@contextlib.contextmanager
+def manifest_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory while manifest.json is read and rewritten.
+
+    Each stage reads the manifest, changes its own section and writes it back; two edgeship
+    commands on one run directory at once (validate beside bench in CI) would otherwise lose
+    one's update. The lock is flock on the directory itself, so it leaves no file behind and
+    the kernel drops it when a killed process's descriptor closes.
+    """
+    descriptor = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
 def update_manifest(run_dir: str | os.PathLike, section: str, entry: dict,
                     artifacts: dict[str, str | os.PathLike] | None = None) -> dict:
     """Merge one stage's entry and its artifacts' hashes into manifest.json atomically.
@@ -182,6 +200,12 @@ def update_manifest(run_dir: str | os.PathLike, section: str, entry: dict,
         The manifest as written.
     """
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with manifest_lock(run_dir):
+        return _update_manifest(run_dir, section, entry, artifacts or {})
+
+
+def _update_manifest(run_dir: Path, section: str, entry: dict, artifacts: dict) -> dict:
     path = run_dir / MANIFEST_NAME
     manifest = json.loads(path.read_text()) if path.is_file() else {}
     manifest["schema_version"] = MANIFEST_SCHEMA_VERSION
@@ -189,9 +213,9 @@ def update_manifest(run_dir: str | os.PathLike, section: str, entry: dict,
     recorded = manifest.setdefault("artifacts", {})
     # A stage's artifacts are replaced whole, so the manifest never lists a file it no longer made.
     for stale in [name for name, info in recorded.items() if info.get("stage") == section
-                  and name not in (artifacts or {})]:
+                  and name not in artifacts]:
         del recorded[stale]
-    for name, artifact_path in (artifacts or {}).items():
+    for name, artifact_path in artifacts.items():
         recorded[name] = {**describe_file(artifact_path), "stage": section,
                           "path": os.path.relpath(artifact_path, run_dir)}
     write_json_atomic(path, manifest)
@@ -215,6 +239,13 @@ def forget_stage(run_dir: str | os.PathLike, section: str, remove_files: bool = 
         The manifest as written ({} when there is none).
     """
     run_dir = Path(run_dir)
+    if not (run_dir / MANIFEST_NAME).is_file():
+        return {}
+    with manifest_lock(run_dir):
+        return _forget_stage(run_dir, section, remove_files)
+
+
+def _forget_stage(run_dir: Path, section: str, remove_files: bool) -> dict:
     path = run_dir / MANIFEST_NAME
     if not path.is_file():
         return {}

@@ -85,3 +85,30 @@ def test_save_keras_is_byte_reproducible_and_loads(tmp_path, monkeypatch):
     batch = np.arange(8, dtype="float32").reshape(2, 4)
     np.testing.assert_array_equal(reloaded(batch), model(batch))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["first.keras", "second.keras"]
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from edgeship.artifacts import update_manifest, write_bytes_atomic
+run_dir, section = Path(sys.argv[1]), sys.argv[2]
+for index in range(150):
+    name = f"{section}_{index}.bin"
+    write_bytes_atomic(run_dir / name, name.encode())
+    update_manifest(run_dir, section, {"last": index},
+                    {f"{section}_{i}.bin": run_dir / f"{section}_{i}.bin" for i in range(index + 1)})
+"""
+
+
+def test_concurrent_stages_lose_no_manifest_update(tmp_path):
+    # Without the manifest lock, one writer's read-modify-write overwrote the other's
+    # records (checked by removing manifest_lock: sections went missing).
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), section])
+               for section in ("validate", "bench", "embed")]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0]
+    manifest = read_manifest(tmp_path)
+    for section in ("validate", "bench", "embed"):
+        assert manifest[section] == {"last": 149}
+        recorded = [name for name, info in manifest["artifacts"].items() if info["stage"] == section]
+        assert len(recorded) == 150, section
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
