@@ -10,7 +10,13 @@ channels' weight ranges differ a lot (depthwise layers after batch-norm folding,
 `auto` converts both ways and keeps per-tensor only when its class probabilities stay as close to
 the float model's as per-channel's do, within OUTPUT_ERROR_TOLERANCE, on a seeded sample of the
 training split (never the test split, so the accuracy-drop report is not tuned on its own data).
-The measurement is recorded in the report, and quantization-aware training follows the choice.
+When whole-model per-tensor misses that bound, `auto` looks for a mix: the per-channel file with
+the weight and bias tensors of the layers that tolerate it taken from the per-tensor file (same
+calibration, so every activation tensor's scale is identical in both). Each layer's cost is
+measured alone (error added per byte saved), layers are ranked by it, and a binary search over
+the ranked prefix finds the largest set whose measured error is within the bound. The
+measurement is recorded in the report. Quantization-aware training follows a whole-model choice;
+after a mixed choice it trains per-channel.
 """
 
 import tempfile
@@ -21,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 GRANULARITIES = ("auto", "per-channel", "per-tensor")
+# Weight (input 1) and bias (input 2) of these builtin ops carry per-channel scales.
+WEIGHTED_OPS = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED"}
 # Per-tensor is kept when its mean output error is at most 10% above per-channel's.
 OUTPUT_ERROR_TOLERANCE = 0.10
 SELECTION_IMAGES = 1000
@@ -31,7 +39,7 @@ class Candidate:
     """One conversion measured against the float TFLite model on the selection images.
 
     Attributes:
-        granularity: "per-channel" or "per-tensor".
+        granularity: "per-channel", "per-tensor" or "mixed".
         bytes: size of the int8 file.
         output_error: mean total-variation distance between its class probabilities and the
             float model's (0: identical, 1: disjoint).
@@ -42,6 +50,7 @@ class Candidate:
     bytes: int
     output_error: float
     disagreements: int
+    per_tensor_layers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,10 +59,16 @@ class GranularityChoice:
 
     requested: str
     chosen: str
+    layers: tuple[str, ...] = ()
+    mix_searched: bool = False
     selection_images: int = 0
     selection_seed: int | None = None
     tolerance: float | None = None
     candidates: tuple[Candidate, ...] = ()
+
+    @property
+    def weighted_layers(self) -> int:
+        return len(self.layers)
 
     @property
     def per_tensor(self) -> bool:
@@ -64,23 +79,36 @@ class GranularityChoice:
             return f"as requested (--weight-granularity {self.requested})"
         by_name = {candidate.granularity: candidate for candidate in self.candidates}
         channel, tensor = by_name["per-channel"], by_name["per-tensor"]
-        relation = ("within" if within_tolerance(tensor.output_error, channel.output_error)
-                    else "beyond")
-        return (f"auto: per-tensor's output error {tensor.output_error:.5f} is {relation} "
-                f"{self.tolerance:.0%} of per-channel's {channel.output_error:.5f} on "
-                f"{self.selection_images} training images ({tensor.bytes:,} vs "
-                f"{channel.bytes:,} bytes)")
+        relation = ("within" if within_tolerance(tensor.output_error, channel.output_error,
+                                                 self.tolerance) else "beyond")
+        reason = (f"auto: per-tensor's output error {tensor.output_error:.5f} is {relation} "
+                  f"{self.tolerance:.0%} of per-channel's {channel.output_error:.5f} on "
+                  f"{self.selection_images} training images ({tensor.bytes:,} vs "
+                  f"{channel.bytes:,} bytes)")
+        mixed = by_name.get("mixed")
+        if mixed is not None:
+            return (f"{reason}; mixed: {len(mixed.per_tensor_layers)} of {self.weighted_layers} "
+                    f"layers per-tensor, output error {mixed.output_error:.5f} ({mixed.bytes:,} "
+                    "bytes)")
+        if self.mix_searched:
+            return f"{reason}; no layer can be per-tensor alone within the bound"
+        return reason
 
     def to_dict(self) -> dict:
         return {"requested": self.requested, "chosen": self.chosen,
+                "weighted_layers": self.weighted_layers, "layers": list(self.layers),
+                "mix_searched": self.mix_searched,
                 "selection_images": self.selection_images, "selection_seed": self.selection_seed,
                 "tolerance": self.tolerance, "reason": self.reason(),
-                "candidates": [vars(candidate) for candidate in self.candidates]}
+                "candidates": [{**vars(candidate),
+                                "per_tensor_layers": list(candidate.per_tensor_layers)}
+                               for candidate in self.candidates]}
 
 
-def within_tolerance(per_tensor_error: float, per_channel_error: float) -> bool:
-    """The `auto` rule: per-tensor's output error at most OUTPUT_ERROR_TOLERANCE above per-channel's."""
-    return per_tensor_error <= per_channel_error * (1 + OUTPUT_ERROR_TOLERANCE) + 1e-7
+def within_tolerance(per_tensor_error: float, per_channel_error: float,
+                     tolerance: float = OUTPUT_ERROR_TOLERANCE) -> bool:
+    """The `auto` rule: per-tensor's (or a mix's) output error at most tolerance above per-channel's."""
+    return per_tensor_error <= per_channel_error * (1 + tolerance) + 1e-7
 
 
 def selection_indices(num_train: int, seed: int, count: int = SELECTION_IMAGES) -> np.ndarray:
@@ -109,8 +137,9 @@ def output_error(probabilities: np.ndarray, reference: np.ndarray) -> float:
 
 
 def choose(requested: str, export: Callable[[bool], bytes], float_tflite: Path,
-           train_images: np.ndarray, seed: int) -> tuple[GranularityChoice, bytes]:
-    """Convert with the requested granularity, or measure both and pick for `auto`.
+           train_images: np.ndarray, seed: int,
+           tolerance: float = OUTPUT_ERROR_TOLERANCE) -> tuple[GranularityChoice, bytes]:
+    """Convert with the requested granularity, or measure and pick for `auto`.
 
     Args:
         requested: "auto", "per-channel" or "per-tensor".
@@ -118,6 +147,8 @@ def choose(requested: str, export: Callable[[bool], bytes], float_tflite: Path,
         float_tflite: the float .tflite the candidates are measured against.
         train_images: the training split with the recorded preprocessing.
         seed: seeds the selection sample.
+        tolerance: how much more output error than per-channel's a per-tensor or mixed file
+            may have (a fraction).
 
     Returns:
         The choice (with its measurement for `auto`) and the chosen int8 file's bytes.
@@ -128,30 +159,171 @@ def choose(requested: str, export: Callable[[bool], bytes], float_tflite: Path,
     if requested != "auto":
         return (GranularityChoice(requested=requested, chosen=requested),
                 export(requested == "per-tensor"))
-    from edgeship.convert.report import predict
-
     images = train_images[selection_indices(len(train_images), seed)]
-    float_outputs = predict(float_tflite, images)
-    probabilities_out = looks_like_probabilities(float_outputs)
-    reference = class_probabilities(float_outputs, probabilities_out)
-    reference_top1 = np.argmax(reference, axis=1)
-    candidates, files = [], {}
     with tempfile.TemporaryDirectory(prefix="edgeship-granularity-") as folder:
-        for granularity in ("per-channel", "per-tensor"):
-            data = export(granularity == "per-tensor")
-            path = Path(folder) / f"{granularity}.tflite"
-            path.write_bytes(data)
-            probabilities = class_probabilities(predict(path, images), probabilities_out)
-            files[granularity] = data
-            candidates.append(Candidate(
-                granularity=granularity, bytes=len(data),
-                output_error=round(output_error(probabilities, reference), 7),
-                disagreements=int(np.sum(np.argmax(probabilities, axis=1) != reference_top1))))
-    channel, tensor = candidates
-    keep_tensor = (tensor.bytes < channel.bytes
-                   and within_tolerance(tensor.output_error, channel.output_error))
-    chosen = "per-tensor" if keep_tensor else "per-channel"
-    choice = GranularityChoice(requested="auto", chosen=chosen, selection_images=len(images),
-                               selection_seed=seed, tolerance=OUTPUT_ERROR_TOLERANCE,
-                               candidates=tuple(candidates))
+        measure = _Measurer(float_tflite, images, Path(folder))
+        files = {"per-channel": export(False), "per-tensor": export(True)}
+        channel = measure("per-channel", files["per-channel"])
+        tensor = measure("per-tensor", files["per-tensor"])
+        candidates = [channel, tensor]
+        layers = weighted_layers(files["per-channel"])
+        searched = False
+        if tensor.bytes < channel.bytes and within_tolerance(tensor.output_error,
+                                                            channel.output_error, tolerance):
+            chosen = "per-tensor"
+        else:
+            searched, mixed, files["mixed"] = _search_mix(
+                files["per-channel"], files["per-tensor"], layers, channel, tolerance, measure)
+            chosen = "mixed" if mixed is not None else "per-channel"
+            candidates += [mixed] if mixed is not None else []
+    choice = GranularityChoice(requested="auto", chosen=chosen, layers=tuple(layers),
+                               mix_searched=searched,
+                               selection_images=len(images), selection_seed=seed,
+                               tolerance=tolerance, candidates=tuple(candidates))
     return choice, files[chosen]
+
+
+class _Measurer:
+    """Output error and top-1 disagreements of int8 files against the float model's outputs."""
+
+    def __init__(self, float_tflite: Path, images: np.ndarray, folder: Path):
+        from edgeship.convert.report import predict
+
+        self._predict = predict
+        self._images = images
+        self._folder = folder
+        float_outputs = predict(float_tflite, images)
+        self._probabilities_out = looks_like_probabilities(float_outputs)
+        self._reference = class_probabilities(float_outputs, self._probabilities_out)
+        self._reference_top1 = np.argmax(self._reference, axis=1)
+
+    def __call__(self, granularity: str, data: bytes, per_tensor_layers=()) -> Candidate:
+        path = self._folder / "candidate.tflite"
+        path.write_bytes(data)
+        probabilities = class_probabilities(self._predict(path, self._images),
+                                            self._probabilities_out)
+        return Candidate(
+            granularity=granularity, bytes=len(data),
+            output_error=round(output_error(probabilities, self._reference), 7),
+            disagreements=int(np.sum(np.argmax(probabilities, axis=1) != self._reference_top1)),
+            per_tensor_layers=tuple(per_tensor_layers))
+
+
+def _search_mix(per_channel: bytes, per_tensor: bytes, layers: list[str], channel: Candidate,
+                tolerance: float, measure) -> tuple[bool, Candidate | None, bytes | None]:
+    """The largest cost-ranked set of layers that can be per-tensor within the bound, measured.
+
+    Returns (searched, mix, bytes): searched is False when the two files cannot be spliced
+    (their graphs or activation scales differ); mix is None when no set of at least one layer
+    is within the bound and smaller than the per-channel file.
+    """
+    try:
+        splice_per_tensor_layers(per_channel, per_tensor, ())
+    except ValueError:
+        return False, None, None
+    costs = []
+    for index, layer in enumerate(layers):
+        alone = measure("mixed", splice_per_tensor_layers(per_channel, per_tensor, {layer}),
+                        (layer,))
+        saved = channel.bytes - alone.bytes
+        costs.append(((alone.output_error - channel.output_error) / max(saved, 1), index, layer))
+    ranked = [layer for _, _, layer in sorted(costs)]
+    best, best_bytes = None, None
+    low, high = 0, len(ranked)  # prefix length low passes (0: per-channel); high does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        chosen = set(ranked[:middle])
+        data = splice_per_tensor_layers(per_channel, per_tensor, chosen)
+        candidate = measure("mixed", data, [layer for layer in layers if layer in chosen])
+        if (candidate.bytes < channel.bytes
+                and within_tolerance(candidate.output_error, channel.output_error, tolerance)):
+            low, best, best_bytes = middle, candidate, data
+        else:
+            high = middle
+    return True, best, best_bytes
+
+
+def weighted_layers(tflite_bytes: bytes) -> list[str]:
+    """Names of the weight tensors of every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED op."""
+    model = _model_object(tflite_bytes)
+    graph = model.subgraphs[0]
+    return [graph.tensors[inputs[1]].name.decode()
+            for _, inputs in _weighted_ops(model)]
+
+
+def splice_per_tensor_layers(per_channel: bytes, per_tensor: bytes, layers) -> bytes:
+    """The per-channel file with the named layers' weight and bias tensors from the per-tensor file.
+
+    Both files must come from one model and one calibration: same ops, same tensor shapes and
+    types, and the same quantization on every tensor that is not a weight or a bias. A weight's
+    int8 values and scale and its bias's int32 values and scale (input scale x weight scale)
+    move together, so each layer computes exactly what it computes in the per-tensor file.
+
+    Args:
+        per_channel: the int8 file with per-channel weights.
+        per_tensor: the same conversion with per-tensor weights.
+        layers: weight tensor names (see weighted_layers) to take from the per-tensor file.
+
+    Returns:
+        The spliced .tflite bytes.
+
+    Raises:
+        ValueError: the files differ in anything but weight granularity, or a name is unknown.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    base, donor = _model_object(per_channel), _model_object(per_tensor)
+    base_graph, donor_graph = base.subgraphs[0], donor.subgraphs[0]
+    base_ops, donor_ops = _weighted_ops(base), _weighted_ops(donor)
+    if (len(base.subgraphs) != 1 or len(donor.subgraphs) != 1
+            or len(base_graph.operators) != len(donor_graph.operators)
+            or len(base_graph.tensors) != len(donor_graph.tensors)
+            or [inputs for _, inputs in base_ops] != [inputs for _, inputs in donor_ops]):
+        raise ValueError("the two int8 files do not have the same graph")
+    swapped = {inputs[position] for _, inputs in base_ops for position in (1, 2)
+               if len(inputs) > position and inputs[position] >= 0}
+    for index, (mine, theirs) in enumerate(zip(base_graph.tensors, donor_graph.tensors)):
+        if (mine.type != theirs.type or list(mine.shape) != list(theirs.shape)
+                or (index not in swapped and not _same_quantization(mine, theirs))):
+            raise ValueError(f"tensor {mine.name!r} differs between the two int8 files")
+    names = {base_graph.tensors[inputs[1]].name.decode(): inputs for _, inputs in base_ops}
+    unknown = sorted(set(layers) - set(names))
+    if unknown:
+        raise ValueError(f"no weighted layer named {', '.join(unknown)}")
+    for name in layers:
+        for position in (1, 2):
+            inputs = names[name]
+            if len(inputs) <= position or inputs[position] < 0:
+                continue
+            mine, theirs = base_graph.tensors[inputs[position]], donor_graph.tensors[inputs[position]]
+            mine.quantization = theirs.quantization
+            base.buffers[mine.buffer].data = donor.buffers[theirs.buffer].data
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(base))
+
+
+def _model_object(tflite_bytes: bytes):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
+
+
+def _weighted_ops(model) -> list[tuple[int, list[int]]]:
+    graph = model.subgraphs[0]
+    found = []
+    for index, op in enumerate(graph.operators):
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if builtin in WEIGHTED_OPS and len(op.inputs) > 1:
+            found.append((index, [int(tensor) for tensor in op.inputs]))
+    return found
+
+
+def _same_quantization(first, second) -> bool:
+    def parts(tensor):
+        quantization = tensor.quantization
+        if quantization is None or quantization.scale is None:
+            return None
+        return (np.asarray(quantization.scale).tolist(),
+                np.asarray(quantization.zeroPoint).tolist(), quantization.quantizedDimension)
+
+    return parts(first) == parts(second)

@@ -144,12 +144,27 @@ def _granularity_lines(choice: dict | None) -> list[str]:
     lines = [f"Int8 weights: **{choice['chosen']}**, {choice['reason']}. Output error: mean "
              "total-variation distance of the class probabilities from the float model's.", ""]
     if choice["candidates"]:
-        rows = [[candidate["granularity"], f"{candidate['bytes']:,}",
+        rows = [[_candidate_label(candidate, choice), f"{candidate['bytes']:,}",
                  f"{candidate['output_error']:.5f}", str(candidate["disagreements"])]
                 for candidate in choice["candidates"]]
         lines += [markdown_table(["post-training int8", "bytes", "output error",
                                   "top-1 disagreements"], rows)]
+    mixed = [candidate for candidate in choice["candidates"] if candidate["granularity"] == "mixed"]
+    if mixed and choice["chosen"] == "mixed":
+        kept = [name for name in choice.get("layers", [])
+                if name not in mixed[0]["per_tensor_layers"]]
+        lines += ["", f"Layers kept per-channel: {', '.join(f'`{name}`' for name in kept)}.", ""]
+    if choice.get("fine_tuned_granularity"):
+        lines += ["", f"The fine-tuned `model_int8.tflite` is **{choice['fine_tuned_granularity']}**"
+                  ": quantization-aware training trains one granularity for the whole model.", ""]
     return lines
+
+
+def _candidate_label(candidate: dict, choice: dict) -> str:
+    if candidate["granularity"] != "mixed":
+        return candidate["granularity"]
+    return (f"mixed ({len(candidate['per_tensor_layers'])} of {choice['weighted_layers']} layers "
+            "per-tensor)")
 
 
 def _json(payload) -> str:

@@ -201,7 +201,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
         "reference": reference_path.name, "keras3": keras3_entry, "dataset": dataset_spec.to_dict(),
         "test_images": len(dataset.x_test), "options": config.to_dict(),
         "max_drop_pp": config.max_drop_pp, "int8_io": int8_io,
-        "weight_granularity": granularity.to_dict() if granularity else None,
+        "weight_granularity": _granularity_record(granularity, fine_tuned),
         "per_layer_sparsity": {name: weight_sparsity(written[name].read_bytes())
                                for name in ("int8_tflite",) if name in written},
         "versions": tool_versions(),
@@ -222,7 +222,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     _remove_stale_outputs(out_dir, {path.name for path in outputs})
     update_manifest(out_dir, "convert", {
         "options": config.to_dict(), "int8_io": int8_io, "versions": tool_versions(),
-        "weight_granularity": granularity.to_dict() if granularity else None,
+        "weight_granularity": _granularity_record(granularity, fine_tuned),
         "files": {name: path.name for name, path in written.items()},
         "accuracy": {score.file: score.accuracy for score in scores},
         "reference": reference_path.name, "keras3": keras3_entry,
@@ -295,6 +295,16 @@ def _check_model_fits(input_shapes: list, output_shapes: list, dataset: Dataset,
     if len(output_shape) != 2 or output_shape[1] != dataset.num_classes:
         raise UserInputError(f"{model_path.name} outputs {output_shape}, not a class-probability or "
                              f"logit vector of the dataset's {dataset.num_classes} classes")
+
+
+def _granularity_record(choice, fine_tuned: bool) -> dict | None:
+    """The choice for the report and manifest, saying which granularity a fine-tuned file has."""
+    if choice is None:
+        return None
+    record = choice.to_dict()
+    if fine_tuned and choice.chosen == "mixed":
+        record["fine_tuned_granularity"] = "per-channel"
+    return record
 
 
 def _file_sparsity(tflite_bytes: bytes) -> float:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edgeship.convert.granularity import (
-    class_probabilities, looks_like_probabilities, output_error, selection_indices,
-    within_tolerance)
+    Candidate, _search_mix, class_probabilities, looks_like_probabilities, output_error,
+    selection_indices, splice_per_tensor_layers, weighted_layers, within_tolerance)
 from edgeship.convert.run import ConvertConfig, run_convert
 from edgeship.convert.tflite import open_interpreter, tensor_types_by_op, weight_scale_counts
 from tests.conftest import run_cli
@@ -35,31 +35,46 @@ def _probabilities(path, images):
 
 
 def _output_channels(path):
+    """Output channels of each tensor: dimension 0, or 3 for a depthwise kernel [1, H, W, C]."""
     interpreter = open_interpreter(path.read_bytes(), reference_kernels=True)
-    return {detail["name"]: int(detail["shape"][0]) for detail in interpreter.get_tensor_details()}
+    return {detail["name"]: int(detail["shape"][3] if len(detail["shape"]) == 4
+                                and detail["shape"][0] == 1 else detail["shape"][0])
+            for detail in interpreter.get_tensor_details()}
 
 
-def test_auto_measures_both_and_applies_its_rule(converted_run, mnist5k):
-    out = converted_run.out_dir
-    choice = converted_run.report["weight_granularity"]
-    candidates = {entry["granularity"]: entry for entry in choice["candidates"]}
-    assert choice["requested"] == "auto" and set(candidates) == {"per-channel", "per-tensor"}
+def _expected_choice(candidates: dict) -> str:
+    """The `auto` rule applied to the recorded numbers."""
     channel, tensor = candidates["per-channel"], candidates["per-tensor"]
-    # lenet5 has 214 output channels in CONV/FC layers: 24 bytes each (weight and bias scale
-    # and zero point) less the per-tensor entries.
-    assert channel["bytes"] - tensor["bytes"] > 4000
-    expected = ("per-tensor" if within_tolerance(tensor["output_error"], channel["output_error"])
-                else "per-channel")
+    if tensor["bytes"] < channel["bytes"] and within_tolerance(tensor["output_error"],
+                                                              channel["output_error"]):
+        return "per-tensor"
+    mixed = candidates.get("mixed")
+    if mixed is not None:
+        assert mixed["per_tensor_layers"] and mixed["bytes"] < channel["bytes"]
+        assert within_tolerance(mixed["output_error"], channel["output_error"])
+        return "mixed"
+    return "per-channel"
+
+
+def _check_auto_choice(out, report, train_images):
+    """The chosen file is the recorded candidate, and its recorded measurement recomputes."""
+    choice = report["weight_granularity"]
+    candidates = {entry["granularity"]: entry for entry in choice["candidates"]}
+    assert choice["requested"] == "auto"
+    assert {"per-channel", "per-tensor"} <= set(candidates) <= {"per-channel", "per-tensor", "mixed"}
+    expected = _expected_choice(candidates)
     assert choice["chosen"] == expected
+    assert choice["mix_searched"] == (expected != "per-tensor")
     int8_path = out / "model_int8.tflite"
     assert int8_path.stat().st_size == candidates[expected]["bytes"]
     counts = weight_scale_counts(int8_path.read_bytes())
-    if expected == "per-tensor":
-        assert set(counts.values()) == {1}
-    else:
-        assert max(counts.values()) > 1
-    # The recorded measurement of the chosen file, recomputed on the same training images.
-    images = mnist5k.x_train[selection_indices(len(mnist5k.x_train), seed=0)]
+    channels = _output_channels(int8_path)
+    assert sorted(counts) == sorted(choice["layers"])
+    per_tensor = {"per-tensor": set(counts), "per-channel": set(),
+                  "mixed": set(candidates.get("mixed", {}).get("per_tensor_layers", []))}[expected]
+    for name, count in counts.items():
+        assert count == (1 if name in per_tensor else channels[name]), name
+    images = train_images[selection_indices(len(train_images), seed=0)]
     assert choice["selection_images"] == len(images) == 1000
     reference = _probabilities(out / "model_float.tflite", images)
     assert looks_like_probabilities(reference)
@@ -68,10 +83,115 @@ def test_auto_measures_both_and_applies_its_rule(converted_run, mnist5k):
         candidates[expected]["output_error"], abs=1e-5)
     assert int(np.sum(chosen.argmax(1) != reference.argmax(1))) == \
         candidates[expected]["disagreements"]
-    assert 0 < channel["output_error"] < 0.05 and 0 < tensor["output_error"] < 0.05
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["convert"]["weight_granularity"]["chosen"] == expected
     assert f"Int8 weights: **{expected}**, auto: " in (out / "convert_report.md").read_text()
+    return expected, candidates
+
+
+def test_auto_measures_both_and_applies_its_rule(converted_run, mnist5k):
+    _, candidates = _check_auto_choice(converted_run.out_dir, converted_run.report,
+                                       mnist5k.x_train)
+    channel, tensor = candidates["per-channel"], candidates["per-tensor"]
+    # lenet5 has 214 output channels in CONV/FC layers: 24 bytes each (weight and bias scale
+    # and zero point) less the per-tensor entries.
+    assert channel["bytes"] - tensor["bytes"] > 4000
+    assert 0 < channel["output_error"] < 0.05 and 0 < tensor["output_error"] < 0.05
+
+
+@pytest.fixture(scope="module")
+def lenet5_both(trained_run, mnist5k):
+    """The session lenet5 converted per-channel and per-tensor with one calibration."""
+    import tf_keras
+
+    from edgeship.convert.tflite import export_tflite
+
+    model = tf_keras.models.load_model(trained_run.run_dir / "model.keras")
+    calibration = mnist5k.x_train[:100]
+    return (export_tflite(model, calibration, "int8", per_tensor_weights=False),
+            export_tflite(model, calibration, "int8", per_tensor_weights=True),
+            export_tflite(model, mnist5k.x_train[100:150], "int8", per_tensor_weights=True))
+
+
+def _int8_outputs(data, images):
+    interpreter = open_interpreter(data, reference_kernels=True)
+    detail_in, detail_out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero_point = detail_in["quantization"]
+    rows = []
+    for image in images:
+        interpreter.set_tensor(detail_in["index"], np.clip(
+            np.round(image[np.newaxis] / scale) + zero_point, -128, 127).astype(np.int8))
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(detail_out["index"])[0].copy())
+    return np.asarray(rows)
+
+
+def test_splice_takes_exactly_the_named_layers(lenet5_both, mnist5k):
+    per_channel, per_tensor, _ = lenet5_both
+    layers = weighted_layers(per_channel)
+    assert len(layers) == 5 and layers == weighted_layers(per_tensor)
+    images = mnist5k.x_test[:40]
+    # None spliced: the per-channel file's computation; all: the per-tensor file's, bit for bit.
+    np.testing.assert_array_equal(
+        _int8_outputs(splice_per_tensor_layers(per_channel, per_tensor, ()), images),
+        _int8_outputs(per_channel, images))
+    every = splice_per_tensor_layers(per_channel, per_tensor, set(layers))
+    np.testing.assert_array_equal(_int8_outputs(every, images), _int8_outputs(per_tensor, images))
+    assert set(weight_scale_counts(every).values()) == {1}
+    first = splice_per_tensor_layers(per_channel, per_tensor, {layers[0]})
+    counts, channel_counts = weight_scale_counts(first), weight_scale_counts(per_channel)
+    assert counts[layers[0]] == 1
+    assert all(counts[name] == channel_counts[name] > 1 for name in layers[1:])
+    # One layer's weight and bias entries: 24 bytes per output channel, less one of each.
+    assert len(per_channel) - len(first) == pytest.approx(24 * (channel_counts[layers[0]] - 1),
+                                                          abs=16)
+
+
+def test_splice_refuses_files_of_different_calibrations(lenet5_both):
+    per_channel, _, other_calibration = lenet5_both
+    with pytest.raises(ValueError, match="differs between the two int8 files"):
+        splice_per_tensor_layers(per_channel, other_calibration, ())
+    with pytest.raises(ValueError, match="no weighted layer named nope"):
+        splice_per_tensor_layers(per_channel, lenet5_both[1], {"nope"})
+
+
+def test_mix_search_keeps_the_costly_layer_per_channel(lenet5_both):
+    per_channel, per_tensor, _ = lenet5_both
+    layers = weighted_layers(per_channel)
+    costly = layers[1]
+    penalty = {name: (0.004 if name == costly else 0.00002) for name in layers}
+
+    def measure(granularity, data, per_tensor_layers=()):
+        error = 0.01 + sum(penalty[name] for name in per_tensor_layers)
+        return Candidate(granularity, len(data), error, 0, tuple(per_tensor_layers))
+
+    channel = measure("per-channel", per_channel)
+    searched, mixed, data = _search_mix(per_channel, per_tensor, layers, channel, 0.10, measure)
+    assert searched
+    assert mixed.per_tensor_layers == tuple(name for name in layers if name != costly)
+    assert weight_scale_counts(data)[costly] > 1
+    assert len(data) == mixed.bytes < channel.bytes
+    # A bound nothing but per-channel meets: no mix.
+    searched, mixed, data = _search_mix(per_channel, per_tensor, layers, channel, 0.0, measure)
+    assert searched and mixed is None and data is None
+
+
+def test_dscnn_auto_mixes_granularity_by_measurement(tmp_path, mnist5k):
+    """A depthwise-separable model, where per-tensor weights cost the most fidelity."""
+    from edgeship.train.fit import TrainConfig, train
+
+    train(TrainConfig(model="dscnn", dataset=mnist5k.spec, out=str(tmp_path), epochs=2),
+          dataset=mnist5k)
+    result = run_convert(ConvertConfig(source=str(tmp_path), int8=True, calibration_samples=200))
+    expected, candidates = _check_auto_choice(tmp_path, result.report, mnist5k.x_train)
+    assert candidates["per-channel"]["bytes"] - candidates["per-tensor"]["bytes"] > 10000
+    rows = {row["file"]: row for row in result.report["artifacts"]}
+    assert rows["model_int8.tflite"]["drop_pp"] <= 1.0
+    if expected == "mixed":
+        kept = set(result.report["weight_granularity"]["layers"]) - set(
+            candidates["mixed"]["per_tensor_layers"])
+        text = (tmp_path / "convert_report.md").read_text()
+        assert all(f"`{name}`" in text for name in kept)
 
 
 @pytest.mark.parametrize("granularity", ["per-channel", "per-tensor"])
