@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edgeship  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from benchmarks.results_doc import machine_line, update_results_section  # noqa: E402
+from benchmarks.results_doc import machine_line, publish_section  # noqa: E402
 from edgeship.convert.run import ConvertConfig, run_convert  # noqa: E402
 from edgeship.reports import markdown_table  # noqa: E402
 from edgeship.train.datasets import DatasetSpec  # noqa: E402
@@ -107,9 +107,7 @@ def main() -> int:
         "range, so the QAT file has no requantize op after each pool (stock tfmot adds two on "
         "lenet5).",
     ])
-    path = update_results_section("convert", markdown)
-    print(markdown)
-    print(f"wrote {path}")
+    publish_section("convert", markdown)
     return 0
 
 

@@ -364,7 +364,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--workdir", default="runs/bench_fuzz")
     args = parser.parse_args()
-    from benchmarks.results_doc import machine_line, update_results_section
+    from benchmarks.results_doc import machine_line, publish_section
 
     workdir = Path(args.workdir)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -380,9 +380,7 @@ def main() -> int:
                     f"--validate-every {args.validate_every} --seed {args.seed} "
                     f"--workers {args.workers}")
     markdown = render_markdown(outcomes, checker, seconds, command_line, machine_line())
-    path = update_results_section("fuzz", markdown)
-    print(markdown)
-    print(f"wrote {path}")
+    publish_section("fuzz", markdown)
     bad = [outcome for outcome in outcomes if outcome.outcome in BAD_OUTCOMES]
     for outcome in bad:
         print(f"FAILED: {outcome}", file=sys.stderr)

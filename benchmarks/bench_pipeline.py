@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_doc import machine_line, update_results_section  # noqa: E402
+from benchmarks.results_doc import machine_line, publish_section  # noqa: E402
 from edgeship.reports import markdown_table  # noqa: E402
 
 MAIN_JOB = ["pipeline", "--model", "lenet5", "--dataset", "mnist5k", "--epochs", "5", "--qat", "1"]
@@ -53,9 +53,7 @@ def main() -> int:
             [f"re-run, nothing changed ({skipped}/6 stages skipped)", f"{second:.1f}", "seconds"]]),
         markdown_table(["stage (first run)", "seconds"], rows),
     ])
-    path = update_results_section("pipeline", markdown)
-    print(markdown)
-    print(f"wrote {path}")
+    publish_section("pipeline", markdown)
     return 0
 
 

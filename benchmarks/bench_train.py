@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_doc import machine_line, update_results_section  # noqa: E402
+from benchmarks.results_doc import machine_line, publish_section  # noqa: E402
 from edgeship.reports import markdown_table  # noqa: E402
 from edgeship.train.datasets import DatasetSpec, load_dataset  # noqa: E402
 from edgeship.train.fit import BATCH_NORM_SAMPLES, TrainConfig, train  # noqa: E402
@@ -57,9 +57,7 @@ def main() -> int:
         markdown_table(["model", "statistics", "test accuracy", "val accuracy, epoch 1",
                         "train accuracy, last epoch (training mode)", "train seconds"], rows),
     ])
-    path = update_results_section("train", markdown)
-    print(markdown)
-    print(f"wrote {path}")
+    publish_section("train", markdown)
     return 0
 
 

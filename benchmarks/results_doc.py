@@ -37,3 +37,11 @@ def update_results_section(name: str, markdown: str, path: Path = RESULTS) -> Pa
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     return write_text_atomic(path, text)
+
+
+def publish_section(name: str, markdown: str) -> Path:
+    """Write a benchmark's section of docs/results.md and print it with where it went."""
+    path = update_results_section(name, markdown)
+    print(markdown)
+    print(f"wrote {path}")
+    return path

@@ -42,8 +42,9 @@ class ConvertConfig:
         dataset: dataset spec; required for a bare model file, else the run's recorded one.
         calibration_samples: class-balanced training images that calibrate int8 ranges.
         io_type: input/output type of the int8 TFLite: int8, uint8 or float32.
-        weight_granularity: "auto" (per-tensor weights where measured to cost no fidelity),
-            "per-channel" or "per-tensor"; see convert/granularity.py.
+        weight_granularity: "auto" (per-tensor weights where measured to cost no fidelity, for
+            the whole model or per layer), "per-channel" or "per-tensor"; see
+            convert/granularity.py.
         max_drop_pp: fail (exit 1) when an int8 artifact's accuracy drop exceeds this.
         out: output directory (default: the run directory, or the model file's folder).
         seed: seeds calibration sampling and fine-tuning.

@@ -130,7 +130,8 @@ def _add_convert(subparsers) -> None:
                         help="input/output type of the int8 TFLite")
     parser.add_argument("--weight-granularity", default="auto", choices=GRANULARITIES,
                         help="int8 weight scales per output channel, per tensor, or auto: "
-                             "per-tensor where measured to cost no fidelity (smaller file)")
+                             "per-tensor where measured to cost no fidelity (smaller file), "
+                             "for the whole model or layer by layer")
     parser.add_argument("--max-drop", type=float, default=None, metavar="PP",
                         help="exit 1 when an int8 artifact loses more than PP points of accuracy")
     parser.add_argument("--out", default=None, help="output directory (default: the run directory)")
