@@ -155,8 +155,9 @@ def _granularity_lines(choice: dict | None) -> list[str]:
                 if name not in mixed[0]["per_tensor_layers"]]
         lines += ["", f"Layers kept per-channel: {', '.join(f'`{name}`' for name in kept)}.", ""]
     if choice.get("fine_tuned_granularity"):
-        lines += ["", f"The fine-tuned `model_int8.tflite` is **{choice['fine_tuned_granularity']}**"
-                  ": quantization-aware training trains one granularity for the whole model.", ""]
+        lines += ["", f"The fine-tuned `model_int8.tflite` is **{choice['fine_tuned_granularity']}** "
+                  "(tfmot's default scheme: conv weights per channel, dense per tensor): "
+                  "quantization-aware training trains one scheme for the whole model.", ""]
     return lines
 
 
