@@ -203,3 +203,64 @@ def test_dscnn_auto_mixes_granularity_by_measurement(tmp_path, mnist5k):
         assert len(conv_counts) == 9 and min(conv_counts) == 64
     else:
         assert "fine_tuned_granularity" not in choice
+
+
+@pytest.mark.parametrize("granularity", ["per-channel", "per-tensor"])
+def test_forced_granularity(tmp_path, trained_run, converted_run, granularity):
+    result = run_convert(ConvertConfig(source=str(trained_run.run_dir), int8=True,
+                                       weight_granularity=granularity, calibration_samples=50,
+                                       out=str(tmp_path)))
+    path = result.artifacts["int8_tflite"]
+    counts = weight_scale_counts(path.read_bytes())
+    assert len(counts) == 5
+    channels = _output_channels(path)
+    for name, count in counts.items():
+        assert count == (channels[name] if granularity == "per-channel" else 1), name
+    choice = result.report["weight_granularity"]
+    assert (choice["requested"], choice["chosen"], choice["candidates"]) == (
+        granularity, granularity, [])
+    # Sizes follow the structure, not the calibration: the same bytes auto measured.
+    measured = {entry["granularity"]: entry["bytes"]
+                for entry in converted_run.report["weight_granularity"]["candidates"]}
+    assert path.stat().st_size == measured[granularity]
+    rows = {row["file"]: row for row in result.report["artifacts"]}
+    assert rows["model_int8.tflite"]["drop_pp"] <= 1.5
+
+
+def test_prune_and_qat_follow_per_tensor_without_requantize_ops(tmp_path, trained_run):
+    shutil.copytree(trained_run.run_dir, tmp_path / "run")
+    result = run_convert(ConvertConfig(source=str(tmp_path / "run"), int8=True, qat_epochs=1,
+                                       prune_sparsity=0.5, prune_epochs=1,
+                                       weight_granularity="per-tensor", calibration_samples=50))
+    qat_bytes = result.artifacts["int8_tflite"].read_bytes()
+    assert set(weight_scale_counts(qat_bytes).values()) == {1}
+    rows = {row["file"]: row for row in result.report["artifacts"]}
+    assert rows["model_int8.tflite"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    # Average pools keep their input's range under QAT too: the same ops as post-training
+    # int8, no int8 -> int8 QUANTIZE after each pool.
+    ptq_ops = [op["op"] for op in tensor_types_by_op(result.artifacts["ptq_int8_tflite"].read_bytes())]
+    assert [op["op"] for op in tensor_types_by_op(qat_bytes)] == ptq_ops
+    assert "QUANTIZE" not in ptq_ops
+
+
+def test_rule_and_probabilities():
+    assert within_tolerance(0.0110, 0.0100) and not within_tolerance(0.0111, 0.0100)
+    logits = np.array([[2.0, 1.0, -1.0], [0.0, 0.0, 0.0]])
+    assert not looks_like_probabilities(logits)
+    probabilities = class_probabilities(logits, already_probabilities=False)
+    assert looks_like_probabilities(probabilities)
+    assert probabilities[1] == pytest.approx([1 / 3] * 3)
+    assert output_error(probabilities, probabilities) == 0
+    assert output_error(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])) == 1
+    assert not np.array_equal(selection_indices(4000, 0), selection_indices(4000, 1))
+    assert len(set(selection_indices(4000, 0))) == 1000
+
+
+def test_an_unknown_granularity_is_refused_before_any_work(tmp_path):
+    result = run_cli("convert", str(tmp_path), "--int8", "--weight-granularity", "per-row")
+    assert result.returncode == 2
+    assert "invalid choice: 'per-row'" in result.stderr
+    from edgeship.pipeline import config_from_sources
+
+    with pytest.raises(ValueError, match="weight granularity must be one of auto, per-channel"):
+        config_from_sources({"weight_granularity": "per-row"}, {})
