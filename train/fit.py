@@ -109,10 +109,10 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
                        if len(x_val) else None)
     callbacks = []
     batch_norm = {"statistics": config.batch_norm_statistics, "layers": 0, "images": 0}
-    if config.batch_norm_statistics == "population" and _trainable_batch_norm_layers(tf_keras, model):
+    batch_norm_layers = _trainable_batch_norm_layers(tf_keras, model)
+    if config.batch_norm_statistics == "population" and batch_norm_layers:
         sample = x_fit[np.random.default_rng(config.seed).permutation(len(x_fit))[:BATCH_NORM_SAMPLES]]
-        batch_norm.update(layers=len(_trainable_batch_norm_layers(tf_keras, model)),
-                          images=len(sample))
+        batch_norm.update(layers=len(batch_norm_layers), images=len(sample))
         callbacks.append(_population_statistics_callback(tf_keras, sample))
     if config.early_stopping:
         callbacks.append(tf_keras.callbacks.EarlyStopping(
