@@ -9,24 +9,68 @@ import numpy as np
 
 from edgeship.deps import import_tf_keras, require
 from edgeship.errors import UserInputError
+from edgeship.onnx_saturation import saturating_ops
 
 ONNX_OPSET = 17
 INPUT_NAME = "image"
 
 
+QUANT_TYPES = ("uint8", "int8")
+QUANT_FORMATS = ("QDQ", "QOperator")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
 @dataclass(frozen=True)
 class OnnxQuantization:
-    """How the int8 ONNX is made; the defaults are the fastest recipe measured on this CPU.
+    """How the int8 ONNX is made; the defaults are exact on every CPU ONNX Runtime runs on.
+
+    On x86-64 without VNNI, ORT's u8 x s8 kernels add each pair of products into a saturating
+    16-bit sum (`vpmaddubsw`): 8-bit weights against 8-bit activations overflow it (255 x 127
+    x 2 > 32767) and the outputs drift from the float model. 7-bit weights (reduce_range,
+    |w| <= 64) bound every pair sum by 255 x 128 = 32640, so the same file is computed
+    exactly with or without VNNI; edgeship.onnx_saturation proves it from the file.
 
     Attributes:
-        activation_type: "uint8" or "int8" activations (ORT's VNNI kernels prefer u8 x s8).
+        activation_type: "uint8" or "int8" activations (ORT's x86 kernels prefer u8 x s8).
+        weight_type: "int8" or "uint8" weights (u8 x u8 kernels widen to 16 bits first).
+        reduce_range: 7-bit weights; False gives full 8-bit weights, exact only where ORT
+            has VNNI or widening kernels (see `exact_on`).
         per_channel: per-output-channel weight scales (as TFLite does).
         calibration_method: ORT calibration ("minmax" matches TFLite's converter).
+        quant_format: "QDQ" (what ORT's CPU kernels are tuned for) or "QOperator".
     """
 
     activation_type: str = "uint8"
+    weight_type: str = "int8"
+    reduce_range: bool = True
     per_channel: bool = True
     calibration_method: str = "minmax"
+    quant_format: str = "QDQ"
+
+    def __post_init__(self):
+        for name in ("activation_type", "weight_type"):
+            if getattr(self, name) not in QUANT_TYPES:
+                raise ValueError(f"{name} must be one of {', '.join(QUANT_TYPES)}, "
+                                 f"got {getattr(self, name)!r}")
+        if self.quant_format not in QUANT_FORMATS:
+            raise ValueError(f"quant_format must be one of {', '.join(QUANT_FORMATS)}, "
+                             f"got {self.quant_format!r}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration_method must be one of {', '.join(CALIBRATION_METHODS)}, "
+                             f"got {self.calibration_method!r}")
+
+    @property
+    def exact_everywhere(self) -> bool:
+        """True when no 16-bit pair sum of ORT's int8 kernels can overflow, on any CPU."""
+        return self.reduce_range or self.weight_type == "uint8"
+
+    @property
+    def exact_on(self) -> str:
+        """The CPUs on which ORT computes this recipe's integer sums without saturating."""
+        if self.exact_everywhere:
+            return "every CPU (no 16-bit pair sum can overflow)"
+        return ("x86-64 with AVX512-VNNI or AVX-VNNI only; NOT exact on x86-64 without VNNI "
+                "(AVX2, AVX512 without VNNI), where ONNX Runtime's 16-bit pair sums saturate")
 
 
 def export_onnx(model, input_shape: tuple[int, ...]) -> bytes:
@@ -44,10 +88,11 @@ def export_onnx(model, input_shape: tuple[int, ...]) -> bytes:
 
 def quantize_onnx(float_onnx: bytes, calibration_samples: np.ndarray,
                   recipe: OnnxQuantization = OnnxQuantization()) -> bytes:
-    """Static int8 quantization in QDQ format with ORT, calibrated on the given samples.
+    """Static int8 quantization with ORT (QDQ by default), calibrated on the given samples.
 
     ORT's quant pre-processing (shape inference and graph optimisation) runs first, as its
-    documentation recommends.
+    documentation recommends. A recipe meant to be exact on every CPU is checked on the
+    result: a file whose 16-bit pair sums could saturate is never returned as such.
     """
     quantization = require("onnxruntime.quantization")
     shape_inference = require("onnxruntime.quantization.shape_inference")
@@ -61,8 +106,7 @@ def quantize_onnx(float_onnx: bytes, calibration_samples: np.ndarray,
             sample = next(self._iterator, None)
             return None if sample is None else {INPUT_NAME: sample[np.newaxis]}
 
-    activation = (quantization.QuantType.QUInt8 if recipe.activation_type == "uint8"
-                  else quantization.QuantType.QInt8)
+    quant_types = {"uint8": quantization.QuantType.QUInt8, "int8": quantization.QuantType.QInt8}
     method = {"minmax": quantization.CalibrationMethod.MinMax,
               "entropy": quantization.CalibrationMethod.Entropy,
               "percentile": quantization.CalibrationMethod.Percentile}[recipe.calibration_method]
@@ -73,10 +117,16 @@ def quantize_onnx(float_onnx: bytes, calibration_samples: np.ndarray,
                                           skip_symbolic_shape=False)
         quantization.quantize_static(
             str(work / "pre.onnx"), str(work / "int8.onnx"), _Reader(),
-            quant_format=quantization.QuantFormat.QDQ, per_channel=recipe.per_channel,
-            activation_type=activation, weight_type=quantization.QuantType.QInt8,
+            quant_format=getattr(quantization.QuantFormat, recipe.quant_format),
+            per_channel=recipe.per_channel,
+            activation_type=quant_types[recipe.activation_type],
+            weight_type=quant_types[recipe.weight_type], reduce_range=recipe.reduce_range,
             calibrate_method=method)
-        return (work / "int8.onnx").read_bytes()
+        int8_onnx = (work / "int8.onnx").read_bytes()
+    if recipe.exact_everywhere and (risky := saturating_ops(int8_onnx)):
+        raise RuntimeError("ONNX Runtime quantized weights beyond the recipe's range: "
+                           + "; ".join(bound.describe() for bound in risky))
+    return int8_onnx
 
 
 def check_onnx(path: str | os.PathLike, sample: np.ndarray) -> None:

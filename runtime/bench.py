@@ -35,6 +35,7 @@ from edgeship.runtime.backends import (
 from edgeship.runtime.isolation import DEFAULT_TIMEOUT_S, call_isolated, check_timeout, is_trusted
 
 from edgeship.artifacts import sha256_file, write_json_atomic
+from edgeship.cpu_features import cpu_features
 from edgeship.errors import UserInputError
 from edgeship.model_check import check_model_file, check_tflite_file
 from edgeship.reports import REPORT_SCHEMA_VERSION, environment, markdown_table
@@ -235,9 +236,10 @@ def record_key(record: dict) -> str:
 
 
 def bench_document(records: list[dict]) -> dict:
-    """The --json document: records plus the machine and library versions they came from."""
+    """The --json document: records plus the machine, its CPU features (which int8 kernels
+    ONNX Runtime picks: AVX2, AVX512, VNNI) and the library versions they came from."""
     return {"schema_version": REPORT_SCHEMA_VERSION, "environment": environment(),
-            "records": records}
+            "cpu": cpu_features(), "records": records}
 
 
 def gab_entries(records: list[dict]) -> list[dict]:

@@ -15,7 +15,7 @@ runtime itself.
 """
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,10 @@ from edgeship.runtime.backends import (
 from edgeship.runtime.isolation import DEFAULT_TIMEOUT_S, call_isolated, check_timeout, is_trusted
 
 from edgeship.artifacts import read_manifest, update_manifest, write_json_atomic, write_text_atomic
+from edgeship.cpu_features import cpu_features
 from edgeship.errors import UserInputError
 from edgeship.model_check import check_tflite_file
+from edgeship.onnx_saturation import saturating_ops
 from edgeship.reports import REPORT_SCHEMA_VERSION, environment, markdown_table
 
 STANDARD_ARTIFACTS = ("model.keras", "model_float.tflite", "model_int8.tflite", "model.onnx",
@@ -140,11 +142,13 @@ class Check:
     bound: float
     relation: str
     passed: bool
+    cause: str = ""
 
     def describe(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
+        cause = f"; {self.cause}" if self.cause else ""
         return (f"{self.comparison}: {self.metric} = {_number(self.value)}, bound "
-                f"{self.relation} {_number(self.bound)} ({verdict})")
+                f"{self.relation} {_number(self.bound)} ({verdict}){cause}")
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,41 @@ def task_checks(name: str, metrics: dict, tolerances: Tolerances,
                   tolerances.max_drop_pp, "<=", metrics["drop"] * 100 <= tolerances.max_drop_pp + 1e-9)]
 
 
+def explain_onnx_saturation(path: Path, checks: list[Check], features: dict,
+                            notes: list[str]) -> list[Check]:
+    """Name the ops of an int8 ONNX whose 16-bit pair sums can saturate in ONNX Runtime.
+
+    A note lists them whenever there are any (the file's outputs then depend on the CPU);
+    the failed checks of the pair get the cause: those ops on this CPU's saturating kernels,
+    or, on a CPU with VNNI, that saturation is ruled out here.
+
+    Args:
+        path: the int8 .onnx file.
+        checks: the pair's checks against the float reference.
+        features: edgeship.cpu_features.cpu_features() of the machine that ran ORT.
+        notes: validate's notes, appended to.
+
+    Returns:
+        The checks, the failed ones with their cause.
+    """
+    risky = saturating_ops(path)
+    if not risky:
+        return checks
+    ops = ", ".join(f"{bound.node} ({bound.op_type})" for bound in risky)
+    saturating_here = features.get("int8_pair_sums") == "saturating-int16"
+    where = ("this CPU has no VNNI, so ONNX Runtime's AVX2 kernels clip them here" if saturating_here
+             else f"this CPU's int8 path is {features.get('int8_pair_sums')}, so not here")
+    notes.append(f"{path.name}: {len(risky)} op(s) can saturate ONNX Runtime's 16-bit pair sums "
+                 f"on x86-64 without VNNI ({where}): " + "; ".join(bound.describe() for bound in risky))
+    if saturating_here:
+        cause = (f"cause: 16-bit pair-sum saturation in {ops} (x86-64 without VNNI, "
+                 "vpmaddubsw); re-quantize with 7-bit weights (reduce_range)")
+    else:
+        cause = (f"not pair-sum saturation: {ops} could saturate only without VNNI, and this "
+                 "CPU has it")
+    return [check if check.passed else replace(check, cause=cause) for check in checks]
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 def validate_run(config: ValidateConfig) -> ParityReport:
@@ -317,6 +356,9 @@ def validate_run(config: ValidateConfig) -> ParityReport:
                 if result.precision == "float"
                 else task_checks(name, metrics, tolerances,
                                  fine_tuned=result.artifact in fine_tuned))
+            if result.backend == "onnxruntime" and result.precision == "int8":
+                entry["checks"] = explain_onnx_saturation(run_dir / result.artifact,
+                                                          entry["checks"], cpu_features(), notes)
             checks.extend(entry["checks"])
         pair_rows.append(entry)
 
@@ -331,6 +373,7 @@ def validate_run(config: ValidateConfig) -> ParityReport:
         "reference": {"artifact": reference.artifact, "backend": reference.backend,
                       "accuracy": float(np.mean(reference.outputs.argmax(1) == labels))},
         "device": config.device,
+        "cpu": cpu_features(),
         "backends": list(config.backends),
         "tolerances": asdict(tolerances),
         "pairs": [_plain(row) for row in pair_rows],

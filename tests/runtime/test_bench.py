@@ -126,6 +126,7 @@ def test_bench_cli_json_baseline_and_gab(artifacts_dir, tmp_path):
     document = json.loads((tmp_path / "b.json").read_text())
     assert document["environment"]["cores"] >= 1 and "ai-edge-litert" in \
         document["environment"]["versions"]
+    assert {"avx2", "avx512", "vnni", "int8_pair_sums"} <= set(document["cpu"])
     (record,) = document["records"]
     # A generous bound passes on a re-run; a baseline 100x faster than reality fails.
     result = run_cli("bench", artifact, "--runs", 50, "--baseline", tmp_path / "b.json",

@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pytest
 from edgeship.runtime.parity import (
+    Check,
     Tolerances,
     ValidateConfig,
+    explain_onnx_saturation,
     fine_tuned_artifacts,
     float_checks,
     int8_checks,
@@ -49,6 +51,8 @@ def test_validate_passes_the_converted_run(run_copy):
             ("model_float.tflite", "tflm"), ("model.onnx", "onnxruntime"),
             ("model_int8.onnx", "onnxruntime")} <= pairs
     assert payload["dataset"]["images"] == LIMIT and payload["dataset"]["split"] == "test"
+    assert {"avx2", "avx512", "vnni", "int8_pair_sums"} <= set(payload["cpu"])
+    assert not any("saturate" in note for note in payload["notes"])
     kinds = {check["kind"] for row in payload["pairs"] + payload["integer_comparisons"]
              for check in row.get("checks", [])}
     assert kinds == {"float vs float", "float vs int8", "int8 vs int8 (reference kernels)",
@@ -81,6 +85,30 @@ def test_validate_fails_a_model_with_a_wrong_input_scale(run_copy):
     assert payload["passed"] is False
     assert any("top-1 agreement" in failure for failure in payload["failures"])
     assert (run_copy / "parity.md").read_text().startswith("# Parity: FAILED")
+
+
+def test_int8_onnx_divergence_names_the_saturating_ops(artifacts_dir, mnist5k, tmp_path):
+    from edgeship.convert.onnx import OnnxQuantization, quantize_onnx
+
+    full_range = tmp_path / "model_int8.onnx"
+    full_range.write_bytes(quantize_onnx((artifacts_dir / "model.onnx").read_bytes(),
+                                         mnist5k.x_train[:100], OnnxQuantization(reduce_range=False)))
+    checks = [Check("model_int8.onnx on onnxruntime vs model.keras on keras", "float vs int8",
+                    "top-1 agreement", 0.96, 0.98, ">=", False),
+              Check("model_int8.onnx on onnxruntime vs model.keras on keras", "float vs int8",
+                    "accuracy drop (points)", 0.5, 2.0, "<=", True)]
+    notes = []
+    avx2 = {"avx2": True, "vnni": False, "int8_pair_sums": "saturating-int16"}
+    failed, passed = explain_onnx_saturation(full_range, checks, avx2, notes)
+    assert "cause: 16-bit pair-sum saturation in lenet5/c1/BiasAdd (Conv)" in failed.describe()
+    assert "Gemm" in failed.cause and passed.cause == ""
+    assert "5 op(s) can saturate" in notes[0] and "no VNNI" in notes[0]
+    vnni = {"avx2": True, "vnni": True, "int8_pair_sums": "exact-int32"}
+    failed, _ = explain_onnx_saturation(full_range, checks, vnni, [])
+    assert failed.cause.startswith("not pair-sum saturation")
+    notes = []
+    delivered = explain_onnx_saturation(artifacts_dir / "model_int8.onnx", checks, avx2, notes)
+    assert delivered == checks and notes == []
 
 
 def test_missing_artifacts_are_skipped_with_a_note(run_copy):
