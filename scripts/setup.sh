@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with Python 3.11 and install edgeship (editable) with its test extras.
-# Installs system packages the tests need (ARM toolchain, QEMU, Chromium) when missing and
-# when run as root; without them the tests that need them are skipped, never faked.
+# Installs system packages the tests need (ARM toolchain, QEMU system and user mode, Chromium)
+# when missing and when run as root; without them the tests that need them are skipped, never faked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,7 @@ if [ "${EDGESHIP_SYSTEM_PACKAGES:-1}" = "1" ]; then
   missing=()
   command -v arm-none-eabi-gcc >/dev/null || missing+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
   command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
+  command -v qemu-x86_64 >/dev/null || missing+=(qemu-user)
   command -v chromium >/dev/null || missing+=(chromium)
   command -v cc >/dev/null || missing+=(gcc)
   if [ ${#missing[@]} -gt 0 ]; then

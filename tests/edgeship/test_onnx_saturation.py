@@ -6,31 +6,16 @@ ORT takes its saturating vpmaddubsw kernels) gives the same outputs as on this m
 8-bit-weight recipe is the counter-example both must catch.
 """
 
-import json
-import platform
-import shutil
-import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeship.runtime.emulated_cpu import qemu_path, run_onnx_emulated
 
 from edgeship.cpu_features import cpu_features
 from edgeship.onnx_saturation import INT16_MAX, pair_sum_bounds, saturating_ops
 
-QEMU = shutil.which("qemu-x86_64")
 QEMU_IMAGES = 200
-_CHILD = """
-import json, sys
-import numpy as np
-import onnxruntime
-from edgeship.cpu_features import cpu_features
-images = np.load(sys.argv[1])
-for model, out in zip(sys.argv[2::2], sys.argv[3::2]):
-    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
-    np.save(out, session.run(None, {session.get_inputs()[0].name: images})[0])
-print(json.dumps(cpu_features()))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -67,40 +52,30 @@ def test_cpu_features_match_the_kernel_flags():
     assert {"machine", "source", "avx2", "avx512", "vnni", "int8_pair_sums"} <= set(features)
     if features["source"] != "cpuid":
         pytest.skip(f"no CPUID here ({features['machine']}, {features['source']})")
-    flags = open("/proc/cpuinfo").read().split("\nflags")[1].split("\n")[0].split()
+    flags = Path("/proc/cpuinfo").read_text().split("\nflags")[1].split("\n")[0].split()
     assert features["avx2"] == ("avx2" in flags)
     assert features["avx512_vnni"] == ("avx512_vnni" in flags)
     assert features["int8_pair_sums"] == ("exact-int32" if features["vnni"]
                                           else "saturating-int16")
 
 
-@pytest.mark.skipif(QEMU is None or platform.machine() != "x86_64",
-                    reason="needs qemu-x86_64 (Debian package qemu-user) on x86-64")
-def test_avx2_cpu_computes_the_delivered_onnx_exactly(converted_run, mnist5k, full_range_onnx,
-                                                       tmp_path):
+@pytest.mark.skipif(qemu_path() is None,
+                    reason="needs qemu-x86_64 (Debian package qemu-user) on x86-64 Linux")
+def test_avx2_cpu_computes_the_delivered_onnx_exactly(converted_run, mnist5k, full_range_onnx):
     """ORT on an emulated Haswell (AVX2, no VNNI) against ORT on this CPU."""
-    import onnxruntime
+    from edgeship.runtime.backends import open_backend
 
     images = np.ascontiguousarray(mnist5k.x_test[:QEMU_IMAGES], np.float32)
-    np.save(tmp_path / "images.npy", images)
-    models = {"delivered": converted_run.out_dir / "model_int8.onnx",
-              "full_range": full_range_onnx}
-    arguments = [str(tmp_path / "images.npy")]
-    for name, path in models.items():
-        arguments += [str(path), str(tmp_path / f"{name}.npy")]
-    child = subprocess.run([QEMU, "-cpu", "Haswell", sys.executable, "-c", _CHILD, *arguments],
-                           capture_output=True, text=True, timeout=300, check=False)
-    assert child.returncode == 0, child.stderr[-3000:]
-    emulated = json.loads(child.stdout.strip().splitlines()[-1])
-    assert emulated["avx2"] and not emulated["vnni"]
-    assert emulated["int8_pair_sums"] == "saturating-int16"
-
-    outputs = {}
-    for name, path in models.items():
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        outputs[name] = session.run(None, {session.get_inputs()[0].name: images})[0]
-    np.testing.assert_array_equal(np.load(tmp_path / "delivered.npy"), outputs["delivered"])
+    delivered = converted_run.out_dir / "model_int8.onnx"
+    emulated = run_onnx_emulated([delivered, full_range_onnx], images)
+    assert emulated.features["avx2"] and not emulated.features["vnni"]
+    assert emulated.features["int8_pair_sums"] == "saturating-int16"
+    here = {}
+    for path in (delivered, full_range_onnx):
+        with open_backend("onnxruntime", path) as backend:
+            here[path] = backend.infer(images)
+    np.testing.assert_array_equal(emulated.outputs[delivered], here[delivered])
     if cpu_features()["vnni"]:
         # The emulation really takes the saturating kernels: the 8-bit-weight file drifts.
-        drift = np.abs(np.load(tmp_path / "full_range.npy") - outputs["full_range"]).max()
+        drift = np.abs(emulated.outputs[full_range_onnx] - here[full_range_onnx]).max()
         assert drift > 3 / 255
