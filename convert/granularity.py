@@ -15,8 +15,12 @@ the weight and bias tensors of the layers that tolerate it taken from the per-te
 calibration, so every activation tensor's scale is identical in both). Each layer's cost is
 measured alone (error added per byte saved), layers are ranked by it, and a binary search over
 the ranked prefix finds the largest set whose measured error is within the bound. The
-measurement is recorded in the report. Quantization-aware training follows a whole-model choice;
-after a mixed choice it trains per-channel.
+measurement is recorded in the report.
+
+A choice measured on the post-training file does not carry over to a fine-tuned one: tfmot
+folds batch norm into the conv and depthwise kernels while it trains, and one fake-quantization
+range per folded kernel can wreck quantization-aware training where post-training per-tensor
+weights were fine. `choose_fine_tuned` applies the same rule to the fine-tuned files themselves.
 """
 
 import tempfile
@@ -65,6 +69,8 @@ class GranularityChoice:
     selection_seed: int | None = None
     tolerance: float | None = None
     candidates: tuple[Candidate, ...] = ()
+    basis: str = ""
+    measured_on: str = "post-training"
 
     @property
     def weighted_layers(self) -> int:
@@ -75,6 +81,8 @@ class GranularityChoice:
         return self.chosen == "per-tensor"
 
     def reason(self) -> str:
+        if self.basis:
+            return self.basis
         if self.requested != "auto":
             return f"as requested (--weight-granularity {self.requested})"
         by_name = {candidate.granularity: candidate for candidate in self.candidates}
@@ -85,6 +93,8 @@ class GranularityChoice:
                   f"{self.tolerance:.0%} of per-channel's {channel.output_error:.5f} on "
                   f"{self.selection_images} training images ({tensor.bytes:,} vs "
                   f"{channel.bytes:,} bytes)")
+        if tensor.bytes >= channel.bytes:
+            reason += "; per-tensor is not smaller"
         mixed = by_name.get("mixed")
         if mixed is not None:
             return (f"{reason}; mixed: {len(mixed.per_tensor_layers)} of {self.weighted_layers} "
@@ -100,6 +110,7 @@ class GranularityChoice:
                 "mix_searched": self.mix_searched,
                 "selection_images": self.selection_images, "selection_seed": self.selection_seed,
                 "tolerance": self.tolerance, "reason": self.reason(),
+                "measured_on": self.measured_on,
                 "candidates": [{**vars(candidate),
                                 "per_tensor_layers": list(candidate.per_tensor_layers)}
                                for candidate in self.candidates]}
@@ -168,8 +179,7 @@ def choose(requested: str, export: Callable[[bool], bytes], float_tflite: Path,
         candidates = [channel, tensor]
         layers = weighted_layers(files["per-channel"])
         searched = False
-        if tensor.bytes < channel.bytes and within_tolerance(tensor.output_error,
-                                                            channel.output_error, tolerance):
+        if per_tensor_wins(tensor, channel, tolerance):
             chosen = "per-tensor"
         else:
             searched, mixed, files["mixed"] = _search_mix(
@@ -180,6 +190,64 @@ def choose(requested: str, export: Callable[[bool], bytes], float_tflite: Path,
                                mix_searched=searched,
                                selection_images=len(images), selection_seed=seed,
                                tolerance=tolerance, candidates=tuple(candidates))
+    return choice, files[chosen]
+
+
+def per_tensor_wins(tensor: Candidate, channel: Candidate,
+                    tolerance: float = OUTPUT_ERROR_TOLERANCE) -> bool:
+    """Per-tensor is kept when it is smaller and within the output-error bound."""
+    return tensor.bytes < channel.bytes and within_tolerance(
+        tensor.output_error, channel.output_error, tolerance)
+
+
+def choose_fine_tuned(requested: str, post_training: GranularityChoice,
+                      train_and_export: Callable[[bool], bytes], float_tflite: Path,
+                      train_images: np.ndarray, seed: int,
+                      tolerance: float = OUTPUT_ERROR_TOLERANCE) -> tuple[GranularityChoice, bytes]:
+    """Granularity of a quantization-aware fine-tuned int8 file, measured on fine-tuned files.
+
+    QAT trains one granularity for the whole model, so a choice is a training run. With
+    `auto`, per-channel (tfmot's default scheme) is always trained; per-tensor is trained too
+    only when post-training int8 was best per-tensor for the whole model (after a mixed or
+    per-channel choice, per-tensor already costs fidelity before any training). The two
+    fine-tuned files are then measured against the float model on the same selection images,
+    and the post-training rule picks between them.
+
+    Args:
+        requested: "auto", "per-channel" or "per-tensor".
+        post_training: the choice `choose` made for the post-training file.
+        train_and_export: per_tensor flag -> fine-tuned int8 .tflite bytes (a training run).
+        float_tflite: the float .tflite the candidates are measured against.
+        train_images: the training split with the recorded preprocessing.
+        seed: seeds the selection sample (the post-training measurement's images).
+        tolerance: as in `choose`.
+
+    Returns:
+        The fine-tuned file's choice (measured_on "fine-tuned") and its bytes.
+    """
+    if requested != "auto":
+        return (GranularityChoice(requested=requested, chosen=requested,
+                                  measured_on="fine-tuned"),
+                train_and_export(requested == "per-tensor"))
+    if post_training.chosen != "per-tensor":
+        basis = (f"auto: post-training int8 is {post_training.chosen}, so per-tensor weights "
+                 "already cost fidelity before fine-tuning; quantization-aware training trains "
+                 "tfmot's default scheme (conv and depthwise weights per channel, dense per tensor)")
+        return (GranularityChoice(requested="auto", chosen="per-channel", basis=basis,
+                                  measured_on="fine-tuned"),
+                train_and_export(False))
+    images = train_images[selection_indices(len(train_images), seed)]
+    files = {"per-channel": train_and_export(False), "per-tensor": train_and_export(True)}
+    with tempfile.TemporaryDirectory(prefix="edgeship-granularity-") as folder:
+        measure = _Measurer(float_tflite, images, Path(folder))
+        channel = measure("per-channel", files["per-channel"])
+        tensor = measure("per-tensor", files["per-tensor"])
+    chosen = "per-tensor" if per_tensor_wins(tensor, channel, tolerance) else "per-channel"
+    choice = GranularityChoice(requested="auto", chosen=chosen,
+                               layers=tuple(weighted_layers(files["per-channel"])),
+                               selection_images=len(images), selection_seed=seed,
+                               tolerance=tolerance, candidates=(channel, tensor),
+                               measured_on="fine-tuned")
     return choice, files[chosen]
 
 

@@ -118,12 +118,12 @@ def render_markdown(scores: list[ArtifactScore], class_names: list[str], context
     ]
     gate = context.get("max_drop_pp")
     if gate is not None:
-        failed = [s for s in scores if s.file.endswith(("int8.tflite", "int8.onnx"))
+        failed = [s for s in scores if s.file in ("model_int8.tflite", "model_int8.onnx")
                   and s.drop_pp > gate]
         verdict = ("FAIL: " + ", ".join(f"{s.file} drops {s.drop_pp:.2f} pp" for s in failed)
                    if failed else "pass")
-        lines += [f"Gate `--max-drop {gate}` on int8 artifacts: **{verdict}**", ""]
-    lines += _granularity_lines(context.get("weight_granularity"))
+        lines += [f"Gate `--max-drop {gate}` on the delivered int8 artifacts: **{verdict}**", ""]
+    lines += _granularity_lines(context)
     change_rows = []
     for index, class_name in enumerate(class_names):
         change_rows.append([class_name] + [
@@ -137,27 +137,39 @@ def render_markdown(scores: list[ArtifactScore], class_names: list[str], context
     return "\n".join(lines)
 
 
-def _granularity_lines(choice: dict | None) -> list[str]:
-    """The int8 files' weight granularity and, for `auto`, the measurement that chose it."""
-    if not choice:
-        return []
-    lines = [f"Int8 weights: **{choice['chosen']}**, {choice['reason']}. Output error: mean "
-             "total-variation distance of the class probabilities from the float model's.", ""]
-    if choice["candidates"]:
-        rows = [[_candidate_label(candidate, choice), f"{candidate['bytes']:,}",
-                 f"{candidate['output_error']:.5f}", str(candidate["disagreements"])]
-                for candidate in choice["candidates"]]
-        lines += [markdown_table(["post-training int8", "bytes", "output error",
-                                  "top-1 disagreements"], rows)]
-    mixed = [candidate for candidate in choice["candidates"] if candidate["granularity"] == "mixed"]
-    if mixed and choice["chosen"] == "mixed":
-        kept = [name for name in choice.get("layers", [])
-                if name not in mixed[0]["per_tensor_layers"]]
-        lines += ["", f"Layers kept per-channel: {', '.join(f'`{name}`' for name in kept)}.", ""]
-    if choice.get("fine_tuned_granularity"):
-        lines += ["", f"The fine-tuned `model_int8.tflite` is **{choice['fine_tuned_granularity']}** "
-                  "(tfmot's default scheme: conv weights per channel, dense per tensor): "
-                  "quantization-aware training trains one scheme for the whole model.", ""]
+def _granularity_lines(context: dict) -> list[str]:
+    """Each delivered int8 file's weight granularity, the measurements behind it, and which
+    of the fine-tuned and post-training files became model_int8.tflite and why."""
+    lines = []
+    delivery = context.get("delivery")
+    if delivery:
+        lines += [f"**Delivered `model_int8.tflite`: the {delivery['delivered']} file.** "
+                  f"{delivery['reason'][0].upper()}{delivery['reason'][1:]}.", ""]
+    found = context.get("delivered_granularity") or {}
+    if found:
+        lines += [markdown_table(["int8 file", "weight granularity (read from the file)"],
+                                 [[f"`{name}`", granularity] for name, granularity in found.items()]),
+                  ""]
+    for key, title in (("weight_granularity", "Post-training int8"),
+                       ("fine_tuned_weight_granularity", "Fine-tuned int8")):
+        choice = context.get(key)
+        if not choice:
+            continue
+        lines += [f"{title} weights: **{choice['chosen']}**, {choice['reason']}.", ""]
+        if choice["candidates"]:
+            rows = [[_candidate_label(candidate, choice), f"{candidate['bytes']:,}",
+                     f"{candidate['output_error']:.5f}", str(candidate["disagreements"])]
+                    for candidate in choice["candidates"]]
+            lines += [markdown_table([f"{title.lower()}", "bytes", "output error",
+                                      "top-1 disagreements"], rows),
+                      "", "Output error: mean total-variation distance of the class "
+                      "probabilities from the float model's.", ""]
+        mixed = [candidate for candidate in choice["candidates"]
+                 if candidate["granularity"] == "mixed"]
+        if mixed and choice["chosen"] == "mixed":
+            kept = [name for name in choice.get("layers", [])
+                    if name not in mixed[0]["per_tensor_layers"]]
+            lines += [f"Layers kept per-channel: {', '.join(f'`{name}`' for name in kept)}.", ""]
     return lines
 
 

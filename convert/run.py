@@ -1,5 +1,6 @@
 """`edgeship convert`: prune -> QAT -> export, artifact checks, and the accuracy-drop report."""
 
+import dataclasses
 import functools
 import json
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 from edgeship.artifacts import (
     MANIFEST_NAME, read_manifest, update_manifest, write_bytes_atomic, write_json_atomic,
     write_text_atomic)
+from edgeship.convert import finetune
 from edgeship.convert import granularity as weight_granularity
 from edgeship.convert import keras3
 from edgeship.convert.onnx import check_onnx, export_onnx, quantize_onnx
@@ -18,7 +20,8 @@ from edgeship.convert.prune import PruneConfig, prune
 from edgeship.convert.qat import QatConfig, quantize_aware_finetune
 from edgeship.convert.report import render_markdown, report_payload, score_artifacts
 from edgeship.convert.tflite import (
-    IO_TYPES, check_tflite, describe_io, export_tflite, weight_counts, weight_sparsity)
+    IO_TYPES, check_tflite, describe_io, export_tflite, weight_counts, weight_scale_counts,
+    weight_sparsity)
 from edgeship.deps import import_tf_keras
 from edgeship.errors import CheckFailedError, UserInputError
 from edgeship.reports import tool_versions
@@ -45,7 +48,11 @@ class ConvertConfig:
         weight_granularity: "auto" (per-tensor weights where measured to cost no fidelity, for
             the whole model or per layer), "per-channel" or "per-tensor"; see
             convert/granularity.py.
-        max_drop_pp: fail (exit 1) when an int8 artifact's accuracy drop exceeds this.
+        max_drop_pp: fail (exit 1) when a delivered int8 artifact's accuracy drop exceeds this.
+        qat_learning_rate: Adam learning rate of quantization-aware fine-tuning.
+        prune_allowance_pp: a pruned int8 file ships as model_int8.tflite unless it scores more
+            than this many points below post-training int8 on the selection images (a QAT-only
+            file must score at least as well); see convert/finetune.py.
         out: output directory (default: the run directory, or the model file's folder).
         seed: seeds calibration sampling and fine-tuning.
     """
@@ -62,6 +69,8 @@ class ConvertConfig:
     io_type: str = "int8"
     weight_granularity: str = "auto"
     max_drop_pp: float | None = None
+    qat_learning_rate: float = 1e-4
+    prune_allowance_pp: float = 1.0
     out: str | None = None
     seed: int = 0
 
@@ -82,6 +91,10 @@ class ConvertConfig:
                              f"got {self.weight_granularity!r}")
         if self.max_drop_pp is not None and self.max_drop_pp < 0:
             raise ValueError(f"max drop must be >= 0 pp, got {self.max_drop_pp}")
+        if self.prune_allowance_pp < 0:
+            raise ValueError(f"prune allowance must be >= 0 pp, got {self.prune_allowance_pp}")
+        if not self.qat_learning_rate > 0:
+            raise ValueError(f"QAT learning rate must be > 0, got {self.qat_learning_rate}")
         if self.qat_epochs and not self.int8:
             raise ValueError("--qat trains for int8 export; add --int8")
 
@@ -153,30 +166,30 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     written["float_tflite"] = write_bytes_atomic(out_dir / "model_float.tflite", float_bytes)
     check_tflite(float_bytes, dataset.x_test[0])
     int8_io = None
-    granularity = None
+    granularity = fine_tuned_granularity = delivery = None
     if config.int8:
         granularity, ptq_bytes = weight_granularity.choose(
             config.weight_granularity,
             lambda per_tensor: export_original(calibration, config.io_type, per_tensor),
             written["float_tflite"], dataset.x_train, config.seed)
+        int8_bytes = ptq_bytes
         if fine_tuned:
-            final_model = _copy_model(tf_keras, model)  # tfmot's wrappers train the layers they wrap
-            written["ptq_int8_tflite"] = write_bytes_atomic(out_dir / "model_ptq_int8.tflite",
-                                                            ptq_bytes)
-            check_tflite(ptq_bytes, dataset.x_test[0])
-            sparsity["ptq_int8_tflite"] = _file_sparsity(ptq_bytes)
-        if config.pruning:
-            prune_config = PruneConfig(
-                sparsity=config.prune_sparsity if config.prune_sparsity is not None else 0.5,
-                structure=config.prune_structure, epochs=config.prune_epochs, seed=config.seed)
-            final_model = prune(final_model, prune_config, dataset.x_train, dataset.y_train)
-        if config.qat_epochs:
-            final_model = quantize_aware_finetune(
-                final_model, QatConfig(epochs=config.qat_epochs, preserve_sparsity=config.pruning,
-                                       per_tensor_weights=granularity.per_tensor,
-                                       seed=config.seed), dataset.x_train, dataset.y_train)
-        int8_bytes = (export_tflite(final_model, calibration, config.io_type,
-                                    granularity.per_tensor) if fine_tuned else ptq_bytes)
+            fine_tuned_granularity, tuned_bytes = _fine_tune(
+                tf_keras, model, config, dataset, calibration, granularity,
+                written["float_tflite"])
+            delivery = finetune.choose_delivery(
+                ptq_bytes, tuned_bytes, finetune.describe_fine_tune(
+                    config.qat_epochs, config.prune_sparsity, config.prune_structure),
+                dataset.x_train, dataset.y_train, config.seed,
+                allowance_pp=config.prune_allowance_pp if config.pruning else 0.0)
+            delivered = tuned_bytes if delivery.delivered == finetune.FINE_TUNED else ptq_bytes
+            kept = ptq_bytes if delivery.delivered == finetune.FINE_TUNED else tuned_bytes
+            written[delivery.kept_key] = write_bytes_atomic(out_dir / delivery.kept_name, kept)
+            check_tflite(kept, dataset.x_test[0])
+            sparsity[delivery.kept_key] = _file_sparsity(kept)
+            int8_bytes = delivered
+            if delivery.delivered != finetune.FINE_TUNED:
+                print(f"convert: {delivery.reason()}", file=sys.stderr)
         written["int8_tflite"] = write_bytes_atomic(out_dir / "model_int8.tflite", int8_bytes)
         check_tflite(int8_bytes, dataset.x_test[0])
         sparsity["int8_tflite"] = _file_sparsity(int8_bytes)
@@ -202,7 +215,10 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
         "reference": reference_path.name, "keras3": keras3_entry, "dataset": dataset_spec.to_dict(),
         "test_images": len(dataset.x_test), "options": config.to_dict(),
         "max_drop_pp": config.max_drop_pp, "int8_io": int8_io,
-        "weight_granularity": _granularity_record(granularity, fine_tuned),
+        "weight_granularity": _granularity_record(granularity),
+        "fine_tuned_weight_granularity": _granularity_record(fine_tuned_granularity),
+        "delivery": delivery.to_dict() if delivery else None,
+        "delivered_granularity": _delivered_granularity(written),
         "per_layer_sparsity": {name: weight_sparsity(written[name].read_bytes())
                                for name in ("int8_tflite",) if name in written},
         "versions": tool_versions(),
@@ -223,7 +239,12 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     _remove_stale_outputs(out_dir, {path.name for path in outputs})
     update_manifest(out_dir, "convert", {
         "options": config.to_dict(), "int8_io": int8_io, "versions": tool_versions(),
-        "weight_granularity": _granularity_record(granularity, fine_tuned),
+        "weight_granularity": _granularity_record(granularity),
+        "fine_tuned_weight_granularity": _granularity_record(fine_tuned_granularity),
+        "delivery": delivery.to_dict() if delivery else None,
+        "fine_tuned_files": _fine_tuned_files(delivery),
+        "rejected_files": ([delivery.kept_name] if delivery
+                           and delivery.delivered == finetune.POST_TRAINING else []),
         "files": {name: path.name for name, path in written.items()},
         "accuracy": {score.file: score.accuracy for score in scores},
         "reference": reference_path.name, "keras3": keras3_entry,
@@ -298,14 +319,62 @@ def _check_model_fits(input_shapes: list, output_shapes: list, dataset: Dataset,
                              f"logit vector of the dataset's {dataset.num_classes} classes")
 
 
-def _granularity_record(choice, fine_tuned: bool) -> dict | None:
-    """The choice for the report and manifest, saying which granularity a fine-tuned file has."""
-    if choice is None:
-        return None
-    record = choice.to_dict()
-    if fine_tuned and choice.chosen == "mixed":
-        record["fine_tuned_granularity"] = "per-channel"
-    return record
+def _granularity_record(choice) -> dict | None:
+    return None if choice is None else choice.to_dict()
+
+
+def _fine_tune(tf_keras, model, config: ConvertConfig, dataset: Dataset, calibration: np.ndarray,
+               post_training, float_tflite: Path):
+    """Prune and/or QAT a copy of the model; (granularity choice, int8 bytes) of the result.
+
+    The granularity is measured on the fine-tuned files, never carried over from the
+    post-training measurement (see convert/granularity.py).
+    """
+    tuned = _copy_model(tf_keras, model)  # tfmot's wrappers train the layers they wrap
+    if config.pruning:
+        prune_config = PruneConfig(
+            sparsity=config.prune_sparsity if config.prune_sparsity is not None else 0.5,
+            structure=config.prune_structure, epochs=config.prune_epochs, seed=config.seed)
+        tuned = prune(tuned, prune_config, dataset.x_train, dataset.y_train)
+    if not config.qat_epochs:
+        choice, data = weight_granularity.choose(
+            config.weight_granularity,
+            lambda per_tensor: export_tflite(tuned, calibration, config.io_type, per_tensor),
+            float_tflite, dataset.x_train, config.seed)
+        return dataclasses.replace(choice, measured_on="fine-tuned"), data
+
+    def train_and_export(per_tensor: bool) -> bytes:
+        qat_model = quantize_aware_finetune(
+            _copy_model(tf_keras, tuned),
+            QatConfig(epochs=config.qat_epochs, preserve_sparsity=config.pruning,
+                      per_tensor_weights=per_tensor, learning_rate=config.qat_learning_rate,
+                      seed=config.seed), dataset.x_train, dataset.y_train)
+        return export_tflite(qat_model, calibration, config.io_type, per_tensor)
+
+    return weight_granularity.choose_fine_tuned(
+        config.weight_granularity, post_training, train_and_export, float_tflite,
+        dataset.x_train, config.seed)
+
+
+def _fine_tuned_files(delivery) -> list[str]:
+    """The int8 files made from fine-tuned weights (validate checks them by accuracy only)."""
+    if delivery is None:
+        return []
+    return ["model_int8.tflite" if delivery.delivered == finetune.FINE_TUNED
+            else delivery.kept_name]
+
+
+def _delivered_granularity(written: dict[str, Path]) -> dict[str, str]:
+    """Each int8 .tflite's weight granularity, read from the file itself."""
+    found = {}
+    for key, path in written.items():
+        if key.endswith("int8_tflite"):
+            counts = weight_scale_counts(path.read_bytes())
+            per_tensor = sum(1 for count in counts.values() if count == 1)
+            found[path.name] = ("per-tensor" if per_tensor == len(counts)
+                                else "per-channel" if per_tensor == 0
+                                else f"mixed ({per_tensor} of {len(counts)} layers per-tensor)")
+    return found
 
 
 def _file_sparsity(tflite_bytes: bytes) -> float:
@@ -316,10 +385,14 @@ def _file_sparsity(tflite_bytes: bytes) -> float:
     return sum(per_tensor[name] * counts[name] for name in per_tensor) / total if total else 0.0
 
 
+DELIVERED_INT8 = ("model_int8.tflite", "model_int8.onnx")
+
+
 def _apply_gate(scores, max_drop_pp: float | None) -> None:
+    """--max-drop applies to what is delivered, not to the file kept beside it."""
     if max_drop_pp is None:
         return
-    failed = [score for score in scores if score.file.endswith(("int8.tflite", "int8.onnx"))
+    failed = [score for score in scores if score.file in DELIVERED_INT8
               and score.drop_pp > max_drop_pp]
     if failed:
         details = "; ".join(f"{score.file} drops {score.drop_pp:.2f} pp" for score in failed)

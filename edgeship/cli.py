@@ -112,12 +112,17 @@ def _add_convert(subparsers) -> None:
                         help="full-integer int8 TFLite (and int8 ONNX with --onnx)")
     parser.add_argument("--qat", type=int, default=0, metavar="EPOCHS",
                         help="quantization-aware fine-tuning epochs")
+    parser.add_argument("--qat-learning-rate", type=float, default=1e-4, metavar="LR",
+                        help="Adam learning rate of quantization-aware fine-tuning")
     parser.add_argument("--prune", type=float, default=None, metavar="SPARSITY",
                         help="magnitude-pruning target sparsity in (0, 1)")
     parser.add_argument("--prune-structure", default=None, metavar="M:N",
                         help="structured sparsity, e.g. 2:4")
     parser.add_argument("--prune-epochs", type=int, default=2,
                         help="fine-tuning epochs over which pruning reaches its target")
+    parser.add_argument("--prune-allowance", type=float, default=1.0, metavar="PP",
+                        help="a pruned int8 model ships unless it scores more than PP points "
+                             "below post-training int8 on training images (default 1.0)")
     parser.add_argument("--onnx", action="store_true", help="also write float and int8 ONNX")
     parser.add_argument("--dataset", default=None,
                         help="dataset (required for a bare model file; default: the run's)")
@@ -148,7 +153,8 @@ def _run_convert(args) -> int:
         prune_epochs=args.prune_epochs, onnx=args.onnx,
         dataset=_dataset_spec(args) if args.dataset else None,
         calibration_samples=args.calibration_samples, io_type=args.io,
-        weight_granularity=args.weight_granularity,
+        weight_granularity=args.weight_granularity, qat_learning_rate=args.qat_learning_rate,
+        prune_allowance_pp=args.prune_allowance,
         max_drop_pp=args.max_drop, out=args.out, seed=args.seed)
     try:
         result = run_convert(config)

@@ -434,7 +434,9 @@ def reference_model(run_dir: Path, manifest: dict) -> str:
 def fine_tuned_artifacts(manifest: dict) -> set[str]:
     """Artifacts convert made from a QAT-tuned or pruned copy of the model."""
     convert = manifest.get("convert") or {}
-    options = convert.get("options") or {}
+    if "fine_tuned_files" in convert:
+        return set(convert["fine_tuned_files"])
+    options = convert.get("options") or {}  # a run converted before the list was recorded
     fine_tuned = bool(options.get("qat_epochs")) or options.get("prune_sparsity") is not None or (
         bool(options.get("prune_structure")))
     if not fine_tuned:
@@ -443,16 +445,25 @@ def fine_tuned_artifacts(manifest: dict) -> set[str]:
     return {int8_file} if int8_file else set()
 
 
+def rejected_artifacts(manifest: dict) -> set[str]:
+    """Files convert kept beside the delivered model after they scored worse (not shipped)."""
+    return set((manifest.get("convert") or {}).get("rejected_files") or [])
+
+
 def _plan_pairs(run_dir: Path, manifest: dict, backends: tuple[str, ...], notes: list[str]):
     """(artifact, backend) pairs to run, reference first; notes say what was skipped."""
     artifacts = [name for name in STANDARD_ARTIFACTS if (run_dir / name).is_file()]
     for name in STANDARD_ARTIFACTS:
         if not (run_dir / name).is_file():
             notes.append(f"{name} is not in the run directory: skipped")
+    rejected = rejected_artifacts(manifest)
+    for name in sorted(rejected):
+        notes.append(f"{name} scored worse than the file convert delivered and is not shipped: "
+                     "skipped")
     for entry in manifest.get("artifacts", {}).values():
         path = entry.get("path", "") if isinstance(entry, dict) else ""
-        if (path not in artifacts and Path(path).suffix in (".keras", ".tflite", ".onnx")
-                and "/" not in path and (run_dir / path).is_file()):
+        if (path not in artifacts and path not in rejected
+                and Path(path).suffix in (".keras", ".tflite", ".onnx") and "/" not in path and (run_dir / path).is_file()):
             artifacts.append(path)
     pairs = []
     for artifact in artifacts:

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from edgeship.convert.granularity import (
-    Candidate, _search_mix, class_probabilities, looks_like_probabilities, output_error,
-    selection_indices, splice_per_tensor_layers, weighted_layers, within_tolerance)
+    Candidate, GranularityChoice, _search_mix, choose_fine_tuned, class_probabilities,
+    looks_like_probabilities, output_error, selection_indices, splice_per_tensor_layers,
+    weighted_layers, within_tolerance)
 from edgeship.convert.run import ConvertConfig, run_convert
 from edgeship.convert.tflite import open_interpreter, tensor_types_by_op, weight_scale_counts
 from tests.conftest import run_cli
@@ -85,7 +86,8 @@ def _check_auto_choice(out, report, train_images, int8_name="model_int8.tflite")
         candidates[expected]["disagreements"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["convert"]["weight_granularity"]["chosen"] == expected
-    assert f"Int8 weights: **{expected}**, auto: " in (out / "convert_report.md").read_text()
+    assert (f"Post-training int8 weights: **{expected}**, auto: "
+            in (out / "convert_report.md").read_text())
     return expected, candidates
 
 
@@ -176,6 +178,65 @@ def test_mix_search_keeps_the_costly_layer_per_channel(lenet5_both):
     assert searched and mixed is None and data is None
 
 
+def _with_scaled_weight(data: bytes, layer: str, factor: float) -> bytes:
+    """A file whose named weight tensor dequantizes `factor` times larger: a wrecked layer."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    for tensor in model.subgraphs[0].tensors:
+        if tensor.name.decode() == layer:
+            tensor.quantization.scale = np.asarray(tensor.quantization.scale) * factor
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def test_fine_tuned_granularity_is_measured_on_the_fine_tuned_files(
+        lenet5_both, trained_run, mnist5k, tmp_path):
+    """Post-training per-tensor does not carry over: a per-tensor fine-tune that breaks loses."""
+    per_channel, per_tensor, _ = lenet5_both
+    float_tflite = tmp_path / "model_float.tflite"
+    shutil.copy(trained_run.run_dir / "model.keras", tmp_path / "model.keras")
+    import tf_keras
+
+    from edgeship.convert.tflite import export_tflite
+
+    float_tflite.write_bytes(export_tflite(tf_keras.models.load_model(tmp_path / "model.keras")))
+    wrecked = _with_scaled_weight(per_tensor, weighted_layers(per_tensor)[1], 8.0)
+    trained = []
+
+    def train_and_export(files):
+        def run(per_tensor_weights):
+            trained.append(per_tensor_weights)
+            return files[per_tensor_weights]
+        return run
+
+    post_training = GranularityChoice(requested="auto", chosen="per-tensor")
+    choice, data = choose_fine_tuned("auto", post_training,
+                                     train_and_export({False: per_channel, True: wrecked}),
+                                     float_tflite, mnist5k.x_train, seed=0)
+    assert trained == [False, True]
+    assert (choice.chosen, choice.measured_on, data) == ("per-channel", "fine-tuned", per_channel)
+    channel, tensor = choice.candidates
+    assert tensor.output_error > 3 * channel.output_error
+    assert "beyond" in choice.reason()
+    # The same measurement with the healthy per-tensor file follows the rule.
+    trained.clear()
+    choice, data = choose_fine_tuned("auto", post_training,
+                                     train_and_export({False: per_channel, True: per_tensor}),
+                                     float_tflite, mnist5k.x_train, seed=0)
+    channel, tensor = choice.candidates
+    expected = ("per-tensor" if within_tolerance(tensor.output_error, channel.output_error)
+                else "per-channel")
+    assert choice.chosen == expected and data == {"per-channel": per_channel,
+                                                  "per-tensor": per_tensor}[expected]
+    # After a mixed or per-channel post-training choice only per-channel is trained.
+    trained.clear()
+    choice, data = choose_fine_tuned("auto", GranularityChoice(requested="auto", chosen="mixed"),
+                                     train_and_export({False: per_channel, True: wrecked}),
+                                     float_tflite, mnist5k.x_train, seed=0)
+    assert trained == [False] and choice.chosen == "per-channel" and data == per_channel
+    assert "post-training int8 is mixed" in choice.reason()
+
+
 def test_dscnn_auto_mixes_granularity_by_measurement(tmp_path, mnist5k):
     """A depthwise-separable model, where per-tensor weights cost the most fidelity."""
     from edgeship.train.fit import TrainConfig, train
@@ -190,19 +251,28 @@ def test_dscnn_auto_mixes_granularity_by_measurement(tmp_path, mnist5k):
     rows = {row["file"]: row for row in result.report["artifacts"]}
     assert rows["model_ptq_int8.tflite"]["drop_pp"] <= 1.0
     choice = result.report["weight_granularity"]
+    tuned_choice = result.report["fine_tuned_weight_granularity"]
+    assert tuned_choice["measured_on"] == "fine-tuned"
+    assert result.report["delivery"]["delivered"] == "fine-tuned"
+    assert rows["model_int8.tflite"]["drop_pp"] <= 1.0
     qat_counts = weight_scale_counts((tmp_path / "model_int8.tflite").read_bytes())
+    conv_counts = [count for name, count in qat_counts.items()
+                   if "Conv2D" in name or "depthwise" in name]
     text = (tmp_path / "convert_report.md").read_text()
     if expected == "mixed":
         kept = set(choice["layers"]) - set(candidates["mixed"]["per_tensor_layers"])
         assert all(f"`{name}`" in text for name in kept)
+    if expected != "per-tensor":
         # QAT trains one scheme for the whole model: tfmot's default, conv weights per channel.
-        assert choice["fine_tuned_granularity"] == "per-channel"
-        assert "The fine-tuned `model_int8.tflite` is **per-channel**" in text
-        conv_counts = [count for name, count in qat_counts.items()
-                       if "Conv2D" in name or "depthwise" in name]
+        assert tuned_choice["chosen"] == "per-channel" and not tuned_choice["candidates"]
+        assert "Fine-tuned int8 weights: **per-channel**" in text
         assert len(conv_counts) == 9 and min(conv_counts) == 64
     else:
-        assert "fine_tuned_granularity" not in choice
+        # Both fine-tunes trained and measured; the file follows the measured choice.
+        assert {c["granularity"] for c in tuned_choice["candidates"]} == {"per-channel",
+                                                                          "per-tensor"}
+        assert len(conv_counts) == 9
+        assert (max(conv_counts) == 1) == (tuned_choice["chosen"] == "per-tensor")
 
 
 @pytest.mark.parametrize("granularity", ["per-channel", "per-tensor"])
