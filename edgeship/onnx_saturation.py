@@ -27,7 +27,7 @@ from edgeship.deps import require
 
 INT16_MAX = 32767
 ACTIVATION_MAX = 255  # the largest raw u8 operand; MLAS maps s8 activations onto u8 too
-_WEIGHT_INPUT = {"Conv": 1, "MatMul": 1, "Gemm": 1, "QLinearConv": 3, "QLinearMatMul": 3,
+_WEIGHT_INPUT = {"Conv": 1, "MatMul": 1, "Gemm": 1, "QLinearConv": 3, "QLinearMatMul": 3, "QGemm": 3,
                  "ConvInteger": 1, "MatMulInteger": 1}
 
 
@@ -37,7 +37,7 @@ class PairSumBound:
 
     Attributes:
         node: the ONNX node's name (or its output's, where the node has none).
-        op_type: Conv, MatMul, Gemm or their QOperator forms.
+        op_type: Conv, MatMul, Gemm or their QOperator forms (QLinearConv, QGemm, ...).
         kernel: "u8 x s8" or "s8 x s8" (pair sums in int16 without VNNI), or "u8 x u8"
             (widened to 16 bits, exact).
         worst_pair_sum: max over output channels of 255 x (two largest |w|); 0 for u8 x u8.
@@ -121,7 +121,7 @@ def _output_axis(node, weights: np.ndarray) -> int:
     """The weight axis of output channels: 0 for Conv, the last for MatMul, per transB for Gemm."""
     if node.op_type in ("Conv", "QLinearConv", "ConvInteger"):
         return 0
-    if node.op_type == "Gemm":
+    if node.op_type in ("Gemm", "QGemm"):
         trans_b = next((attribute.i for attribute in node.attribute if attribute.name == "transB"), 0)
         return 0 if trans_b else weights.ndim - 1
     return weights.ndim - 1
@@ -157,6 +157,7 @@ def _eight_bit_type(node, index: int, producers: dict, initializers: dict, model
     for value in list(model.graph.value_info) + list(model.graph.input):
         if value.name == name:
             return {2: "uint8", 3: "int8"}.get(value.type.tensor_type.elem_type)
-    zero_point = node.input[index + 2] if node.op_type.startswith("QLinear") else ""
+    quantized_io = node.op_type.startswith("QLinear") or node.op_type == "QGemm"
+    zero_point = node.input[index + 2] if quantized_io else ""
     tensor = initializers.get(zero_point)
     return {2: "uint8", 3: "int8"}.get(tensor.data_type) if tensor is not None else "uint8"
