@@ -1,4 +1,6 @@
-"""Convert targets on mnist5k / lenet5 (5 epochs): accuracy drop and size of each int8 path.
+"""Convert targets on mnist5k / lenet5 (5 epochs): accuracy drop and size of each int8 path,
+and the same paths on a model unlike the zoo's (batch norm after a depthwise conv, a residual
+add: the model of issue 14), with which int8 file convert delivered and its granularity.
 
 Usage: python benchmarks/bench_convert.py [--epochs 5] [--workdir runs/bench_convert]
 Writes the `convert` section of docs/results.md.
@@ -101,14 +103,64 @@ def main() -> int:
                         f"{auto_choice['selection_images']})"],
                        [[c["granularity"], f"{c['bytes']:,}", f"{c['output_error']:.5f}",
                          str(c["disagreements"])] for c in auto_choice["candidates"]]),
-        f"Chosen: {auto_choice['chosen']}. QAT then fake-quantizes with the chosen granularity "
-        "(tfmot's per-tensor conv weights; the prune-preserving scheme with its per-tensor "
-        "sparsity-keeping quantizer), and edgeship's QAT leaves average pools on their input's "
-        "range, so the QAT file has no requantize op after each pool (stock tfmot adds two on "
-        "lenet5).",
+        f"Chosen: {auto_choice['chosen']}. QAT does not inherit it: with `auto` it trains "
+        "per-channel, and per-tensor too when post-training was per-tensor, and applies the same "
+        "rule to the two fine-tuned files; the fine-tuned file ships only when it scores at "
+        "least as well as the post-training one on the same 1,000 training images. edgeship's "
+        "QAT leaves average pools on their input's range, so the QAT file has no requantize op "
+        "after each pool (stock tfmot adds two on lenet5).", "",
+        _residual_section(workdir / "residual", args.epochs),
     ])
     publish_section("convert", markdown)
     return 0
+
+
+RESIDUAL_VARIANTS = {
+    "post-training int8": dict(),
+    "QAT 1 epoch": dict(qat_epochs=1),
+    "QAT 1 epoch, per-tensor forced": dict(qat_epochs=1, weight_granularity="per-tensor"),
+    "QAT 1 epoch, learning rate 0.05": dict(qat_epochs=1, qat_learning_rate=0.05),
+}
+
+
+def _residual_section(workdir: Path, epochs: int) -> str:
+    """The int8 paths on a Conv+BN, DepthwiseConv+BN residual model saved as a user's file."""
+    from edgeship.train.datasets import load_dataset
+    from tests.convert.test_finetune import build_residual_depthwise_model
+
+    dataset = load_dataset(DatasetSpec(name="mnist5k"))
+    model = build_residual_depthwise_model(dataset.input_shape, dataset.num_classes)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(dataset.x_train, dataset.y_train, epochs=epochs, batch_size=32, verbose=0)
+    workdir.mkdir(parents=True, exist_ok=True)
+    model.save(workdir / "user.keras")
+    rows = []
+    for label, options in RESIDUAL_VARIANTS.items():
+        out = workdir / label.replace(",", "").replace(" ", "_")
+        started = time.perf_counter()
+        report = run_convert(ConvertConfig(source=str(workdir / "user.keras"), int8=True,
+                                           dataset=dataset.spec, out=str(out), **options)).report
+        seconds = time.perf_counter() - started
+        by_file = {row["file"]: row for row in report["artifacts"]}
+        delivery = report.get("delivery")
+        other = delivery["kept"]["file"] if delivery else None
+        rows.append([label, f"{by_file['user.keras']['accuracy'] * 100:.2f}%",
+                     f"{by_file['model_int8.tflite']['accuracy'] * 100:.2f}%",
+                     f"{by_file['model_int8.tflite']['drop_pp']:+.2f}",
+                     "yes" if by_file["model_int8.tflite"]["drop_pp"] <= 1.0 else "NO",
+                     delivery["delivered"] if delivery else "post-training",
+                     report["delivered_granularity"]["model_int8.tflite"],
+                     f"`{other}` {by_file[other]['drop_pp']:+.2f}" if other else "—",
+                     f"{by_file['model_int8.tflite']['bytes']:,}", f"{seconds:.0f} s"])
+    return "\n".join([
+        "### A model unlike the zoo's: batch norm after a depthwise conv, a residual add", "",
+        f"Conv2D+BN+ReLU6, a DepthwiseConv2D+BN+ReLU6 branch joined by Add, max pools, dropout, "
+        f"dense softmax (tests/convert/test_finetune.py), trained {epochs} epochs on mnist5k and "
+        "converted as a user's .keras file. Delivered: which file convert ships as "
+        "model_int8.tflite; granularity read from that file; the other file and its drop.", "",
+        markdown_table(["variant", "float top-1", "int8 top-1", "drop (pp)", "≤ 1 pp",
+                        "delivered", "granularity", "kept beside (drop)", "bytes", "convert"],
+                       rows)])
 
 
 def _buffer_bytes(path: Path) -> int:
