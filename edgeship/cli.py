@@ -218,15 +218,23 @@ def _add_validate(subparsers) -> None:
     parser.add_argument("--float-atol", type=float, default=defaults.float_atol)
     parser.add_argument("--float-rtol", type=float, default=defaults.float_rtol)
     parser.add_argument("--reference-min-exact", type=float, default=defaults.reference_min_exact,
-                        help="int8 on reference kernels: smallest fraction of equal elements")
+                        help="int8 on reference kernels, end to end: smallest fraction of equal "
+                        "elements (default: reported, not bound; per-op parity decides)")
     parser.add_argument("--cross-max-quanta", type=int, default=defaults.cross_max_quanta)
     parser.add_argument("--cross-min-fraction", type=float, default=defaults.cross_min_fraction,
-                        help="int8 across implementations: fraction within --cross-max-quanta")
+                        help="int8 across implementations, end to end: fraction within "
+                        "--cross-max-quanta (default: reported, not bound)")
     parser.add_argument("--forbidden-quanta", type=int, default=defaults.forbidden_quanta)
     parser.add_argument("--max-forbidden-fraction", type=float,
                         default=defaults.max_forbidden_fraction,
-                        help="int8 vs int8: largest fraction of elements --forbidden-quanta or "
-                        "more apart")
+                        help="int8 vs int8, end to end: largest fraction of elements "
+                        "--forbidden-quanta or more apart (default: reported, not bound)")
+    parser.add_argument("--cross-min-agreement", type=float,
+                        default=defaults.cross_min_agreement,
+                        help="int8 vs int8: smallest top-1 agreement between two runtimes")
+    parser.add_argument("--per-op-images", type=int, default=defaults.per_op_images,
+                        metavar="N", help="test images each op is compared on across runtimes "
+                        "with identical inputs (0: off)")
     _add_timeout_flag(parser)
     parser.set_defaults(run=_run_validate)
 
@@ -249,7 +257,8 @@ def _run_validate(args) -> int:
         reference_min_exact=args.reference_min_exact, cross_max_quanta=args.cross_max_quanta,
         cross_min_fraction=args.cross_min_fraction, forbidden_quanta=args.forbidden_quanta,
         max_forbidden_fraction=args.max_forbidden_fraction,
-        min_agreement=args.min_agreement, max_drop_pp=args.max_drop)
+        min_agreement=args.min_agreement, max_drop_pp=args.max_drop,
+        cross_min_agreement=args.cross_min_agreement, per_op_images=args.per_op_images)
     config = ValidateConfig(run_dir=args.run_dir, dataset=args.dataset,
                             backends=args.backends or default_backend_names(), limit=args.limit,
                             device=args.device, tolerances=tolerances, timeout_s=args.timeout)

@@ -229,6 +229,16 @@ class Backend:
         """Raw input batch in the model's input dtype -> raw outputs in its output dtype."""
         raise NotImplementedError
 
+    def infer_raw_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """One raw value per model input (batch of one each) -> the raw output.
+
+        For models with several inputs (one-op models cut for per-op parity); a backend
+        that cannot take more than one raises NotImplementedError.
+        """
+        if len(inputs) != 1:
+            raise NotImplementedError(f"{self.name or type(self).__name__} takes one input")
+        return self.infer_raw(inputs[0])
+
     def details(self) -> dict:
         """Plain-JSON facts for reports (kernels, providers, arena bytes...)."""
         return {}

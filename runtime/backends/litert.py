@@ -13,7 +13,7 @@ from edgeship.runtime.backends import Backend, TensorInfo, check_options, check_
 from edgeship.deps import require
 from edgeship.errors import UserInputError
 
-_OPTIONS = ("threads", "device", "reference_kernels", "xnnpack")
+_OPTIONS = ("threads", "device", "reference_kernels", "xnnpack", "multi_input")
 
 
 def open_backend(artifact_path: Path, **options) -> "LiteRTBackend":
@@ -21,7 +21,8 @@ def open_backend(artifact_path: Path, **options) -> "LiteRTBackend":
     return LiteRTBackend(Path(artifact_path), threads=options.get("threads", 1),
                          device=options.get("device", "cpu"),
                          reference_kernels=options.get("reference_kernels", False),
-                         xnnpack=options.get("xnnpack", True))
+                         xnnpack=options.get("xnnpack", True),
+                         multi_input=options.get("multi_input", False))
 
 
 def tensor_info(detail: dict) -> TensorInfo:
@@ -42,7 +43,8 @@ class LiteRTBackend(Backend):
     """One .tflite model in an ai_edge_litert Interpreter, resized to each batch size."""
 
     def __init__(self, artifact_path: Path, threads: int = 1, device: str = "cpu",
-                 reference_kernels: bool = False, xnnpack: bool = True):
+                 reference_kernels: bool = False, xnnpack: bool = True,
+                 multi_input: bool = False):
         if device != "cpu":
             raise UserInputError("litert runs on the CPU here; use --device cpu "
                                  "(GPU delegates are for phones)")
@@ -65,7 +67,9 @@ class LiteRTBackend(Backend):
             raise UserInputError(f"LiteRT cannot load {artifact_path}: {error}") from error
         input_details = self._interpreter.get_input_details()
         output_details = self._interpreter.get_output_details()
-        check_single_io("litert", input_details, output_details, artifact_path)
+        if not multi_input:
+            check_single_io("litert", input_details, output_details, artifact_path)
+        self._all_input_indices = [detail["index"] for detail in input_details]
         self._inputs = [tensor_info(input_details[0])]
         self._outputs = [tensor_info(output_details[0])]
         self._input_index = input_details[0]["index"]
@@ -86,6 +90,15 @@ class LiteRTBackend(Backend):
         if len(batch) != self._batch:
             self.resize(len(batch))
         self._interpreter.set_tensor(self._input_index, batch)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output_index)
+
+    def infer_raw_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
+        if len(inputs) != len(self._all_input_indices):
+            raise ValueError(f"{self.artifact_path.name} takes {len(self._all_input_indices)} "
+                             f"inputs, got {len(inputs)}")
+        for index, value in zip(self._all_input_indices, inputs):
+            self._interpreter.set_tensor(index, value)
         self._interpreter.invoke()
         return self._interpreter.get_tensor(self._output_index)
 

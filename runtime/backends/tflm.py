@@ -58,6 +58,13 @@ class TFLMBackend(Backend):
         self._invoked = True
         return np.stack(outputs).reshape((len(batch),) + tuple(self._outputs[0].shape[1:]))
 
+    def infer_raw_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
+        for position, value in enumerate(inputs):
+            self._interpreter.set_input(value, position)
+        self._interpreter.invoke()
+        self._invoked = True
+        return np.array(self._interpreter.get_output(0))
+
     def arena_usage(self) -> dict:
         """The RecordingMicroAllocator's figures (bytes), read after the first invoke."""
         if self._arena_report is None:

@@ -53,10 +53,17 @@ def test_validate_passes_the_converted_run(run_copy):
     assert payload["dataset"]["images"] == LIMIT and payload["dataset"]["split"] == "test"
     assert {"avx2", "avx512", "vnni", "int8_pair_sums"} <= set(payload["cpu"])
     assert not any("saturate" in note for note in payload["notes"])
-    kinds = {check["kind"] for row in payload["pairs"] + payload["integer_comparisons"]
+    kinds = {check["kind"] for row in (payload["pairs"] + payload["integer_comparisons"]
+                                       + list(payload["per_op"].values()))
              for check in row.get("checks", [])}
-    assert kinds == {"float vs float", "float vs int8", "int8 vs int8 (reference kernels)",
-                     "int8 vs int8 (across implementations)"}
+    # End-to-end element fractions are reported; int8 vs int8 is decided op by op and by task.
+    assert kinds == {"float vs float", "float vs int8", "int8 vs int8 (task)",
+                     "int8 per op (identical inputs)"}
+    ops = payload["per_op"]["model_int8.tflite"]["ops"]
+    assert {op["runtime"] for op in ops} == {"litert-ref", "litert", "tflm"}
+    assert all(op["verdict"] == "bit-exact" for op in ops if op["runtime"] == "litert-ref")
+    assert all(op["verdict"] in ("bit-exact", "rounding") for op in ops)
+    assert {op["op"] for op in ops} >= {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"}
     by_pair = {(row["artifact"], row["backend"]): row for row in payload["pairs"]}
     # Same inputs, same float graph: the float artifacts match Keras to float rounding.
     assert by_pair[("model.onnx", "onnxruntime")]["max_abs_error"] < 1e-5
@@ -78,7 +85,7 @@ def test_validate_fails_a_model_with_a_wrong_input_scale(run_copy):
     failure = next(line for line in result.stderr.splitlines()
                    if "model_int8.tflite on litert-ref vs model.keras on keras: top-1 agreement"
                    in line)
-    assert "bound >= 0.98 (FAILED)" in failure
+    assert "bound >= 0.95 (FAILED)" in failure
     agreement = float(failure.split("top-1 agreement = ")[1].split(",")[0])
     assert agreement < 0.5  # garbage, not a marginal miss
     payload = json.loads((run_copy / "parity.json").read_text())
@@ -155,16 +162,22 @@ def test_quanta_histogram_counts_each_distance():
 
 
 def test_int8_bounds_are_typed_by_kernels():
-    strict = Tolerances(reference_min_exact=1.0, max_forbidden_fraction=0.0)
+    """End-to-end element fractions are bound only when a bound is set (reported otherwise)."""
+    strict = Tolerances(reference_min_exact=1.0, cross_min_fraction=0.98,
+                        max_forbidden_fraction=0.0)
+    set_bounds = Tolerances(reference_min_exact=0.99, cross_min_fraction=0.98,
+                            max_forbidden_fraction=0.01)
     zeros = np.zeros((1, 1000), int)
     one_off = quanta_histogram(np.array([[1] + [0] * 999]), zeros)
-    assert all(check.passed for check in int8_checks("x", one_off, True, Tolerances()))
+    assert int8_checks("x", one_off, True, Tolerances()) == []
+    assert int8_checks("x", one_off, False, Tolerances()) == []
+    assert all(check.passed for check in int8_checks("x", one_off, True, set_bounds))
     failed = [check for check in int8_checks("x", one_off, True, strict) if not check.passed]
     assert [check.metric for check in failed] == ["fraction exact"]
     # Reference kernels: 1.5% of elements off by one is too many; across implementations, fine.
     ten_off = quanta_histogram(np.array([[1] * 15 + [0] * 985]), zeros)
-    assert not all(check.passed for check in int8_checks("x", ten_off, True, Tolerances()))
-    assert all(check.passed for check in int8_checks("x", ten_off, False, Tolerances()))
+    assert not all(check.passed for check in int8_checks("x", ten_off, True, set_bounds))
+    assert all(check.passed for check in int8_checks("x", ten_off, False, set_bounds))
     # Across implementations: 3% of elements 2 quanta off breaks the 98% within 1 quantum.
     two_off = quanta_histogram(np.array([[2] * 30 + [1] * 970]), zeros)
     results = {check.metric: check.passed for check in int8_checks("x", two_off, False, strict)}
@@ -173,13 +186,13 @@ def test_int8_bounds_are_typed_by_kernels():
     # fifteen of them (1.5%) exceed the default 1% on both kinds.
     three_off = quanta_histogram(np.array([[9] + [0] * 999]), zeros)
     assert not all(check.passed for check in int8_checks("x", three_off, False, strict))
-    assert all(check.passed for check in int8_checks("x", three_off, False, Tolerances()))
+    assert all(check.passed for check in int8_checks("x", three_off, False, set_bounds))
     many_off = quanta_histogram(np.array([[9] * 15 + [0] * 985]), zeros)
     expected = {True: ["fraction exact", "fraction 3+ quanta off"],
                 False: ["fraction 3+ quanta off"]}
     for reference_kernels in (True, False):
         failed = [check.metric for check in int8_checks("x", many_off, reference_kernels,
-                                                         Tolerances()) if not check.passed]
+                                                         set_bounds) if not check.passed]
         assert failed == expected[reference_kernels]
 
 
@@ -206,7 +219,7 @@ def test_fine_tuned_int8_is_bound_by_drop_only():
     assert fine_tuned_artifacts(manifest) == {"model_int8.tflite"}
     manifest["convert"]["options"]["qat_epochs"] = 0
     assert fine_tuned_artifacts(manifest) == set()
-    metrics = {"agreement": 0.95, "drop": -0.01}
+    metrics = {"agreement": 0.9, "drop": -0.01}
     (check,) = task_checks("x", metrics, Tolerances(), fine_tuned=True)
     assert check.metric == "accuracy drop (points)" and check.passed
     assert not all(check.passed for check in task_checks("x", metrics, Tolerances()))
