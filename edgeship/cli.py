@@ -272,6 +272,26 @@ def _run_validate(args) -> int:
 
 # --- bench -----------------------------------------------------------------------------------
 
+def _add_inspect(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "inspect", help="per-layer quantization error and per-op runtime parity of a run")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory after convert --int8")
+    parser.add_argument("--images", type=int, default=100, metavar="N",
+                        help="test images to compare on")
+    parser.add_argument("--backends", type=_comma_list, default=("litert", "tflm"),
+                        metavar="LIST", help="int8 runtimes compared op by op with litert-ref")
+    parser.set_defaults(run=_run_inspect)
+
+
+def _run_inspect(args) -> int:
+    from edgeship.runtime.inspect import InspectConfig, run_inspect
+
+    run_inspect(InspectConfig(run_dir=args.run_dir, images=args.images, runtimes=args.backends))
+    print((Path(args.run_dir) / "inspect.md").read_text())
+    print(f"wrote {Path(args.run_dir) / 'inspect.json'} and {Path(args.run_dir) / 'inspect.md'}")
+    return 0
+
+
 def _add_bench(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench", help="latency percentiles, throughput and peak RSS per artifact x backend; "
@@ -468,7 +488,7 @@ def _run_embed(args) -> int:
 
 # --- main ------------------------------------------------------------------------------------
 
-_COMMANDS = [_add_train, _add_convert, _add_pipeline, _add_validate, _add_bench,
+_COMMANDS = [_add_train, _add_convert, _add_pipeline, _add_validate, _add_inspect, _add_bench,
              _add_codegen, _add_embed, _add_serve_demo]
 
 
