@@ -280,13 +280,19 @@ def _add_inspect(subparsers) -> None:
                         help="test images to compare on")
     parser.add_argument("--backends", type=_comma_list, default=("litert", "tflm"),
                         metavar="LIST", help="int8 runtimes compared op by op with litert-ref")
+    parser.add_argument("--restore", type=int, default=5, metavar="K",
+                        help="restore the K worst layers to float one at a time and measure the "
+                        "accuracy each recovers (0: off)")
+    parser.add_argument("--max-drop", type=float, default=1.0, metavar="PP",
+                        help="say what helps, measured, when model_int8.tflite loses more")
     parser.set_defaults(run=_run_inspect)
 
 
 def _run_inspect(args) -> int:
-    from edgeship.runtime.inspect import InspectConfig, run_inspect
+    from edgeship.inspect import InspectConfig, run_inspect
 
-    run_inspect(InspectConfig(run_dir=args.run_dir, images=args.images, runtimes=args.backends))
+    run_inspect(InspectConfig(run_dir=args.run_dir, images=args.images, runtimes=args.backends,
+                              restore=args.restore, max_drop_pp=args.max_drop))
     print((Path(args.run_dir) / "inspect.md").read_text())
     print(f"wrote {Path(args.run_dir) / 'inspect.json'} and {Path(args.run_dir) / 'inspect.md'}")
     return 0

@@ -235,7 +235,14 @@ def _run_validate(config: PipelineConfig, run_dir: Path) -> str:
                                          limit=config.validate_limit))
     if not report.passed:
         raise CheckFailedError("; ".join(check.describe() for check in report.failures))
-    return f"{len(report.checks)} checks passed{note}"
+    from edgeship.inspect import InspectConfig, run_inspect
+
+    # Per-layer error and per-op runtimes for report.html; attribution is `edgeship inspect`'s.
+    inspected = run_inspect(InspectConfig(run_dir=str(run_dir), restore=0))
+    worst = inspected["layers"][0] if inspected["layers"] else None
+    worst_note = (f"; worst layer {worst['op']} #{worst['index']} at {worst['sqnr_db']:.1f} dB SQNR"
+                  if worst else "")
+    return f"{len(report.checks)} checks passed{note}{worst_note}"
 
 
 def _codegen_supports(model_path: Path) -> bool:

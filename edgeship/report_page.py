@@ -128,6 +128,24 @@ def _bar_chart(rows: list[Row], value, title: str, unit: str, log: bool = False)
     return _png(figure)
 
 
+def _sqnr_chart(inspected: dict) -> bytes:
+    """SQNR per layer in graph order, the worst bar in red."""
+    from edgeship.inspect import sqnr_chart_values
+
+    values = sqnr_chart_values(inspected)
+    pyplot = _pyplot()
+    figure, axis = pyplot.subplots(figsize=(8, 0.3 * max(len(values), 3) + 1))
+    worst = min(range(len(values)), key=lambda i: values[i][1]) if values else -1
+    axis.barh(range(len(values)), [value for _, value in values],
+              color=["#c62828" if i == worst else "#3a7bd5" for i in range(len(values))])
+    axis.set_yticks(range(len(values)), [label for label, _ in values], fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel("SQNR (dB)")
+    axis.set_title("int8 vs float, per layer")
+    axis.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
 def _log_axis(axis) -> None:
     """Log x axis with plain labels on the decades only (minor labels overlap)."""
     ticker = require("matplotlib.ticker")
@@ -252,6 +270,11 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
         distribution = _latency_distribution(run_dir)
         if distribution:
             figures.append(("latency_distribution.png", "Latency distribution", distribution))
+    inspected = _load_json(run_dir / "inspect.json")
+    if inspected.get("layers"):
+        figures.append(("layer_sqnr.png", "Per-layer quantization error of model_int8.tflite "
+                        "(SQNR against the float model's tensor; lower is worse; see inspect.md)",
+                        _sqnr_chart(inspected)))
     changed_count = 0
     predictions = _predictions(run_dir, manifest) if "train" in manifest else None
     if predictions is not None:

@@ -669,7 +669,7 @@ def render_markdown(payload: dict) -> str:
         for op in entry["ops"]:
             by_op.setdefault((op["index"], op["op"], op["output"]), {})[op["runtime"]] = op
         rows = [[str(index), name, f"`{output[:60]}`"] + [
-            _op_cell(cells.get(runtime)) for runtime in runtimes]
+            op_cell(cells.get(runtime)) for runtime in runtimes]
             for (index, name, output), cells in by_op.items()]
         lines += [markdown_table(["#", "op", "output tensor", *runtimes], rows), ""]
     lines += ["## Checks", ""]
@@ -687,7 +687,8 @@ def render_markdown(payload: dict) -> str:
     return "\n".join(lines)
 
 
-def _op_cell(op: dict | None) -> str:
+def op_cell(op: dict | None) -> str:
+    """One op x runtime cell of the per-op tables: the verdict, with its size when not exact."""
     if op is None:
         return "—"
     if op["verdict"] in ("bit-exact", "not covered"):

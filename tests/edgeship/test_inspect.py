@@ -1,4 +1,4 @@
-"""edgeship inspect: per-layer SQNR recomputed by hand, per-op table, files written."""
+"""edgeship inspect: per-layer SQNR recomputed by hand, per-op table, attribution, files."""
 
 import json
 
@@ -35,8 +35,16 @@ def _tensor_by_name(path, image, name):
             for detail in interpreter.get_tensor_details()}[name]
 
 
+@pytest.fixture
+def run_copy(tmp_path, converted_run):
+    import shutil
+
+    return shutil.copytree(converted_run.out_dir, tmp_path / "run")
+
+
 def test_inspect_writes_the_layer_and_op_tables(run_copy, mnist5k):
-    result = run_cli_in_process("inspect", run_copy, "--images", "1")
+    result = run_cli_in_process("inspect", run_copy, "--images", "1", "--restore", "2",
+                                "--max-drop", "0")
     assert result.returncode == 0, result.stderr
     payload = json.loads((run_copy / "inspect.json").read_text())
     layers = payload["layers"]
@@ -58,6 +66,23 @@ def test_inspect_writes_the_layer_and_op_tables(run_copy, mnist5k):
     assert not any(verdict == "divergent" for _, verdict in verdicts)
     text = (run_copy / "inspect.md").read_text()
     assert "## Per-layer quantization error" in text and "| # | op | litert-ref |" in text
+    # Attribution: the two worst layers restored to float, one at a time, scored on the test
+    # split; its all-int8 baseline is a post-training int8 model like the delivered one.
+    attribution = payload["attribution"]
+    worst = [layer["output"] for layer in layers[:2]]
+    # A post-training file keeps the float model's tensor names: the restored ops are the
+    # two layers with the worst SQNR.
+    assert {score["variant"][len("float: "):] for score in attribution["restored"]} == set(worst)
+    assert len(attribution["restored"]) == 2 and attribution["images"] == 1000
+    report = json.loads((run_copy / "convert_report.json").read_text())
+    delivered = next(row for row in report["artifacts"] if row["file"] == "model_int8.tflite")
+    assert attribution["baseline"]["accuracy"] == pytest.approx(delivered["accuracy"], abs=0.01)
+    for score in attribution["restored"]:
+        assert score["recovered_pp"] == pytest.approx(
+            (score["accuracy"] - attribution["baseline"]["accuracy"]) * 100, abs=1e-3)
+    assert "## Attribution: one layer restored to float at a time" in text
+    # Advice appears only when the delivered file loses more than --max-drop.
+    assert bool(payload["advice"]) == (delivered["drop_pp"] > 0)
 
 
 def test_inspect_without_int8_model_is_bad_input(tmp_path):

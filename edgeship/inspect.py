@@ -1,0 +1,218 @@
+"""`edgeship inspect`: which layer loses accuracy, which runtime's kernel differs, and why.
+
+Three measurements on real test images of a converted run:
+1. per layer: each int8 tensor against the float model's (edgeship.runtime.inspect);
+2. per op: each int8 runtime against the reference kernels on identical inputs
+   (edgeship.runtime.op_parity);
+3. attribution: the worst layers by SQNR restored to float one at a time, and the other weight
+   granularity, each scored on accuracy (edgeship.convert.attribution) — what would help,
+   measured.
+
+It needs both convert (re-quantization) and runtime (backends), so it lives above them.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.errors import UserInputError
+
+
+@dataclass(frozen=True)
+class InspectConfig:
+    """What `edgeship inspect` looks at.
+
+    Attributes:
+        run_dir: a run directory from train + convert (model_int8.tflite, model_float.tflite).
+        images: test images for the per-layer and per-op comparisons.
+        runtimes: int8 runtimes compared op by op with the reference kernels.
+        restore: how many of the worst layers (by SQNR) are restored to float one at a time
+            (0: no attribution).
+        attribution_images: test images each restored variant is scored on.
+        max_drop_pp: the accuracy drop above which inspect says what helps (advice).
+    """
+
+    run_dir: str
+    images: int = 100
+    runtimes: tuple[str, ...] = ("litert", "tflm")
+    restore: int = 5
+    attribution_images: int = 1000
+    max_drop_pp: float = 1.0
+
+    def __post_init__(self):
+        for name in ("images", "attribution_images"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.restore < 0:
+            raise ValueError(f"restore must be >= 0, got {self.restore}")
+        if self.max_drop_pp < 0:
+            raise ValueError(f"max drop must be >= 0 pp, got {self.max_drop_pp}")
+
+
+def run_inspect(config: InspectConfig) -> dict:
+    """Per-layer error, per-op parity and attribution; writes inspect.json and inspect.md.
+
+    Returns:
+        The inspect.json payload.
+
+    Raises:
+        UserInputError: not a converted run directory.
+    """
+    from edgeship.artifacts import read_manifest, write_json_atomic, write_text_atomic
+    from edgeship.reports import REPORT_SCHEMA_VERSION, environment
+    from edgeship.runtime.backends import open_backend
+    from edgeship.runtime.inspect import layer_errors
+    from edgeship.runtime.op_parity import per_op_parity, summarize
+    from edgeship.runtime.parity import load_test_split
+
+    run_dir = Path(config.run_dir)
+    int8_path, float_path = run_dir / "model_int8.tflite", run_dir / "model_float.tflite"
+    if not int8_path.is_file() or not float_path.is_file():
+        raise UserInputError(f"{run_dir} has no model_int8.tflite and model_float.tflite; run "
+                             "`edgeship convert RUN_DIR --int8` first")
+    manifest = read_manifest(run_dir)
+    images, _, dataset_entry = load_test_split(manifest, None, config.images)
+    layers = sorted(layer_errors(int8_path, float_path, images), key=lambda e: e.sqnr_db)
+    with open_backend("litert-ref", int8_path) as backend:
+        raw = backend.quantize_input(images)
+    ops = per_op_parity(int8_path, raw, config.runtimes)
+    attribution = (_attribute(run_dir, manifest, [layer.index for layer in layers], config)
+                   if config.restore else None)
+    payload = {"schema_version": REPORT_SCHEMA_VERSION, "run_dir": str(run_dir),
+               "dataset": dataset_entry, "int8": int8_path.name, "float": float_path.name,
+               "layers": [layer.to_dict() for layer in layers],
+               "ops": [op.to_dict() for op in ops], "summary": summarize(ops),
+               "attribution": attribution,
+               "advice": _advice(run_dir, attribution, config.max_drop_pp),
+               "environment": environment()}
+    write_json_atomic(run_dir / "inspect.json", payload)
+    write_text_atomic(run_dir / "inspect.md", render_markdown(payload))
+    return payload
+
+
+def _attribute(run_dir: Path, manifest: dict, worst_first: list[int],
+               config: InspectConfig) -> dict | None:
+    """Restore the worst layers (int8 op indices, worst first) to float one at a time.
+
+    The int8 file's ops are matched to the calibrated float model's by position (a QAT file's
+    tensor names differ from the float model's). None when there is no Keras model or the op
+    sequences differ.
+    """
+    from edgeship.convert.attribution import attribute_layers, calibrate, quantizable_ops
+    from edgeship.convert.tflite import weight_scale_counts
+    from edgeship.deps import import_tf_keras
+    from edgeship.runtime.parity import reference_model
+    from edgeship.tflite_graph import align_ops, graph_ops
+    from edgeship.train.datasets import DatasetSpec, class_balanced_indices, load_dataset
+
+    model_path = run_dir / reference_model(run_dir, manifest)
+    source = ((manifest.get("train") or {}).get("model") or {}).get("source")
+    if not model_path.is_file() and source and Path(source).is_file():
+        model_path = Path(source)  # a bare model file converted into this folder
+    if not model_path.is_file():
+        return None
+    _, tf_keras = import_tf_keras()
+    model = tf_keras.models.load_model(model_path, compile=False)
+    dataset = load_dataset(DatasetSpec.from_dict(manifest["train"]["dataset"]["spec"]))
+    options = (manifest.get("convert") or {}).get("options") or {}
+    samples = min(int(options.get("calibration_samples", 500)), len(dataset.x_train))
+    calibration = dataset.x_train[class_balanced_indices(dataset.y_train, samples,
+                                                         int(options.get("seed", 0)))]
+    counts = weight_scale_counts((run_dir / "model_int8.tflite").read_bytes()).values()
+    per_tensor = bool(counts) and max(counts) == 1
+    aligned = align_ops(graph_ops((run_dir / "model_int8.tflite").read_bytes()),
+                        quantizable_ops(calibrate(model, calibration)))
+    if aligned is None:
+        return None
+    chosen = [aligned[index].output for index in worst_first if index in aligned][:config.restore]
+    images = dataset.x_test[:config.attribution_images]
+    labels = dataset.y_test[:config.attribution_images]
+    result = attribute_layers(model, calibration, images, labels, chosen, per_tensor)
+    return {**result.to_dict(), "model": model_path.name,
+            "baseline_granularity": "per-tensor" if per_tensor else "per-channel",
+            "note": ("post-training quantization of the float model, re-quantized from the "
+                     "calibrated model with TFLite's MLIR quantizer (float input and output)")}
+
+
+def _advice(run_dir: Path, attribution: dict | None, max_drop_pp: float) -> list[str]:
+    """What helps, from the measurements, when the delivered int8 file loses too much."""
+    report_path = run_dir / "convert_report.json"
+    if not report_path.is_file() or attribution is None:
+        return []
+    import json
+
+    rows = {row["file"]: row for row in json.loads(report_path.read_text())["artifacts"]}
+    delivered = rows.get("model_int8.tflite")
+    if delivered is None or delivered["drop_pp"] <= max_drop_pp:
+        return []
+    advice = [f"model_int8.tflite loses {delivered['drop_pp']:.2f} points (more than "
+              f"{max_drop_pp:g}); measured on {attribution['images']} test images:"]
+    for score in attribution["restored"][:3]:
+        if score["recovered_pp"] > 0:
+            advice.append(f"keeping {score['variant'][len('float: '):]} in float (or int16 "
+                          f"activations there) recovers {score['recovered_pp']:.2f} points")
+    swap = attribution["granularity"]
+    if swap["recovered_pp"] > 0:
+        advice.append(f"{swap['variant']} recover {swap['recovered_pp']:.2f} points "
+                      f"(`edgeship convert --weight-granularity "
+                      f"{swap['variant'].split()[0]}`)")
+    if len(advice) == 1:
+        advice.append("no single layer or granularity change recovers accuracy: try "
+                      "quantization-aware training (`edgeship convert --qat 1`)")
+    return advice
+
+
+def render_markdown(payload: dict) -> str:
+    from edgeship.reports import markdown_table
+    from edgeship.runtime.parity import op_cell
+
+    lines = ["# Inspect", "", f"`{payload['int8']}` against `{payload['float']}` on "
+             f"{payload['dataset']['images']} test images.", ""]
+    if payload["advice"]:
+        lines += ["## What helps (measured)", ""] + [f"- {line}" for line in payload["advice"]]
+        lines.append("")
+    lines += ["## Per-layer quantization error (worst first)", "",
+              "Each op's int8 output (reference kernels) dequantized against the float model's "
+              "output of the same op; errors in units of the int8 tensor's scale.", "",
+              markdown_table(["#", "op", "output tensor", "SQNR (dB)", "cosine",
+                              "mean error (quanta)", "max error (quanta)"],
+                             [[str(layer["index"]), layer["op"], f"`{layer['output'][:60]}`",
+                               f"{layer['sqnr_db']:.1f}", f"{layer['cosine']:.5f}",
+                               f"{layer['mean_error_quanta']:.3f}",
+                               f"{layer['max_error_quanta']:.2f}"]
+                              for layer in payload["layers"]]), ""]
+    attribution = payload.get("attribution")
+    if attribution:
+        baseline = attribution["baseline"]
+        lines += ["## Attribution: one layer restored to float at a time", "",
+                  f"{attribution['note']}; {attribution['images']} test images; all int8 "
+                  f"({attribution['baseline_granularity']} weights): top-1 "
+                  f"{baseline['accuracy']:.2%}, float {attribution['float_accuracy']:.2%}.", "",
+                  markdown_table(["variant", "top-1", "recovered (pp)", "output error"],
+                                 [[f"`{score['variant'][:70]}`", f"{score['accuracy']:.2%}",
+                                   f"{score['recovered_pp']:+.2f}", f"{score['output_error']:.5f}"]
+                                  for score in [baseline, *attribution["restored"],
+                                                attribution["granularity"]]]), ""]
+    lines += ["## Per-op runtime parity (identical int8 inputs, against the reference kernels)",
+              ""]
+    runtimes = list(dict.fromkeys(op["runtime"] for op in payload["ops"]))
+    by_op: dict = {}
+    for op in payload["ops"]:
+        by_op.setdefault((op["index"], op["op"]), {})[op["runtime"]] = op
+    lines += [markdown_table(["#", "op", *runtimes],
+                             [[str(index), name, *[op_cell(cells.get(runtime))
+                                                   for runtime in runtimes]]
+                              for (index, name), cells in by_op.items()]), ""]
+    causes = sorted({f"{op['runtime']} {op['op']}: {op['cause']}" for op in payload["ops"]
+                     if op["cause"]})
+    if causes:
+        lines += ["Known causes:", ""] + [f"- {cause}" for cause in causes] + [""]
+    return "\n".join(lines)
+
+
+def sqnr_chart_values(payload: dict) -> list[tuple[str, float]]:
+    """(layer label, SQNR dB) in graph order, for report.html's chart."""
+    layers = sorted(payload.get("layers", []), key=lambda layer: layer["index"])
+    return [(f"{layer['index']} {layer['op']}", layer["sqnr_db"]) for layer in layers
+            if np.isfinite(layer["sqnr_db"])]
