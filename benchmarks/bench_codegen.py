@@ -46,9 +46,8 @@ RAM_TARGET = 0.75
 SPEED_TARGET = 0.5
 
 
-def build_int8_model(name: str, dataset, folder: Path) -> Path:
-    """The zoo model trained a few steps (batch norm from the last batch), full int8."""
-    from edgeship.convert.tflite import export_tflite
+def train_zoo_model(name: str, dataset):
+    """The zoo model trained 2 epochs on 512 images (batch norm from the last batch)."""
     from edgeship.train.models import ModelOptions, build_model
 
     model = build_model(name, dataset.input_shape, dataset.num_classes, ModelOptions(alpha=0.35),
@@ -58,6 +57,14 @@ def build_int8_model(name: str, dataset, folder: Path) -> Path:
             layer.momentum = 0.0
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(dataset.x_train[:512], dataset.y_train[:512], batch_size=32, epochs=2, verbose=0)
+    return model
+
+
+def build_int8_model(name: str, dataset, folder: Path) -> Path:
+    """The zoo model trained a few steps, full int8 with 64 calibration images."""
+    from edgeship.convert.tflite import export_tflite
+
+    model = train_zoo_model(name, dataset)
     path = folder / f"{name}_int8.tflite"
     path.write_bytes(export_tflite(model, representative_samples=dataset.x_train[:64]))
     return path

@@ -18,6 +18,7 @@ to end and by the saturation proof in edgeship.convert.onnx); ops whose one-op m
 runtime cannot open (the op and the reason are listed as "not covered").
 """
 
+import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ REFERENCE_BACKEND = "litert-ref"
 # A mean difference beyond this many quanta is a systematic error, not rounding.
 BIAS_LIMIT = 0.25
 DEFAULT_IMAGES = 64
+_COMPILER_ERROR = re.compile(r":\d+:\d+: (fatal )?error: ")
+_TEMPORARY_FOLDER = re.compile(r"\S*/(?=[^/\s]+:\d+:\d+:)")
 
 # (runtime, op) -> why the runtime differs from TFLite's reference kernels by rounding.
 _REQUANTIZING_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL",
@@ -81,6 +84,9 @@ class OpParity:
         return self.verdict == "divergent"
 
     def describe(self) -> str:
+        if self.verdict == "not covered":
+            return (f"op {self.index} {self.op} ({self.output}) on {self.runtime}: "
+                    f"not covered ({self.cause})")
         text = (f"op {self.index} {self.op} ({self.output}) on {self.runtime}: {self.verdict}, "
                 f"max {self.max_quanta} quanta, mean {self.mean_quanta:+.3f}, "
                 f"{self.exact_fraction:.2%} exact")
@@ -250,5 +256,12 @@ def _op_names(model) -> list[str]:
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    """The error's first line; for a compiler failure, whose first line is the command, the
+    first diagnostic instead (the file's folder, a temporary one, left out)."""
+    lines = str(error).strip().splitlines()
+    if not lines:
+        return type(error).__name__
+    diagnostic = next((line for line in lines[1:] if _COMPILER_ERROR.search(line)), None)
+    if diagnostic is None:
+        return lines[0]
+    return f"{lines[0].split(' (')[0]}: {_TEMPORARY_FOLDER.sub('', diagnostic.strip())}"

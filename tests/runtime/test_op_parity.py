@@ -5,8 +5,16 @@ import json
 import numpy as np
 import pytest
 from edgeship.runtime.backends import REGISTRY, BackendEntry, open_backend
-from edgeship.runtime.op_parity import classify, cut_single_ops, per_op_parity
+from edgeship.runtime.op_parity import (
+    OpParity,
+    _first_line,
+    classify,
+    cut_single_ops,
+    per_op_parity,
+)
 from edgeship.runtime.parity import ValidateConfig, validate_run
+
+from edgeship.errors import UserInputError
 
 
 def test_classify_separates_rounding_from_divergence():
@@ -64,3 +72,15 @@ def test_validate_fails_a_runtime_that_gets_one_op_wrong(run_copy, perturbed_bac
     assert by_pair[("model_int8.tflite", "perturbed")]["agreement"] == by_pair[
         ("model_int8.tflite", "litert-ref")]["agreement"]
     assert "**FAILED**" in (run_copy / "parity.md").read_text()
+
+
+def test_a_not_covered_op_says_why_without_figures():
+    error = UserInputError(
+        "compiling the generated C failed (/usr/bin/cc -std=c99 -Werror -o /tmp/edgeship_c_x/"
+        "libmodel.so /tmp/edgeship_c_x/model.c):\n/tmp/edgeship_c_x/model.c:30:16: error: "
+        "'es_requantize' defined but not used [-Werror=unused-function]\n   30 | static ...")
+    assert _first_line(error) == ("compiling the generated C failed: model.c:30:16: error: "
+                                  "'es_requantize' defined but not used [-Werror=unused-function]")
+    assert _first_line(ValueError("one line\nanother")) == "one line"
+    uncovered = OpParity(3, "ADD", "add", "c", "not covered", cause="takes one input")
+    assert uncovered.describe() == "op 3 ADD (add) on c: not covered (takes one input)"
