@@ -770,6 +770,7 @@ def _needed_kernels(lowered: list[LoweredOp]) -> str:
         if name not in wanted:
             wanted.append(name)
 
+    add("common")  # <stdint.h>/<string.h>: the output copy needs memcpy even with no kernel
     for low in lowered:
         if low.section:
             add(low.section)

@@ -13,7 +13,8 @@ reference kernels' in quanta. An op is
 - divergent: anything larger, or a biased difference: a failure naming the op and runtime.
 
 Runtimes take the one-op models through the backend registry (litert-ref, litert, tflm, c).
-Not covered: ONNX Runtime, whose int8 graph has other ops than the .tflite (it is checked end
+Only quantized ops (int8, uint8, int16 outputs) are compared: int32 shape arithmetic and float
+ops are left out. Not covered: ONNX Runtime, whose int8 graph has other ops than the .tflite (it is checked end
 to end and by the saturation proof in edgeship.convert.onnx); ops whose one-op model a
 runtime cannot open (the op and the reason are listed as "not covered").
 """
@@ -28,6 +29,8 @@ import numpy as np
 from edgeship.errors import UserInputError
 
 REFERENCE_BACKEND = "litert-ref"
+# TensorType codes of quantized tensors: UINT8, INT16, INT8.
+QUANTIZED_TYPES = (3, 7, 9)
 # A mean difference beyond this many quanta is a systematic error, not rounding.
 BIAS_LIMIT = 0.25
 DEFAULT_IMAGES = 64
@@ -134,8 +137,9 @@ def cut_single_ops(tflite_bytes: bytes) -> list[_CutOp]:
     for index, op in enumerate(graph.operators):
         activations = [int(tensor) for tensor in op.inputs
                        if tensor >= 0 and not _is_constant(model, graph.tensors[tensor])]
-        if not activations or len(op.outputs) != 1:
-            continue
+        if (not activations or len(op.outputs) != 1
+                or graph.tensors[op.outputs[0]].type not in QUANTIZED_TYPES):
+            continue  # shape arithmetic (int32) and float ops are not quantized kernels
         single = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
         single_graph = single.subgraphs[0]
         used = sorted({int(tensor) for tensor in op.inputs if tensor >= 0} | {int(op.outputs[0])})

@@ -15,7 +15,7 @@
 #include <string.h>
 
 /* gemmlowp's SaturatingRoundingDoublingHighMul: (a * b * 2) >> 32, rounded to nearest. */
-static int32_t es_high_mul(int32_t a, int32_t b) {
+static inline int32_t es_high_mul(int32_t a, int32_t b) {
   int64_t product;
   int64_t nudge;
   if (a == b && a == INT32_MIN) {
@@ -27,7 +27,7 @@ static int32_t es_high_mul(int32_t a, int32_t b) {
 }
 
 /* gemmlowp's RoundingDivideByPOT: x / 2^exponent, ties away from zero. */
-static int32_t es_shift_round(int32_t x, int exponent) {
+static inline int32_t es_shift_round(int32_t x, int exponent) {
   const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
@@ -35,7 +35,7 @@ static int32_t es_shift_round(int32_t x, int exponent) {
 }
 
 /* TFLite's MultiplyByQuantizedMultiplier (double rounding): x * multiplier * 2^shift. */
-static int32_t es_requantize(int32_t x, int32_t multiplier, int shift) {
+static inline int32_t es_requantize(int32_t x, int32_t multiplier, int shift) {
   const int left_shift = shift > 0 ? shift : 0;
   const int right_shift = shift > 0 ? 0 : -shift;
   const int32_t shifted = (int32_t)((uint32_t)x << left_shift);

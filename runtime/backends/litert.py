@@ -74,7 +74,8 @@ class LiteRTBackend(Backend):
         self._outputs = [tensor_info(output_details[0])]
         self._input_index = input_details[0]["index"]
         self._output_index = output_details[0]["index"]
-        self._batch = int(input_details[0]["shape"][0])
+        shape = input_details[0]["shape"]
+        self._batch = int(shape[0]) if len(shape) else 1
 
     def resize(self, batch_size: int) -> None:
         """Resize the input to a batch size and reallocate (done once per new size)."""
