@@ -128,11 +128,13 @@ def cut_single_ops(tflite_bytes: bytes) -> list[_CutOp]:
     output as the graph output; constants (weights, biases, shapes) stay in place."""
     from tensorflow.lite.tools import flatbuffer_utils
 
+    from edgeship.tflite_graph import op_names
+
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
     if len(model.subgraphs) != 1:
         raise UserInputError("per-op parity handles single-subgraph models only")
     graph = model.subgraphs[0]
-    names = _op_names(model)
+    names = op_names(model)
     cut = []
     for index, op in enumerate(graph.operators):
         activations = [int(tensor) for tensor in op.inputs
@@ -245,18 +247,6 @@ def _is_constant(model, tensor) -> bool:
     buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
     return buffer is not None and buffer.data is not None and len(buffer.data) > 0 or (
         buffer is not None and getattr(buffer, "size", 0) > 0)
-
-
-def _op_names(model) -> list[str]:
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    codes = {value: name for name, value in vars(schema.BuiltinOperator).items()
-             if not name.startswith("_")}
-    names = []
-    for op in model.subgraphs[0].operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        names.append(codes.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM"))
-    return names
 
 
 def _first_line(error: Exception) -> str:
