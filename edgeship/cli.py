@@ -275,9 +275,14 @@ def _run_validate(args) -> int:
 def _add_inspect(subparsers) -> None:
     parser = subparsers.add_parser(
         "inspect", help="per-layer quantization error and per-op runtime parity of a run")
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory after convert --int8")
+    parser.add_argument("source", metavar="RUN_DIR_OR_TFLITE",
+                        help="run directory after convert --int8, or a bare int8 .tflite "
+                        "(per-op parity only; writes NAME_inspect.json/.md beside it)")
+    _add_dataset_flags(parser, required=False)
     parser.add_argument("--images", type=int, default=100, metavar="N",
-                        help="test images to compare on")
+                        help="test images (or random inputs) to compare on")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random inputs of a bare .tflite without --dataset")
     parser.add_argument("--backends", type=_comma_list, default=("litert", "tflm"),
                         metavar="LIST", help="int8 runtimes compared op by op with litert-ref")
     parser.add_argument("--restore", type=int, default=5, metavar="K",
@@ -291,10 +296,15 @@ def _add_inspect(subparsers) -> None:
 def _run_inspect(args) -> int:
     from edgeship.inspect import InspectConfig, run_inspect
 
-    run_inspect(InspectConfig(run_dir=args.run_dir, images=args.images, runtimes=args.backends,
-                              restore=args.restore, max_drop_pp=args.max_drop))
-    print((Path(args.run_dir) / "inspect.md").read_text())
-    print(f"wrote {Path(args.run_dir) / 'inspect.json'} and {Path(args.run_dir) / 'inspect.md'}")
+    source = Path(args.source)
+    run_inspect(InspectConfig(source=args.source,
+                              dataset=_dataset_spec(args) if args.dataset else None,
+                              images=args.images, runtimes=args.backends, restore=args.restore,
+                              max_drop_pp=args.max_drop, seed=args.seed))
+    stem = source / "inspect" if source.is_dir() else Path(f"{source.with_suffix('')}_inspect")
+    markdown = Path(f"{stem}.md")
+    print(markdown.read_text())
+    print(f"wrote {stem}.json and {markdown}")
     return 0
 
 

@@ -24,21 +24,27 @@ class InspectConfig:
     """What `edgeship inspect` looks at.
 
     Attributes:
-        run_dir: a run directory from train + convert (model_int8.tflite, model_float.tflite).
+        source: a run directory from train + convert (model_int8.tflite, model_float.tflite),
+            or a bare int8 .tflite (per-op parity only: there is no float twin).
+        dataset: for a bare .tflite, the dataset whose test images feed it (None: seeded
+            random int8 inputs over the input's full range, said so in the report).
         images: test images for the per-layer and per-op comparisons.
         runtimes: int8 runtimes compared op by op with the reference kernels.
         restore: how many of the worst layers (by SQNR) are restored to float one at a time
             (0: no attribution).
         attribution_images: test images each restored variant is scored on.
         max_drop_pp: the accuracy drop above which inspect says what helps (advice).
+        seed: seeds the random inputs of a bare .tflite without a dataset.
     """
 
-    run_dir: str
+    source: str
+    dataset: object = None  # a DatasetSpec (typed loosely: train is imported lazily)
     images: int = 100
     runtimes: tuple[str, ...] = ("litert", "tflm")
     restore: int = 5
     attribution_images: int = 1000
     max_drop_pp: float = 1.0
+    seed: int = 0
 
     def __post_init__(self):
         for name in ("images", "attribution_images"):
@@ -66,7 +72,10 @@ def run_inspect(config: InspectConfig) -> dict:
     from edgeship.runtime.op_parity import per_op_parity, summarize
     from edgeship.runtime.parity import load_test_split
 
-    run_dir = Path(config.run_dir)
+    source = Path(config.source)
+    if source.is_file():
+        return _inspect_file(source, config)
+    run_dir = source
     int8_path, float_path = run_dir / "model_int8.tflite", run_dir / "model_float.tflite"
     if not int8_path.is_file() or not float_path.is_file():
         raise UserInputError(f"{run_dir} has no model_int8.tflite and model_float.tflite; run "
@@ -88,6 +97,50 @@ def run_inspect(config: InspectConfig) -> dict:
                "environment": environment()}
     write_json_atomic(run_dir / "inspect.json", payload)
     write_text_atomic(run_dir / "inspect.md", render_markdown(payload))
+    return payload
+
+
+def _inspect_file(path: Path, config: InspectConfig) -> dict:
+    """A bare int8 .tflite: per-op parity on dataset images or seeded random int8 inputs."""
+    from edgeship.artifacts import write_json_atomic, write_text_atomic
+    from edgeship.model_check import check_model_file
+    from edgeship.reports import REPORT_SCHEMA_VERSION, environment
+    from edgeship.runtime.backends import open_backend
+    from edgeship.runtime.op_parity import per_op_parity, summarize
+
+    if path.suffix.lower() != ".tflite":
+        raise UserInputError(f"{path.name} is not a .tflite file or a run directory")
+    check_model_file(path)
+    with open_backend("litert-ref", path) as backend:
+        (info,) = backend.inputs()
+        if not info.quantized:
+            raise UserInputError(f"{path.name} takes {info.dtype} input; inspect compares "
+                                 "full-integer (int8) models across runtimes")
+        shape = tuple(side if side > 0 else 1 for side in info.shape[1:])
+        if config.dataset is not None:
+            from edgeship.train.datasets import load_dataset
+
+            dataset = load_dataset(config.dataset)
+            if tuple(dataset.input_shape) != shape:
+                raise UserInputError(f"dataset {dataset.spec.name} gives {dataset.input_shape} "
+                                     f"images; {path.name} takes {shape}")
+            raw = backend.quantize_input(dataset.x_test[:config.images])
+            inputs = {"kind": "test split", "spec": dataset.spec.to_dict(), "images": len(raw)}
+        else:
+            limits = np.iinfo(np.dtype(info.dtype))
+            rng = np.random.default_rng(config.seed)
+            raw = rng.integers(limits.min, limits.max + 1, size=(config.images, *shape),
+                               endpoint=False).astype(info.dtype)
+            inputs = {"kind": f"random {info.dtype} over the full range, seed {config.seed}",
+                      "images": len(raw)}
+    ops = per_op_parity(path, raw, config.runtimes)
+    payload = {"schema_version": REPORT_SCHEMA_VERSION, "model": str(path),
+               "dataset": {"images": len(raw), **inputs}, "int8": path.name, "float": None,
+               "layers": [], "ops": [op.to_dict() for op in ops], "summary": summarize(ops),
+               "attribution": None, "advice": [], "environment": environment()}
+    stem = path.with_suffix("")
+    write_json_atomic(Path(f"{stem}_inspect.json"), payload)
+    write_text_atomic(Path(f"{stem}_inspect.md"), render_markdown(payload))
     return payload
 
 
@@ -167,12 +220,18 @@ def render_markdown(payload: dict) -> str:
     from edgeship.reports import markdown_table
     from edgeship.runtime.parity import op_cell
 
-    lines = ["# Inspect", "", f"`{payload['int8']}` against `{payload['float']}` on "
-             f"{payload['dataset']['images']} test images.", ""]
+    if payload["float"]:
+        lines = ["# Inspect", "", f"`{payload['int8']}` against `{payload['float']}` on "
+                 f"{payload['dataset']['images']} test images.", ""]
+    else:
+        lines = ["# Inspect", "", f"`{payload['int8']}` alone ({payload['dataset']['images']} "
+                 f"inputs: {payload['dataset']['kind']}); no float twin, so no per-layer "
+                 "error or attribution.", ""]
     if payload["advice"]:
         lines += ["## What helps (measured)", ""] + [f"- {line}" for line in payload["advice"]]
         lines.append("")
-    lines += ["## Per-layer quantization error (worst first)", "",
+    if payload["layers"]:
+        lines += ["## Per-layer quantization error (worst first)", "",
               "Each op's int8 output (reference kernels) dequantized against the float model's "
               "output of the same op; errors in units of the int8 tensor's scale.", "",
               markdown_table(["#", "op", "output tensor", "SQNR (dB)", "cosine",

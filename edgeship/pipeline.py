@@ -238,7 +238,7 @@ def _run_validate(config: PipelineConfig, run_dir: Path) -> str:
     from edgeship.inspect import InspectConfig, run_inspect
 
     # Per-layer error and per-op runtimes for report.html; attribution is `edgeship inspect`'s.
-    inspected = run_inspect(InspectConfig(run_dir=str(run_dir), restore=0))
+    inspected = run_inspect(InspectConfig(source=str(run_dir), restore=0))
     worst = inspected["layers"][0] if inspected["layers"] else None
     worst_note = (f"; worst layer {worst['op']} #{worst['index']} at {worst['sqnr_db']:.1f} dB SQNR"
                   if worst else "")

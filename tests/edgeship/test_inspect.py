@@ -88,3 +88,28 @@ def test_inspect_writes_the_layer_and_op_tables(run_copy, mnist5k):
 def test_inspect_without_int8_model_is_bad_input(tmp_path):
     result = run_cli_in_process("inspect", tmp_path)
     assert result.returncode == 2 and "model_int8.tflite" in result.stderr
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("x")
+    result = run_cli_in_process("inspect", text_file)
+    assert result.returncode == 2 and "not a .tflite" in result.stderr
+
+
+def test_inspect_on_a_bare_tflite_without_a_run(tmp_path, converted_run):
+    """Per-op parity on a file with no run directory: random inputs, said so; no float twin."""
+    import shutil
+
+    model = shutil.copy(converted_run.out_dir / "model_int8.tflite", tmp_path / "user.tflite")
+    result = run_cli_in_process("inspect", model, "--images", "4", "--backends", "tflm")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads((tmp_path / "user_inspect.json").read_text())
+    assert payload["layers"] == [] and payload["attribution"] is None
+    assert payload["dataset"]["kind"].startswith("random int8") and payload["dataset"]["images"] == 4
+    tflm = [op for op in payload["ops"] if op["runtime"] == "tflm"]
+    assert tflm and all(op["verdict"] in ("bit-exact", "rounding") for op in tflm)
+    assert "no float twin" in (tmp_path / "user_inspect.md").read_text()
+    with_data = run_cli_in_process("inspect", model, "--dataset", "mnist5k", "--images", "4",
+                                   "--backends", "tflm")
+    assert with_data.returncode == 0, with_data.stderr
+    assert json.loads((tmp_path / "user_inspect.json").read_text())["dataset"]["kind"] == "test split"
+    float_model = run_cli_in_process("inspect", converted_run.out_dir / "model_float.tflite")
+    assert float_model.returncode == 2 and "full-integer" in float_model.stderr
