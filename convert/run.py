@@ -3,7 +3,6 @@
 import dataclasses
 import functools
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 from edgeship.artifacts import (
     MANIFEST_NAME, read_manifest, update_manifest, write_bytes_atomic, write_json_atomic,
     write_text_atomic)
+from edgeship.console import say
 from edgeship.convert import finetune
 from edgeship.convert import granularity as weight_granularity
 from edgeship.convert import keras3
@@ -152,9 +152,9 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     calibration = dataset.x_train[calibration_index]
     calibration_classes = len(np.unique(dataset.y_train[calibration_index]))
     if config.int8 and calibration_classes < dataset.num_classes:
-        print(f"warning: the calibration sample holds {calibration_classes} of "
-              f"{dataset.num_classes} classes; int8 ranges may clip the activations of the "
-              "others (raise --calibration-samples)", file=sys.stderr)
+        say(f"warning: the calibration sample holds {calibration_classes} of "
+            f"{dataset.num_classes} classes; int8 ranges may clip the activations of the "
+            "others (raise --calibration-samples)")
     out_dir.mkdir(parents=True, exist_ok=True)
     reference_path = model_path
     if keras3_export is not None and model is not None:
@@ -189,7 +189,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
             sparsity[delivery.kept_key] = _file_sparsity(kept)
             int8_bytes = delivered
             if delivery.delivered != finetune.FINE_TUNED:
-                print(f"convert: {delivery.reason()}", file=sys.stderr)
+                say(f"convert: {delivery.reason()}")
         written["int8_tflite"] = write_bytes_atomic(out_dir / "model_int8.tflite", int8_bytes)
         check_tflite(int8_bytes, dataset.x_test[0])
         sparsity["int8_tflite"] = _file_sparsity(int8_bytes)

@@ -1,8 +1,10 @@
 """The `edgeship` command: a thin shell over one library call per command.
 
 parse flags -> config object -> library call -> report -> exit code
-(0 ok, 1 a check failed, 2 bad input). Heavy frameworks are imported inside the library
-calls, so `edgeship --help` stays fast.
+(0 ok, 1 a check failed, 2 bad input, 3 an internal failure: one line naming the command and
+the log file with the traceback). Heavy frameworks are imported inside the library calls, so
+`edgeship --help` stays fast. Run as the `edgeship` command (console_main), the frameworks'
+logs go to edgeship.log in the output folder unless --verbose (edgeship/console.py).
 """
 
 import argparse
@@ -11,13 +13,10 @@ import sys
 from pathlib import Path
 
 from edgeship import __version__
+from edgeship.console import error_stream
 from edgeship.convert.granularity import GRANULARITIES
 from edgeship.train.fit import BATCH_NORM_STATISTICS
 from edgeship.errors import CheckFailedError, EdgeshipError
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad flags already; keep its message to one line plus usage."""
 
 
 def _add_dataset_flags(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -266,7 +265,7 @@ def _run_validate(args) -> int:
     print(report.markdown_path.read_text())
     print(f"wrote {report.json_path} and {report.markdown_path}")
     for check in report.failures:
-        print(f"edgeship validate: parity check failed: {check.describe()}", file=sys.stderr)
+        print(f"edgeship validate: parity check failed: {check.describe()}", file=error_stream())
     return 0 if report.passed else 1
 
 
@@ -363,7 +362,7 @@ def _run_bench(args) -> int:
         print(f"{key}: not in the baseline, not gated")
     regressions = [comparison for comparison in comparisons if not comparison.passed]
     for comparison in regressions:
-        print(f"edgeship bench: latency regression: {comparison.describe()}", file=sys.stderr)
+        print(f"edgeship bench: latency regression: {comparison.describe()}", file=error_stream())
     return 1 if regressions else 0
 
 
@@ -406,14 +405,14 @@ def _run_pipeline(args) -> int:
 
     file_values = load_config_file(args.config) if args.config else {}
     flags = {key: value for key, value in vars(args).items()
-             if key not in ("command", "run", "config")}
+             if key not in ("command", "run", "config", "verbose")}
     result = run_pipeline(config_from_sources(file_values, flags))
     print()
     print(result.summary)
     print(f"report: {result.report_path.resolve()}")
     if result.failures:
         for failure in result.failures:
-            print(f"edgeship pipeline: check failed: {failure}", file=sys.stderr)
+            print(f"edgeship pipeline: check failed: {failure}", file=error_stream())
         return 1
     return 0
 
@@ -509,9 +508,12 @@ _COMMANDS = [_add_train, _add_convert, _add_pipeline, _add_validate, _add_inspec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="edgeship", description="Keras CNN -> validated int8 model for MCUs "
+    parser = argparse.ArgumentParser(prog="edgeship", description="Keras CNN -> validated int8 model for MCUs "
                      "and phones: train, convert, validate, bench.")
     parser.add_argument("--version", action="version", version=f"edgeship {__version__}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the frameworks' logs on the console (default: edgeship.log in "
+                        "the output folder)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in _COMMANDS:
         add_command(subparsers)
@@ -523,22 +525,73 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, quiet: bool = False) -> int:
+    """Parse, run one command, map errors to exit codes.
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+        quiet: the frameworks' output goes to a log file (console_main), which then holds an
+            internal failure's traceback.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except EdgeshipError as error:
-        print(f"edgeship {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"edgeship {args.command}: error: {_one_line(error)}", file=error_stream())
         return error.exit_code
     except ValueError as error:
         # Config validation (frozen dataclasses) reports bad flag values this way.
-        print(f"edgeship {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"edgeship {args.command}: error: {_one_line(error)}", file=error_stream())
         return 2
     except KeyboardInterrupt:
-        print(f"edgeship {args.command}: interrupted", file=sys.stderr)
+        print(f"edgeship {args.command}: interrupted", file=error_stream())
         return 130
+    except Exception as error:  # ours, not the user's: exit 3, the traceback kept
+        import traceback
+
+        traceback.print_exc()  # into the log file while quiet
+        print(f"edgeship {args.command}: internal error (a bug in edgeship or a library, not "
+              f"your input): {type(error).__name__}: {_one_line(error)}"
+              + ("" if quiet else " (traceback above)"), file=error_stream())
+        return 3
+
+
+def console_main(argv: list[str] | None = None) -> int:
+    """The `edgeship` command: main() with the frameworks' logs in a log file unless --verbose."""
+    from edgeship.console import keep_log, quiet_console
+
+    arguments = sys.argv[1:] if argv is None else argv
+    if "--verbose" in arguments or not arguments or arguments[0] in ("-h", "--help", "--version"):
+        return main(arguments)
+    with quiet_console() as log_path:
+        code = main(arguments, quiet=True)
+    folder = _output_folder(arguments)
+    if folder is None or not folder.is_dir():
+        if code == 3:
+            print(f"edgeship: the traceback is in {log_path}", file=sys.stderr)
+        else:
+            log_path.unlink(missing_ok=True)
+        return code
+    kept = keep_log(log_path, folder)
+    if code == 3:
+        print(f"edgeship: the traceback is in {kept}", file=sys.stderr)
+    return code
+
+
+def _output_folder(arguments: list[str]) -> Path | None:
+    """The folder a command writes into (its log goes there), when the flags name one."""
+    try:
+        args = build_parser().parse_args(arguments)
+    except SystemExit:
+        return None
+    for name in ("out", "run_dir", "source"):
+        value = getattr(args, name, None)
+        if value:
+            path = Path(value)
+            return path if path.is_dir() or path.suffix == "" else path.parent
+    return None
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

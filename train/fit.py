@@ -6,7 +6,6 @@ seed, library versions, and the SHA-256 and size of every artifact).
 """
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,9 +116,10 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     if config.early_stopping:
         callbacks.append(tf_keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.early_stopping, restore_best_weights=True))
+    callbacks.append(_epoch_line_callback(tf_keras, config.epochs))
     started = time.perf_counter()
     history = model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
-                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+                        callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - started
     test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test,
                                               batch_size=256, verbose=0)
@@ -235,6 +235,21 @@ def _merge(first, second):
 def _trainable_batch_norm_layers(tf_keras, model) -> list:
     return [layer for layer in model.layers
             if isinstance(layer, tf_keras.layers.BatchNormalization) and layer.trainable]
+
+
+def _epoch_line_callback(tf_keras, epochs: int):
+    """One console line per epoch (Keras' own logger prints two, and a progress bar on a TTY)."""
+    clock = {}
+
+    def begin(epoch, logs=None):
+        clock["started"] = time.perf_counter()
+
+    def end(epoch, logs=None):
+        metrics = ", ".join(f"{name} {value:.4f}" for name, value in (logs or {}).items())
+        print(f"epoch {epoch + 1}/{epochs}: {metrics} "
+              f"({time.perf_counter() - clock['started']:.1f} s)", flush=True)
+
+    return tf_keras.callbacks.LambdaCallback(on_epoch_begin=begin, on_epoch_end=end)
 
 
 def _population_statistics_callback(tf_keras, images: np.ndarray):

@@ -1,4 +1,4 @@
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_in_process
 
 
 def test_train_unknown_model_exits_2_and_lists_models(tmp_path):
@@ -35,6 +35,21 @@ def test_train_success_through_subprocess(tmp_path):
     assert result.returncode == 0, result.stderr
     accuracy = float(result.stdout.split("test accuracy: ")[1].split()[0])
     assert accuracy > 0.6
-    assert "Epoch 1/2" in result.stdout
+    assert "epoch 1/2: loss " in result.stdout and "epoch 2/2: " in result.stdout
+    assert "oneDNN" not in result.stderr and "cuda" not in result.stderr.lower()
+    assert (tmp_path / "r" / "edgeship.log").stat().st_size > 0
     for name in ("model.keras", "history.json", "training_curves.png", "manifest.json"):
         assert (tmp_path / "r" / name).stat().st_size > 0
+
+
+def test_an_internal_failure_exits_3_naming_the_log(tmp_path, monkeypatch):
+    """A crash inside edgeship is not bad input: exit 3, one line, the traceback kept."""
+    import edgeship.convert.run
+
+    def crash(config):
+        raise RuntimeError("converter blew up")
+
+    monkeypatch.setattr(edgeship.convert.run, "run_convert", crash)
+    result = run_cli_in_process("convert", tmp_path, "--int8")
+    assert result.returncode == 3
+    assert "internal error" in result.stderr and "RuntimeError: converter blew up" in result.stderr

@@ -33,6 +33,12 @@ def test_pipeline_runs_every_stage_and_prints_summary(pipeline_run):
         assert any(f"] {stage}: done" in line for line in _stage_lines(result.stdout)), stage
     assert "| model_int8.tflite | tflm |" in result.stdout
     assert f"report: {(out / 'report.html').resolve()}" in result.stdout
+    # A quiet console: stage lines, one line per epoch, the summary; the frameworks' logs
+    # (TensorFlow's C++ logging, converter chatter) are in edgeship.log.
+    console = (result.stdout + result.stderr).splitlines()
+    assert len(console) < 40, "\n".join(console)
+    assert not any("cuda" in line.lower() or "XNNPACK" in line for line in console)
+    assert "XNNPACK" in (out / "edgeship.log").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["pipeline"]) == {"train", "convert", "validate", "bench", "embed", "report"}
     for name in ("report.html", "report.md", "parity.json", "bench.json", "model_int8.tflite"):
