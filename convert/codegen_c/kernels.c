@@ -42,7 +42,7 @@ static inline int32_t es_requantize(int32_t x, int32_t multiplier, int shift) {
   return es_shift_round(es_high_mul(shifted, multiplier), right_shift);
 }
 
-static int32_t es_clamp(int32_t value, int32_t low, int32_t high) {
+static inline int32_t es_clamp(int32_t value, int32_t low, int32_t high) {
   return value < low ? low : (value > high ? high : value);
 }
 
