@@ -295,28 +295,57 @@ def _run_embed(config: PipelineConfig, run_dir: Path) -> str:
 def _run_report(config: PipelineConfig, run_dir: Path) -> str:
     from edgeship.report_page import write_reports
 
-    paths = write_reports(run_dir, reproduce=_reproduce_commands(config))
+    paths = write_reports(run_dir, reproduce=reproduce_commands(config))
     return ", ".join(path.name for path in paths)
 
 
-def _reproduce_commands(config: PipelineConfig) -> list[str]:
-    flags = [f"--model {config.model}", f"--dataset {config.dataset}", f"--out {config.out}",
-             f"--epochs {config.epochs}", f"--seed {config.seed}"]
-    if config.qat:
-        flags.append(f"--qat {config.qat}")
-    if config.prune is not None:
-        flags.append(f"--prune {config.prune}")
-    pipeline = "edgeship pipeline " + " ".join(flags) + " --force"
-    staged = [
-        f"edgeship train --model {config.model} --dataset {config.dataset} --epochs "
-        f"{config.epochs} --seed {config.seed} --out {config.out}",
-        f"edgeship convert {config.out} --int8" + (f" --qat {config.qat}" if config.qat else "")
-        + (f" --prune {config.prune}" if config.prune is not None else "")
-        + (" --onnx" if config.onnx else ""),
-        f"edgeship validate {config.out}",
-        f"edgeship bench {config.out}/model_int8.tflite {config.out}/model_float.tflite",
-    ]
-    return [pipeline, *staged]
+def reproduce_commands(config: PipelineConfig) -> list[str]:
+    """The pipeline command, then the stage commands, that recreate this run exactly.
+
+    Generated from the config's fields, so an option cannot be left out: the pipeline command
+    names every option that differs from its default, and parses back to the same config
+    (tests/edgeship/test_pipeline.py). The train command passes the split seed explicitly
+    (the pipeline splits the dataset with its seed; `edgeship train` defaults to 0).
+    """
+    defaults = PipelineConfig()
+    flags = []
+    for item in fields(PipelineConfig):
+        value = getattr(config, item.name)
+        if item.name == "force" or (value == getattr(defaults, item.name)
+                                    and item.name not in ("model", "dataset", "out")):
+            continue
+        flags.append(_flag(item.name, value))
+    pipeline = "edgeship pipeline " + " ".join(flag for flag in flags if flag) + " --force"
+    train = ["edgeship train", _flag("model", config.model), _flag("dataset", config.dataset),
+             _flag("epochs", config.epochs), _flag("batch_size", config.batch_size),
+             _flag("learning_rate", config.learning_rate), _flag("seed", config.seed),
+             _flag("split_seed", config.seed), _flag("augment", config.augment),
+             _flag("batch_norm_statistics", config.batch_norm_statistics),
+             _flag("image_size", config.image_size), _flag("channels", config.channels),
+             _flag("alpha", config.alpha), _flag("out", config.out)]
+    convert = [f"edgeship convert {config.out} --int8", _flag("qat", config.qat or None),
+               _flag("prune", config.prune), _flag("prune_structure", config.prune_structure),
+               _flag("prune_epochs", config.prune_epochs), "--onnx" if config.onnx else "",
+               _flag("calibration_samples", config.calibration_samples),
+               _flag("io", config.io), _flag("weight_granularity", config.weight_granularity),
+               _flag("max_drop", config.max_drop), _flag("seed", config.seed)]
+    validate = [f"edgeship validate {config.out}", _flag("limit", config.validate_limit)]
+    bench = [f"edgeship bench {config.out}/model_int8.tflite {config.out}/model_float.tflite",
+             _flag("runs", config.bench_runs), _flag("warmup", config.bench_warmup)]
+    return [pipeline] + [" ".join(part for part in command if part)
+                         for command in (train, convert, validate, bench)]
+
+
+def _flag(name: str, value) -> str:
+    """One option as a command-line flag ("" for an unset option or a false switch)."""
+    flag = "--" + name.replace("_", "-")
+    if value is None or value is False:
+        return "--no-onnx" if name == "onnx" and value is False else ""
+    if value is True:
+        return flag
+    if isinstance(value, tuple):
+        return f"{flag} {'x'.join(str(side) for side in value)}"
+    return f"{flag} {value}"
 
 
 def _artifact_names(names: tuple[str, ...]) -> Callable[[Path], list[str]]:

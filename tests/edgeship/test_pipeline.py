@@ -160,3 +160,45 @@ def test_config_file_and_flags(tmp_path):
 def test_example_config_loads():
     values = load_config_file(REPO / "pipeline.example.toml")
     assert config_from_sources(values, {}).model == "lenet5"
+
+
+def test_reproduce_commands_recreate_the_same_run():
+    """Generated from the config: parsed back they give the same config and the same split."""
+    import shlex
+    from dataclasses import fields, replace
+
+    from edgeship import cli
+    from edgeship import pipeline as pipeline_module
+    from edgeship.pipeline import PipelineConfig, config_from_sources, reproduce_commands
+
+    config = PipelineConfig(
+        model="dscnn", dataset="digits", out="runs/x", epochs=3, batch_size=16,
+        learning_rate=0.001, seed=7, augment=True, batch_norm_statistics="running",
+        image_size=(32, 32), channels=3, alpha=0.5, qat=1, prune=0.5, prune_epochs=1,
+        onnx=False, calibration_samples=200, io="uint8", weight_granularity="per-channel",
+        max_drop=1.5, validate_limit=100, bench_runs=50, bench_warmup=5, embed_samples=3)
+    pipeline, train, convert, validate, bench = reproduce_commands(config)
+    parser = cli.build_parser()
+    args = parser.parse_args(shlex.split(pipeline)[1:])
+    flags = {key: value for key, value in vars(args).items()
+             if key not in ("command", "run", "config", "verbose")}
+    assert replace(config_from_sources({}, flags), force=False) == config
+    # Every pipeline option has a flag (declared once, reachable from the command line).
+    pipeline_parser = next(action for action in parser._actions
+                           if action.dest == "command").choices["pipeline"]
+    dests = {action.dest for action in pipeline_parser._actions}
+    assert {item.name for item in fields(PipelineConfig)} <= dests
+    # The stage commands: same dataset split and training options as the pipeline's.
+    train_args = parser.parse_args(shlex.split(train)[1:])
+    assert cli._dataset_spec(train_args) == pipeline_module._dataset_spec(config)
+    assert (train_args.epochs, train_args.batch_size, train_args.learning_rate, train_args.seed,
+            train_args.augment, train_args.batch_norm_statistics, train_args.alpha) == (
+        3, 16, 0.001, 7, True, "running", 0.5)
+    convert_args = parser.parse_args(shlex.split(convert)[1:])
+    assert (convert_args.qat, convert_args.prune, convert_args.prune_epochs, convert_args.onnx,
+            convert_args.calibration_samples, convert_args.io, convert_args.weight_granularity,
+            convert_args.max_drop, convert_args.seed) == (
+        1, 0.5, 1, False, 200, "uint8", "per-channel", 1.5, 7)
+    assert parser.parse_args(shlex.split(validate)[1:]).limit == 100
+    bench_args = parser.parse_args(shlex.split(bench)[1:])
+    assert (bench_args.runs, bench_args.warmup) == (50, 5)
