@@ -128,6 +128,30 @@ def _bar_chart(rows: list[Row], value, title: str, unit: str, log: bool = False)
     return _png(figure)
 
 
+def _drop_chart(rows: list[Row]) -> bytes:
+    """Drop in points around a zero line: a 0.3-point loss is visible, unlike on a 0-100 axis."""
+    pyplot = _pyplot()
+    usable = [row for row in rows if row.drop_pp is not None]
+    figure, axis = pyplot.subplots(figsize=(8, 0.35 * max(len(usable), 3) + 1))
+    drops = [row.drop_pp for row in usable]
+    axis.barh(range(len(usable)), drops,
+              color=["#c62828" if drop > 0 else "#1a7f37" for drop in drops])
+    axis.set_yticks(range(len(usable)), [f"{row.artifact} · {row.backend}" for row in usable],
+                    fontsize=8)
+    for position, drop in enumerate(drops):
+        axis.annotate(f"{drop:+.2f}", (drop, position), fontsize=7, va="center",
+                      xytext=(3 if drop >= 0 else -3, 0), textcoords="offset points",
+                      ha="left" if drop >= 0 else "right")
+    axis.axvline(0, color="#222", linewidth=0.8)
+    limit = max([abs(drop) for drop in drops] + [0.5]) * 1.3
+    axis.set_xlim(-limit, limit)
+    axis.invert_yaxis()
+    axis.set_xlabel("accuracy drop against the float reference (points)")
+    axis.set_title("top-1 accuracy drop on the test split")
+    axis.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
 def _sqnr_chart(inspected: dict) -> bytes:
     """SQNR per layer in graph order, the worst bar in red."""
     from edgeship.inspect import sqnr_chart_values
@@ -261,9 +285,9 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
     if curves.is_file():
         figures.append(("training_curves.png", "Training curves (loss and accuracy per epoch)",
                         curves.read_bytes()))
-    figures.append(("accuracy.png", "Top-1 accuracy per variant and backend",
-                    _bar_chart(rows, lambda r: None if r.accuracy is None else r.accuracy * 100,
-                               "top-1 accuracy on the test split", "%")))
+    figures.append(("accuracy.png", "Accuracy drop against the float reference per variant and "
+                    "backend (points; right of zero is worse, left is better)",
+                    _drop_chart(rows)))
     if any(row.p50_us is not None for row in rows):
         figures.append(("latency.png", "p50 latency per variant and backend (batch 1, 1 thread)",
                         _bar_chart(rows, lambda r: r.p50_us, "p50 latency", "µs (log)", log=True)))

@@ -5,9 +5,10 @@ with the int8 reference (the reference kernels) in quanta. The bound applied dep
 kind of comparison, never one rtol for all:
 
 - float vs float: |candidate - reference| <= atol + rtol * |reference| on every element;
-- int8 vs int8, both on reference kernels (litert-ref vs tflm): bit-exact;
-- int8 vs int8 across implementations (XNNPACK, ...): at most 1 quantum on >= 99% of the
-  elements and none off by 3 or more;
+- int8 vs int8: every op run alone on identical int8 inputs is bit-exact or within rounding
+  (edgeship.runtime.op_parity), and the runtimes agree on the task (top-1 agreement, accuracy
+  difference); end-to-end differences in quanta are reported, bound only when asked
+  (Tolerances); generated code must equal the runtime it mirrors bit for bit;
 - float vs int8: top-1 agreement with the reference and the accuracy drop.
 
 This module knows backends only through `edgeship.runtime.backends`; it never imports a

@@ -74,9 +74,14 @@ def _per_channel_tensor(model):
 
 
 def test_checker_accepts_every_model_edgeship_makes(converted_run, tiny_run):
+    checked = []
     for folder in (converted_run.out_dir, tiny_run):
         for path in sorted(folder.glob("*.tflite")) + sorted(folder.glob("*.onnx")):
             check_model_file(path)
+            checked.append(path.name)
+    # Both runs hold float and int8 files of both formats: the loop cannot pass on nothing.
+    for name in ("model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"):
+        assert checked.count(name) == 2, (name, checked)
 
 
 def _set(obj, name, value):

@@ -50,7 +50,13 @@ def test_mobilenet_v2_weights_and_freeze(tmp_path):
     donor.save_weights(str(weights))
     model = build_model("mobilenet_v2", (32, 32, 1), 3,
                         ModelOptions(alpha=0.35, weights=str(weights), freeze=20), seed=2)
-    assert model.get_layer("gray_to_rgb") is not None
+    # One gray channel is concatenated three times into the RGB the backbone takes.
+    gray_to_rgb = model.get_layer("gray_to_rgb")
+    assert tuple(gray_to_rgb.output_shape[1:]) == (32, 32, 3)
+    image = np.random.default_rng(0).random((1, 32, 32, 1), np.float32)
+    repeated = gray_to_rgb([image, image, image]).numpy()
+    np.testing.assert_array_equal(repeated, np.repeat(image, 3, axis=-1))
+    assert model.get_layer("Conv1").input is gray_to_rgb.output  # it feeds the backbone
     frozen = [layer for layer in model.layers if not layer.trainable]
     assert len(frozen) >= 19
     # A pretrained backbone keeps keras' batch-norm momentum.
