@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.deps import import_tf_keras, require
-from edgeship.errors import UserInputError
+from edgeship.errors import ToolFailureError, UserInputError
 from edgeship.onnx_saturation import saturating_ops
 
 ONNX_OPSET = 17
@@ -82,7 +82,10 @@ def export_onnx(model, input_shape: tuple[int, ...]) -> bytes:
         model_proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature,
                                                     opset=ONNX_OPSET)
     except Exception as error:  # tf2onnx raises many types for unsupported graphs
-        raise UserInputError(f"ONNX export failed: {str(error).splitlines()[0]}") from error
+        text = str(error).strip()
+        raise ToolFailureError(f"ONNX export failed in tf2onnx: "
+                               f"{text.splitlines()[0] if text else type(error).__name__} "
+                               "(drop --onnx to export TFLite only)") from error
     return model_proto.SerializeToString()
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeship.deps import import_tf_keras, require
-from edgeship.errors import UserInputError
+from edgeship.errors import ToolFailureError, UserInputError
 
 IO_TYPES = ("int8", "uint8", "float32")
 # The converter's switch from per-channel to per-tensor weight quantization (all weight ops).
@@ -84,7 +84,8 @@ def convert_tflite(converter, representative_samples: np.ndarray | None = None,
         return bytes(converter.convert())
     except Exception as error:  # the converter raises ConverterError and plain Exceptions
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserInputError(f"TFLite conversion failed: {first_line}") from error
+        raise ToolFailureError(f"TFLite conversion failed in TensorFlow's converter: "
+                               f"{first_line}") from error
 
 
 def open_interpreter(tflite_bytes: bytes, reference_kernels: bool = False):

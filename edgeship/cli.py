@@ -541,6 +541,10 @@ def main(argv: list[str] | None = None, quiet: bool = False) -> int:
     try:
         return args.run(args)
     except EdgeshipError as error:
+        if error.exit_code == 3:  # a library failed: keep its traceback (in the log when quiet)
+            import traceback
+
+            traceback.print_exception(error)
         print(f"edgeship {args.command}: error: {_one_line(error)}", file=error_stream())
         return error.exit_code
     except ValueError as error:

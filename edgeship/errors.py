@@ -1,4 +1,5 @@
-"""Errors that map to the CLI's exit codes: 2 for bad input, 1 for a failed check."""
+"""Errors that map to the CLI's exit codes: 2 for bad input, 1 for a failed check, 3 for a
+library that failed on a model it was given (a converter crash is not the user's bad input)."""
 
 
 class EdgeshipError(Exception):
@@ -21,3 +22,13 @@ class CheckFailedError(EdgeshipError):
     """A gate the user asked for failed (accuracy drop, parity, latency regression)."""
 
     exit_code = 1
+
+
+class ToolFailureError(EdgeshipError):
+    """A converter or runtime failed on a model that passed edgeship's own checks.
+
+    Not the user's input as far as edgeship can tell (an unsupported op, a converter bug):
+    the message names the stage and the library; the CLI keeps the traceback in the log.
+    """
+
+    exit_code = 3
