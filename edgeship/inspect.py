@@ -203,8 +203,9 @@ def _advice(run_dir: Path, attribution: dict | None, max_drop_pp: float) -> list
               f"{max_drop_pp:g}); measured on {attribution['images']} test images:"]
     for score in attribution["restored"][:3]:
         if score["recovered_pp"] > 0:
-            advice.append(f"keeping {score['variant'][len('float: '):]} in float (or int16 "
-                          f"activations there) recovers {score['recovered_pp']:.2f} points")
+            advice.append(f"keeping {score['variant'][len('float: '):]} in float recovers "
+                          f"{score['recovered_pp']:.2f} points (the most int16 activations "
+                          "there could recover)")
     swap = attribution["granularity"]
     if swap["recovered_pp"] > 0:
         advice.append(f"{swap['variant']} recover {swap['recovered_pp']:.2f} points "
