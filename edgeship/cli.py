@@ -569,7 +569,8 @@ def console_main(argv: list[str] | None = None) -> int:
     from edgeship.console import keep_log, quiet_console
 
     arguments = sys.argv[1:] if argv is None else argv
-    if "--verbose" in arguments or not arguments or arguments[0] in ("-h", "--help", "--version"):
+    build_parser().parse_args(arguments)  # usage errors, --help and --version on the terminal
+    if "--verbose" in arguments:
         return main(arguments)
     with quiet_console() as log_path:
         code = main(arguments, quiet=True)

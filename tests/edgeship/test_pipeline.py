@@ -82,7 +82,8 @@ def test_changing_a_convert_option_redoes_convert_onward_only(pipeline_run, tmp_
 def test_report_sections(pipeline_run):
     out, _, _ = pipeline_run
     page = (out / "report.html").read_text()
-    for section in ("<table id='summary'>", "MCU footprint (TFLite Micro)", "Training curves", "Top-1 accuracy per variant",
+    for section in ("<table id='summary'>", "MCU footprint (TFLite Micro)", "Training curves", "Accuracy drop against the float reference",
+                    "Per-layer quantization error",
                     "p50 latency per variant", "Latency distribution", "int8 confusion matrix",
                     "Reproduce", "Library versions", "Artifact SHA-256", "edgeship pipeline --model"):
         assert section in page, section
