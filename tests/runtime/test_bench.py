@@ -63,13 +63,16 @@ def test_measure_times_only_the_inference_call():
     # The prepared input is quantized once and the same array is passed to every call.
     assert backend.seen[0].dtype == np.int8 and backend.seen[0].shape == (4, 2, 2, 1)
     assert all(batch is backend.seen[0] for batch in backend.seen)
-    assert 50 <= result.load_ms < 80
-    assert 30_000 <= result.first_inference_us < 40_000
+    # Upper bounds leave room for a loaded machine's sleep overshoot (CI measured 0.67 ms on a
+    # 2 ms sleep) and still tell the phases apart: load 50 ms, first call 30, warm-up 20,
+    # timed runs 2 and 8.
+    assert 50 <= result.load_ms < 100
+    assert 30_000 <= result.first_inference_us < 45_000
     latency = result.latency_us
-    assert 2000 <= latency["min"] < 2600
-    assert 2000 <= latency["p50"] < 2600  # 6 of 10 runs sleep 2 ms
-    assert 8000 <= latency["p90"] < 8800 and 8000 <= latency["max"] < 9000
-    assert 4400 <= latency["mean"] < 5000  # (6*2 + 4*8) / 10 = 4.4 ms
+    assert 2000 <= latency["min"] < 5000
+    assert 2000 <= latency["p50"] < 5000  # 6 of 10 runs sleep 2 ms
+    assert 8000 <= latency["p90"] < 14_000 and 8000 <= latency["max"] < 14_000
+    assert 4400 <= latency["mean"] < 6500  # (6*2 + 4*8) / 10 = 4.4 ms; with the 30 ms first call: 6.7
     assert result.throughput == pytest.approx(4 * 1e6 / latency["mean"])
     assert result.peak_rss_bytes > 10 * 2**20
 
