@@ -581,7 +581,7 @@ def console_main(argv: list[str] | None = None) -> int:
         else:
             log_path.unlink(missing_ok=True)
         return code
-    kept = keep_log(log_path, folder)
+    kept = keep_log(log_path, folder, " ".join(arguments))
     if code == 3:
         print(f"edgeship: the traceback is in {kept}", file=sys.stderr)
     return code

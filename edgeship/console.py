@@ -71,10 +71,14 @@ def quiet_console() -> Iterator[Path]:
         terminal.close()
 
 
-def keep_log(log_path: Path, folder: Path | None) -> Path:
-    """Move the temporary log into the output folder (edgeship.log) when it exists."""
-    if folder is not None and folder.is_dir():
-        target = folder / LOG_NAME
-        shutil.move(str(log_path), target)
-        return target
-    return log_path
+def keep_log(log_path: Path, folder: Path | None, command: str = "") -> Path:
+    """Append the temporary log to the output folder's edgeship.log (earlier commands' logs
+    stay) and delete it; without an output folder the temporary log stays where it is."""
+    if folder is None or not folder.is_dir():
+        return log_path
+    target = folder / LOG_NAME
+    with open(target, "ab") as log, open(log_path, "rb") as piece:
+        log.write(f"==== edgeship {command}\n".encode())
+        shutil.copyfileobj(piece, log)
+    log_path.unlink()
+    return target
