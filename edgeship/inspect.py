@@ -29,7 +29,8 @@ class InspectConfig:
         dataset: for a bare .tflite, the dataset whose test images feed it (None: seeded
             random int8 inputs over the input's full range, said so in the report).
         images: test images for the per-layer and per-op comparisons.
-        runtimes: int8 runtimes compared op by op with the reference kernels.
+        runtimes: int8 runtimes compared op by op with the reference kernels (empty: no
+            per-op comparison).
         restore: how many of the worst layers (by SQNR) are restored to float one at a time
             (0: no attribution).
         attribution_images: test images each restored variant is scored on.
@@ -85,7 +86,8 @@ def run_inspect(config: InspectConfig) -> dict:
     layers = sorted(layer_errors(int8_path, float_path, images), key=lambda e: e.sqnr_db)
     with open_backend("litert-ref", int8_path) as backend:
         raw = backend.quantize_input(images)
-    ops = per_op_parity(int8_path, raw, config.runtimes)
+    # No runtimes: per-layer error only (the pipeline's validate already compared every op).
+    ops = per_op_parity(int8_path, raw, config.runtimes) if config.runtimes else []
     attribution = (_attribute(run_dir, manifest, [layer.index for layer in layers], config)
                    if config.restore else None)
     payload = {"schema_version": REPORT_SCHEMA_VERSION, "run_dir": str(run_dir),
@@ -254,6 +256,8 @@ def render_markdown(payload: dict) -> str:
                                    f"{score['recovered_pp']:+.2f}", f"{score['output_error']:.5f}"]
                                   for score in [baseline, *attribution["restored"],
                                                 attribution["granularity"]]]), ""]
+    if not payload["ops"]:
+        return "\n".join(lines)
     lines += ["## Per-op runtime parity (identical int8 inputs, against the reference kernels)",
               ""]
     runtimes = list(dict.fromkeys(op["runtime"] for op in payload["ops"]))

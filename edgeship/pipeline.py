@@ -237,8 +237,8 @@ def _run_validate(config: PipelineConfig, run_dir: Path) -> str:
         raise CheckFailedError("; ".join(check.describe() for check in report.failures))
     from edgeship.inspect import InspectConfig, run_inspect
 
-    # Per-layer error and per-op runtimes for report.html; attribution is `edgeship inspect`'s.
-    inspected = run_inspect(InspectConfig(source=str(run_dir), restore=0))
+    # Per-layer error for report.html; validate compared the ops, attribution is inspect's.
+    inspected = run_inspect(InspectConfig(source=str(run_dir), runtimes=(), restore=0))
     worst = inspected["layers"][0] if inspected["layers"] else None
     worst_note = (f"; worst layer {worst['op']} #{worst['index']} at {worst['sqnr_db']:.1f} dB SQNR"
                   if worst else "")

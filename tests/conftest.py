@@ -79,3 +79,15 @@ def run_cli_in_process(*args):
         except SystemExit as exit_:  # argparse errors
             code = exit_.code
     return SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+
+
+def quantize_by_hand(detail: dict, image):
+    """One image as an interpreter input: float, or quantized by hand with the input's
+    recorded scale and zero point (independent of edgeship's own quantize code)."""
+    import numpy as np
+
+    value = image[np.newaxis]
+    if detail["dtype"] != np.float32:
+        scale, zero_point = detail["quantization"]
+        value = np.clip(np.round(value / scale) + zero_point, -128, 127)
+    return value.astype(detail["dtype"])

@@ -12,7 +12,7 @@ from edgeship.convert.granularity import (
     weighted_layers, within_tolerance)
 from edgeship.convert.run import ConvertConfig, run_convert
 from edgeship.convert.tflite import open_interpreter, tensor_types_by_op, weight_scale_counts
-from tests.conftest import run_cli
+from tests.conftest import quantize_by_hand, run_cli
 
 
 def _probabilities(path, images):
@@ -21,11 +21,7 @@ def _probabilities(path, images):
     detail_in, detail_out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     rows = []
     for image in images:
-        value = image[np.newaxis]
-        if detail_in["dtype"] != np.float32:
-            scale, zero_point = detail_in["quantization"]
-            value = np.clip(np.round(value / scale) + zero_point, -128, 127)
-        interpreter.set_tensor(detail_in["index"], value.astype(detail_in["dtype"]))
+        interpreter.set_tensor(detail_in["index"], quantize_by_hand(detail_in, image))
         interpreter.invoke()
         row = interpreter.get_tensor(detail_out["index"])[0].astype(np.float64)
         if detail_out["dtype"] != np.float32:

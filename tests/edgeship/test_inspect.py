@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from edgeship.runtime.inspect import sqnr_db
 
-from tests.conftest import run_cli_in_process
+from tests.conftest import quantize_by_hand, run_cli_in_process
 
 
 def test_sqnr_of_two_tensors():
@@ -25,11 +25,7 @@ def _tensor_by_name(path, image, name):
                               experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     interpreter.allocate_tensors()
     detail_in = interpreter.get_input_details()[0]
-    value = image[np.newaxis]
-    if detail_in["dtype"] != np.float32:
-        scale, zero_point = detail_in["quantization"]
-        value = np.clip(np.round(value / scale) + zero_point, -128, 127)
-    interpreter.set_tensor(detail_in["index"], value.astype(detail_in["dtype"]))
+    interpreter.set_tensor(detail_in["index"], quantize_by_hand(detail_in, image))
     interpreter.invoke()
     return {detail["name"]: (interpreter.get_tensor(detail["index"]), detail["quantization"])
             for detail in interpreter.get_tensor_details()}[name]
