@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with Python 3.11 and install edgeship (editable) with its test extras.
-# Installs system packages the tests need (ARM toolchain, QEMU system and user mode, Chromium)
+# Installs system packages the tests need (ARM toolchain, QEMU system and user mode, Chromium,
+# Debian's full Fashion-MNIST)
 # when missing and when run as root; without them the tests that need them are skipped, never faked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,8 @@ if [ "${EDGESHIP_SYSTEM_PACKAGES:-1}" = "1" ]; then
   command -v qemu-x86_64 >/dev/null || missing+=(qemu-user)
   command -v chromium >/dev/null || missing+=(chromium)
   command -v cc >/dev/null || missing+=(gcc)
+  # the full Fashion-MNIST, read by `--dataset fashion_mnist` when the Keras cache lacks it
+  [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || missing+=(dataset-fashion-mnist)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
       echo "installing system packages: ${missing[*]}"

@@ -24,7 +24,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot")
-FASHION_FILES = ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
+IDX_FILES = ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
                  "t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz")
 
 
@@ -158,9 +158,23 @@ def keras_cache_dir() -> Path:
     return Path(home) / "datasets"
 
 
+def system_datasets_dir() -> Path:
+    """Where Debian's dataset packages install (dataset-fashion-mnist: fashion-mnist/)."""
+    return Path("/usr/share/datasets")
+
+
+def _packaged_idx_folder(name: str) -> Path | None:
+    """Debian's folder holding the four IDX files of `name`, or None when not installed."""
+    folder = system_datasets_dir() / name.replace("_", "-")
+    return folder if all((folder / part).is_file() for part in IDX_FILES) else None
+
+
 def _load_keras_mnist():
     cached = keras_cache_dir() / "mnist.npz"
     if not cached.is_file():
+        packaged = _packaged_idx_folder("mnist")
+        if packaged is not None:
+            return _read_idx_folder(packaged, "MNIST")
         _download_with_keras("mnist", f"the file mnist.npz in {cached.parent}")
     try:
         with np.load(cached, allow_pickle=False) as arrays:
@@ -172,11 +186,22 @@ def _load_keras_mnist():
 
 def _load_keras_fashion_mnist():
     folder = keras_cache_dir() / "fashion-mnist"
-    if not all((folder / part).is_file() for part in FASHION_FILES):
-        _download_with_keras("fashion_mnist", f"the files {', '.join(FASHION_FILES)} in {folder}")
+    if all((folder / part).is_file() for part in IDX_FILES):
+        return _read_idx_folder(folder, "Fashion-MNIST")
+    packaged = _packaged_idx_folder("fashion_mnist")
+    if packaged is not None:
+        return _read_idx_folder(packaged, "Fashion-MNIST")
+    _download_with_keras(
+        "fashion_mnist", f"the files {', '.join(IDX_FILES)} in {folder} (or install the Debian "
+        f"package dataset-fashion-mnist, which puts them in {system_datasets_dir() / 'fashion-mnist'})")
+    return _read_idx_folder(folder, "Fashion-MNIST")
+
+
+def _read_idx_folder(folder: Path, title: str):
+    """The four gzipped IDX files keras.datasets and Debian's dataset packages share."""
     try:
         parts = []
-        for part in FASHION_FILES:
+        for part in IDX_FILES:
             with gzip.open(folder / part, "rb") as stream:
                 data = stream.read()
             is_labels = "labels" in part
@@ -184,9 +209,12 @@ def _load_keras_fashion_mnist():
             array = np.frombuffer(data, np.uint8, offset=offset)
             parts.append(array if is_labels else array.reshape(len(array) // 784, 28, 28))
     except (OSError, ValueError, EOFError) as error:
-        raise UserInputError(f"cached Fashion-MNIST files in {folder} are unreadable ({error}); "
+        raise UserInputError(f"{title} files in {folder} are unreadable ({error}); "
                              "delete them and download again") from error
     y_train, x_train, y_test, x_test = parts
+    if len(y_train) != len(x_train) or len(y_test) != len(x_test):
+        raise UserInputError(f"{title} files in {folder} disagree: {len(x_train)} training images "
+                             f"for {len(y_train)} labels, {len(x_test)} test images for {len(y_test)}")
     return x_train, y_train, x_test, y_test, 255.0
 
 

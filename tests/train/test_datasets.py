@@ -1,9 +1,11 @@
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgeship.errors import UserInputError
+from edgeship.train import datasets as datasets_module
 from edgeship.train.datasets import (
     DatasetSpec, class_balanced_indices, keras_cache_dir, load_dataset)
 
@@ -61,22 +63,75 @@ def test_keras_mnist_reads_cached_file(tmp_path, monkeypatch):
     assert data.x_test.shape == (10, 28, 28, 1)
 
 
-def test_fashion_mnist_reads_cached_files(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    folder = tmp_path / "datasets" / "fashion-mnist"
+def _write_idx_folder(folder, counts=(("train", 12), ("t10k", 6)), first_label=0):
     folder.mkdir(parents=True)
-    for prefix, count in (("train", 12), ("t10k", 6)):
+    for prefix, count in counts:
         with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as stream:
-            stream.write(b"\0" * 8 + bytes(i % 10 for i in range(count)))
+            stream.write(b"\0" * 8 + bytes((first_label + i) % 10 for i in range(count)))
         with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as stream:
             stream.write(b"\0" * 16 + bytes(range(256)) * (count * 784 // 256) + b"\1" * (count * 784 % 256))
+
+
+def test_fashion_mnist_reads_cached_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(datasets_module, "system_datasets_dir", lambda: tmp_path / "none")
+    _write_idx_folder(tmp_path / "datasets" / "fashion-mnist")
     data = load_dataset("fashion_mnist")
     assert data.x_train.shape == (12, 28, 28, 1)
     assert data.class_names[9] == "Ankle boot"
 
 
+def test_fashion_mnist_falls_back_to_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_home"))
+    monkeypatch.setattr(datasets_module, "system_datasets_dir", lambda: tmp_path / "share")
+    _write_idx_folder(tmp_path / "share" / "fashion-mnist", counts=(("train", 14), ("t10k", 4)))
+    data = load_dataset("fashion_mnist")
+    assert data.x_train.shape == (14, 28, 28, 1)
+    assert data.x_test.shape == (4, 28, 28, 1)
+    assert not (tmp_path / "empty_home").exists()
+
+
+def test_keras_cache_wins_over_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(datasets_module, "system_datasets_dir", lambda: tmp_path / "share")
+    _write_idx_folder(tmp_path / "share" / "fashion-mnist", first_label=3)
+    _write_idx_folder(tmp_path / "datasets" / "fashion-mnist")
+    assert load_dataset("fashion_mnist").y_train[0] == 0
+
+
+def test_mnist_reads_a_packaged_idx_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_home"))
+    monkeypatch.setattr(datasets_module, "system_datasets_dir", lambda: tmp_path / "share")
+    _write_idx_folder(tmp_path / "share" / "mnist", first_label=2)
+    data = load_dataset("mnist")
+    assert data.x_train.shape == (12, 28, 28, 1)
+    assert data.y_train[0] == 2
+
+
+def test_fashion_mnist_offline_names_cache_and_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(datasets_module, "system_datasets_dir", lambda: tmp_path / "share")
+
+    def offline(name, expected):
+        raise UserInputError(f"could not download {name}; offline, place {expected}")
+
+    monkeypatch.setattr(datasets_module, "_download_with_keras", offline)
+    with pytest.raises(UserInputError, match=r"fashion-mnist.*dataset-fashion-mnist.*share/fashion-mnist"):
+        load_dataset("fashion_mnist")
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file(),
+                    reason="Debian package dataset-fashion-mnist is not installed")
+def test_installed_debian_fashion_mnist_is_the_full_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    data = load_dataset("fashion_mnist")
+    assert data.x_train.shape == (60000, 28, 28, 1) and data.x_test.shape == (10000, 28, 28, 1)
+    assert np.bincount(data.y_test).tolist() == [1000] * 10
+
+
 def test_keras_mnist_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(datasets_module, "system_datasets_dir", lambda: tmp_path / "share")
     with pytest.raises(UserInputError, match=r"place the file mnist\.npz in .*datasets"):
         load_dataset("mnist")
 
