@@ -307,6 +307,7 @@ def _load_npz(path: Path):
             x_test, y_test = arrays["x_test"], arrays["y_test"]
             class_names = ([str(n) for n in arrays["class_names"]] if "class_names" in arrays
                            else None)
+            stated_raw_max = float(arrays["raw_max"]) if "raw_max" in arrays else None
     except UserInputError:
         raise
     except (OSError, ValueError, EOFError) as error:
@@ -329,7 +330,8 @@ def _load_npz(path: Path):
     if x_train.shape[1:3] != x_test.shape[1:3]:
         raise UserInputError(f"npz dataset {path}: x_train images are {x_train.shape[1:]} but "
                              f"x_test images are {x_test.shape[1:]}")
-    raw_max = 255.0 if x_train.dtype == np.uint8 or float(np.max(x_train)) > 1.0 else 1.0
+    raw_max = stated_raw_max or (255.0 if x_train.dtype == np.uint8 or float(np.max(x_train)) > 1.0
+                                 else 1.0)
     if class_names is None:
         class_names = [str(index) for index in range(int(max(np.max(y_train), 0)) + 1)]
     return (x_train.astype(np.float32), y_train.astype(np.int64), x_test.astype(np.float32),
