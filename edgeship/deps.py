@@ -17,6 +17,7 @@ _PIP_NAMES = {
     "sklearn": "scikit-learn",
     "matplotlib": "matplotlib",
     "PIL": "pillow",
+    "elftools": "pyelftools",
 }
 
 

@@ -1,0 +1,176 @@
+"""Run the profile firmware on unicorn (QEMU's CPU emulation as a library) and count.
+
+A basic-block hook (one Python call per block executed, not per instruction) counts every
+transition from one block to the next, per op: the op changes when control reaches
+edgeship_op_boundary (its argument, r0, is the op index). Each block is decoded once with
+capstone and costed with the core's timing table; the transition tells whether the branch
+that ended the previous block was taken (the next block is not the fall-through address).
+The stack is painted with a pattern before the run; the deepest byte changed afterwards is
+the measured stack. Everything is deterministic: same ELF and input, same counts.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.deps import require
+from edgeship.errors import ToolFailureError
+from edgeship.profile.cycle_model import BlockCost, block_cost, decode, thumb_disassembler
+from edgeship.profile.targets import Target
+
+PAGE = 0x1000
+STACK_PAINT = 0xA5
+TIMEOUT_S = 1800  # runaway guard, far above any model's run time
+OUTSIDE = -1  # the op index of code before the first boundary and after the last
+
+
+@dataclass(frozen=True)
+class OpCount:
+    """What one op executed: instructions, estimated cycles, instruction classes."""
+
+    instructions: int
+    cycles: float
+    classes: dict[str, int]
+
+
+@dataclass(frozen=True)
+class EmulatedRun:
+    """Counts of one emulated run.
+
+    Attributes:
+        ops: op index -> its counts (OUTSIDE: start-up and the harness).
+        output: the int8 output the model wrote.
+        stack_bytes: deepest stack use of the whole program, measured by stack painting.
+        blocks: distinct basic blocks decoded.
+    """
+
+    ops: dict[int, OpCount]
+    output: np.ndarray
+    stack_bytes: int
+    blocks: int
+
+
+@dataclass(frozen=True)
+class _Image:
+    segments: list[tuple[int, bytes, int]]  # (physical address, file bytes, memory size)
+    symbols: dict[str, tuple[int, int]]  # name -> (address, size)
+    entry_sp: int
+    entry_pc: int
+
+
+def _read_image(elf_path: Path) -> _Image:
+    elffile = require("elftools.elf.elffile")
+    with open(elf_path, "rb") as handle:
+        elf = elffile.ELFFile(handle)
+        segments = [(segment["p_paddr"], segment.data(), segment["p_memsz"])
+                     for segment in elf.iter_segments() if segment["p_type"] == "PT_LOAD"]
+        symbols = {symbol.name: (symbol["st_value"], symbol["st_size"])
+                   for symbol in elf.get_section_by_name(".symtab").iter_symbols()
+                   if symbol.name}
+    vectors = next(data for address, data, _ in segments if address == 0)
+    entry_sp, entry_pc = np.frombuffer(vectors[:8], "<u4")
+    return _Image(segments, symbols, int(entry_sp), int(entry_pc))
+
+
+def _map(uc, start: int, end: int) -> None:
+    start &= ~(PAGE - 1)
+    end = (end + PAGE - 1) & ~(PAGE - 1)
+    uc.mem_map(start, end - start)
+
+
+def emulate(elf_path: Path, target: Target, input_bytes: bytes) -> EmulatedRun:
+    """Run the firmware once on the target's CPU model and count per op.
+
+    Args:
+        elf_path: the linked profile firmware (see firmware.build_firmware).
+        target: the core (its unicorn CPU model and timing table).
+        input_bytes: the int8 input, written into edgeship_input before reset.
+
+    Raises:
+        MissingDependencyError: unicorn, capstone or pyelftools is not installed.
+        ToolFailureError: the program faulted or never reached its stop address.
+    """
+    unicorn = require("unicorn")
+    arm = require("unicorn.arm_const")
+    image = _read_image(elf_path)
+    symbols = image.symbols
+    flash_end = max(address + size for address, _, size in image.segments if address < 0x20000000)
+    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+    uc.ctl_set_cpu_model(getattr(arm, target.unicorn_cpu))
+    _map(uc, 0, max(flash_end, PAGE))
+    ram_start, ram_end = symbols["__data_start__"][0], symbols["__stack_top"][0]
+    _map(uc, ram_start, ram_end)
+    for address, data, _ in image.segments:
+        if data:
+            uc.mem_write(address, data)
+    stack_limit = symbols["__stack_limit"][0]
+    uc.mem_write(stack_limit, bytes([STACK_PAINT]) * (ram_end - stack_limit))
+    input_address, input_size = symbols["edgeship_input"]
+    if len(input_bytes) != input_size:
+        raise ToolFailureError(f"input of {len(input_bytes)} bytes for a model that takes "
+                               f"{input_size}")
+    uc.mem_write(input_address, bytes(input_bytes))
+
+    boundary = symbols["edgeship_op_boundary"][0] & ~1
+    done = symbols["edgeship_done"][0] & ~1
+    disassembler = thumb_disassembler()
+    timing = target.timing
+    costs: dict[int, tuple[BlockCost, int]] = {}  # block address -> (cost, fall-through)
+    per_op: dict[int, dict[int, int]] = {OUTSIDE: {}}
+    state = {"current": per_op[OUTSIDE], "previous": 0, "blocks": 0}
+    r0 = arm.UC_ARM_REG_R0
+
+    def on_block(uc, address, size, _):
+        # One call per block executed: keep it small. The edge key packs (previous, next).
+        current = state["current"]
+        key = (state["previous"] << 32) | address
+        current[key] = current.get(key, 0) + 1
+        state["previous"] = address
+        if address not in costs:
+            costs[address] = (block_cost(decode(bytes(uc.mem_read(address, size)), address,
+                                                disassembler), timing), address + size)
+        if address == boundary:
+            index = uc.reg_read(r0)
+            state["current"] = per_op.setdefault(index, {})
+        elif address == done:
+            uc.emu_stop()
+
+    uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
+    uc.reg_write(arm.UC_ARM_REG_SP, image.entry_sp)
+    try:
+        uc.emu_start(image.entry_pc | 1, done, timeout=TIMEOUT_S * 1_000_000)
+    except unicorn.UcError as error:
+        pc = uc.reg_read(arm.UC_ARM_REG_PC)
+        raise ToolFailureError(f"the profile firmware faulted in the emulator at "
+                               f"0x{pc:08x}: {error}") from error
+    pc = uc.reg_read(arm.UC_ARM_REG_PC) & ~1
+    if pc != done and state["previous"] != done:
+        raise ToolFailureError(f"the profile firmware stopped at 0x{pc:08x}, not at its end "
+                               f"(no end within {TIMEOUT_S} s)")
+    output_address, output_size = symbols["edgeship_output"]
+    output = np.frombuffer(bytes(uc.mem_read(output_address, output_size)), np.int8).copy()
+    stack = bytes(uc.mem_read(stack_limit, ram_end - stack_limit))
+    untouched = len(stack) - len(stack.lstrip(bytes([STACK_PAINT])))
+    return EmulatedRun(ops={index: _total(edges, costs, boundary) for index, edges in
+                            per_op.items()},
+                       output=output, stack_bytes=len(stack) - untouched, blocks=len(costs))
+
+
+def _total(edges: dict[int, int], costs: dict, boundary: int) -> OpCount:
+    """Sum an op's block transitions: each counts its source block once, plus the taken
+    penalty when the destination is not the source's fall-through. The boundary function's
+    own block is instrumentation and left out."""
+    instructions, cycles, classes = 0, 0.0, {}
+    for key, count in edges.items():
+        source, destination = key >> 32, key & 0xFFFFFFFF
+        if source == 0 or source == boundary:
+            continue
+        cost, fall_through = costs[source]
+        instructions += cost.instructions * count
+        cycles += cost.cycles * count
+        if destination != fall_through:
+            cycles += cost.taken_extra * count
+        for klass, number in cost.classes.items():
+            classes[klass] = classes.get(klass, 0) + number * count
+    return OpCount(instructions, cycles, classes)

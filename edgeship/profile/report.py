@@ -1,0 +1,164 @@
+"""The profile's results, their JSON and table, and the regression gate against a baseline.
+
+Instruction counts are exact and deterministic, so the gate can be tight (1% by default in CI
+instead of the 10% a wall-clock gate needs).
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeship.errors import UserInputError
+from edgeship.reports import markdown_table
+
+
+@dataclass(frozen=True)
+class OpProfile:
+    """One op: instructions executed, estimated cycles, MACs, instruction classes."""
+
+    index: int
+    op: str
+    macs: int
+    instructions: int
+    cycles: float
+    classes: dict
+
+    def to_dict(self, clock_mhz: float) -> dict:
+        return {"index": self.index, "op": self.op, "macs": self.macs,
+                "instructions": self.instructions, "cycles": self.cycles,
+                "ms": cycles_to_ms(self.cycles, clock_mhz),
+                "cycles_per_mac": per_mac(self.cycles, self.macs),
+                "instructions_per_mac": per_mac(self.instructions, self.macs),
+                "classes": dict(sorted(self.classes.items()))}
+
+
+def cycles_to_ms(cycles: float, clock_mhz: float) -> float:
+    return round(cycles / (clock_mhz * 1000.0), 6)
+
+
+def per_mac(count: float, macs: int) -> float | None:
+    return round(count / macs, 4) if macs else None
+
+
+@dataclass(frozen=True)
+class ProfileReport:
+    """Everything `edgeship profile` measured and estimated (see profile_model)."""
+
+    schema_version: int
+    model: str
+    model_sha256: str
+    target: str
+    board: str
+    clock_mhz: float
+    compiler: dict
+    emulator: dict
+    cycle_model: dict
+    input: dict
+    output: list
+    ops: tuple[OpProfile, ...]
+    harness_instructions: int
+    harness_cycles: float
+    flash: dict
+    ram: dict
+
+    @property
+    def instructions(self) -> int:
+        return sum(op.instructions for op in self.ops)
+
+    @property
+    def cycles(self) -> float:
+        return sum(op.cycles for op in self.ops)
+
+    @property
+    def macs(self) -> int:
+        return sum(op.macs for op in self.ops)
+
+    def total(self) -> dict:
+        return {"instructions": self.instructions, "cycles": self.cycles,
+                "ms": cycles_to_ms(self.cycles, self.clock_mhz), "macs": self.macs,
+                "cycles_per_mac": per_mac(self.cycles, self.macs),
+                "instructions_per_mac": per_mac(self.instructions, self.macs)}
+
+    def to_dict(self) -> dict:
+        return {"schema_version": self.schema_version, "tool": "edgeship profile",
+                "model": self.model, "model_sha256": self.model_sha256, "target": self.target,
+                "board": self.board, "clock_mhz": self.clock_mhz, "compiler": self.compiler,
+                "emulator": self.emulator, "cycle_model": self.cycle_model,
+                "input": self.input, "output": self.output,
+                "ops": [op.to_dict(self.clock_mhz) for op in self.ops],
+                "total": self.total(),
+                "harness": {"instructions": self.harness_instructions,
+                            "cycles": self.harness_cycles,
+                            "note": "start-up (.data copy, .bss clear) and the call, outside "
+                                    "the model's numbers"},
+                "flash": self.flash, "ram": self.ram}
+
+    def table(self) -> str:
+        """The per-op table and the totals, as the console shows them."""
+        rows = [[op.index, op.op, f"{op.instructions:,}", f"{op.cycles:,.0f}",
+                 f"{cycles_to_ms(op.cycles, self.clock_mhz):.3f}", f"{op.macs:,}",
+                 _ratio(per_mac(op.cycles, op.macs))] for op in self.ops]
+        total = self.total()
+        rows.append(["", "total", f"{total['instructions']:,}", f"{total['cycles']:,.0f}",
+                     f"{total['ms']:.3f}", f"{total['macs']:,}", _ratio(total["cycles_per_mac"])])
+        header = (f"{Path(self.model).name} on {self.target} at {self.clock_mhz:g} MHz "
+                  f"(cycles and ms: an estimate from Arm's instruction timings, zero-wait-state "
+                  f"memory; instructions: counted in the emulator)")
+        memory = (f"flash {self.flash['total']:,} B (text {self.flash['text']:,}, rodata "
+                  f"{self.flash['rodata']:,}, data {self.flash['data']:,}; harness "
+                  f"{self.flash['harness']:,}); RAM {self.ram['total']:,} B (activations "
+                  f"{self.ram['activations']:,}, input {self.ram['input']:,}, output "
+                  f"{self.ram['output']:,}, scratch {self.ram['scratch']:,}, stack "
+                  f"{self.ram['stack']:,} measured)")
+        return "\n".join([header, markdown_table(
+            ["op", "type", "instructions", "est. cycles", "est. ms", "MACs", "cycles/MAC"],
+            rows), memory])
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def load_baseline(path: str | Path) -> dict:
+    """A profile JSON written by --json.
+
+    Raises:
+        UserInputError: unreadable, or not a profile JSON.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"--baseline {path}: not a readable JSON file ({error})") from error
+    if not isinstance(data, dict) or data.get("tool") != "edgeship profile" \
+            or not isinstance(data.get("ops"), list):
+        raise UserInputError(f"--baseline {path} is not an `edgeship profile --json` file")
+    return data
+
+
+def regressions(report: ProfileReport, baseline: dict, max_regression: float) -> list[str]:
+    """Ops (and the total) whose instructions or estimated cycles grew by more than
+    max_regression (a fraction) over the baseline; each as one line naming the op.
+
+    Raises:
+        UserInputError: the baseline is for another target or another op sequence.
+    """
+    if baseline.get("target") != report.target:
+        raise UserInputError(f"the baseline is for {baseline.get('target')}, this profile for "
+                             f"{report.target}; compare the same target")
+    ops = [(op["index"], op["op"]) for op in baseline["ops"]]
+    if ops != [(op.index, op.op) for op in report.ops]:
+        raise UserInputError("the baseline's ops differ from this model's (another model?); "
+                             "profile the same graph")
+    pairs = [(f"op {op.index} {op.op}", op.instructions, op.cycles, old)
+             for op, old in zip(report.ops, baseline["ops"])]
+    total = report.total()
+    pairs.append(("total", total["instructions"], total["cycles"], baseline["total"]))
+    failed = []
+    for name, instructions, cycles, old in pairs:
+        for what, new, before in (("instructions", instructions, old["instructions"]),
+                                  ("estimated cycles", cycles, old["cycles"])):
+            if new > before * (1 + max_regression) and new > before:
+                growth = f"+{(new / before - 1) * 100:.2f}%" if before else "from 0"
+                failed.append(f"{name}: {what} {before:,.0f} -> {new:,.0f} ({growth}, "
+                              f"allowed +{max_regression * 100:g}%)")
+    return failed

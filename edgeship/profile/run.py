@@ -1,0 +1,145 @@
+"""The library call behind `edgeship profile`: generate, compile, emulate, count.
+
+    profile_model(ProfileConfig(model="kws_int8.tflite", target="cortex-m4")) -> ProfileReport
+"""
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.errors import UserInputError
+from edgeship.profile.emulator import OUTSIDE, emulate
+from edgeship.profile.firmware import MODEL_NAME, build_firmware, section_bytes
+from edgeship.profile.ops import model_ops
+from edgeship.profile.report import OpProfile, ProfileReport
+from edgeship.profile.targets import get_target
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """What to profile and how.
+
+    Attributes:
+        model: the full-int8 .tflite.
+        target: the core (see edgeship.profile.targets.TARGETS).
+        clock_mhz: clock for the ms estimate; None takes the target's typical board clock.
+        input: a .npy input (float, quantized with the model's input scale, or int8 as it is);
+            None makes a seeded random int8 input.
+        seed: seed of the random input.
+    """
+
+    model: str
+    target: str = "cortex-m4"
+    clock_mhz: float | None = None
+    input: str | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.clock_mhz is not None and not self.clock_mhz > 0:
+            raise ValueError(f"clock must be > 0 MHz, got {self.clock_mhz}")
+
+
+def model_input(config: ProfileConfig, size: int, scale: float, zero_point: int
+                ) -> tuple[bytes, dict]:
+    """The int8 input bytes and a description of where they came from.
+
+    Raises:
+        UserInputError: unreadable .npy or the wrong number of values.
+    """
+    if config.input is None:
+        values = np.random.default_rng(config.seed).integers(-128, 128, size, dtype=np.int8)
+        described = {"source": "seeded random int8", "seed": config.seed}
+    else:
+        try:
+            array = np.load(config.input, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise UserInputError(f"--input {config.input}: not a readable .npy ({error})"
+                                 ) from error
+        if array.size != size:
+            raise UserInputError(f"--input {config.input} holds {array.size} values; the "
+                                 f"model takes {size}")
+        if array.dtype == np.int8:
+            values = array.reshape(-1)
+        elif np.issubdtype(array.dtype, np.floating):
+            quantized = np.round(array.reshape(-1).astype(np.float64) / scale) + zero_point
+            values = np.clip(quantized, -128, 127).astype(np.int8)
+        else:
+            raise UserInputError(f"--input {config.input} is {array.dtype}; give float "
+                                 "(quantized with the model's input scale) or int8")
+        described = {"source": str(config.input), "dtype": str(array.dtype)}
+    data = values.astype(np.int8).tobytes()
+    return data, {**described, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def profile_model(config: ProfileConfig) -> ProfileReport:
+    """Profile an int8 .tflite on an emulated Cortex-M core.
+
+    Returns:
+        Per-op and total instructions and estimated cycles, flash and RAM.
+
+    Raises:
+        UserInputError: missing or unsupported model, bad input, a target the emulator lacks.
+        MissingDependencyError: the Arm toolchain, unicorn, capstone or pyelftools is missing.
+        ToolFailureError: the generated C failed to build or the firmware faulted.
+    """
+    from edgeship.convert.codegen import CodegenConfig, generate_c
+
+    target = get_target(config.target)
+    model_path = Path(config.model)
+    if not model_path.is_file():
+        raise UserInputError(f"model {model_path} does not exist")
+    model_bytes = model_path.read_bytes()
+    clock_mhz = config.clock_mhz if config.clock_mhz is not None else target.clock_mhz
+    with tempfile.TemporaryDirectory(prefix="edgeship-profile-") as work:
+        work = Path(work)
+        generated = generate_c(CodegenConfig(model=str(model_path), out=str(work / "src"),
+                                             name=MODEL_NAME))
+        input_bytes, input_described = model_input(config, generated.input.size,
+                                                   generated.input.scale,
+                                                   generated.input.zero_point)
+        firmware = build_firmware(work / "src", target, work)
+        run = emulate(firmware.elf, target, input_bytes)
+        flash = {name.strip("."): section_bytes(firmware.elf, (name,))
+                 for name in (".text", ".rodata", ".data")}
+    graph_ops = model_ops(model_bytes)
+    ops = []
+    for op in graph_ops:
+        count = run.ops.get(op.index)
+        ops.append(OpProfile(index=op.index, op=op.op, macs=op.macs,
+                             instructions=count.instructions if count else 0,
+                             cycles=count.cycles if count else 0.0,
+                             classes=count.classes if count else {}))
+    outside = run.ops.get(OUTSIDE)
+    # Code after the last boundary (the model's return) counts with the harness.
+    after = run.ops.get(len(graph_ops))
+    harness_instructions = sum(count.instructions for count in (outside, after) if count)
+    harness_cycles = sum(count.cycles for count in (outside, after) if count)
+    flash["total"] = sum(flash.values())
+    flash["harness"] = firmware.harness_flash
+    ram = {"activations": generated.arena_bytes, "input": generated.input.size,
+           "output": generated.output.size,
+           # Portable kernels need no scratch; variants that do will report it in CodegenResult.
+           "scratch": int(getattr(generated, "scratch_bytes", 0)),
+           "stack": run.stack_bytes}
+    ram["total"] = sum(ram.values())
+    import unicorn
+
+    return ProfileReport(
+        schema_version=SCHEMA_VERSION, model=str(model_path),
+        model_sha256=hashlib.sha256(model_bytes).hexdigest(), target=target.name,
+        board=target.board, clock_mhz=clock_mhz,
+        compiler={"version": firmware.compiler, "compile_flags": list(firmware.compile_flags),
+                  "link_flags": list(firmware.link_flags),
+                  "hook_inserted_by_profile": firmware.hook_inserted},
+        emulator={"name": "unicorn", "version": unicorn.__version__,
+                  "cpu_model": target.unicorn_cpu, "basic_blocks": run.blocks},
+        cycle_model={"kind": "estimate from the core's instruction timings, not a measurement",
+                     **target.timing.to_dict()},
+        input=input_described, output=[int(value) for value in run.output], ops=tuple(ops),
+        harness_instructions=harness_instructions, harness_cycles=harness_cycles,
+        flash=flash, ram=ram)
