@@ -280,3 +280,7 @@ def sqnr_chart_values(payload: dict) -> list[tuple[str, float]]:
     layers = sorted(payload.get("layers", []), key=lambda layer: layer["index"])
     return [(f"{layer['index']} {layer['op']}", layer["sqnr_db"]) for layer in layers
             if np.isfinite(layer["sqnr_db"])]
+
+from edgeship import callable_module  # noqa: E402  (edgeship.inspect(...) runs the API)
+
+callable_module(__name__, "inspect")
