@@ -1,6 +1,7 @@
 """`edgeship profile`: flags and the command, for registration in edgeship/cli.py.
 
-    edgeship profile MODEL_int8.tflite --target cortex-m4 [--clock-mhz 120] [--input x.npy]
+    edgeship profile MODEL_int8.tflite --target cortex-m4 [--kernels portable]
+        [--clock-mhz 120] [--input x.npy]
         [--seed 0] [--json out.json] [--baseline old.json --max-regression 0.01]
 
 Exit codes: 0 ok, 1 an op regressed past --max-regression, 2 bad input, 3 a tool failed.
@@ -21,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="full-int8 .tflite")
     parser.add_argument("--target", default="cortex-m4", choices=list(TARGETS),
                         help="Cortex-M core to compile for and emulate (default cortex-m4)")
+    parser.add_argument("--kernels", default="portable",
+                        help="codegen's kernel variant to profile (default portable)")
     parser.add_argument("--clock-mhz", type=float, default=None,
                         help="clock for the ms estimate (default: the target's typical board, "
                              "120 for cortex-m4)")
@@ -58,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     baseline = load_baseline(args.baseline) if args.baseline else None
     report = profile_model(ProfileConfig(model=args.model, target=args.target,
                                          clock_mhz=args.clock_mhz, input=args.input,
-                                         seed=args.seed))
+                                         seed=args.seed, kernels=args.kernels))
     print(report.table())
     if args.json:
         print(f"wrote {write_json_atomic(args.json, report.to_dict())}")

@@ -50,6 +50,7 @@ class ProfileReport:
     target: str
     board: str
     clock_mhz: float
+    kernels: str
     compiler: dict
     emulator: dict
     cycle_model: dict
@@ -82,7 +83,8 @@ class ProfileReport:
     def to_dict(self) -> dict:
         return {"schema_version": self.schema_version, "tool": "edgeship profile",
                 "model": self.model, "model_sha256": self.model_sha256, "target": self.target,
-                "board": self.board, "clock_mhz": self.clock_mhz, "compiler": self.compiler,
+                "board": self.board, "clock_mhz": self.clock_mhz,
+                "kernels": self.kernels, "compiler": self.compiler,
                 "emulator": self.emulator, "cycle_model": self.cycle_model,
                 "input": self.input, "output": self.output,
                 "ops": [op.to_dict(self.clock_mhz) for op in self.ops],
@@ -101,7 +103,8 @@ class ProfileReport:
         total = self.total()
         rows.append(["", "total", f"{total['instructions']:,}", f"{total['cycles']:,.0f}",
                      f"{total['ms']:.3f}", f"{total['macs']:,}", _ratio(total["cycles_per_mac"])])
-        header = (f"{Path(self.model).name} on {self.target} at {self.clock_mhz:g} MHz "
+        header = (f"{Path(self.model).name} ({self.kernels} kernels) on {self.target} at "
+                  f"{self.clock_mhz:g} MHz "
                   f"(cycles and ms: an estimate from Arm's instruction timings, zero-wait-state "
                   f"memory; instructions: counted in the emulator)")
         memory = (f"flash {self.flash['total']:,} B (text {self.flash['text']:,}, rodata "
@@ -142,9 +145,10 @@ def regressions(report: ProfileReport, baseline: dict, max_regression: float) ->
     Raises:
         UserInputError: the baseline is for another target or another op sequence.
     """
-    if baseline.get("target") != report.target:
-        raise UserInputError(f"the baseline is for {baseline.get('target')}, this profile for "
-                             f"{report.target}; compare the same target")
+    for what in ("target", "kernels"):
+        if baseline.get(what, getattr(report, what)) != getattr(report, what):
+            raise UserInputError(f"the baseline's {what} is {baseline.get(what)}, this "
+                                 f"profile's {getattr(report, what)}; compare like with like")
     ops = [(op["index"], op["op"]) for op in baseline["ops"]]
     if ops != [(op.index, op.op) for op in report.ops]:
         raise UserInputError("the baseline's ops differ from this model's (another model?); "

@@ -3,6 +3,7 @@
     profile_model(ProfileConfig(model="kws_int8.tflite", target="cortex-m4")) -> ProfileReport
 """
 
+import dataclasses
 import hashlib
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class ProfileConfig:
         input: a .npy input (float, quantized with the model's input scale, or int8 as it is);
             None makes a seeded random int8 input.
         seed: seed of the random input.
+        kernels: codegen's kernel variant ("portable" is the one every codegen has).
     """
 
     model: str
@@ -38,6 +40,7 @@ class ProfileConfig:
     clock_mhz: float | None = None
     input: str | None = None
     seed: int = 0
+    kernels: str = "portable"
 
     def __post_init__(self):
         if self.clock_mhz is not None and not self.clock_mhz > 0:
@@ -76,6 +79,27 @@ def model_input(config: ProfileConfig, size: int, scale: float, zero_point: int
     return data, {**described, "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def codegen_kernel_variants() -> tuple[str, ...]:
+    """The kernel variants this codegen accepts (only "portable" before it took `kernels=`)."""
+    from edgeship.convert import codegen
+
+    return tuple(getattr(codegen, "KERNEL_VARIANTS", ("portable",)))
+
+
+def codegen_config(config_type, model: str, out: str, kernels: str):
+    """A CodegenConfig for the profile build, with `kernels` where codegen has the option.
+
+    Raises:
+        UserInputError: a variant this codegen does not offer.
+    """
+    if kernels not in codegen_kernel_variants():
+        raise UserInputError(f"codegen has no {kernels!r} kernels; it offers "
+                             f"{', '.join(codegen_kernel_variants())}")
+    has_option = "kernels" in {item.name for item in dataclasses.fields(config_type)}
+    extra = {"kernels": kernels} if has_option else {}
+    return config_type(model=model, out=out, name=MODEL_NAME, **extra)
+
+
 def profile_model(config: ProfileConfig) -> ProfileReport:
     """Profile an int8 .tflite on an emulated Cortex-M core.
 
@@ -97,8 +121,8 @@ def profile_model(config: ProfileConfig) -> ProfileReport:
     clock_mhz = config.clock_mhz if config.clock_mhz is not None else target.clock_mhz
     with tempfile.TemporaryDirectory(prefix="edgeship-profile-") as work:
         work = Path(work)
-        generated = generate_c(CodegenConfig(model=str(model_path), out=str(work / "src"),
-                                             name=MODEL_NAME))
+        generated = generate_c(codegen_config(CodegenConfig, str(model_path),
+                                              str(work / "src"), config.kernels))
         input_bytes, input_described = model_input(config, generated.input.size,
                                                    generated.input.scale,
                                                    generated.input.zero_point)
@@ -106,7 +130,7 @@ def profile_model(config: ProfileConfig) -> ProfileReport:
         run = emulate(firmware.elf, target, input_bytes)
         flash = {name.strip("."): section_bytes(firmware.elf, (name,))
                  for name in (".text", ".rodata", ".data")}
-    graph_ops = model_ops(model_bytes)
+    graph_ops = getattr(generated, "op_records", None) or model_ops(model_bytes)
     ops = []
     for op in graph_ops:
         count = run.ops.get(op.index)
@@ -138,6 +162,7 @@ def profile_model(config: ProfileConfig) -> ProfileReport:
                   "hook_inserted_by_profile": firmware.hook_inserted},
         emulator={"name": "unicorn", "version": unicorn.__version__,
                   "cpu_model": target.unicorn_cpu, "basic_blocks": run.blocks},
+        kernels=config.kernels,
         cycle_model={"kind": "estimate from the core's instruction timings, not a measurement",
                      **target.timing.to_dict()},
         input=input_described, output=[int(value) for value in run.output], ops=tuple(ops),

@@ -1,0 +1,202 @@
+"""edgeship profile: the cycle model's arithmetic by hand, the emulated run against TFLite
+Micro, determinism, and the regression gate. One tiny int8 model (conv, depthwise, pool,
+dense, softmax; untrained weights are enough for counting) keeps it to seconds."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeship.profile.cycle_model import (
+    ALU, BRANCH, DSP, LOAD, MULTIPLY_ACCUMULATE, STORE, TIMINGS, BlockCost, Instruction,
+    block_cost, decode, thumb_disassembler)
+
+needs_toolchain = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                                     reason="arm-none-eabi-gcc is not installed "
+                                            "(apt-get install gcc-arm-none-eabi)")
+needs_emulator = pytest.mark.skipif(
+    any(__import__("importlib").util.find_spec(name) is None
+        for name in ("unicorn", "capstone", "elftools")),
+    reason="unicorn, capstone or pyelftools is not installed")
+
+
+def assemble(lines: list[str], cpu: str = "cortex-m4") -> bytes:
+    """Thumb-2 machine code of a few instructions (arm-none-eabi-as, then the raw .text)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        (work / "code.s").write_text("\n".join([".syntax unified", ".thumb", f".cpu {cpu}",
+                                                *lines]) + "\n")
+        subprocess.run(["arm-none-eabi-as", "-o", str(work / "code.o"), str(work / "code.s")],
+                       check=True)
+        subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", "-j", ".text",
+                        str(work / "code.o"), str(work / "code.bin")], check=True)
+        return (work / "code.bin").read_bytes()
+
+
+# A MAC loop body as codegen's kernels compile it, counted by hand from the M4 table
+# (TRM DDI 0439 table 3-1): ldrsb 2, ldrsb pipelined 1, mla 2, smlabb 1, adds 1, cmp 1,
+# str 2 (after an ALU op, not pipelined), bne not taken 1 (taken: + P = 2).
+LOOP = ["ldrsb r4, [r1], #1", "ldrsb.w r5, [r2], #1", "mla r3, r4, r5, r3",
+        "smlabb r6, r4, r5, r6", "adds r0, r0, #1", "cmp r0, r7", "str r3, [r8]",
+        "bne.n .-20"]
+M4_LOOP_FALL_THROUGH = 2 + 1 + 2 + 1 + 1 + 1 + 2 + 1
+M0PLUS_PUSH_POP = ["push {r4, r5, r6, lr}", "ldr r0, [r1]", "ldr r2, [r1, #4]",
+                   "muls r0, r2, r0", "str r0, [r3]", "pop {r4, r5, r6, pc}"]
+# Cortex-M0+ TRM 3.3: PUSH 1+4, LDR 2, LDR 2 (no pipelining), MULS 1, STR 2, POP with PC 3+4.
+M0PLUS_PUSH_POP_CYCLES = 5 + 2 + 2 + 1 + 2 + 7
+
+
+@needs_toolchain
+@needs_emulator
+def test_cycle_model_counts_a_hand_counted_m4_loop():
+    instructions = decode(assemble(LOOP), 0, thumb_disassembler())
+    assert [insn.klass for insn in instructions] == [
+        LOAD, LOAD, MULTIPLY_ACCUMULATE, DSP, ALU, ALU, STORE, BRANCH]
+    cost = block_cost(instructions, TIMINGS["cortex-m4"])
+    assert cost.instructions == 8
+    assert cost.cycles == M4_LOOP_FALL_THROUGH
+    assert cost.taken_extra == 2  # P, the pipeline refill
+
+
+@needs_toolchain
+@needs_emulator
+def test_cycle_model_counts_multiple_register_transfers_on_m0plus():
+    code = assemble(M0PLUS_PUSH_POP, cpu="cortex-m0plus")
+    instructions = decode(code, 0, thumb_disassembler())
+    assert instructions[0].registers == 4 and instructions[-1].writes_pc
+    cost = block_cost(instructions, TIMINGS["cortex-m0plus"])
+    # POP {.., pc} ends the block: its refill is the taken cost, paid when control moves.
+    assert cost.cycles + cost.taken_extra == M0PLUS_PUSH_POP_CYCLES
+
+
+def test_block_totals_charge_the_refill_only_when_the_branch_is_taken():
+    from edgeship.profile.emulator import _total
+
+    body = [Instruction("ldr", 2, LOAD), Instruction("adds", 2, ALU),
+            Instruction("b", 2, BRANCH, writes_pc=True, conditional=True)]
+    cost = block_cost(body, TIMINGS["cortex-m4"])
+    assert (cost.cycles, cost.taken_extra) == (4, 2)
+    loop, after = 0x100, 0x106
+    costs = {loop: (cost, after)}
+    # 10 iterations: 9 times back to the loop (taken), once out (falls through).
+    edges = {(loop << 32) | loop: 9, (loop << 32) | after: 1}
+    total = _total(edges, costs, boundary=0x999)
+    assert total.instructions == 30
+    assert total.cycles == 10 * 4 + 9 * 2
+    assert total.classes == {LOAD: 10, ALU: 10, BRANCH: 10}
+    assert isinstance(cost, BlockCost)
+
+
+@pytest.fixture(scope="module")
+def tiny_int8_model(tmp_path_factory) -> Path:
+    """An untrained 12x12x1 conv -> depthwise -> pool -> dense -> softmax, full int8."""
+    from edgeship.convert.tflite import export_tflite
+    from edgeship.deps import import_tf_keras
+
+    tensorflow, keras = import_tf_keras()
+    tensorflow.random.set_seed(0)
+    model = keras.Sequential([
+        keras.layers.Input((12, 12, 1)),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.DepthwiseConv2D(3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(5),
+        keras.layers.Softmax()])
+    samples = np.random.default_rng(0).uniform(0, 1, (32, 12, 12, 1)).astype(np.float32)
+    path = tmp_path_factory.mktemp("profile") / "tiny_int8.tflite"
+    path.write_bytes(export_tflite(model, representative_samples=samples))
+    return path
+
+
+def profile(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeship.profile", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def profiled(tiny_int8_model, tmp_path_factory):
+    """The tiny model profiled twice on the M4, as two separate commands."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc is not installed")
+    folder = tmp_path_factory.mktemp("profiled")
+    runs = []
+    for name in ("first.json", "second.json"):
+        completed = profile(tiny_int8_model, "--target", "cortex-m4", "--json", folder / name)
+        assert completed.returncode == 0, completed.stderr
+        runs.append(json.loads((folder / name).read_text()))
+    return runs, folder, completed.stdout
+
+
+@needs_emulator
+def test_profile_reports_every_op_and_matches_tflite_micro(tiny_int8_model, profiled):
+    from edgeship.profile.fidelity import matches_tflite_micro
+    from edgeship.profile.run import ProfileConfig, model_input
+
+    (report, _), _, stdout = profiled
+    assert [op["op"] for op in report["ops"]] == [
+        "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    conv = report["ops"][0]
+    assert conv["macs"] == 10 * 10 * 4 * 9
+    assert conv["instructions"] > conv["macs"]  # at least one instruction per MAC, portably
+    assert conv["cycles"] >= conv["instructions"]  # no M4 instruction costs under 1 cycle
+    assert conv["ms"] == pytest.approx(conv["cycles"] / 120_000, rel=1e-4)
+    total = report["total"]
+    assert total["instructions"] == sum(op["instructions"] for op in report["ops"])
+    assert total["macs"] == 10 * 10 * 4 * 9 + 10 * 10 * 4 * 9 + 100 * 5
+    assert report["clock_mhz"] == 120 and "-mcpu=cortex-m4" in report["compiler"]["compile_flags"]
+    assert report["flash"]["rodata"] > 0 and report["flash"]["total"] >= report["flash"]["text"]
+    assert 0 < report["ram"]["stack"] < 4096
+    assert report["ram"]["total"] == sum(value for key, value in report["ram"].items()
+                                         if key != "total")
+    assert "CONV_2D" in stdout and "total" in stdout
+    # The counted program computed the right thing: TFLite Micro's output, bit for bit.
+    input_bytes, described = model_input(ProfileConfig(model=str(tiny_int8_model)), 144,
+                                         1.0, 0)
+    assert described["sha256"] == report["input"]["sha256"]
+    assert matches_tflite_micro(tiny_int8_model, input_bytes, report["output"])
+
+
+@needs_emulator
+def test_profile_is_deterministic(profiled):
+    (first, second), _, _ = profiled
+    assert first == second
+
+
+@needs_emulator
+def test_gate_passes_on_itself_and_fails_naming_the_regressed_op(tiny_int8_model, profiled):
+    (report, _), folder, _ = profiled
+    same = profile(tiny_int8_model, "--baseline", folder / "first.json",
+                   "--max-regression", "0")
+    assert same.returncode == 0, same.stderr
+    lowered = json.loads(json.dumps(report))
+    depthwise = lowered["ops"][1]
+    depthwise["instructions"] = int(depthwise["instructions"] * 0.9)
+    (folder / "lowered.json").write_text(json.dumps(lowered))
+    regressed = profile(tiny_int8_model, "--baseline", folder / "lowered.json",
+                        "--max-regression", "0.01")
+    assert regressed.returncode == 1
+    failures = [line for line in regressed.stderr.splitlines() if "regression" in line]
+    assert len(failures) == 1 and "op 1 DEPTHWISE_CONV_2D: instructions" in failures[0]
+
+
+@needs_emulator
+def test_profile_input_errors_exit_2_in_one_line(tiny_int8_model, tmp_path):
+    missing = profile(tmp_path / "none.tflite")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    m55 = profile(tiny_int8_model, "--target", "cortex-m55")
+    assert m55.returncode == 2 and "no cortex-m55 model" in m55.stderr
+    np.save(tmp_path / "wrong.npy", np.zeros(7, np.float32))
+    wrong = profile(tiny_int8_model, "--input", tmp_path / "wrong.npy")
+    assert wrong.returncode == 2 and "holds 7 values" in wrong.stderr
+    not_json = tmp_path / "baseline.json"
+    not_json.write_text("{}")
+    baseline = profile(tiny_int8_model, "--baseline", not_json)
+    assert baseline.returncode == 2 and "not an `edgeship profile --json` file" in baseline.stderr
