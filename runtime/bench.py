@@ -32,12 +32,19 @@ from edgeship.runtime.backends import (
     open_backend,
 )
 
-from edgeship.runtime.isolation import DEFAULT_TIMEOUT_S, call_isolated, check_timeout, is_trusted
+from edgeship.runtime.isolation import (
+    DEFAULT_TIMEOUT_S,
+    TIMEOUT_HELP,
+    call_isolated,
+    check_timeout,
+    is_trusted,
+)
 
 from edgeship.artifacts import sha256_file, write_json_atomic
 from edgeship.cpu_features import cpu_features
 from edgeship.errors import UserInputError
 from edgeship.model_check import check_model_file, check_tflite_file
+from edgeship.options import comma_list, option, positive_int_list
 from edgeship.reports import REPORT_SCHEMA_VERSION, environment, markdown_table
 
 FORMATS = ("edgeship", "gab")
@@ -64,14 +71,20 @@ class BenchConfig:
     """
 
     artifacts: tuple[str, ...]
-    backends: tuple[str, ...] = ()
-    runs: int = 200
-    warmup: int = 20
-    threads: tuple[int, ...] = (1,)
-    batch: tuple[int, ...] = (1,)
-    device: str = "cpu"
-    seed: int = 0
-    timeout_s: float = DEFAULT_TIMEOUT_S
+    backends: tuple[str, ...] = option(
+        (), flag="backend", parse=comma_list, metavar="NAME", aliases=("backends",),
+        help="backend(s), comma-separated (default: litert for .tflite, onnxruntime for .onnx, "
+        "keras for .keras)")
+    runs: int = option(200, help="timed inferences")
+    warmup: int = option(20, help="untimed inferences first")
+    threads: tuple[int, ...] = option((1,), parse=positive_int_list, metavar="N[,N]",
+                                      help="thread counts, one record each")
+    batch: tuple[int, ...] = option((1,), parse=positive_int_list, metavar="N[,N]",
+                                    help="batch sizes, one record each")
+    device: str = option("cpu", choices=DEVICES, help="cpu or gpu")
+    seed: int = option(0, help="seed of the random inputs")
+    timeout_s: float = option(DEFAULT_TIMEOUT_S, flag="timeout", metavar="SECONDS",
+                              help=TIMEOUT_HELP)
 
     def __post_init__(self):
         check_timeout(self.timeout_s)
@@ -226,7 +239,44 @@ def _record(path: Path, digest: str, backend: str, threads: int, device: str,
             "first_inference_us": result.first_inference_us, "latency_us": result.latency_us,
             "per_image_p50_us": result.latency_us["p50"] / result.batch,
             "throughput_images_per_s": result.throughput,
-            "peak_rss_bytes": result.peak_rss_bytes, "details": result.details}
+            "peak_rss_bytes": result.peak_rss_bytes, "details": result.details,
+            "execution": execution_summary(result.details)}
+
+
+def execution_summary(details: dict) -> dict | None:
+    """Where the work ran: LiteRT's delegate partitions and the ops left outside them, or
+    ONNX Runtime's nodes in int8 kernels vs float ones (None for other backends)."""
+    delegation = details.get("delegation")
+    kernels = details.get("kernels")
+    if isinstance(delegation, dict):
+        return {"kind": "delegate", **delegation}
+    if isinstance(kernels, dict):
+        return {"kind": "kernels", **kernels}
+    return None
+
+
+def describe_execution(execution: dict | None) -> str:
+    """One table cell: 'XNNPACK 3 partitions, 6/9 ops; outside: AVERAGE_POOL_2D x2, SOFTMAX x1'
+    or 'int8 kernels 10/14 nodes; float: Softmax x1; 2 Q/DQ'."""
+    if not execution:
+        return ""
+
+    def counts(by_type: dict) -> str:
+        return ", ".join(f"{name} x{count}" for name, count in by_type.items()) or "none"
+
+    if execution["kind"] == "delegate":
+        if not execution["delegate"]:
+            return f"no delegate ({execution['ops']} ops)"
+        text = (f"{execution['delegate']} {execution['partitions']} partition"
+                f"{'s' if execution['partitions'] != 1 else ''}, "
+                f"{execution['delegated_ops']}/{execution['ops']} ops")
+        return text + (f"; outside: {counts(execution['outside'])}" if execution["outside"] else "")
+    int8_nodes = sum(execution["int8"].values())
+    conversions = sum(execution["conversions"].values())
+    text = f"int8 kernels {int8_nodes}/{execution['nodes']} nodes"
+    if int8_nodes or conversions:
+        text += f"; float: {counts(execution['float'])}; {conversions} Q/DQ"
+    return text
 
 
 def record_key(record: dict) -> str:
@@ -329,10 +379,11 @@ def render_table(records: list[dict]) -> str:
                      f"{latency['min']:.1f}", f"{latency['mean']:.1f}", f"{latency['std']:.1f}",
                      f"{latency['p50']:.1f}", f"{latency['p90']:.1f}", f"{latency['p99']:.1f}",
                      f"{record['throughput_images_per_s']:.0f}",
-                     "n/a" if rss is None else f"{rss / 2**20:.0f}"])
+                     "n/a" if rss is None else f"{rss / 2**20:.0f}",
+                     describe_execution(record.get("execution"))])
     return markdown_table(["artifact", "backend", "threads", "batch", "load ms", "first us",
                            "min us", "mean us", "std us", "p50 us", "p90 us", "p99 us",
-                           "images/s", "peak RSS MiB"], rows)
+                           "images/s", "peak RSS MiB", "delegation / kernels"], rows)
 
 
 def reset_peak_rss() -> bool:

@@ -106,7 +106,63 @@ class LiteRTBackend(Backend):
     def details(self) -> dict:
         kernels = ("reference (BUILTIN_REF)" if self.reference_kernels else
                    "default (XNNPACK)" if self.xnnpack else "builtin, no XNNPACK delegate")
-        return {"kernels": kernels, "threads": self.threads}
+        return {"kernels": kernels, "threads": self.threads,
+                "delegation": delegation_summary(self._interpreter._get_ops_details(),
+                                                 self._interpreter.get_output_details(),
+                                                 "XNNPACK" if self.xnnpack else None)}
 
     def close(self) -> None:
         self._interpreter = None
+
+
+def delegation_summary(ops: list[dict], output_details: list[dict], delegate: str | None) -> dict:
+    """Which ops a delegate took, from the interpreter's node list after delegation.
+
+    LiteRT keeps the model's nodes and appends one DELEGATE node per partition, whose inputs
+    and outputs are the partition's boundary tensors. Walking the model's nodes from the last
+    (consumers before producers), a node belongs to partition P when one of its outputs is
+    P's output, or is consumed inside P without being P's input; else it runs outside.
+
+    Args:
+        ops: `Interpreter._get_ops_details()` (model nodes, then DELEGATE nodes).
+        output_details: `Interpreter.get_output_details()` (graph outputs).
+        delegate: the delegate's name, or None when the interpreter applies none.
+
+    Returns:
+        delegate, partitions, ops (model nodes), delegated_ops, and outside: op type ->
+        count of the nodes that run on the interpreter's own kernels.
+    """
+    partitions = [op for op in ops if op["op_name"] == "DELEGATE"]
+    model_ops = [op for op in ops if op["op_name"] != "DELEGATE"]
+    partition_inputs = [set(op["inputs"].tolist()) for op in partitions]
+    partition_outputs = [set(op["outputs"].tolist()) for op in partitions]
+    graph_outputs = {int(detail["index"]) for detail in output_details}
+    consumers: dict[int, list[int]] = {}
+    for position, op in enumerate(model_ops):
+        for tensor in op["inputs"].tolist():
+            consumers.setdefault(tensor, []).append(position)
+    owner: dict[int, int | None] = {}
+    for position in range(len(model_ops) - 1, -1, -1):
+        owner[position] = _partition_of(model_ops[position]["outputs"].tolist(), consumers, owner,
+                                        partition_inputs, partition_outputs, graph_outputs)
+    outside: dict[str, int] = {}
+    for position, op in enumerate(model_ops):
+        if owner[position] is None:
+            outside[op["op_name"]] = outside.get(op["op_name"], 0) + 1
+    return {"delegate": delegate if partitions else None, "partitions": len(partitions),
+            "ops": len(model_ops), "delegated_ops": len(model_ops) - sum(outside.values()),
+            "outside": dict(sorted(outside.items()))}
+
+
+def _partition_of(outputs, consumers, owner, partition_inputs, partition_outputs, graph_outputs):
+    for partition, produced in enumerate(partition_outputs):
+        if produced.intersection(outputs):
+            return partition
+    for tensor in outputs:
+        if tensor in graph_outputs:
+            continue
+        for consumer in consumers.get(tensor, []):
+            partition = owner.get(consumer)
+            if partition is not None and tensor not in partition_inputs[partition]:
+                return partition
+    return None

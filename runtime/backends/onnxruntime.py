@@ -59,6 +59,7 @@ class OnnxRuntimeBackend(Backend):
         self.artifact_path = artifact_path
         self.threads = threads
         self.optimization_level = optimization_level
+        self._session_options = options
         try:
             self._session = ort.InferenceSession(str(artifact_path), sess_options=options,
                                                  providers=providers)
@@ -80,7 +81,31 @@ class OnnxRuntimeBackend(Backend):
 
     def details(self) -> dict:
         return {"providers": list(self.providers), "threads": self.threads,
-                "optimization_level": self.optimization_level}
+                "optimization_level": self.optimization_level,
+                "kernels": self.kernel_summary()}
+
+    def kernel_summary(self) -> dict:
+        """Which nodes of the graph ONNX Runtime runs (after its optimizations) in int8 kernels.
+
+        ORT fuses DequantizeLinear -> op -> QuantizeLinear into QLinear*/QGemm kernels where it
+        has one; a QDQ pair it cannot fuse leaves the op in float between a dequantize and a
+        quantize. This reads the session's optimized graph (saved by a second session with
+        the same options, outside any timing).
+        """
+        import tempfile
+
+        ort = require("onnxruntime")
+        onnx = require("onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.log_severity_level = 3  # ORT warns that an ORT_ENABLE_ALL graph is CPU-specific
+        options.graph_optimization_level = self._session_options.graph_optimization_level
+        with tempfile.TemporaryDirectory() as folder:
+            options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
+            ort.InferenceSession(str(self.artifact_path), sess_options=options,
+                                 providers=self.providers)
+            optimized = onnx.load(options.optimized_model_filepath)
+        return summarize_kernels(optimized.graph)
 
     def close(self) -> None:
         self._session = None
@@ -91,3 +116,46 @@ def _tensor_info(node) -> TensorInfo:
     (QDQ inside), so scale stays 0 and infer == infer_raw."""
     shape = tuple(side if isinstance(side, int) else -1 for side in node.shape)
     return TensorInfo(name=node.name, shape=shape, dtype=_ONNX_TYPES.get(node.type, node.type))
+
+
+INT8_KERNEL_OPS = ("QGemm", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul")
+CONVERSION_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+_INTEGER_TYPES = (2, 3)  # onnx.TensorProto.UINT8, INT8
+_TENSOR_TYPE_INT64 = 7
+
+
+def summarize_kernels(graph) -> dict:
+    """Count an ONNX graph's nodes by kernel precision: int8, float, or a (de)quantization.
+
+    A QLinear*/QGemm/*Integer node runs an int8 kernel; any other node runs on the precision of
+    its first input, followed through the graph from the inputs and initializers (a Reshape or
+    MaxPool of uint8 data stays int8; a Conv of float data is a float kernel).
+
+    Returns:
+        nodes, int8 (op type -> count), float (op type -> count) and conversions
+        (QuantizeLinear/DequantizeLinear counts).
+    """
+    integer = {value.name for value in graph.input
+               if value.type.tensor_type.elem_type in _INTEGER_TYPES}
+    integer.update(tensor.name for tensor in graph.initializer if tensor.data_type in _INTEGER_TYPES)
+    shapes = {tensor.name for tensor in graph.initializer if tensor.data_type == _TENSOR_TYPE_INT64}
+    int8, floating, conversions = {}, {}, {}
+    for node in graph.node:
+        inputs = [name for name in node.input if name]
+        if node.op_type in CONVERSION_OPS:
+            bucket = conversions
+            output_integer = node.op_type != "DequantizeLinear"
+        elif node.op_type.startswith("QLinear") or node.op_type in INT8_KERNEL_OPS:
+            bucket = int8
+            # QGemm without y_scale and the *Integer ops give float or int32, not int8
+            output_integer = node.op_type.startswith("QLinear") or (
+                node.op_type == "QGemm" and len(inputs) >= 8)
+        else:
+            data = [name for name in inputs if name not in shapes]
+            output_integer = bool(data) and data[0] in integer
+            bucket = int8 if output_integer else floating
+        bucket[node.op_type] = bucket.get(node.op_type, 0) + 1
+        if output_integer:
+            integer.update(node.output)
+    return {"nodes": len(graph.node), "int8": dict(sorted(int8.items())),
+            "float": dict(sorted(floating.items())), "conversions": dict(sorted(conversions.items()))}
