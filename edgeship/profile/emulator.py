@@ -79,18 +79,9 @@ def _map(uc, start: int, end: int) -> None:
     uc.mem_map(start, end - start)
 
 
-def emulate(elf_path: Path, target: Target, input_bytes: bytes) -> EmulatedRun:
-    """Run the firmware once on the target's CPU model and count per op.
-
-    Args:
-        elf_path: the linked profile firmware (see firmware.build_firmware).
-        target: the core (its unicorn CPU model and timing table).
-        input_bytes: the int8 input, written into edgeship_input before reset.
-
-    Raises:
-        MissingDependencyError: unicorn, capstone or pyelftools is not installed.
-        ToolFailureError: the program faulted or never reached its stop address.
-    """
+def _machine(elf_path: Path, target: Target, input_bytes: bytes):
+    """A unicorn CPU of the target with the firmware loaded, the stack painted and the input
+    written; returns (uc, image)."""
     unicorn = require("unicorn")
     arm = require("unicorn.arm_const")
     image = _read_image(elf_path)
@@ -111,14 +102,111 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes) -> EmulatedRun:
         raise ToolFailureError(f"input of {len(input_bytes)} bytes for a model that takes "
                                f"{input_size}")
     uc.mem_write(input_address, bytes(input_bytes))
+    uc.reg_write(arm.UC_ARM_REG_SP, image.entry_sp)
+    return uc, image
 
+
+def _start(uc, image: _Image, done: int) -> None:
+    unicorn = require("unicorn")
+    arm = require("unicorn.arm_const")
+    try:
+        uc.emu_start(image.entry_pc | 1, done, timeout=TIMEOUT_S * 1_000_000)
+    except unicorn.UcError as error:
+        pc = uc.reg_read(arm.UC_ARM_REG_PC)
+        raise ToolFailureError(f"the profile firmware faulted in the emulator at "
+                               f"0x{pc:08x}: {error}") from error
+
+
+@dataclass(frozen=True)
+class HookCheck:
+    """The block-hook count checked against a per-instruction hook over one whole run.
+
+    Attributes:
+        per_block: instructions counted by expanding each executed block (what emulate counts).
+        per_instruction: instructions a per-instruction hook saw. Unicorn does not call it for
+            IT-block instructions whose condition fails, which the core still issues (and
+            QEMU's -icount counts), so it is lower by exactly those.
+        condition_failed: per_block - per_instruction at conditional instructions.
+        unexplained: differences at unconditional instructions (0 when the counts agree).
+        seconds_per_block, seconds_per_instruction: wall time of each way of counting.
+    """
+
+    per_block: int
+    per_instruction: int
+    condition_failed: int
+    unexplained: int
+    seconds_per_block: float
+    seconds_per_instruction: float
+
+
+def check_block_counting(elf_path: Path, target: Target, input_bytes: bytes) -> HookCheck:
+    """Count one run both ways (see HookCheck); the slow, obvious count checks the fast one."""
+    import time
+
+    unicorn = require("unicorn")
+    disassembler = thumb_disassembler()
+    timings = []
+    counts = []
+    for hook_type in (unicorn.UC_HOOK_BLOCK, unicorn.UC_HOOK_CODE):
+        uc, image = _machine(elf_path, target, input_bytes)
+        done = image.symbols["edgeship_done"][0] & ~1
+        seen: dict[tuple[int, int], int] = {}
+
+        def on_hook(uc, address, size, _, seen=seen, done=done):
+            key = (address, size)
+            seen[key] = seen.get(key, 0) + 1
+            if address == done:
+                uc.emu_stop()
+
+        uc.hook_add(hook_type, on_hook)
+        began = time.perf_counter()
+        _start(uc, image, done)
+        timings.append(time.perf_counter() - began)
+        per_address: dict[int, int] = {}
+        conditional: dict[int, bool] = {}
+        for (address, size), count in seen.items():
+            for insn in decode(bytes(uc.mem_read(address, size)), address, disassembler):
+                per_address[address] = per_address.get(address, 0) + count
+                conditional[address] = insn.conditional
+                address += insn.size
+        counts.append((per_address, conditional))
+    (blocks, conditional), (instructions, _) = counts
+    differences = {address: blocks.get(address, 0) - instructions.get(address, 0)
+                   for address in set(blocks) | set(instructions)}
+    return HookCheck(
+        per_block=sum(blocks.values()), per_instruction=sum(instructions.values()),
+        condition_failed=sum(diff for address, diff in differences.items()
+                             if conditional.get(address)),
+        unexplained=sum(abs(diff) for address, diff in differences.items()
+                        if not conditional.get(address)),
+        seconds_per_block=timings[0], seconds_per_instruction=timings[1])
+
+
+def emulate(elf_path: Path, target: Target, input_bytes: bytes) -> EmulatedRun:
+    """Run the firmware once on the target's CPU model and count per op.
+
+    Args:
+        elf_path: the linked profile firmware (see firmware.build_firmware).
+        target: the core (its unicorn CPU model and timing table).
+        input_bytes: the int8 input, written into edgeship_input before reset.
+
+    Raises:
+        MissingDependencyError: unicorn, capstone or pyelftools is not installed.
+        ToolFailureError: the program faulted or never reached its stop address.
+    """
+    unicorn = require("unicorn")
+    arm = require("unicorn.arm_const")
+    uc, image = _machine(elf_path, target, input_bytes)
+    symbols = image.symbols
+    ram_end = symbols["__stack_top"][0]
+    stack_limit = symbols["__stack_limit"][0]
     boundary = symbols["edgeship_op_boundary"][0] & ~1
     done = symbols["edgeship_done"][0] & ~1
     disassembler = thumb_disassembler()
     timing = target.timing
     costs: dict[int, tuple[BlockCost, int]] = {}  # block address -> (cost, fall-through)
     per_op: dict[int, dict[int, int]] = {OUTSIDE: {}}
-    state = {"current": per_op[OUTSIDE], "previous": 0, "blocks": 0}
+    state = {"current": per_op[OUTSIDE], "previous": 0}
     r0 = arm.UC_ARM_REG_R0
 
     def on_block(uc, address, size, _):
@@ -137,13 +225,7 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes) -> EmulatedRun:
             uc.emu_stop()
 
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
-    uc.reg_write(arm.UC_ARM_REG_SP, image.entry_sp)
-    try:
-        uc.emu_start(image.entry_pc | 1, done, timeout=TIMEOUT_S * 1_000_000)
-    except unicorn.UcError as error:
-        pc = uc.reg_read(arm.UC_ARM_REG_PC)
-        raise ToolFailureError(f"the profile firmware faulted in the emulator at "
-                               f"0x{pc:08x}: {error}") from error
+    _start(uc, image, done)
     pc = uc.reg_read(arm.UC_ARM_REG_PC) & ~1
     if pc != done and state["previous"] != done:
         raise ToolFailureError(f"the profile firmware stopped at 0x{pc:08x}, not at its end "

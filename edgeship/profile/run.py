@@ -100,8 +100,13 @@ def codegen_config(config_type, model: str, out: str, kernels: str):
     return config_type(model=model, out=out, name=MODEL_NAME, **extra)
 
 
-def profile_model(config: ProfileConfig) -> ProfileReport:
+def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> ProfileReport:
     """Profile an int8 .tflite on an emulated Cortex-M core.
+
+    Args:
+        config: the model, target and input.
+        build_dir: keep the generated C and the firmware (profile.elf) there; by default
+            they go to a temporary folder that is removed.
 
     Returns:
         Per-op and total instructions and estimated cycles, flash and RAM.
@@ -119,8 +124,9 @@ def profile_model(config: ProfileConfig) -> ProfileReport:
         raise UserInputError(f"model {model_path} does not exist")
     model_bytes = model_path.read_bytes()
     clock_mhz = config.clock_mhz if config.clock_mhz is not None else target.clock_mhz
-    with tempfile.TemporaryDirectory(prefix="edgeship-profile-") as work:
-        work = Path(work)
+    with tempfile.TemporaryDirectory(prefix="edgeship-profile-") as temporary:
+        work = Path(build_dir or temporary)
+        work.mkdir(parents=True, exist_ok=True)
         generated = generate_c(codegen_config(CodegenConfig, str(model_path),
                                               str(work / "src"), config.kernels))
         input_bytes, input_described = model_input(config, generated.input.size,
