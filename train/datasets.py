@@ -264,8 +264,12 @@ def _split(images, labels, raw_max, spec: DatasetSpec, default_test_size):
     return x_train, y_train, x_test, y_test, raw_max
 
 
-def _load_folder(root: Path, spec: DatasetSpec):
-    image_module = require("PIL.Image")
+def list_folder_files(root: Path) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
+    """The image files of a folder dataset in a fixed order (class folders, then file names).
+
+    Returns:
+        (files, labels, class_names); labels index class_names (the sorted sub-folder names).
+    """
     if not root.is_dir():
         raise UserInputError(f"folder dataset {root} is not a directory")
     class_dirs = sorted(entry for entry in root.iterdir() if entry.is_dir()
@@ -273,25 +277,46 @@ def _load_folder(root: Path, spec: DatasetSpec):
     if len(class_dirs) < 2:
         raise UserInputError(f"folder dataset {root} has {len(class_dirs)} class sub-folder(s); "
                              "it needs at least 2 (one folder of images per class)")
-    size = spec.image_size or (28, 28)
-    channels = spec.channels or 1
-    mode = "L" if channels == 1 else "RGB"
-    images, labels = [], []
+    files, labels = [], []
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(path for path in class_dir.iterdir()
+        found = sorted(path for path in class_dir.iterdir()
                        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
+        if not found:
             raise UserInputError(f"class folder {class_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        for path in files:
-            try:
-                with image_module.open(path) as image:
-                    image = image.convert(mode).resize((size[1], size[0]), image_module.BILINEAR)
-                    pixels = np.asarray(image, dtype=np.float32)
-            except (OSError, ValueError, image_module.DecompressionBombError) as error:
-                raise UserInputError(f"cannot read image {path}: {error}") from error
-            images.append(pixels.reshape(size[0], size[1], channels))
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, np.int64), tuple(d.name for d in class_dirs)
+        files.extend(found)
+        labels.extend([label] * len(found))
+    return files, np.asarray(labels, np.int64), tuple(d.name for d in class_dirs)
+
+
+def folder_image_shape(spec: DatasetSpec) -> tuple[int, int, int]:
+    """(height, width, channels) a folder dataset's images are decoded to."""
+    size = spec.image_size or (28, 28)
+    return size[0], size[1], spec.channels or 1
+
+
+def decode_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """One image file as uint8 (height, width, channels): PIL convert, then bilinear resize.
+
+    Every path that reads a folder dataset (in memory or streamed) decodes through here, so
+    the pixels are the same whichever path a stage takes.
+    """
+    image_module = require("PIL.Image")
+    height, width, channels = shape
+    try:
+        with image_module.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB").resize(
+                (width, height), image_module.BILINEAR)
+            pixels = np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError, image_module.DecompressionBombError) as error:
+        raise UserInputError(f"cannot read image {path}: {error}") from error
+    return pixels.reshape(height, width, channels)
+
+
+def _load_folder(root: Path, spec: DatasetSpec):
+    files, labels, class_names = list_folder_files(root)
+    shape = folder_image_shape(spec)
+    images = [decode_image(path, shape).astype(np.float32) for path in files]
+    return np.stack(images), labels, class_names
 
 
 def _load_npz(path: Path):

@@ -6,6 +6,7 @@ seed, library versions, and the SHA-256 and size of every artifact).
 """
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +19,9 @@ from edgeship.errors import UserInputError
 from edgeship.reports import tool_versions
 from edgeship.train.datasets import Dataset, DatasetSpec, load_dataset
 from edgeship.train.models import MODEL_NAMES, ModelOptions, build_model
+from edgeship.train.stream import (
+    STREAMING_MODES, StreamingDataset, open_dataset, streaming_mode_from_environment,
+    tf_batch_reader, write_split)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 BATCH_NORM_STATISTICS = ("population", "running")
@@ -41,8 +45,14 @@ class TrainConfig:
     strategy: str = "default"
     batch_norm_statistics: str = "population"
     model_options: ModelOptions = field(default_factory=ModelOptions)
+    # "auto": folder/npz datasets too big for memory stream (EDGESHIP_STREAMING overrides auto)
+    streaming: str = "auto"
+    dataset_cache: bool = False  # streamed folders: decode once into RUN_DIR/dataset_cache/
 
     def __post_init__(self):
+        if self.streaming not in STREAMING_MODES:
+            raise ValueError(f"streaming must be one of {', '.join(STREAMING_MODES)}, "
+                             f"got {self.streaming!r}")
         if self.model not in MODEL_NAMES:
             raise UserInputError(f"unknown model {self.model!r}; valid models: {', '.join(MODEL_NAMES)}")
         if self.epochs < 1:
@@ -76,6 +86,8 @@ class TrainResult:
     test_loss: float
     epochs_run: int
     seconds: float
+    batch_norm_sha256: str = ""  # of every batch-norm layer's moving statistics, as saved
+    chief: bool = True  # False on a multi-worker run's other workers, which write no run directory
 
 
 def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
@@ -89,28 +101,43 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
         TrainResult with the test accuracy measured on the held-out split.
     """
     tf, tf_keras = import_tf_keras()
-    dataset = dataset or load_dataset(config.dataset)
+    streaming = config.streaming if config.streaming != "auto" else streaming_mode_from_environment()
+    dataset = dataset or open_dataset(config.dataset, streaming)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} exists and is not a directory")
     tf_keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    x_fit, y_fit, x_val, y_val = _validation_split(dataset, config.validation_split, config.seed)
+    fit_rows, val_rows = _validation_rows(len(dataset.y_train), config.validation_split, config.seed)
 
     strategy = _make_strategy(tf, config.strategy)
+    chief = _is_chief(strategy)
     with strategy.scope():
         model = build_model(config.model, dataset.input_shape, dataset.num_classes,
                             config.model_options, seed=config.seed)
         model.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    train_data = _input_pipeline(tf, tf_keras, x_fit, y_fit, config)
-    validation_data = (tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(config.batch_size)
-                       if len(x_val) else None)
+    streamed = isinstance(dataset, StreamingDataset)
+    if streamed:
+        if config.dataset_cache:
+            dataset.source.build_cache((out if chief else _worker_folder(out)) / "dataset_cache")
+        read_train = tf_batch_reader(tf, dataset.read_train, dataset.input_shape)
+        y_fit = dataset.y_train[fit_rows]
+        train_data = _input_pipeline(tf, tf_keras, fit_rows, y_fit, config, read_train)
+        validation_data = (_streamed_batches(tf, val_rows, dataset.y_train[val_rows],
+                                             config.batch_size, read_train) if len(val_rows) else None)
+    else:
+        x_fit, y_fit = dataset.x_train[fit_rows], dataset.y_train[fit_rows]
+        x_val, y_val = dataset.x_train[val_rows], dataset.y_train[val_rows]
+        train_data = _input_pipeline(tf, tf_keras, x_fit, y_fit, config)
+        validation_data = (tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(config.batch_size)
+                           if len(x_val) else None)
     callbacks = []
     batch_norm = {"statistics": config.batch_norm_statistics, "layers": 0, "images": 0}
     batch_norm_layers = _trainable_batch_norm_layers(tf_keras, model)
     if config.batch_norm_statistics == "population" and batch_norm_layers:
-        sample = x_fit[np.random.default_rng(config.seed).permutation(len(x_fit))[:BATCH_NORM_SAMPLES]]
+        chosen = np.random.default_rng(config.seed).permutation(len(fit_rows))[:BATCH_NORM_SAMPLES]
+        sample = dataset.read_train(fit_rows[chosen]) if streamed else x_fit[chosen]
         batch_norm.update(layers=len(batch_norm_layers), images=len(sample))
         callbacks.append(_population_statistics_callback(tf_keras, sample))
     if config.early_stopping:
@@ -121,8 +148,20 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     history = model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
                         callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - started
-    test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test,
-                                              batch_size=256, verbose=0)
+    if streamed:
+        test_data = _streamed_batches(tf, np.arange(len(dataset.y_test)), dataset.y_test, 256,
+                                      tf_batch_reader(tf, dataset.read_test, dataset.input_shape))
+        test_loss, test_accuracy = model.evaluate(test_data, verbose=0)
+        if chief:
+            write_split(out, dataset.split) if dataset.split is not None else None
+        dataset.close()
+    else:
+        test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test,
+                                                  batch_size=256, verbose=0)
+    batch_norm["statistics_sha256"] = batch_norm_statistics_sha256(model)
+    if not chief:
+        return _finish_worker(model, out, history, test_loss, test_accuracy, seconds,
+                              batch_norm["statistics_sha256"])
     history_payload = {key: [float(value) for value in values]
                        for key, values in history.history.items()}
 
@@ -136,7 +175,8 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
         "dataset": {"spec": dataset.spec.to_dict(), "preprocessing": dataset.preprocessing,
                     "class_names": list(dataset.class_names),
                     "input_shape": list(dataset.input_shape),
-                    "train_images": len(dataset.x_train), "test_images": len(dataset.x_test)},
+                    "train_images": len(dataset.y_train), "test_images": len(dataset.y_test),
+                    "streamed": streamed},
         "model": {"name": config.model, "options": asdict(config.model_options),
                   "parameters": int(model.count_params())},
         "seed": config.seed,
@@ -149,7 +189,52 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     }, artifacts={"model.keras": model_path, "history.json": history_path,
                   "training_curves.png": curves_path})
     return TrainResult(run_dir=out, test_accuracy=float(test_accuracy), test_loss=float(test_loss),
-                       epochs_run=len(history_payload.get("loss", [])), seconds=seconds)
+                       epochs_run=len(history_payload.get("loss", [])), seconds=seconds,
+                       batch_norm_sha256=batch_norm["statistics_sha256"])
+
+
+def batch_norm_statistics_sha256(model) -> str:
+    """SHA-256 of every batch-norm layer's moving mean and variance (float32 bytes, layer order).
+
+    Workers of a multi-worker run must end with the same statistics; this compares them.
+    """
+    import hashlib
+
+    import tf_keras
+
+    digest = hashlib.sha256()
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            for variable in (layer.moving_mean, layer.moving_variance):
+                digest.update(np.asarray(variable.numpy(), np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def _is_chief(strategy) -> bool:
+    """Whether this process writes the run directory (always, unless a non-chief worker)."""
+    return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def _worker_folder(out: Path) -> Path:
+    """A non-chief worker's own scratch folder (never the run directory), one per process."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"edgeship_worker_{os.getpid()}_{out.name}"
+
+
+def _finish_worker(model, out: Path, history, test_loss, test_accuracy, seconds,
+                   statistics_sha256: str) -> TrainResult:
+    """A non-chief worker saves into its own folder (saving may be collective), then removes it."""
+    import shutil
+
+    folder = _worker_folder(out)
+    try:
+        save_keras(model, folder / "model.keras")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return TrainResult(run_dir=folder, test_accuracy=float(test_accuracy), test_loss=float(test_loss),
+                       epochs_run=len(history.history.get("loss", [])), seconds=seconds,
+                       batch_norm_sha256=statistics_sha256, chief=False)
 
 
 def recalibrate_batch_norm(model, images: np.ndarray, batch_size: int = 256) -> int:
@@ -285,13 +370,25 @@ def _population_statistics_callback(tf_keras, images: np.ndarray):
     return PopulationStatistics()
 
 
-def _validation_split(dataset: Dataset, fraction: float, seed: int):
+def _validation_rows(train_images: int, fraction: float, seed: int):
     """Seeded hold-out of the training split for validation (never the test split)."""
-    count = int(round(len(dataset.x_train) * fraction))
-    order = np.random.default_rng(seed).permutation(len(dataset.x_train))
-    fit_index, val_index = order[count:], order[:count]
-    return (dataset.x_train[fit_index], dataset.y_train[fit_index],
-            dataset.x_train[val_index], dataset.y_train[val_index])
+    count = int(round(train_images * fraction))
+    order = np.random.default_rng(seed).permutation(train_images)
+    return order[count:], order[:count]
+
+
+def _streamed_batches(tf, rows, labels, batch_size: int, read_batch):
+    """Rows in order, batched, each batch read by read_batch (validation and test)."""
+    data = tf.data.Dataset.from_tensor_slices((rows, labels)).batch(batch_size)
+    return _shard_by_data(tf, data.map(read_batch, num_parallel_calls=2, deterministic=True)
+                          .prefetch(2))
+
+
+def _shard_by_data(tf, data):
+    """Multi-worker sharding by element: there are no files for tf.data to shard by."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return data.with_options(options)
 
 
 def _make_strategy(tf, name: str):
@@ -302,11 +399,18 @@ def _make_strategy(tf, name: str):
     return tf.distribute.get_strategy()
 
 
-def _input_pipeline(tf, tf_keras, images, labels, config: TrainConfig):
-    """tf.data pipeline; augmentation lives here, never as layers of the saved model."""
+def _input_pipeline(tf, tf_keras, images, labels, config: TrainConfig, read_batch=None):
+    """tf.data pipeline; augmentation lives here, never as layers of the saved model.
+
+    With read_batch, `images` are rows of a streamed split: the same seeded shuffle orders the
+    rows, and read_batch turns each batch of rows into images (so both paths feed the same
+    images in the same order).
+    """
     data = tf.data.Dataset.from_tensor_slices((images, labels))
     data = data.shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
     data = data.batch(config.batch_size)
+    if read_batch is not None:
+        data = _shard_by_data(tf, data.map(read_batch, num_parallel_calls=2, deterministic=True))
     if config.augment:
         augment = tf_keras.Sequential([
             tf_keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=config.seed),

@@ -1,0 +1,125 @@
+import json
+
+import numpy as np
+import pytest
+
+from edgeship.errors import UserInputError
+from edgeship.train import stream
+from edgeship.train.datasets import DatasetSpec, class_balanced_indices, load_dataset
+from edgeship.train.fit import TrainConfig, train
+from edgeship.train.stream import (
+    FileSplit, StreamingDataset, calibration_samples, iter_test_batches, open_dataset, read_split,
+    split_folder, write_split)
+
+
+def write_image_folder(root, per_class=12, classes=3, size=(20, 26), suffix=".jpg"):
+    """JPEGs (and a PNG per class) whose class shows in their brightness, sizes not the target."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for label in range(classes):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True)
+        for index in range(per_class):
+            pixels = rng.integers(0, 90, (*size, 3)) + 70 * label
+            name = f"{index:03d}{'.png' if index == 0 else suffix}"
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("images") / "data")
+
+
+@pytest.mark.parametrize("channels,workers", [(3, 2), (1, 1)])
+def test_streamed_pixels_are_the_in_memory_pixels(image_folder, tmp_path, channels, workers):
+    spec = DatasetSpec(name=f"folder:{image_folder}", image_size=(16, 12), channels=channels, seed=2)
+    in_memory = load_dataset(spec)
+    streamed = open_dataset(spec, streaming="on", workers=workers)
+    try:
+        assert isinstance(streamed, StreamingDataset)
+        assert streamed.preprocessing == in_memory.preprocessing
+        assert streamed.input_shape == in_memory.input_shape == (16, 12, channels)
+        np.testing.assert_array_equal(streamed.y_train, in_memory.y_train)
+        rows = np.arange(len(streamed.y_train))[::-1]  # any order, decoded across the pool
+        np.testing.assert_array_equal(streamed.read_train(rows), in_memory.x_train[rows])
+        test_images = np.concatenate([images for images, _ in streamed.test_batches(5)])
+        np.testing.assert_array_equal(test_images, in_memory.x_test)
+        cache = streamed.source.build_cache(tmp_path / "cache")
+        assert cache.stat().st_size == len(rows) * 16 * 12 * channels + len(streamed.y_test) * 16 * 12 * channels
+        np.testing.assert_array_equal(streamed.read_train(rows), in_memory.x_train[rows])
+        np.testing.assert_array_equal(streamed.read_test([3, 0]), in_memory.x_test[[3, 0]])
+    finally:
+        streamed.close()
+
+
+def test_split_is_recorded_by_file_and_followed(image_folder, tmp_path):
+    spec = DatasetSpec(name=f"folder:{image_folder}", image_size=(8, 8), seed=1)
+    split = split_folder(spec)
+    assert len(split.train_files) + len(split.test_files) == 36
+    assert not set(split.train_files) & set(split.test_files)
+    write_split(tmp_path, split)
+    assert read_split(tmp_path) == split
+    in_memory = load_dataset(spec)
+    labels = np.concatenate([labels for _, labels in iter_test_batches(spec, 4, run_dir=tmp_path)])
+    np.testing.assert_array_equal(labels, in_memory.y_test)
+    expected = in_memory.x_train[class_balanced_indices(in_memory.y_train, 9, seed=3)]
+    np.testing.assert_array_equal(calibration_samples(spec, 9, seed=3, run_dir=tmp_path), expected)
+    # A recorded split wins over the folder's current listing: later stages see the same files.
+    payload = split.to_dict()
+    payload["test"] = payload["test"][:2]
+    (tmp_path / stream.SPLIT_FILE_NAME).write_text(json.dumps(payload))
+    assert sum(len(labels) for _, labels in iter_test_batches(spec, 4, run_dir=tmp_path)) == 2
+    (tmp_path / stream.SPLIT_FILE_NAME).write_text("{}")
+    with pytest.raises(UserInputError, match="not a dataset split"):
+        read_split(tmp_path)
+
+
+def test_large_folders_stream_automatically(image_folder, monkeypatch):
+    spec = DatasetSpec(name=f"folder:{image_folder}", image_size=(8, 8))
+    assert not isinstance(open_dataset(spec), StreamingDataset)
+    monkeypatch.setattr(stream, "MEMORY_BUDGET_BYTES", 36 * 8 * 8 * 4 - 1)
+    assert isinstance(open_dataset(spec), StreamingDataset)
+    monkeypatch.setenv(stream.STREAMING_ENV, "sometimes")
+    with pytest.raises(UserInputError, match="EDGESHIP_STREAMING"):
+        stream.streaming_mode_from_environment()
+
+
+def test_npz_rows_are_memory_mapped(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (30, 10, 10), dtype=np.uint8),
+              "y_train": np.arange(30) % 3, "x_test": rng.integers(0, 256, (9, 10, 10), dtype=np.uint8),
+              "y_test": np.arange(9) % 3}
+    np.savez(tmp_path / "data.npz", **arrays)
+    spec = DatasetSpec(name=f"npz:{tmp_path / 'data.npz'}", image_size=(6, 6), channels=3)
+    in_memory = load_dataset(spec)
+    streamed = open_dataset(spec, streaming="on")
+    assert isinstance(streamed.source.arrays["train"], np.memmap)
+    assert streamed.preprocessing == in_memory.preprocessing
+    np.testing.assert_array_equal(streamed.read_train([4, 29, 0]), in_memory.x_train[[4, 29, 0]])
+    np.savez_compressed(tmp_path / "packed.npz", **arrays)
+    packed_spec = DatasetSpec(name=f"npz:{tmp_path / 'packed.npz'}")
+    packed = open_dataset(packed_spec, streaming="on")  # compressed: read whole, still row by row
+    np.testing.assert_array_equal(packed.read_test([8]), load_dataset(packed_spec).x_test[[8]])
+
+
+def test_streamed_training_equals_in_memory_training(image_folder, tmp_path):
+    """Same seed, same images in the same batches: the same model, to the bit."""
+    spec = DatasetSpec(name=f"folder:{image_folder}", image_size=(12, 12), channels=3, seed=0)
+    results = {}
+    for mode in ("off", "on"):
+        config = TrainConfig(model="dscnn", dataset=spec, out=str(tmp_path / mode), epochs=2,
+                             batch_size=8, seed=4, streaming=mode, dataset_cache=mode == "on")
+        results[mode] = train(config)
+    assert results["on"].test_accuracy == results["off"].test_accuracy
+    assert results["on"].test_loss == results["off"].test_loss
+    assert results["on"].batch_norm_sha256 == results["off"].batch_norm_sha256
+    history = [json.loads((tmp_path / mode / "history.json").read_text()) for mode in ("off", "on")]
+    assert history[0] == history[1]
+    manifest = json.loads((tmp_path / "on" / "manifest.json").read_text())
+    assert manifest["train"]["dataset"]["streamed"] is True
+    assert manifest["train"]["dataset"]["test_images"] == len(FileSplit.from_dict(
+        json.loads((tmp_path / "on" / stream.SPLIT_FILE_NAME).read_text())).test_files)
+    assert list((tmp_path / "on" / "dataset_cache").glob("pixels_*.u8"))
+    assert not (tmp_path / "off" / stream.SPLIT_FILE_NAME).exists()

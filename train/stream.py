@@ -1,0 +1,430 @@
+"""Datasets bigger than memory: a folder or npz read in batches, never as one array.
+
+`open_dataset` returns the in-memory `Dataset` when the decoded float32 images fit
+`MEMORY_BUDGET_BYTES`, otherwise a `StreamingDataset` (`streaming="on"` or the environment
+variable EDGESHIP_STREAMING=on forces it, e.g. to test it on a small folder). A streaming
+dataset keeps file names and labels only; pixels come from `read_train`/`read_test`, which
+decode with the same `decode_image` as the in-memory path (a pool of worker processes, since
+PIL holds the GIL for most of a small image's decode) or read an on-disk uint8 cache.
+
+The folder split is the in-memory path's seeded stratified split applied to the file list, so
+both paths put the same files in the test split and feed training the same images in the same
+order. `write_split` records it by file (dataset_split.json in the run directory);
+`iter_test_batches` and `calibration_samples` let later stages read a run's batches from it.
+"""
+
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from edgeship.train.datasets import (
+    Dataset,
+    DatasetSpec,
+    _check_labels,
+    _shape_images,
+    _split,
+    class_balanced_indices,
+    decode_image,
+    folder_image_shape,
+    list_folder_files,
+    load_dataset,
+)
+
+from edgeship.artifacts import atomic_path, write_json_atomic
+from edgeship.errors import UserInputError
+
+STREAMING_ENV = "EDGESHIP_STREAMING"
+STREAMING_MODES = ("auto", "on", "off")
+MEMORY_BUDGET_BYTES = 1 << 30  # decoded float32 images above this stream instead
+SPLIT_FILE_NAME = "dataset_split.json"
+DECODE_CHUNK = 64  # at most this many files per task sent to a decode worker
+MIN_DECODE_CHUNK = 8  # fewer files than twice this decode in the calling process
+
+
+def streaming_mode_from_environment() -> str:
+    """EDGESHIP_STREAMING (auto, on, off); "auto" when unset."""
+    mode = os.environ.get(STREAMING_ENV, "auto").strip().lower() or "auto"
+    if mode not in STREAMING_MODES:
+        raise UserInputError(f"{STREAMING_ENV}={mode!r}; use one of {', '.join(STREAMING_MODES)}")
+    return mode
+
+
+@dataclass(frozen=True)
+class FileSplit:
+    """A folder dataset's train and test files (relative to root) with their labels."""
+
+    root: str
+    class_names: tuple[str, ...]
+    train_files: tuple[str, ...]
+    train_labels: tuple[int, ...]
+    test_files: tuple[str, ...]
+    test_labels: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {"root": self.root, "class_names": list(self.class_names),
+                "train": [[name, label] for name, label in zip(self.train_files, self.train_labels)],
+                "test": [[name, label] for name, label in zip(self.test_files, self.test_labels)]}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "FileSplit":
+        train, test = payload["train"], payload["test"]
+        return cls(root=payload["root"], class_names=tuple(payload["class_names"]),
+                   train_files=tuple(str(name) for name, _ in train),
+                   train_labels=tuple(int(label) for _, label in train),
+                   test_files=tuple(str(name) for name, _ in test),
+                   test_labels=tuple(int(label) for _, label in test))
+
+
+def split_folder(spec: DatasetSpec) -> FileSplit:
+    """The seeded stratified split of a folder dataset, by file (no image is decoded)."""
+    root = Path(spec.name[len("folder:"):])
+    files, labels, class_names = list_folder_files(root)
+    train_rows, _, test_rows, _, _ = _split(np.arange(len(files)), labels, 255.0, spec,
+                                             default_test_size=0.2)
+    relative = [path.relative_to(root).as_posix() for path in files]
+    return FileSplit(root=str(root), class_names=class_names,
+                     train_files=tuple(relative[row] for row in train_rows),
+                     train_labels=tuple(int(labels[row]) for row in train_rows),
+                     test_files=tuple(relative[row] for row in test_rows),
+                     test_labels=tuple(int(labels[row]) for row in test_rows))
+
+
+def write_split(run_dir: str | os.PathLike, split: FileSplit) -> Path:
+    """Record the split by file in the run directory, for every later stage."""
+    return write_json_atomic(Path(run_dir) / SPLIT_FILE_NAME, split.to_dict())
+
+
+def read_split(run_dir: str | os.PathLike) -> FileSplit | None:
+    """The split a run recorded, or None when it recorded none."""
+    path = Path(run_dir) / SPLIT_FILE_NAME
+    if not path.is_file():
+        return None
+    try:
+        return FileSplit.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserInputError(f"{path} is not a dataset split edgeship wrote ({error})") from error
+
+
+def _decode_files(paths: list[str], shape: tuple[int, int, int]) -> np.ndarray:
+    """Worker task: decode a chunk of files into one uint8 array."""
+    out = np.empty((len(paths), *shape), np.uint8)
+    for index, path in enumerate(paths):
+        out[index] = decode_image(Path(path), shape)
+    return out
+
+
+def _decode_into(cache_name: str, first_row: int, paths: list[str], shape) -> int:
+    """Worker task: decode a chunk and write it at its rows of the cache file."""
+    pixels = _decode_files(paths, shape)
+    descriptor = os.open(cache_name, os.O_WRONLY)
+    try:
+        os.pwrite(descriptor, pixels.tobytes(), first_row * pixels[0].nbytes)
+    finally:
+        os.close(descriptor)
+    return len(paths)
+
+
+class FolderSource:
+    """Pixels of a folder dataset's files, decoded on demand or read from a uint8 cache file."""
+
+    def __init__(self, split: FileSplit, shape: tuple[int, int, int], workers: int):
+        self.shape = shape
+        root = Path(split.root)
+        self.paths = {"train": [str(root / name) for name in split.train_files],
+                      "test": [str(root / name) for name in split.test_files]}
+        self.workers = max(1, workers)
+        self._pool = None
+        self._cache = None  # (file descriptor, {split: first row})
+
+    def _executor(self):
+        if self._pool is None:
+            import multiprocessing
+
+            self._pool = ProcessPoolExecutor(self.workers,
+                                             mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def read(self, part: str, rows: np.ndarray) -> np.ndarray:
+        """uint8 (len(rows), height, width, channels) of the split's rows, in the order given."""
+        rows = np.asarray(rows, np.int64)
+        if self._cache is not None:
+            descriptor, first = self._cache
+            row_bytes = int(np.prod(self.shape))
+            out = np.empty((len(rows), *self.shape), np.uint8)
+            for index, row in enumerate(rows):
+                data = os.pread(descriptor, row_bytes, (first[part] + int(row)) * row_bytes)
+                out[index] = np.frombuffer(data, np.uint8).reshape(self.shape)
+            return out
+        paths = [self.paths[part][row] for row in rows]
+        if self.workers == 1 or len(paths) < 2 * MIN_DECODE_CHUNK:
+            return _decode_files(paths, self.shape)
+        size = min(DECODE_CHUNK, max(MIN_DECODE_CHUNK, -(-len(paths) // self.workers)))
+        chunks = [paths[start:start + size] for start in range(0, len(paths), size)]
+        return np.concatenate(list(self._executor().map(_decode_files, chunks,
+                                                        [self.shape] * len(chunks))))
+
+    def build_cache(self, folder: Path) -> Path:
+        """Decode every file once (in parallel) into folder/pixels_KEY.u8 and read from it after.
+
+        The key hashes the file list and image shape, so a changed folder gets a new cache.
+        """
+        every = self.paths["train"] + self.paths["test"]
+        key = hashlib.sha256(json.dumps([every, list(self.shape)]).encode()).hexdigest()[:16]
+        cache_path = Path(folder) / f"pixels_{key}.u8"
+        row_bytes = int(np.prod(self.shape))
+        if not (cache_path.is_file() and cache_path.stat().st_size == len(every) * row_bytes):
+            with atomic_path(cache_path) as temp:
+                with open(temp, "wb") as stream:
+                    stream.truncate(len(every) * row_bytes)
+                starts = range(0, len(every), DECODE_CHUNK)
+                chunks = [every[start:start + DECODE_CHUNK] for start in starts]
+                arguments = ([str(temp)] * len(chunks), list(starts), chunks, [self.shape] * len(chunks))
+                if self.workers == 1:
+                    for task in zip(*arguments):
+                        _decode_into(*task)
+                else:
+                    list(self._executor().map(_decode_into, *arguments))
+        self._cache = (os.open(cache_path, os.O_RDONLY),
+                       {"train": 0, "test": len(self.paths["train"])})
+        return cache_path
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        if self._cache is not None:
+            os.close(self._cache[0])
+            self._cache = None
+
+
+class NpzSource:
+    """Rows of an npz dataset's arrays, memory-mapped when stored uncompressed."""
+
+    def __init__(self, path: Path):
+        self.arrays = {part: _open_npz_member(path, f"x_{part}") for part in ("train", "test")}
+
+    def read(self, part: str, rows: np.ndarray) -> np.ndarray:
+        array = self.arrays[part]
+        rows = np.asarray(rows, np.int64)
+        return np.stack([np.asarray(array[int(row)]) for row in rows]) if len(rows) else array[:0]
+
+    def close(self) -> None:
+        self.arrays = {}
+
+
+def _open_npz_member(path: Path, name: str) -> np.ndarray:
+    """np.memmap of an uncompressed npz member (np.load ignores mmap_mode for npz files)."""
+    with zipfile.ZipFile(path) as archive:
+        try:
+            info = archive.getinfo(f"{name}.npy")
+        except KeyError as error:
+            raise UserInputError(f"npz dataset {path} lacks array {name}") from error
+        if info.compress_type != zipfile.ZIP_STORED:
+            with archive.open(info) as member:
+                return np.lib.format.read_array(member, allow_pickle=False)
+    with open(path, "rb") as stream:
+        stream.seek(info.header_offset)
+        local_header = stream.read(30)
+        name_length = int.from_bytes(local_header[26:28], "little")
+        extra_length = int.from_bytes(local_header[28:30], "little")
+        stream.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(stream)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran_order, dtype = read_header(stream)
+        offset = stream.tell()
+    if fortran_order or dtype.hasobject:
+        raise UserInputError(f"npz dataset {path}: {name} must be a C-ordered numeric array")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+@dataclass
+class StreamingDataset:
+    """A dataset read in batches: labels in memory, pixels from `source` on demand.
+
+    read_train/read_test return float32 model inputs (`x = raw * scale + offset`), exactly what
+    the in-memory Dataset holds at the same rows.
+    """
+
+    spec: DatasetSpec
+    class_names: tuple[str, ...]
+    preprocessing: dict
+    input_shape: tuple[int, int, int]
+    y_train: np.ndarray
+    y_test: np.ndarray
+    source: FolderSource | NpzSource
+    split: FileSplit | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _read(self, part: str, rows) -> np.ndarray:
+        raw = self.source.read(part, rows)
+        if isinstance(self.source, NpzSource):
+            raw = _shape_images(raw.astype(np.float32), self.spec)
+        return (raw.astype(np.float32) * self.preprocessing["scale"]).astype(np.float32)
+
+    def read_train(self, rows) -> np.ndarray:
+        return self._read("train", rows)
+
+    def read_test(self, rows) -> np.ndarray:
+        return self._read("test", rows)
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(images, labels) of the test split in order, batch_size at a time."""
+        for start in range(0, len(self.y_test), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(self.y_test)))
+            yield self.read_test(rows), self.y_test[rows]
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def open_dataset(spec: DatasetSpec, streaming: str = "auto", workers: int = 0,
+                 split: FileSplit | None = None) -> Dataset | StreamingDataset:
+    """The dataset in memory when it fits MEMORY_BUDGET_BYTES (or streaming="off"), else streamed.
+
+    Args:
+        spec: what to load.
+        streaming: "auto", "on" (folder and npz datasets only) or "off".
+        workers: decode processes for folder datasets; 0 uses every core.
+        split: a recorded FileSplit to read instead of splitting the folder again.
+
+    Returns:
+        A Dataset, or a StreamingDataset for a folder or npz dataset that streams.
+    """
+    if streaming not in STREAMING_MODES:
+        raise ValueError(f"streaming must be one of {', '.join(STREAMING_MODES)}, got {streaming!r}")
+    streamable = spec.name.startswith(("folder:", "npz:"))
+    if streaming == "off" or not streamable:
+        return load_dataset(spec)
+    if spec.name.startswith("npz:"):
+        path = Path(spec.name[len("npz:"):])
+        if not path.is_file():
+            raise UserInputError(f"npz dataset {path} does not exist")
+        source = NpzSource(path)
+        train_shape = source.arrays["train"].shape
+        if streaming == "auto" and np.prod(train_shape) * 4 <= MEMORY_BUDGET_BYTES:
+            source.close()
+            return load_dataset(spec)
+        return _open_npz(spec, path, source)
+    split = split or split_folder(spec)
+    shape = folder_image_shape(spec)
+    images = len(split.train_files) + len(split.test_files)
+    if streaming == "auto" and images * int(np.prod(shape)) * 4 <= MEMORY_BUDGET_BYTES:
+        return load_dataset(spec)
+    y_train = np.asarray(split.train_labels, np.int64)
+    y_test = np.asarray(split.test_labels, np.int64)
+    _check_labels(y_train, y_test, len(split.class_names), spec.name)
+    return StreamingDataset(
+        spec=spec, class_names=split.class_names, preprocessing=_preprocessing(255.0, shape),
+        input_shape=shape, y_train=y_train, y_test=y_test,
+        source=FolderSource(split, shape, workers or os.cpu_count() or 1), split=split)
+
+
+def _open_npz(spec: DatasetSpec, path: Path, source: NpzSource) -> StreamingDataset:
+    with np.load(path, allow_pickle=False) as arrays:
+        missing = [key for key in ("y_train", "y_test") if key not in arrays]
+        if missing:
+            raise UserInputError(f"npz dataset {path} lacks array(s) {', '.join(missing)}")
+        y_train, y_test = arrays["y_train"].astype(np.int64), arrays["y_test"].astype(np.int64)
+        class_names = ([str(name) for name in arrays["class_names"]] if "class_names" in arrays
+                       else [str(index) for index in range(int(max(np.max(y_train), 0)) + 1)])
+    x_train = source.arrays["train"]
+    for part, y in (("train", y_train), ("test", y_test)):
+        x = source.arrays[part]
+        if len(x) != len(y) or x.ndim not in (3, 4) or not np.issubdtype(x.dtype, np.number):
+            raise UserInputError(f"npz dataset {path}: x_{part} {x.shape} {x.dtype} does not fit "
+                                 f"y_{part} ({len(y)} labels); expected numeric (N, H, W[, 1|3])")
+    _check_labels(y_train, y_test, len(class_names), spec.name)
+    raw_max = 255.0 if x_train.dtype == np.uint8 else _chunked_max(x_train)
+    probe = _shape_images(np.asarray(x_train[:1], np.float32), spec)
+    preprocessing = _preprocessing(raw_max, probe.shape[1:])
+    return StreamingDataset(spec=spec, class_names=tuple(class_names), preprocessing=preprocessing,
+                            input_shape=tuple(int(side) for side in probe.shape[1:]),
+                            y_train=y_train, y_test=y_test, source=source)
+
+
+def _chunked_max(array: np.ndarray, rows: int = 4096) -> float:
+    """The in-memory path's raw_max (255 when any value exceeds 1, else 1), chunk by chunk."""
+    for start in range(0, len(array), rows):
+        chunk = np.asarray(array[start:start + rows])
+        if not np.all(np.isfinite(chunk)):
+            raise UserInputError("npz dataset: x_train contains NaN or infinite values")
+        if float(np.max(chunk)) > 1.0:
+            return 255.0
+    return 1.0
+
+
+def _preprocessing(raw_max: float, shape) -> dict:
+    """The same recorded preprocessing load_dataset produces."""
+    return {"scale": 1.0 / raw_max, "offset": 0.0, "raw_max": raw_max, "layout": "NHWC",
+            "dtype": "float32", "image_size": [int(shape[0]), int(shape[1])],
+            "channels": int(shape[2]), "formula": "x = raw * scale + offset"}
+
+
+def tf_batch_reader(tf, read, shape):
+    """A tf.data map function: (rows, labels) -> (float32 images read by `read`, labels).
+
+    The images come from `read` (e.g. StreamingDataset.read_train) in a numpy_function, so
+    tf.data overlaps reading and decoding the next batches with training on this one.
+    """
+    def read_batch(rows, labels):
+        images = tf.numpy_function(read, [rows], tf.float32, stateful=False)
+        images.set_shape([None, *shape])
+        return images, labels
+
+    return read_batch
+
+
+def _open_for_stage(spec: DatasetSpec, run_dir: str | os.PathLike | None, workers: int):
+    split = read_split(run_dir) if run_dir is not None and spec.name.startswith("folder:") else None
+    return open_dataset(spec, streaming="on" if spec.name.startswith(("folder:", "npz:")) else "off",
+                        workers=workers, split=split)
+
+
+def iter_test_batches(spec: DatasetSpec, batch_size: int, run_dir: str | os.PathLike | None = None,
+                      workers: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The test split as (float32 images, int64 labels) batches, in the in-memory path's order.
+
+    Args:
+        spec: the run's dataset spec (manifest["train"]["dataset"]["spec"]).
+        batch_size: images per batch.
+        run_dir: a run directory whose recorded dataset_split.json to follow, if it has one.
+        workers: decode processes for folder datasets; 0 uses every core.
+
+    Yields:
+        (images, labels) with the recorded preprocessing applied.
+    """
+    dataset = _open_for_stage(spec, run_dir, workers)
+    if isinstance(dataset, Dataset):
+        for start in range(0, len(dataset.y_test), batch_size):
+            yield (dataset.x_test[start:start + batch_size], dataset.y_test[start:start + batch_size])
+        return
+    try:
+        yield from dataset.test_batches(batch_size)
+    finally:
+        dataset.close()
+
+
+def calibration_samples(spec: DatasetSpec, count: int, seed: int,
+                        run_dir: str | os.PathLike | None = None, workers: int = 0) -> np.ndarray:
+    """The class-balanced training images convert calibrates on, without loading the split.
+
+    Same images as `x_train[class_balanced_indices(y_train, count, seed)]` on the in-memory
+    Dataset.
+    """
+    dataset = _open_for_stage(spec, run_dir, workers)
+    if isinstance(dataset, Dataset):
+        return dataset.x_train[class_balanced_indices(dataset.y_train, count, seed)]
+    try:
+        return dataset.read_train(class_balanced_indices(dataset.y_train, count, seed))
+    finally:
+        dataset.close()
