@@ -337,6 +337,7 @@ def _open_npz(spec: DatasetSpec, path: Path, source: NpzSource) -> StreamingData
         y_train, y_test = arrays["y_train"].astype(np.int64), arrays["y_test"].astype(np.int64)
         class_names = ([str(name) for name in arrays["class_names"]] if "class_names" in arrays
                        else [str(index) for index in range(int(max(np.max(y_train), 0)) + 1)])
+        stated_raw_max = float(arrays["raw_max"]) if "raw_max" in arrays else None
     x_train = source.arrays["train"]
     for part, y in (("train", y_train), ("test", y_test)):
         x = source.arrays[part]
@@ -344,7 +345,7 @@ def _open_npz(spec: DatasetSpec, path: Path, source: NpzSource) -> StreamingData
             raise UserInputError(f"npz dataset {path}: x_{part} {x.shape} {x.dtype} does not fit "
                                  f"y_{part} ({len(y)} labels); expected numeric (N, H, W[, 1|3])")
     _check_labels(y_train, y_test, len(class_names), spec.name)
-    raw_max = 255.0 if x_train.dtype == np.uint8 else _chunked_max(x_train)
+    raw_max = stated_raw_max or (255.0 if x_train.dtype == np.uint8 else _chunked_max(x_train))
     probe = _shape_images(np.asarray(x_train[:1], np.float32), spec)
     preprocessing = _preprocessing(raw_max, probe.shape[1:])
     return StreamingDataset(spec=spec, class_names=tuple(class_names), preprocessing=preprocessing,

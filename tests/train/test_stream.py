@@ -91,12 +91,13 @@ def test_npz_rows_are_memory_mapped(tmp_path):
     arrays = {"x_train": rng.integers(0, 256, (30, 10, 10), dtype=np.uint8),
               "y_train": np.arange(30) % 3, "x_test": rng.integers(0, 256, (9, 10, 10), dtype=np.uint8),
               "y_test": np.arange(9) % 3}
-    np.savez(tmp_path / "data.npz", **arrays)
+    np.savez(tmp_path / "data.npz", **arrays, raw_max=np.float32(300))
     spec = DatasetSpec(name=f"npz:{tmp_path / 'data.npz'}", image_size=(6, 6), channels=3)
     in_memory = load_dataset(spec)
     streamed = open_dataset(spec, streaming="on")
     assert isinstance(streamed.source.arrays["train"], np.memmap)
     assert streamed.preprocessing == in_memory.preprocessing
+    assert streamed.preprocessing["raw_max"] == 300
     np.testing.assert_array_equal(streamed.read_train([4, 29, 0]), in_memory.x_train[[4, 29, 0]])
     np.savez_compressed(tmp_path / "packed.npz", **arrays)
     packed_spec = DatasetSpec(name=f"npz:{tmp_path / 'packed.npz'}")
@@ -109,7 +110,7 @@ def test_streamed_training_equals_in_memory_training(image_folder, tmp_path):
     spec = DatasetSpec(name=f"folder:{image_folder}", image_size=(12, 12), channels=3, seed=0)
     results = {}
     for mode in ("off", "on"):
-        config = TrainConfig(model="dscnn", dataset=spec, out=str(tmp_path / mode), epochs=2,
+        config = TrainConfig(model="dscnn", dataset=spec, out=str(tmp_path / mode), epochs=1,
                              batch_size=8, seed=4, streaming=mode, dataset_cache=mode == "on")
         results[mode] = train(config)
     assert results["on"].test_accuracy == results["off"].test_accuracy
