@@ -212,3 +212,26 @@ def test_profile_input_errors_exit_2_in_one_line(tiny_int8_model, tmp_path):
     not_json.write_text("{}")
     baseline = profile(tiny_int8_model, "--baseline", not_json)
     assert baseline.returncode == 2 and "not an `edgeship profile --json` file" in baseline.stderr
+
+
+def test_op_hooks_are_inserted_into_generated_c_that_lacks_them():
+    from edgeship.profile.firmware import insert_op_hooks
+
+    source = """static int helper(void) { return 0; }
+int model_run(const int8_t *input, int8_t *output) {
+  /* op 0: CONV_2D 8x8x1 -> 6x6x4 */
+  es_conv_2d(input, arena);
+  /* op 1: RESHAPE (same bytes, no code) */
+  /* op 2: SOFTMAX 1x4 */
+  es_softmax(arena, output);
+  return 0;
+}
+"""
+    hooked = insert_op_hooks(source)
+    body = hooked.split("int model_run", 1)[1]
+    assert [line.strip() for line in body.splitlines() if "HOOK" in line] == [
+        "EDGESHIP_OP_HOOK(0);", "EDGESHIP_OP_HOOK(1);", "EDGESHIP_OP_HOOK(2);",
+        "EDGESHIP_OP_HOOK(3);"]
+    assert body.index("EDGESHIP_OP_HOOK(3)") < body.index("return 0;")
+    assert "#define EDGESHIP_OP_HOOK(i) ((void)0)" in hooked
+    assert insert_op_hooks(hooked) == hooked
