@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from edgeship.convert import granularity as weight_granularity
+
+from edgeship.run_dir import ArtifactKind
 
 POST_TRAINING = "post-training"
 FINE_TUNED = "fine-tuned"
 # Where the file that was not delivered is kept.
-KEPT_NAMES = {POST_TRAINING: "model_ptq_int8.tflite", FINE_TUNED: "model_finetuned_int8.tflite"}
+KEPT_NAMES = {POST_TRAINING: ArtifactKind.PTQ_INT8_TFLITE.file_name,
+              FINE_TUNED: ArtifactKind.FINETUNED_INT8_TFLITE.file_name}
 KEPT_KEYS = {POST_TRAINING: "ptq_int8_tflite", FINE_TUNED: "finetuned_int8_tflite"}
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.reports import REPORT_SCHEMA_VERSION, markdown_table
+from edgeship.run_dir import DELIVERED_INT8, ArtifactKind
 
 # Which runtime evaluates each artifact format for the report (validate covers the rest).
 REPORT_BACKENDS = {".keras": "keras", ".h5": "keras", ".tflite": "litert", ".onnx": "onnxruntime"}
@@ -97,7 +98,7 @@ def report_payload(scores: list[ArtifactScore], context: dict) -> dict:
 
 def render_markdown(scores: list[ArtifactScore], class_names: list[str], context: dict) -> str:
     """A table a person reads in five seconds, then the per-class changes."""
-    float_tflite = next((s for s in scores if s.file == "model_float.tflite"), None)
+    float_tflite = next((s for s in scores if ArtifactKind.of(s.file) is ArtifactKind.FLOAT_TFLITE), None)
     rows = []
     for score in scores:
         ratio = (f"{score.bytes / float_tflite.bytes:.3f}" if float_tflite else "")
@@ -118,7 +119,7 @@ def render_markdown(scores: list[ArtifactScore], class_names: list[str], context
     ]
     gate = context.get("max_drop_pp")
     if gate is not None:
-        failed = [s for s in scores if s.file in ("model_int8.tflite", "model_int8.onnx")
+        failed = [s for s in scores if ArtifactKind.of(s.file) in DELIVERED_INT8
                   and s.drop_pp > gate]
         verdict = ("FAIL: " + ", ".join(f"{s.file} drops {s.drop_pp:.2f} pp" for s in failed)
                    if failed else "pass")

@@ -7,25 +7,30 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from edgeship.artifacts import (
-    MANIFEST_NAME, read_manifest, update_manifest, write_bytes_atomic, write_json_atomic,
-    write_text_atomic)
-from edgeship.console import say
-from edgeship.convert import finetune
+from edgeship.convert import finetune, keras3
 from edgeship.convert import granularity as weight_granularity
-from edgeship.convert import keras3
 from edgeship.convert.onnx import check_onnx, export_onnx, quantize_onnx
 from edgeship.convert.prune import PruneConfig, prune
 from edgeship.convert.qat import QatConfig, quantize_aware_finetune
 from edgeship.convert.report import render_markdown, report_payload, score_artifacts
 from edgeship.convert.tflite import (
-    IO_TYPES, check_tflite, describe_io, export_tflite, weight_counts, weight_scale_counts,
-    weight_sparsity)
+    IO_TYPES,
+    check_tflite,
+    describe_io,
+    export_tflite,
+    weight_counts,
+    weight_scale_counts,
+    weight_sparsity,
+)
+from edgeship.train.datasets import Dataset, DatasetSpec, class_balanced_indices, load_dataset
+
+from edgeship.artifacts import write_bytes_atomic, write_json_atomic, write_text_atomic
+from edgeship.console import say
 from edgeship.deps import import_tf_keras
 from edgeship.errors import CheckFailedError, UserInputError
+from edgeship.options import option
 from edgeship.reports import tool_versions
-from edgeship.train.datasets import Dataset, DatasetSpec, class_balanced_indices, load_dataset
+from edgeship.run_dir import DELIVERED_INT8, ArtifactKind, RunDir
 
 MODEL_SUFFIXES = (".keras", ".h5")
 
@@ -58,21 +63,34 @@ class ConvertConfig:
     """
 
     source: str
-    int8: bool = True
-    qat_epochs: int = 0
-    prune_sparsity: float | None = None
-    prune_structure: str | None = None
-    prune_epochs: int = 2
-    onnx: bool = False
+    int8: bool = option(True, help="full-integer int8 TFLite (and int8 ONNX with --onnx)")
+    qat_epochs: int = option(0, flag="qat", metavar="EPOCHS",
+                             help="quantization-aware fine-tuning epochs")
+    prune_sparsity: float | None = option(None, flag="prune", metavar="SPARSITY",
+                                          help="magnitude-pruning target sparsity in (0, 1)")
+    prune_structure: str | None = option(None, metavar="M:N", help="structured sparsity, e.g. 2:4")
+    prune_epochs: int = option(2, help="fine-tuning epochs over which pruning reaches its target")
+    onnx: bool = option(False, help="also write float and int8 ONNX")
     dataset: DatasetSpec | None = None
-    calibration_samples: int = 500
-    io_type: str = "int8"
-    weight_granularity: str = "auto"
-    max_drop_pp: float | None = None
-    qat_learning_rate: float = 1e-4
-    prune_allowance_pp: float = 1.0
+    calibration_samples: int = option(500, help="class-balanced training images that calibrate "
+                                      "the int8 ranges")
+    io_type: str = option("int8", flag="io", choices=IO_TYPES,
+                          help="input/output type of the int8 TFLite")
+    weight_granularity: str = option(
+        "auto", choices=weight_granularity.GRANULARITIES,
+        help="int8 weight scales per output channel, per tensor, or auto: per-tensor where "
+        "measured to cost no fidelity (smaller file), for the whole model or layer by layer")
+    max_drop_pp: float | None = option(None, flag="max-drop", metavar="PP",
+                                       help="exit 1 when an int8 artifact loses more than PP "
+                                       "points of accuracy")
+    qat_learning_rate: float = option(1e-4, metavar="LR", help="Adam learning rate of "
+                                      "quantization-aware fine-tuning")
+    prune_allowance_pp: float = option(1.0, flag="prune-allowance", metavar="PP",
+                                       help="a pruned int8 model ships unless it scores more "
+                                       "than PP points below post-training int8 on training "
+                                       "images")
     out: str | None = None
-    seed: int = 0
+    seed: int = option(0, help="seed of calibration sampling and fine-tuning")
 
     def __post_init__(self):
         if self.qat_epochs < 0:
@@ -163,7 +181,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     written: dict[str, Path] = {}
     sparsity: dict[str, float | None] = {}
     float_bytes = export_original()
-    written["float_tflite"] = write_bytes_atomic(out_dir / "model_float.tflite", float_bytes)
+    written["float_tflite"] = write_bytes_atomic(out_dir / ArtifactKind.FLOAT_TFLITE.file_name, float_bytes)
     check_tflite(float_bytes, dataset.x_test[0])
     int8_io = None
     granularity = fine_tuned_granularity = delivery = None
@@ -190,17 +208,17 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
             int8_bytes = delivered
             if delivery.delivered != finetune.FINE_TUNED:
                 say(f"convert: {delivery.reason()}")
-        written["int8_tflite"] = write_bytes_atomic(out_dir / "model_int8.tflite", int8_bytes)
+        written["int8_tflite"] = write_bytes_atomic(out_dir / ArtifactKind.INT8_TFLITE.file_name, int8_bytes)
         check_tflite(int8_bytes, dataset.x_test[0])
         sparsity["int8_tflite"] = _file_sparsity(int8_bytes)
         int8_io = {role: quant.to_dict() for role, quant in describe_io(int8_bytes).items()}
     if config.onnx:
         onnx_bytes = export_onnx(model, dataset.input_shape)
-        written["onnx"] = write_bytes_atomic(out_dir / "model.onnx", onnx_bytes)
+        written["onnx"] = write_bytes_atomic(out_dir / ArtifactKind.FLOAT_ONNX.file_name, onnx_bytes)
         check_onnx(written["onnx"], dataset.x_test[0])
         if config.int8:
             int8_onnx = quantize_onnx(onnx_bytes, calibration)
-            written["int8_onnx"] = write_bytes_atomic(out_dir / "model_int8.onnx", int8_onnx)
+            written["int8_onnx"] = write_bytes_atomic(out_dir / ArtifactKind.INT8_ONNX.file_name, int8_onnx)
             check_onnx(written["int8_onnx"], dataset.x_test[0])
 
     if keras3_export is not None and model is None:
@@ -229,7 +247,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
                                   render_markdown(scores, list(dataset.class_names), context)
                                   + (keras3.render_markdown(keras3_entry) if keras3_entry else ""))
     if manifest is None:
-        update_manifest(out_dir, "train", {"dataset": {
+        RunDir(out_dir).update("train", {"dataset": {
             "spec": dataset_spec.to_dict(), "preprocessing": dataset.preprocessing,
             "class_names": list(dataset.class_names), "input_shape": list(dataset.input_shape)},
             "model": {"name": model_path.name, "source": str(model_path.resolve())}})
@@ -237,7 +255,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     if keras3_entry and keras3_entry["rebuilt_model"]:
         outputs.append(reference_path)  # the verified tf_keras rebuild of a Keras 3 model
     _remove_stale_outputs(out_dir, {path.name for path in outputs})
-    update_manifest(out_dir, "convert", {
+    RunDir(out_dir).update("convert", {
         "options": config.to_dict(), "int8_io": int8_io, "versions": tool_versions(),
         "weight_granularity": _granularity_record(granularity),
         "fine_tuned_weight_granularity": _granularity_record(fine_tuned_granularity),
@@ -255,24 +273,21 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
 
 def _remove_stale_outputs(out_dir: Path, current: set[str]) -> None:
     """Delete files an earlier convert made that this one did not (e.g. a dropped QAT variant)."""
-    manifest_path = out_dir / MANIFEST_NAME
-    if not manifest_path.is_file():
-        return
-    previous = json.loads(manifest_path.read_text()).get("artifacts", {})
-    for name, info in previous.items():
-        if info.get("stage") == "convert" and name not in current:
-            (out_dir / info.get("path", name)).unlink(missing_ok=True)
+    for name, path in RunDir(out_dir).stage_outputs("convert").items():
+        if name not in current:
+            path.unlink(missing_ok=True)
 
 
 def _resolve_source(source: Path, config: ConvertConfig):
     """(model path, output dir, dataset spec, run manifest or None) for a run dir or a file."""
     if source.is_dir():
-        manifest = read_manifest(source)
-        if "train" not in manifest or not (source / "model.keras").is_file():
+        run_dir = RunDir(source)
+        manifest = run_dir.manifest()
+        if "train" not in manifest or not run_dir.has(ArtifactKind.KERAS_MODEL):
             raise UserInputError(f"{source} is not a trained run directory (no train entry or "
                                  "model.keras); pass a run from `edgeship train` or a .keras file")
-        spec = config.dataset or DatasetSpec.from_dict(manifest["train"]["dataset"]["spec"])
-        return source / "model.keras", Path(config.out or source), spec, manifest
+        spec = config.dataset or run_dir.dataset_spec()
+        return run_dir.path_of(ArtifactKind.KERAS_MODEL), Path(config.out or source), spec, manifest
     if not source.is_file():
         raise UserInputError(f"{source} does not exist")
     if source.suffix.lower() not in MODEL_SUFFIXES:
@@ -281,7 +296,7 @@ def _resolve_source(source: Path, config: ConvertConfig):
         raise UserInputError(f"converting the bare model {source.name} needs --dataset (the data "
                              "to calibrate and evaluate on)")
     out = Path(config.out or source.parent)
-    manifest = read_manifest(out) if (out / MANIFEST_NAME).is_file() else None
+    manifest = RunDir(out).manifest() if RunDir(out).has_manifest() else None
     return source, out, config.dataset, manifest
 
 
@@ -360,15 +375,16 @@ def _fine_tuned_files(delivery) -> list[str]:
     """The int8 files made from fine-tuned weights (validate checks them by accuracy only)."""
     if delivery is None:
         return []
-    return ["model_int8.tflite" if delivery.delivered == finetune.FINE_TUNED
+    return [ArtifactKind.INT8_TFLITE.file_name if delivery.delivered == finetune.FINE_TUNED
             else delivery.kept_name]
 
 
 def _delivered_granularity(written: dict[str, Path]) -> dict[str, str]:
     """Each int8 .tflite's weight granularity, read from the file itself."""
     found = {}
-    for key, path in written.items():
-        if key.endswith("int8_tflite"):
+    for path in written.values():
+        kind = ArtifactKind.of(path)
+        if kind and kind.format == "tflite" and kind.precision == "int8":
             counts = weight_scale_counts(path.read_bytes())
             per_tensor = sum(1 for count in counts.values() if count == 1)
             found[path.name] = ("per-tensor" if per_tensor == len(counts)
@@ -385,14 +401,11 @@ def _file_sparsity(tflite_bytes: bytes) -> float:
     return sum(per_tensor[name] * counts[name] for name in per_tensor) / total if total else 0.0
 
 
-DELIVERED_INT8 = ("model_int8.tflite", "model_int8.onnx")
-
-
 def _apply_gate(scores, max_drop_pp: float | None) -> None:
     """--max-drop applies to what is delivered, not to the file kept beside it."""
     if max_drop_pp is None:
         return
-    failed = [score for score in scores if score.file in DELIVERED_INT8
+    failed = [score for score in scores if ArtifactKind.of(score.file) in DELIVERED_INT8
               and score.drop_pp > max_drop_pp]
     if failed:
         details = "; ".join(f"{score.file} drops {score.drop_pp:.2f} pp" for score in failed)

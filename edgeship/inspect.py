@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.errors import UserInputError
+from edgeship.run_dir import ArtifactKind, RunDir
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def run_inspect(config: InspectConfig) -> dict:
     Raises:
         UserInputError: not a converted run directory.
     """
-    from edgeship.artifacts import read_manifest, write_json_atomic, write_text_atomic
+    from edgeship.artifacts import write_json_atomic, write_text_atomic
     from edgeship.reports import REPORT_SCHEMA_VERSION, environment
     from edgeship.runtime.backends import open_backend
     from edgeship.runtime.inspect import layer_errors
@@ -76,19 +77,21 @@ def run_inspect(config: InspectConfig) -> dict:
     source = Path(config.source)
     if source.is_file():
         return _inspect_file(source, config)
-    run_dir = source
-    int8_path, float_path = run_dir / "model_int8.tflite", run_dir / "model_float.tflite"
+    run = RunDir(source)
+    run_dir = run.path
+    int8_path = run.path_of(ArtifactKind.INT8_TFLITE)
+    float_path = run.path_of(ArtifactKind.FLOAT_TFLITE)
     if not int8_path.is_file() or not float_path.is_file():
-        raise UserInputError(f"{run_dir} has no model_int8.tflite and model_float.tflite; run "
+        raise UserInputError(f"{run_dir} has no {int8_path.name} and {float_path.name}; run "
                              "`edgeship convert RUN_DIR --int8` first")
-    manifest = read_manifest(run_dir)
-    images, _, dataset_entry = load_test_split(manifest, None, config.images)
+    manifest = run.manifest()
+    images, _, dataset_entry = load_test_split(run, None, config.images)
     layers = sorted(layer_errors(int8_path, float_path, images), key=lambda e: e.sqnr_db)
     with open_backend("litert-ref", int8_path) as backend:
         raw = backend.quantize_input(images)
     # No runtimes: per-layer error only (the pipeline's validate already compared every op).
     ops = per_op_parity(int8_path, raw, config.runtimes) if config.runtimes else []
-    attribution = (_attribute(run_dir, manifest, [layer.index for layer in layers], config)
+    attribution = (_attribute(run, manifest, [layer.index for layer in layers], config)
                    if config.restore else None)
     payload = {"schema_version": REPORT_SCHEMA_VERSION, "run_dir": str(run_dir),
                "dataset": dataset_entry, "int8": int8_path.name, "float": float_path.name,
@@ -146,7 +149,7 @@ def _inspect_file(path: Path, config: InspectConfig) -> dict:
     return payload
 
 
-def _attribute(run_dir: Path, manifest: dict, worst_first: list[int],
+def _attribute(run: RunDir, manifest: dict, worst_first: list[int],
                config: InspectConfig) -> dict | None:
     """Restore the worst layers (int8 op indices, worst first) to float one at a time.
 
@@ -157,11 +160,10 @@ def _attribute(run_dir: Path, manifest: dict, worst_first: list[int],
     from edgeship.convert.attribution import attribute_layers, calibrate, quantizable_ops
     from edgeship.convert.tflite import weight_scale_counts
     from edgeship.deps import import_tf_keras
-    from edgeship.runtime.parity import reference_model
     from edgeship.tflite_graph import align_ops, graph_ops
-    from edgeship.train.datasets import DatasetSpec, class_balanced_indices, load_dataset
+    from edgeship.train.datasets import class_balanced_indices, load_dataset
 
-    model_path = run_dir / reference_model(run_dir, manifest)
+    model_path = run.path / run.reference_model()
     source = ((manifest.get("train") or {}).get("model") or {}).get("source")
     if not model_path.is_file() and source and Path(source).is_file():
         model_path = Path(source)  # a bare model file converted into this folder
@@ -169,14 +171,15 @@ def _attribute(run_dir: Path, manifest: dict, worst_first: list[int],
         return None
     _, tf_keras = import_tf_keras()
     model = tf_keras.models.load_model(model_path, compile=False)
-    dataset = load_dataset(DatasetSpec.from_dict(manifest["train"]["dataset"]["spec"]))
+    dataset = load_dataset(run.dataset_spec())
     options = (manifest.get("convert") or {}).get("options") or {}
     samples = min(int(options.get("calibration_samples", 500)), len(dataset.x_train))
     calibration = dataset.x_train[class_balanced_indices(dataset.y_train, samples,
                                                          int(options.get("seed", 0)))]
-    counts = weight_scale_counts((run_dir / "model_int8.tflite").read_bytes()).values()
+    int8_bytes = run.path_of(ArtifactKind.INT8_TFLITE).read_bytes()
+    counts = weight_scale_counts(int8_bytes).values()
     per_tensor = bool(counts) and max(counts) == 1
-    aligned = align_ops(graph_ops((run_dir / "model_int8.tflite").read_bytes()),
+    aligned = align_ops(graph_ops(int8_bytes),
                         quantizable_ops(calibrate(model, calibration)))
     if aligned is None:
         return None
@@ -198,10 +201,10 @@ def _advice(run_dir: Path, attribution: dict | None, max_drop_pp: float) -> list
     import json
 
     rows = {row["file"]: row for row in json.loads(report_path.read_text())["artifacts"]}
-    delivered = rows.get("model_int8.tflite")
+    delivered = rows.get(ArtifactKind.INT8_TFLITE.file_name)
     if delivered is None or delivered["drop_pp"] <= max_drop_pp:
         return []
-    advice = [f"model_int8.tflite loses {delivered['drop_pp']:.2f} points (more than "
+    advice = [f"{ArtifactKind.INT8_TFLITE.file_name} loses {delivered['drop_pp']:.2f} points (more than "
               f"{max_drop_pp:g}); measured on {attribution['images']} test images:"]
     for score in attribution["restored"][:3]:
         if score["recovered_pp"] > 0:
@@ -221,7 +224,7 @@ def _advice(run_dir: Path, attribution: dict | None, max_drop_pp: float) -> list
 
 def render_markdown(payload: dict) -> str:
     from edgeship.reports import markdown_table
-    from edgeship.runtime.parity import op_cell
+    from edgeship.runtime.parity_report import op_cell
 
     if payload["float"]:
         lines = ["# Inspect", "", f"`{payload['int8']}` against `{payload['float']}` on "
@@ -280,6 +283,7 @@ def sqnr_chart_values(payload: dict) -> list[tuple[str, float]]:
     layers = sorted(payload.get("layers", []), key=lambda layer: layer["index"])
     return [(f"{layer['index']} {layer['op']}", layer["sqnr_db"]) for layer in layers
             if np.isfinite(layer["sqnr_db"])]
+
 
 from edgeship import callable_module  # noqa: E402  (edgeship.inspect(...) runs the API)
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.artifacts import update_manifest, write_bytes_atomic, write_text_atomic
+from edgeship.artifacts import write_bytes_atomic, write_text_atomic
 from edgeship.deps import require
 from edgeship.reports import markdown_table
+from edgeship.run_dir import PREDICTIONS_NAME, ArtifactKind, RunDir
 
 FIGURES_DIR = "report_files"
 CHANGED_GRID_LIMIT = 24
@@ -202,20 +203,39 @@ def _latency_distribution(run_dir: Path) -> bytes | None:
     return _png(figure)
 
 
-def _predictions(run_dir: Path, manifest: dict):
-    from edgeship.runtime.backends import open_backend
-    from edgeship.train.datasets import DatasetSpec, load_dataset
+@dataclass(frozen=True)
+class Predictions:
+    """What validate stored in predictions.npz for the float reference and the delivered int8
+    model: top-1 per test image, the labels and the images whose prediction changed."""
 
-    dataset = load_dataset(DatasetSpec.from_dict(manifest["train"]["dataset"]["spec"]))
-    predictions = {}
-    for name, backend in (("model.keras", "keras"), ("model_int8.tflite", "litert")):
-        if not (run_dir / name).is_file():
+    labels: np.ndarray
+    float_top1: np.ndarray
+    int8_top1: np.ndarray
+    class_names: list[str]
+    images: dict[int, np.ndarray]
+
+
+def read_predictions(run_dir: Path) -> Predictions | None:
+    """The reference's and model_int8.tflite's predictions (on litert when validate ran it),
+    or None before validate stored any."""
+    path = run_dir / PREDICTIONS_NAME
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        pairs = list(zip(stored["artifacts"].tolist(), stored["backends"].tolist()))
+        int8_file = ArtifactKind.INT8_TFLITE.file_name
+        int8_rows = [index for index, (artifact, backend) in enumerate(pairs)
+                     if artifact == int8_file]
+        if not int8_rows:
             return None
-        with open_backend(backend, run_dir / name) as opened:
-            outputs = [opened.infer(dataset.x_test[start:start + 256])
-                       for start in range(0, len(dataset.x_test), 256)]
-        predictions[name] = np.argmax(np.concatenate(outputs), axis=1)
-    return dataset, predictions["model.keras"], predictions["model_int8.tflite"]
+        int8_row = next((index for index in int8_rows if pairs[index][1] == "litert"),
+                        int8_rows[0])
+        top1 = stored["top1"]
+        return Predictions(
+            labels=stored["labels"], float_top1=top1[int(stored["reference"])],
+            int8_top1=top1[int8_row], class_names=stored["class_names"].tolist(),
+            images=dict(zip(stored["changed_indices"].tolist(),
+                            stored["changed_images"].astype(np.float32))))
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -244,24 +264,26 @@ def _confusion_figure(int8_matrix: np.ndarray, difference: np.ndarray, names: li
     return _png(figure)
 
 
-def _changed_grid(dataset, float_top1, int8_top1) -> tuple[bytes | None, int]:
-    changed = np.flatnonzero(float_top1 != int8_top1)
-    if not len(changed):
-        return None, 0
+def _changed_grid(predictions: Predictions) -> tuple[bytes | None, int]:
+    changed = np.flatnonzero(predictions.float_top1 != predictions.int8_top1)
+    shown = [index for index in changed.tolist() if index in predictions.images]
+    if not shown:
+        return None, len(changed)
     pyplot = _pyplot()
-    shown = changed[:CHANGED_GRID_LIMIT]
+    shown = shown[:CHANGED_GRID_LIMIT]
     columns = min(8, len(shown))
     rows = int(np.ceil(len(shown) / columns))
     figure, axes = pyplot.subplots(rows, columns, figsize=(1.5 * columns, 1.9 * rows),
                                    squeeze=False)
-    names = dataset.class_names
+    names = predictions.class_names
     for axis in axes.ravel():
         axis.axis("off")
     for axis, index in zip(axes.ravel(), shown):
-        image = dataset.x_test[index]
+        image = predictions.images[index]
         axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
-        axis.set_title(f"true {names[dataset.y_test[index]]}\nfloat {names[float_top1[index]]} "
-                       f"int8 {names[int8_top1[index]]}", fontsize=7)
+        axis.set_title(f"true {names[predictions.labels[index]]}\nfloat "
+                       f"{names[predictions.float_top1[index]]} "
+                       f"int8 {names[predictions.int8_top1[index]]}", fontsize=7)
     return _png(figure), len(changed)
 
 
@@ -278,7 +300,8 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
         The written paths.
     """
     run_dir = Path(run_dir)
-    manifest = _load_json(run_dir / "manifest.json")
+    run = RunDir(run_dir)
+    manifest = run.manifest_or_empty()
     rows = collect_rows(run_dir)
     figures: list[tuple[str, str, bytes]] = []  # (file name, caption, png)
     curves = run_dir / "training_curves.png"
@@ -300,16 +323,16 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
                         "(SQNR against the float model's tensor; lower is worse; see inspect.md)",
                         _sqnr_chart(inspected)))
     changed_count = 0
-    predictions = _predictions(run_dir, manifest) if "train" in manifest else None
+    predictions = read_predictions(run_dir)
     if predictions is not None:
-        dataset, float_top1, int8_top1 = predictions
-        classes = dataset.num_classes
-        int8_matrix = confusion_matrix(dataset.y_test, int8_top1, classes)
-        difference = int8_matrix - confusion_matrix(dataset.y_test, float_top1, classes)
+        classes = len(predictions.class_names)
+        int8_matrix = confusion_matrix(predictions.labels, predictions.int8_top1, classes)
+        difference = int8_matrix - confusion_matrix(predictions.labels, predictions.float_top1,
+                                                    classes)
         figures.append(("confusion.png", "int8 confusion matrix and its difference from the float "
                         "model's", _confusion_figure(int8_matrix, difference,
-                                                     list(dataset.class_names))))
-        grid, changed_count = _changed_grid(dataset, float_top1, int8_top1)
+                                                     predictions.class_names)))
+        grid, changed_count = _changed_grid(predictions)
         if grid is not None:
             figures.append(("changed.png", f"Test images whose prediction changed between float "
                             f"and int8 ({changed_count}, first {min(changed_count, CHANGED_GRID_LIMIT)} "
@@ -319,7 +342,7 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
                     for name, _, data in figures]
     html_path = write_text_atomic(run_dir / "report.html", render_html(rows, figures, context))
     md_path = write_text_atomic(run_dir / "report.md", render_md(rows, figures, context))
-    update_manifest(run_dir, "report", {"figures": [name for name, _, _ in figures]},
+    run.update("report", {"figures": [name for name, _, _ in figures]},
                     artifacts={"report.html": html_path, "report.md": md_path,
                                **{f"{FIGURES_DIR}/{p.name}": p for p in figure_paths}})
     return [html_path, md_path]

@@ -23,10 +23,12 @@ import tempfile
 import types
 from collections.abc import Callable
 
-from edgeship.artifacts import find_run_dir_for
+from edgeship.run_dir import find_run_dir_for
 from edgeship.errors import EdgeshipError, UserInputError
 
 DEFAULT_TIMEOUT_S = 300.0
+TIMEOUT_HELP = ("time limit per model run in a child process: model files no manifest.json beside "
+                "them vouches for are loaded there, so a crash or hang is an error (exit 2)")
 # Imported once by the fork server, so children start warm; none of these starts a thread
 # at import (tests/edgeship/test_hostile_models.py checks), so forking after them is safe.
 _PRELOAD = ["numpy", "edgeship.runtime.isolation", "edgeship.runtime.parity",

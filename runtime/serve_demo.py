@@ -1,7 +1,9 @@
 """Build the phone demo page for a run and serve it on localhost.
 
-The site is firmware_examples/phone_web/www plus what it needs at run time, all local:
-onnxruntime-web's ESM module and WASM from the page's node_modules (installed by `npm ci`),
+The site is the page's sources (firmware_examples/phone_web/www, shipped in the wheel as
+edgeship/phone_web/www) plus what it needs at run time, all local: onnxruntime-web's ESM module
+and WASM from a node_modules folder (`npm ci` in firmware_examples/phone_web; elsewhere
+--node-modules or $EDGESHIP_NODE_MODULES),
 the run's model_int8.onnx, config.json (class names, the manifest's preprocessing, the model's
 and runtime's facts, the int8 .tflite's input/output scale and zero point) and
 test_images.json (real test images from the run's dataset, as raw pixels). Nothing is
@@ -28,19 +30,20 @@ from typing import ClassVar, Self
 
 import numpy as np
 
-from edgeship.artifacts import (
-    describe_file,
-    read_manifest,
-    write_json_atomic,
-    write_text_atomic,
-    write_with,
-)
+from edgeship.artifacts import describe_file, write_json_atomic, write_text_atomic, write_with
 from edgeship.deps import require
 from edgeship.errors import MissingDependencyError, UserInputError
+from edgeship.run_dir import ArtifactKind, RunDir
 
+# The page's sources in a checkout; an installed wheel carries www/ and the npm lock file as
+# the package edgeship.phone_web (pyproject's package-dir maps the same folder).
 PHONE_WEB_DIR = Path(__file__).resolve().parents[1] / "firmware_examples" / "phone_web"
+# Where the wheel puts them: edgeship/phone_web beside edgeship/runtime.
+INSTALLED_PHONE_WEB_DIR = Path(__file__).resolve().parents[1] / "phone_web"
+WEB_DIR_ENV = "EDGESHIP_PHONE_WEB_DIR"
+NODE_MODULES_ENV = "EDGESHIP_NODE_MODULES"
 SITE_SCHEMA_VERSION = 1
-MODEL_FILE = "model_int8.onnx"
+MODEL_FILE = ArtifactKind.INT8_ONNX.file_name
 PAGE_FILES = ("index.html", "app.js", "classifier.js", "style.css", "manifest.webmanifest",
               "service-worker.js")
 ORT_PACKAGE = "onnxruntime-web"
@@ -68,7 +71,8 @@ class ServeDemoConfig:
         test_images: how many real test images the page offers (class-balanced).
         rebuild: rebuild even when the site is up to date.
         build_only: build, print where, and do not serve.
-        web_dir: the page's sources (www/, package-lock.json, node_modules/).
+        web_dir: the page's sources (www/, package-lock.json); "" finds them (find_web_dir).
+        node_modules: the folder holding onnxruntime-web; "" finds it (find_node_modules).
     """
 
     run_dir: str
@@ -78,7 +82,8 @@ class ServeDemoConfig:
     test_images: int = 20
     rebuild: bool = False
     build_only: bool = False
-    web_dir: str = str(PHONE_WEB_DIR)
+    web_dir: str = ""
+    node_modules: str = ""
 
     def __post_init__(self):
         if not 0 <= self.port <= 65535:
@@ -115,27 +120,24 @@ def build_site(config: ServeDemoConfig) -> SiteBuild:
         UserInputError: no manifest, or the run has no model_int8.onnx.
         MissingDependencyError: the page's npm packages are not installed.
     """
-    run_dir = Path(config.run_dir)
-    web_dir = Path(config.web_dir)
+    run = RunDir(config.run_dir)
+    run_dir = run.path
     site_dir = config.site_dir
     if not run_dir.is_dir():
         raise UserInputError(f"run directory {run_dir} does not exist")
-    manifest = read_manifest(run_dir)
-    model_path = run_dir / MODEL_FILE
+    manifest = run.manifest()
+    model_path = run.path_of(ArtifactKind.INT8_ONNX)
     if not model_path.is_file() or "convert" not in manifest:
         raise UserInputError(f"{run_dir} has no {MODEL_FILE}; make it first with: "
                              f"edgeship convert {run_dir} --int8 --onnx")
-    if not (web_dir / "www" / "index.html").is_file():
-        raise UserInputError(f"the phone demo sources are not in {web_dir}; run edgeship "
-                             "from a clone of the repository or pass its firmware_examples/"
-                             "phone_web folder")
-    stamp = _build_stamp(config, model_path)
+    web_dir = find_web_dir(config.web_dir)
+    stamp = _build_stamp(web_dir, config.test_images, model_path, run.manifest_path)
     site_config_path = site_dir / "config.json"
     if not config.rebuild and _stamp_of(site_config_path) == stamp:
         existing = json.loads(site_config_path.read_text())
         return SiteBuild(site_dir, existing["model"]["name"], False,
                          existing["test_image_count"])
-    ort_dir = _ort_dist_dir(web_dir)
+    ort_dir = _ort_dist_dir(find_node_modules(config.node_modules, web_dir))
     site_dir.mkdir(parents=True, exist_ok=True)
     for name in PAGE_FILES:
         _copy(web_dir / "www" / name, site_dir / name)
@@ -144,18 +146,44 @@ def build_site(config: ServeDemoConfig) -> SiteBuild:
     _copy(model_path, site_dir / "model" / MODEL_FILE)
     for size in ICON_SIZES:
         write_with(site_dir / f"icon-{size}.png", functools.partial(_draw_icon, size=size))
-    images, notes = _test_images(manifest, config.test_images)
+    images, notes = _test_images(run, config.test_images)
     write_text_atomic(site_dir / "test_images.json", json.dumps(images, separators=(",", ":")))
-    site_config = _site_config(manifest, model_path, ort_dir, len(images["images"]), stamp)
+    site_config = _site_config(run, manifest, model_path, ort_dir, len(images["images"]), stamp)
     write_json_atomic(site_config_path, site_config)
     return SiteBuild(site_dir, MODEL_FILE, True, len(images["images"]), tuple(notes))
 
 
-def _build_stamp(config: ServeDemoConfig, model_path: Path) -> str:
+def find_web_dir(given: str = "") -> Path:
+    """The page's sources: the given folder, else $EDGESHIP_PHONE_WEB_DIR, else the checkout's
+    firmware_examples/phone_web, else the copy installed with the wheel (edgeship.phone_web)."""
+    candidates = ([("--web-dir", Path(given))] if given
+                  else [(f"${WEB_DIR_ENV}", Path(os.environ[WEB_DIR_ENV]))]
+                  if os.environ.get(WEB_DIR_ENV)
+                  else [("the checkout", PHONE_WEB_DIR),
+                        ("the installed package", INSTALLED_PHONE_WEB_DIR)])
+    for _, folder in candidates:
+        if (folder / "www" / "index.html").is_file():
+            return folder
+    where = ", ".join(f"{folder} ({source})" for source, folder in candidates)
+    raise UserInputError(f"the phone demo's page sources (www/index.html) are not in {where}; "
+                         "pass --web-dir with a folder like the repository's "
+                         "firmware_examples/phone_web")
+
+
+def find_node_modules(given: str, web_dir: Path) -> Path:
+    """The node_modules folder holding onnxruntime-web: the given one, else
+    $EDGESHIP_NODE_MODULES, else web_dir's (in a checkout, where `npm ci` puts it)."""
+    if given:
+        return Path(given)
+    if os.environ.get(NODE_MODULES_ENV):
+        return Path(os.environ[NODE_MODULES_ENV])
+    return web_dir / "node_modules"
+
+
+def _build_stamp(web_dir: Path, test_images: int, model_path: Path, manifest_path: Path) -> str:
     """Hash of everything the site is made from; equal stamps mean an up-to-date site."""
-    web_dir = Path(config.web_dir)
-    digest = hashlib.sha256(f"{SITE_SCHEMA_VERSION} {config.test_images}".encode())
-    sources = [model_path, model_path.parent / "manifest.json", web_dir / "package-lock.json",
+    digest = hashlib.sha256(f"{SITE_SCHEMA_VERSION} {test_images}".encode())
+    sources = [model_path, manifest_path, web_dir / "package-lock.json",
                *(web_dir / "www" / name for name in PAGE_FILES)]
     for path in sources:
         digest.update(path.name.encode())
@@ -170,14 +198,15 @@ def _stamp_of(site_config_path: Path) -> str | None:
         return None
 
 
-def _ort_dist_dir(web_dir: Path) -> Path:
-    dist = web_dir / "node_modules" / ORT_PACKAGE / "dist"
+def _ort_dist_dir(node_modules: Path) -> Path:
+    dist = node_modules / ORT_PACKAGE / "dist"
     missing = [name for name in ORT_FILES if not (dist / name).is_file()]
     if missing:
         raise MissingDependencyError(
-            f"{ORT_PACKAGE} is not installed in {web_dir / 'node_modules'} (missing "
-            f"{', '.join(missing)}); install the page's packages with: cd {web_dir} && npm ci "
-            "(needs Node.js and npm)")
+            f"{ORT_PACKAGE} is not installed in {node_modules} (missing {', '.join(missing)}); "
+            f"in a clone: cd firmware_examples/phone_web && npm ci (needs Node.js and npm); "
+            f"elsewhere pass --node-modules (or set ${NODE_MODULES_ENV}) with a node_modules "
+            f"folder holding {ORT_PACKAGE}")
     return dist
 
 
@@ -185,18 +214,17 @@ def _copy(source: Path, destination: Path) -> None:
     write_with(destination, lambda temp_path: shutil.copyfile(source, temp_path))
 
 
-def _site_config(manifest: dict, model_path: Path, ort_dir: Path, test_image_count: int,
-                 stamp: str) -> dict:
+def _site_config(run: RunDir, manifest: dict, model_path: Path, ort_dir: Path,
+                 test_image_count: int, stamp: str) -> dict:
     """config.json: everything the page (and the Android app) needs to know about the run."""
-    dataset = manifest["train"]["dataset"]
     model_entry = manifest["train"].get("model", {})
     ort_version = json.loads((ort_dir.parent / "package.json").read_text())["version"]
-    preprocessing = dataset["preprocessing"]
+    preprocessing = run.preprocessing()
     return {
         "schema_version": SITE_SCHEMA_VERSION,
-        "title": f"edgeship: {model_entry.get('name', 'model')} on {dataset['spec']['name']}",
-        "class_names": list(dataset["class_names"]),
-        "input_shape": list(dataset["input_shape"]),
+        "title": f"edgeship: {model_entry.get('name', 'model')} on {run.dataset_spec().name}",
+        "class_names": run.class_names(),
+        "input_shape": list(run.input_shape()),
         "preprocessing": {key: preprocessing[key] for key in
                           ("scale", "offset", "raw_max", "image_size", "channels", "layout",
                            "formula")},
@@ -240,12 +268,12 @@ def onnx_output_quantization(model_path: Path) -> dict | None:
     return None
 
 
-def _test_images(manifest: dict, count: int) -> tuple[dict, list[str]]:
+def _test_images(run: RunDir, count: int) -> tuple[dict, list[str]]:
     """A class-balanced sample of the run's test split as raw pixels (HWC, 0..raw_max)."""
-    from edgeship.train.datasets import DatasetSpec, class_balanced_indices, load_dataset
+    from edgeship.train.datasets import class_balanced_indices, load_dataset
 
-    dataset_entry = manifest["train"]["dataset"]
-    spec = DatasetSpec.from_dict(dataset_entry["spec"])
+    spec = run.dataset_spec()
+    input_shape = list(run.input_shape())
     payload = {"dataset": spec.name, "split_seed": spec.seed, "images": []}
     if count == 0:
         return payload, []
@@ -253,12 +281,12 @@ def _test_images(manifest: dict, count: int) -> tuple[dict, list[str]]:
         dataset = load_dataset(spec)
     except UserInputError as error:
         return payload, [f"no test images on the page: cannot load dataset {spec.name} ({error})"]
-    if list(dataset.input_shape) != list(dataset_entry["input_shape"]):
+    if list(dataset.input_shape) != input_shape:
         note = (f"no test images on the page: dataset {spec.name} now loads as "
-                f"{dataset.input_shape}, the model takes {dataset_entry['input_shape']}")
+                f"{dataset.input_shape}, the model takes {input_shape}")
         return payload, [note]
     indices = class_balanced_indices(dataset.y_test, min(count, len(dataset.y_test)), seed=0)
-    preprocessing = dataset_entry["preprocessing"]
+    preprocessing = run.preprocessing()
     for index in indices:
         raw = (dataset.x_test[index].astype(np.float64) - preprocessing["offset"]) \
             / preprocessing["scale"]

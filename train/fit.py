@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.artifacts import save_keras, update_manifest, write_json_atomic, write_with
+from edgeship.artifacts import save_keras, write_json_atomic, write_with
 from edgeship.deps import import_tf_keras, require
 from edgeship.errors import UserInputError
+from edgeship.options import option
 from edgeship.reports import tool_versions
+from edgeship.run_dir import ArtifactKind, RunDir
 from edgeship.train.datasets import Dataset, DatasetSpec, load_dataset
 from edgeship.train.models import MODEL_NAMES, ModelOptions, build_model
 from edgeship.train.stream import (
@@ -32,18 +34,24 @@ BATCH_NORM_SAMPLES = 1024  # training images behind each recalibration of the mo
 class TrainConfig:
     """Everything `edgeship train` needs; the CLI builds one from its flags."""
 
-    model: str
+    model: str = option(help=f"zoo model: {', '.join(MODEL_NAMES)}")
     dataset: DatasetSpec
-    out: str
-    epochs: int = 5
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    seed: int = 0
-    augment: bool = False
-    early_stopping: int = 0
-    validation_split: float = 0.1
-    strategy: str = "default"
-    batch_norm_statistics: str = "population"
+    out: str = option(help="run directory to write")
+    epochs: int = option(5, help="training epochs")
+    batch_size: int = option(32, help="images per training step")
+    learning_rate: float = option(2e-3, help="Adam learning rate")
+    seed: int = option(0, help="seed of weight init, shuffling and augmentation")
+    augment: bool = option(False, help="random shifts, rotations and zoom in the input pipeline")
+    early_stopping: int = option(0, metavar="PATIENCE",
+                                 help="stop after PATIENCE epochs without a better val_loss (0: off)")
+    validation_split: float = option(0.1, help="fraction of the training split held out to "
+                                     "validate each epoch")
+    strategy: str = option("default", choices=STRATEGIES,
+                           help="tf.distribute strategy (multiworker reads TF_CONFIG)")
+    batch_norm_statistics: str = option(
+        "population", choices=BATCH_NORM_STATISTICS,
+        help="population (default): batch-norm moving statistics recomputed from 1,024 training "
+        "images before each validation and at the end; running: Keras' moving averages as they are")
     model_options: ModelOptions = field(default_factory=ModelOptions)
     # "auto": folder/npz datasets too big for memory stream (EDGESHIP_STREAMING overrides auto)
     streaming: str = "auto"
@@ -166,11 +174,12 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
                        for key, values in history.history.items()}
 
     out.mkdir(parents=True, exist_ok=True)
-    model_path = save_keras(model, out / "model.keras")
+    run_dir = RunDir(out)
+    model_path = save_keras(model, run_dir.path_of(ArtifactKind.KERAS_MODEL))
     history_path = write_json_atomic(out / "history.json", history_payload)
     curves_path = write_with(out / "training_curves.png",
                              lambda temp: plot_training_curves(history_payload, temp))
-    update_manifest(out, "train", {
+    run_dir.update("train", {
         "config": config.to_dict(),
         "dataset": {"spec": dataset.spec.to_dict(), "preprocessing": dataset.preprocessing,
                     "class_names": list(dataset.class_names),
@@ -186,7 +195,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
         "test_loss": float(test_loss),
         "train_seconds": round(seconds, 3),
         "versions": tool_versions(),
-    }, artifacts={"model.keras": model_path, "history.json": history_path,
+    }, artifacts={model_path.name: model_path, "history.json": history_path,
                   "training_curves.png": curves_path})
     return TrainResult(run_dir=out, test_accuracy=float(test_accuracy), test_loss=float(test_loss),
                        epochs_run=len(history_payload.get("loss", [])), seconds=seconds,

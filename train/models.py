@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from edgeship.deps import import_tf_keras
 from edgeship.errors import UserInputError
+from edgeship.options import option
 
 # Smallest input side each architecture can take (valid convolutions and pooling shrink it).
 MIN_INPUT_SIDE = {
@@ -33,10 +34,10 @@ class ModelOptions:
         width: dscnn's channel count in the separable blocks.
     """
 
-    alpha: float = 0.35
-    weights: str | None = None
-    freeze: int = 0
-    width: int = 64
+    alpha: float = option(0.35, help="mobilenet_v2 width multiplier")
+    weights: str | None = option(None, help="mobilenet_v2 backbone weights file")
+    freeze: int = option(0, help="freeze the first N backbone layers (transfer learning)")
+    width: int = option(64, help="dscnn's channel count in the separable blocks")
 
     def __post_init__(self):
         if not 0 < self.alpha <= 1.4:

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from edgeship.artifacts import atomic_path, read_manifest, update_manifest, write_bytes_atomic
+from edgeship.artifacts import atomic_path, write_bytes_atomic
+from edgeship.run_dir import ArtifactKind, RunDir, precision_of
 from edgeship.errors import UserInputError
 
 
@@ -57,12 +58,37 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 def test_manifest_records_hashes(tmp_path):
     artifact = write_bytes_atomic(tmp_path / "a.bin", b"abc")
-    manifest = update_manifest(tmp_path, "stage", {"k": 1}, {"a.bin": artifact})
+    manifest = RunDir(tmp_path).update("stage", {"k": 1}, {"a.bin": artifact})
     assert manifest["artifacts"]["a.bin"]["sha256"] == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-    assert read_manifest(tmp_path)["stage"] == {"k": 1}
+    assert RunDir(tmp_path).manifest()["stage"] == {"k": 1}
+    assert RunDir(tmp_path).stage_outputs("stage") == {"a.bin": artifact}
     with pytest.raises(UserInputError, match="no manifest.json"):
-        read_manifest(tmp_path / "missing")
+        RunDir(tmp_path / "missing").manifest()
+
+
+def test_a_corrupt_manifest_is_one_bad_input_line_for_every_reader(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"train": ')
+    run = RunDir(tmp_path)
+    for read in (run.manifest, run.manifest_or_empty, lambda: run.section("train"),
+                 run.dataset_spec, lambda: run.update("x", {})):
+        with pytest.raises(UserInputError, match="not readable JSON") as caught:
+            read()
+        assert "\n" not in str(caught.value)
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(UserInputError, match="no train.dataset.spec"):
+        run.dataset_spec()
+
+
+def test_artifact_kinds_carry_name_format_and_precision():
+    assert ArtifactKind.of("runs/x/model_int8.tflite") is ArtifactKind.INT8_TFLITE
+    assert (ArtifactKind.INT8_ONNX.format, ArtifactKind.INT8_ONNX.precision) == ("onnx", "int8")
+    assert precision_of("model_ptq_int8.tflite") == "int8"
+    assert precision_of("model_float.tflite") == "float"
+    # A name is not a precision: an unknown file with "int8" in it is not guessed.
+    assert precision_of("my_int8_model.tflite") is None
+    names = [kind.file_name for kind in ArtifactKind]
+    assert len(set(names)) == len(names)
 
 
 def test_save_keras_is_byte_reproducible_and_loads(tmp_path, monkeypatch):
@@ -90,12 +116,13 @@ def test_save_keras_is_byte_reproducible_and_loads(tmp_path, monkeypatch):
 _WRITER = """
 import sys
 from pathlib import Path
-from edgeship.artifacts import update_manifest, write_bytes_atomic
+from edgeship.artifacts import write_bytes_atomic
+from edgeship.run_dir import RunDir
 run_dir, section = Path(sys.argv[1]), sys.argv[2]
 for index in range(150):
     name = f"{section}_{index}.bin"
     write_bytes_atomic(run_dir / name, name.encode())
-    update_manifest(run_dir, section, {"last": index},
+    RunDir(run_dir).update(section, {"last": index},
                     {f"{section}_{i}.bin": run_dir / f"{section}_{i}.bin" for i in range(index + 1)})
 """
 
@@ -106,7 +133,7 @@ def test_concurrent_stages_lose_no_manifest_update(tmp_path):
     writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), section])
                for section in ("validate", "bench", "embed")]
     assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0]
-    manifest = read_manifest(tmp_path)
+    manifest = RunDir(tmp_path).manifest()
     for section in ("validate", "bench", "embed"):
         assert manifest[section] == {"last": 149}
         recorded = [name for name, info in manifest["artifacts"].items() if info["stage"] == section]

@@ -19,7 +19,8 @@ import zipfile
 
 import pytest
 
-from edgeship.artifacts import MANIFEST_NAME, remove_stale_temp_files, sha256_file
+from edgeship.artifacts import remove_stale_temp_files, sha256_file
+from edgeship.run_dir import MANIFEST_NAME
 from edgeship.model_check import check_tflite_file
 from edgeship.pipeline import LOCK_NAME, STAGES
 from tests.edgeship.conftest import pipeline_command
@@ -171,13 +172,14 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
 
 @pytest.mark.parametrize("stage", ["convert"])
 def test_rerun_stage_drops_its_records_first(tmp_path, stage):
-    """A stage that reruns forgets its old records before writing (forget_stage)."""
-    from edgeship.artifacts import forget_stage, update_manifest
+    """A stage that reruns forgets its old records before writing (RunDir.forget)."""
+    from edgeship.run_dir import RunDir
 
     (tmp_path / "a.bin").write_bytes(b"a")
     (tmp_path / "b.bin").write_bytes(b"b")
-    update_manifest(tmp_path, "train", {"x": 1}, artifacts={"a.bin": tmp_path / "a.bin"})
-    update_manifest(tmp_path, stage, {"y": 2}, artifacts={"b.bin": tmp_path / "b.bin"})
-    manifest = forget_stage(tmp_path, stage, remove_files=True)
+    run = RunDir(tmp_path)
+    run.update("train", {"x": 1}, artifacts={"a.bin": tmp_path / "a.bin"})
+    run.update(stage, {"y": 2}, artifacts={"b.bin": tmp_path / "b.bin"})
+    manifest = run.forget(stage, remove_files=True)
     assert stage not in manifest and set(manifest["artifacts"]) == {"a.bin"}
     assert (tmp_path / "a.bin").exists() and not (tmp_path / "b.bin").exists()

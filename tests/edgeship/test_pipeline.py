@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from edgeship.pipeline import PipelineConfig, config_from_sources, load_config_file, run_lock
+from edgeship.pipeline import run_lock
+from edgeship.pipeline_config import PipelineConfig, config_from_sources, load_config_file
 from edgeship.errors import UserInputError
 from tests.conftest import REPO, run_cli
 
@@ -145,61 +146,103 @@ def test_second_pipeline_on_same_out_refuses(tmp_path):
 
 
 def test_config_file_and_flags(tmp_path):
+    from dataclasses import replace
+
     config = tmp_path / "pipeline.toml"
-    config.write_text('[pipeline]\nmodel = "dscnn"\nepochs = 7\nqat = 1\n'
-                      'batch_norm_statistics = "running"\n')
+    config.write_text('[train]\nmodel = "dscnn"\nepochs = 7\nbatch_norm_statistics = "running"\n'
+                      'early_stopping = 2\nstrategy = "mirrored"\ntest_size = 300\n'
+                      '[convert]\nqat_epochs = 1\n[bench]\nthreads = [1, 2]\n')
     values = load_config_file(config)
-    merged = config_from_sources(values, {"epochs": 3, "qat": None})
-    assert merged == PipelineConfig(model="dscnn", epochs=3, qat=1, batch_norm_statistics="running")
-    config.write_text("epochz = 3\n")
+    merged = config_from_sources(values, {"train": {"epochs": 3}})
+    defaults = PipelineConfig()
+    assert merged == replace(
+        defaults,
+        train=replace(defaults.train, model="dscnn", epochs=3, batch_norm_statistics="running",
+                      early_stopping=2, strategy="mirrored",
+                      dataset=replace(defaults.train.dataset, test_size=300)),
+        convert=replace(defaults.convert, qat_epochs=1),
+        bench=replace(defaults.bench, threads=(1, 2)))
+    config.write_text("[train]\nepochz = 3\n")
     with pytest.raises(UserInputError, match="unknown key"):
         load_config_file(config)
+    config.write_text("[trian]\nepochs = 3\n")
+    with pytest.raises(UserInputError, match="unknown table"):
+        load_config_file(config)
     with pytest.raises(ValueError, match="batch-norm statistics must be one of population, running"):
-        config_from_sources({"batch_norm_statistics": "exact"}, {})
+        config_from_sources({"train": {"batch_norm_statistics": "exact"}}, {})
+
+
+def test_flat_keys_of_the_earlier_format_still_load(tmp_path):
+    """One release of compatibility: [pipeline] flat keys map onto the stage tables."""
+    config = tmp_path / "pipeline.toml"
+    config.write_text('[pipeline]\nmodel = "dscnn"\nqat = 1\nio = "uint8"\nseed = 3\n'
+                      'validate_limit = 50\nbench_runs = 7\nout = "runs/x"\n')
+    merged = config_from_sources(load_config_file(config), {})
+    assert (merged.train.model, merged.convert.qat_epochs, merged.convert.io_type) == (
+        "dscnn", 1, "uint8")
+    assert (merged.train.seed, merged.convert.seed, merged.bench.seed) == (3, 3, 3)
+    assert merged.train.dataset.seed == 0  # the split has its own seed now
+    assert (merged.validate.limit, merged.bench.runs, merged.out) == (50, 7, "runs/x")
+    assert merged.validate.run_dir == merged.convert.source == merged.train.out == "runs/x"
 
 
 def test_example_config_loads():
-    values = load_config_file(REPO / "pipeline.example.toml")
-    assert config_from_sources(values, {}).model == "lenet5"
+    config = config_from_sources(load_config_file(REPO / "pipeline.example.toml"), {})
+    assert config.train.model == "lenet5" and config.convert.qat_epochs == 1
 
 
-def test_reproduce_commands_recreate_the_same_run():
-    """Generated from the config: parsed back they give the same config and the same split."""
-    import shlex
-    from dataclasses import fields, replace
-
+def test_pipeline_flags_are_the_stage_configs_options():
+    """Every option of every stage config is a pipeline flag, and today's spellings work."""
     from edgeship import cli
-    from edgeship import pipeline as pipeline_module
-    from edgeship.pipeline import PipelineConfig, config_from_sources, reproduce_commands
+    from edgeship.options import declared_options
+    from edgeship.pipeline_config import GROUPS
 
-    config = PipelineConfig(
-        model="dscnn", dataset="digits", out="runs/x", epochs=3, batch_size=16,
-        learning_rate=0.001, seed=7, augment=True, batch_norm_statistics="running",
-        image_size=(32, 32), channels=3, alpha=0.5, qat=1, prune=0.5, prune_epochs=1,
-        onnx=False, calibration_samples=200, io="uint8", weight_granularity="per-channel",
-        max_drop=1.5, validate_limit=100, bench_runs=50, bench_warmup=5, embed_samples=3)
-    pipeline, train, convert, validate, bench = reproduce_commands(config)
     parser = cli.build_parser()
-    args = parser.parse_args(shlex.split(pipeline)[1:])
-    flags = {key: value for key, value in vars(args).items()
-             if key not in ("command", "run", "config", "verbose")}
-    assert replace(config_from_sources({}, flags), force=False) == config
-    # Every pipeline option has a flag (declared once, reachable from the command line).
     pipeline_parser = next(action for action in parser._actions
                            if action.dest == "command").choices["pipeline"]
     dests = {action.dest for action in pipeline_parser._actions}
-    assert {item.name for item in fields(PipelineConfig)} <= dests
-    # The stage commands: same dataset split and training options as the pipeline's.
-    train_args = parser.parse_args(shlex.split(train)[1:])
-    assert cli._dataset_spec(train_args) == pipeline_module._dataset_spec(config)
-    assert (train_args.epochs, train_args.batch_size, train_args.learning_rate, train_args.seed,
-            train_args.augment, train_args.batch_norm_statistics, train_args.alpha) == (
-        3, 16, 0.001, 7, True, "running", 0.5)
-    convert_args = parser.parse_args(shlex.split(convert)[1:])
-    assert (convert_args.qat, convert_args.prune, convert_args.prune_epochs, convert_args.onnx,
-            convert_args.calibration_samples, convert_args.io, convert_args.weight_granularity,
-            convert_args.max_drop, convert_args.seed) == (
-        1, 0.5, 1, False, 200, "uint8", "per-channel", 1.5, 7)
-    assert parser.parse_args(shlex.split(validate)[1:]).limit == 100
-    bench_args = parser.parse_args(shlex.split(bench)[1:])
-    assert (bench_args.runs, bench_args.warmup) == (50, 5)
+    for group in GROUPS:
+        for item in declared_options(group.config_class):
+            if item.name not in group.exclude:
+                assert f"{group.key}.{item.name}" in dests, (group.key, item.name)
+    flags = {flag for action in pipeline_parser._actions for flag in action.option_strings}
+    assert {"--qat", "--io", "--prune", "--no-onnx", "--max-drop", "--validate-limit",
+            "--bench-runs", "--bench-warmup", "--embed-samples", "--seed", "--alpha",
+            "--image-size", "--test-size", "--early-stopping", "--strategy", "--split-seed",
+            "--force", "--out"} <= flags
+
+
+def test_reproduce_commands_recreate_the_same_run():
+    """Generated from the configs: parsed back they give the same configs and the same split."""
+    import shlex
+    from dataclasses import replace
+
+    from edgeship import cli
+    from edgeship.cli_deploy import pipeline_config
+    from edgeship.cli_stages import bench_config, convert_config, train_config, validate_config
+    from edgeship.pipeline_config import reproduce_commands
+
+    config = config_from_sources({}, {
+        "pipeline": {"out": "runs/x", "embed_samples": 3},
+        "train": {"model": "dscnn", "epochs": 3, "batch_size": 16, "learning_rate": 0.001,
+                  "seed": 7, "augment": True, "batch_norm_statistics": "running",
+                  "early_stopping": 2, "strategy": "mirrored"},
+        "dataset": {"dataset": "digits", "split_seed": 5, "test_size": 300,
+                    "image_size": (32, 32), "channels": 3},
+        "model_options": {"alpha": 0.5},
+        "convert": {"qat_epochs": 1, "prune_sparsity": 0.5, "prune_epochs": 1, "onnx": False,
+                    "calibration_samples": 200, "io_type": "uint8",
+                    "weight_granularity": "per-channel", "max_drop_pp": 1.5},
+        "convert_seed": {"seed": 4},
+        "validate": {"limit": 100}, "tolerances": {"max_drop_pp": 3.0},
+        "bench": {"runs": 50, "warmup": 5, "threads": (1, 2)}})
+    pipeline, train, convert, validate, bench = reproduce_commands(config)
+    parser = cli.build_parser()
+    assert replace(pipeline_config(parser.parse_args(shlex.split(pipeline)[1:])),
+                   force=False) == config
+    # The stage commands give the same stage configs, so the same split and training.
+    assert train_config(parser.parse_args(shlex.split(train)[1:])) == config.train
+    assert convert_config(parser.parse_args(shlex.split(convert)[1:])) == config.convert
+    assert validate_config(parser.parse_args(shlex.split(validate)[1:])) == config.validate
+    bench_back = bench_config(parser.parse_args(shlex.split(bench)[1:]))
+    assert replace(bench_back, artifacts=config.bench.artifacts) == config.bench

@@ -4,18 +4,16 @@ import json
 
 import numpy as np
 import pytest
-from edgeship.runtime.parity import (
+from edgeship.runtime.parity import ValidateConfig, fine_tuned_artifacts, validate_run
+from edgeship.runtime.parity_checks import (
     Check,
     Tolerances,
-    ValidateConfig,
     explain_onnx_saturation,
-    fine_tuned_artifacts,
     float_checks,
     int8_checks,
     quanta_histogram,
     task_checks,
     task_metrics,
-    validate_run,
 )
 
 from edgeship.errors import UserInputError
@@ -75,6 +73,19 @@ def test_validate_passes_the_converted_run(run_copy):
     assert "Backends run: keras, litert, litert-ref, onnxruntime, tflm." in markdown
     manifest = json.loads((run_copy / "manifest.json").read_text())
     assert manifest["validate"]["passed"] is True and "parity.json" in manifest["artifacts"]
+    # Every pair's top-1 per image, for report.html (which runs no model itself).
+    assert "predictions.npz" in manifest["artifacts"]
+    with np.load(run_copy / "predictions.npz") as stored:
+        stored_pairs = list(zip(stored["artifacts"].tolist(), stored["backends"].tolist()))
+        assert stored_pairs == [(row["artifact"], row["backend"]) for row in payload["pairs"]]
+        assert stored["top1"].shape == (len(stored_pairs), LIMIT)
+        labels = stored["labels"]
+        for row, top1 in zip(payload["pairs"], stored["top1"]):
+            assert np.mean(top1 == labels) == pytest.approx(row["accuracy"])
+        reference = stored["top1"][int(stored["reference"])]
+        changed = stored["changed_indices"]
+        assert len(stored["changed_images"]) == len(changed)
+        assert all((stored["top1"][:, changed] != reference[changed]).any(axis=0))
 
 
 def test_validate_fails_a_model_with_a_wrong_input_scale(run_copy):

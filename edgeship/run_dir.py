@@ -1,0 +1,278 @@
+"""The run directory: one type for the manifest, the artifacts by kind, and the dataset it holds.
+
+Every stage reads and writes manifest.json through RunDir, under one lock (flock on the
+directory, see `manifest_lock`), and names its model files through ArtifactKind, which carries
+each file's name, format and precision: nothing guesses a precision from a file name.
+"""
+
+import contextlib
+import enum
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from edgeship.artifacts import describe_file, sha256_file, write_json_atomic
+from edgeship.errors import UserInputError
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA_VERSION = 1
+PREDICTIONS_NAME = "predictions.npz"
+
+
+class ArtifactKind(enum.Enum):
+    """A model file a run directory can hold: file name, format and precision.
+
+    The kept-aside kinds are the int8 file convert did not deliver (see
+    edgeship.convert.finetune); a run holds at most one of them.
+    """
+
+    KERAS_MODEL = ("model.keras", "keras", "float")
+    REBUILT_KERAS_MODEL = ("model_rebuilt.keras", "keras", "float")
+    FLOAT_TFLITE = ("model_float.tflite", "tflite", "float")
+    INT8_TFLITE = ("model_int8.tflite", "tflite", "int8")
+    PTQ_INT8_TFLITE = ("model_ptq_int8.tflite", "tflite", "int8")
+    FINETUNED_INT8_TFLITE = ("model_finetuned_int8.tflite", "tflite", "int8")
+    FLOAT_ONNX = ("model.onnx", "onnx", "float")
+    INT8_ONNX = ("model_int8.onnx", "onnx", "int8")
+
+    def __init__(self, file_name: str, format: str, precision: str):
+        self.file_name = file_name
+        self.format = format
+        self.precision = precision
+
+    @property
+    def kept_aside(self) -> bool:
+        """True for the int8 file convert scored worse and kept beside the delivered one."""
+        return self in (ArtifactKind.PTQ_INT8_TFLITE, ArtifactKind.FINETUNED_INT8_TFLITE)
+
+    @classmethod
+    def of(cls, name: str | os.PathLike) -> "ArtifactKind | None":
+        """The kind whose file name is name's last component; None for any other file."""
+        return _BY_FILE_NAME.get(Path(name).name)
+
+
+_BY_FILE_NAME = {kind.file_name: kind for kind in ArtifactKind}
+
+# The model files every stage considers, in the order they are run and reported: the float
+# reference, then TFLite, then ONNX. The Keras 3 rebuild is the reference only where convert
+# recorded it (RunDir.reference_model), so it is not listed.
+MODEL_ARTIFACTS = tuple(kind for kind in ArtifactKind
+                        if kind is not ArtifactKind.REBUILT_KERAS_MODEL)
+
+# The int8 files convert delivers (its --max-drop gate applies to these).
+DELIVERED_INT8 = (ArtifactKind.INT8_TFLITE, ArtifactKind.INT8_ONNX)
+
+
+def precision_of(name: str | os.PathLike) -> str | None:
+    """"int8" or "float" for a file of a known kind; None for any other file."""
+    kind = ArtifactKind.of(name)
+    return kind.precision if kind else None
+
+
+@contextlib.contextmanager
+def manifest_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory while manifest.json is read and rewritten.
+
+    Each stage reads the manifest, changes its own section and writes it back; two edgeship
+    commands on one run directory at once (validate beside bench in CI) would otherwise lose
+    one's update. The lock is flock on the directory itself, so it leaves no file behind and
+    the kernel drops it when a killed process's descriptor closes.
+    """
+    descriptor = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+class RunDir:
+    """A run directory: manifest.json (read and written under the lock) and its artifacts.
+
+    A missing manifest where one is required, or a corrupt one anywhere, is one
+    UserInputError line; `has_manifest` lets a stage that makes the directory ask first.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_NAME
+
+    def has_manifest(self) -> bool:
+        return self.manifest_path.is_file()
+
+    # --- manifest ----------------------------------------------------------------------------
+
+    def manifest(self) -> dict:
+        """manifest.json, read under the lock; missing or corrupt is bad input."""
+        if not self.has_manifest():
+            raise UserInputError(f"{self.path} has no {MANIFEST_NAME}: is it a run directory "
+                                 "made by edgeship?")
+        with manifest_lock(self.path):
+            return self._read()
+
+    def manifest_or_empty(self) -> dict:
+        """manifest.json, or {} before the first stage wrote one (a corrupt one is bad input)."""
+        return self.manifest() if self.has_manifest() else {}
+
+    def section(self, name: str) -> dict:
+        """One stage's entry ({} when that stage has not recorded one)."""
+        entry = self.manifest_or_empty().get(name)
+        return entry if isinstance(entry, dict) else {}
+
+    def _read(self) -> dict:
+        if not self.manifest_path.is_file():
+            return {}
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError) as error:
+            raise UserInputError(f"{self.manifest_path} is not readable JSON: "
+                                 f"{' '.join(str(error).split())}") from error
+        if not isinstance(manifest, dict):
+            raise UserInputError(f"{self.manifest_path} does not hold a JSON object")
+        return manifest
+
+    def update(self, section: str, entry: dict,
+               artifacts: dict[str, str | os.PathLike] | None = None) -> dict:
+        """Merge one stage's entry and its artifacts' hashes into manifest.json atomically.
+
+        Args:
+            section: the stage's key ("train", "convert", ...); replaced whole.
+            entry: plain-JSON description of the stage (options, versions, results).
+            artifacts: name -> path of files this stage wrote; each gets sha256, size and
+                stage. Entries the same stage recorded before and did not write now are dropped.
+
+        Returns:
+            The manifest as written.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        with manifest_lock(self.path):
+            manifest = self._read()
+            manifest["schema_version"] = MANIFEST_SCHEMA_VERSION
+            manifest[section] = entry
+            recorded = manifest.setdefault("artifacts", {})
+            artifacts = artifacts or {}
+            # A stage's artifacts are replaced whole: the manifest never lists a file it no longer made.
+            for stale in [name for name, info in recorded.items()
+                          if isinstance(info, dict) and info.get("stage") == section
+                          and name not in artifacts]:
+                del recorded[stale]
+            for name, artifact_path in artifacts.items():
+                recorded[name] = {**describe_file(artifact_path), "stage": section,
+                                  "path": os.path.relpath(artifact_path, self.path)}
+            write_json_atomic(self.manifest_path, manifest)
+            return manifest
+
+    def forget(self, section: str, remove_files: bool = False) -> dict:
+        """Drop a stage's entry and its artifacts' records before the stage runs again.
+
+        A stage rewrites its files one by one and records them at its end; were its old
+        records kept, a run killed in between would leave a manifest whose hashes no longer
+        match the disk. Without them the manifest claims only files no running stage touches.
+
+        Args:
+            section: the stage's manifest key.
+            remove_files: also delete the files the records named (the rerun makes them anew,
+                and one it no longer makes must not linger).
+
+        Returns:
+            The manifest as written ({} when there is none).
+        """
+        if not self.has_manifest():
+            return {}
+        with manifest_lock(self.path):
+            manifest = self._read()
+            recorded = manifest.get("artifacts", {})
+            stale = [name for name, info in recorded.items()
+                     if isinstance(info, dict) and info.get("stage") == section]
+            if not manifest or (section not in manifest and not stale):
+                return manifest
+            manifest.pop(section, None)
+            files = [self.path / recorded.pop(name).get("path", name) for name in stale]
+            write_json_atomic(self.manifest_path, manifest)  # records first: a kill leaves no claim
+        for file in files if remove_files else []:
+            if file.resolve().is_relative_to(self.path.resolve()):
+                file.unlink(missing_ok=True)
+        return manifest
+
+    def stage_outputs(self, section: str) -> dict[str, Path]:
+        """name -> path of the files a stage recorded."""
+        return {name: self.path / info.get("path", name)
+                for name, info in self.manifest_or_empty().get("artifacts", {}).items()
+                if isinstance(info, dict) and info.get("stage") == section}
+
+    def records(self, digest: str) -> bool:
+        """True when the manifest records a file with this SHA-256 (edgeship wrote it)."""
+        try:
+            manifest = self.manifest_or_empty()
+        except UserInputError:  # a corrupt manifest vouches for nothing
+            return False
+        return any(isinstance(entry, dict) and entry.get("sha256") == digest
+                   for entry in manifest.get("artifacts", {}).values())
+
+    # --- artifacts ---------------------------------------------------------------------------
+
+    def path_of(self, kind: ArtifactKind) -> Path:
+        return self.path / kind.file_name
+
+    def has(self, kind: ArtifactKind) -> bool:
+        return self.path_of(kind).is_file()
+
+    def existing(self, kinds: tuple[ArtifactKind, ...] = MODEL_ARTIFACTS) -> list[ArtifactKind]:
+        """The kinds whose file is in the directory, in the order given."""
+        return [kind for kind in kinds if self.has(kind)]
+
+    def reference_model(self) -> str:
+        """The float Keras model convert measured against (a Keras 3 model's tf_keras rebuild)."""
+        recorded = self.section("convert").get("reference")
+        if (isinstance(recorded, str) and Path(recorded).suffix in (".keras", ".h5")
+                and (self.path / recorded).is_file()):
+            return recorded
+        return ArtifactKind.KERAS_MODEL.file_name
+
+    # --- dataset -----------------------------------------------------------------------------
+
+    def _dataset_entry(self) -> dict:
+        dataset = self.section("train").get("dataset")
+        if not isinstance(dataset, dict) or not isinstance(dataset.get("spec"), dict):
+            raise UserInputError(f"{self.manifest_path} has no train.dataset.spec: was this run "
+                                 "made by `edgeship train`?")
+        return dataset
+
+    def dataset_spec(self):
+        """The DatasetSpec train recorded (edgeship.train.datasets, imported when asked)."""
+        from edgeship.train.datasets import DatasetSpec
+
+        return DatasetSpec.from_dict(self._dataset_entry()["spec"])
+
+    def input_shape(self) -> tuple[int, ...]:
+        shape = self._dataset_entry().get("input_shape")
+        if not isinstance(shape, list):
+            raise UserInputError(f"{self.manifest_path} has no train.dataset.input_shape")
+        return tuple(shape)
+
+    def class_names(self) -> list[str]:
+        return list(self._dataset_entry().get("class_names") or [])
+
+    def preprocessing(self) -> dict:
+        return dict(self._dataset_entry().get("preprocessing") or {})
+
+
+def find_run_dir_for(path: str | os.PathLike) -> Path | None:
+    """The run directory whose manifest records this file's hash, if any."""
+    path = Path(path)
+    run_dir = RunDir(path.parent)
+    if not run_dir.has_manifest():
+        return None
+    try:
+        digest = sha256_file(path)
+    except OSError:
+        return None
+    return path.parent if run_dir.records(digest) else None
