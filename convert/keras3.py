@@ -25,10 +25,11 @@ import numpy as np
 
 from edgeship.deps import import_tf_keras
 from edgeship.errors import MissingDependencyError, UserInputError
+from edgeship.run_dir import ArtifactKind
 
 REBUILD_ATOL = 1e-5
 CHECK_IMAGES = 256
-REBUILT_MODEL_NAME = "model_rebuilt.keras"
+REBUILT_MODEL_NAME = ArtifactKind.REBUILT_KERAS_MODEL.file_name
 CHILD_TIMEOUT_S = 900
 
 # Keras 3 layer classes the rebuild maps onto the tf_keras class of the same name.

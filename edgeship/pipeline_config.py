@@ -264,8 +264,8 @@ def reproduce_commands(config: PipelineConfig) -> list[str]:
     names every option that differs from that command's default, and parses back to the same
     configs (tests/edgeship/test_pipeline.py).
     """
-    pipeline = ["edgeship pipeline", f"--out {config.out}", f"--model {config.train.model}",
-                f"--dataset {config.train.dataset.name}"]
+    pipeline = ["edgeship pipeline", f"--model {config.train.model}",
+                f"--dataset {config.train.dataset.name}", f"--out {config.out}"]
     for group in GROUPS:
         exclude = group.exclude + {"pipeline": ("out", "force"), "train": ("model",),
                                    "dataset": ("dataset",)}.get(group.key, ())

@@ -238,7 +238,7 @@ def _finish_worker(model, out: Path, history, test_loss, test_accuracy, seconds,
 
     folder = _worker_folder(out)
     try:
-        save_keras(model, folder / "model.keras")
+        save_keras(model, folder / ArtifactKind.KERAS_MODEL.file_name)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return TrainResult(run_dir=folder, test_accuracy=float(test_accuracy), test_loss=float(test_loss),

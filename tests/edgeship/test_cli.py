@@ -53,3 +53,38 @@ def test_an_internal_failure_exits_3_naming_the_log(tmp_path, monkeypatch):
     result = run_cli_in_process("convert", tmp_path, "--int8")
     assert result.returncode == 3
     assert "internal error" in result.stderr and "RuntimeError: converter blew up" in result.stderr
+
+
+def test_stage_flags_are_generated_from_the_config_fields():
+    """Each option is declared once, in its config's fields; the flags (and today's spellings,
+    which scripts use) come from there, and the dataset flags cover every DatasetSpec field."""
+    import dataclasses
+
+    from edgeship.cli import build_parser
+    from edgeship.cli_stages import DatasetOptions
+    from edgeship.convert.run import ConvertConfig
+    from edgeship.options import declared_options, flag_name
+    from edgeship.runtime.bench import BenchConfig
+    from edgeship.runtime.parity import ValidateConfig
+    from edgeship.runtime.parity_checks import Tolerances
+    from edgeship.train.datasets import DatasetSpec
+    from edgeship.train.fit import TrainConfig
+    from edgeship.train.models import ModelOptions
+
+    commands = next(action for action in build_parser()._actions
+                    if action.dest == "command").choices
+    flags = {name: {flag for action in parser._actions for flag in action.option_strings}
+             for name, parser in commands.items()}
+    for command, classes in (("train", (TrainConfig, DatasetOptions, ModelOptions)),
+                             ("convert", (ConvertConfig, DatasetOptions)),
+                             ("validate", (ValidateConfig, Tolerances)),
+                             ("bench", (BenchConfig,))):
+        for config_class in classes:
+            for item in declared_options(config_class):
+                assert flag_name(item) in flags[command], (command, item.name)
+    assert {"--qat", "--io", "--prune", "--max-drop", "--int8", "--onnx"} <= flags["convert"]
+    assert {"--backend", "--backends"} <= flags["bench"] and {"--backend", "--backends"} <= (
+        flags["validate"])
+    assert len(dataclasses.fields(DatasetSpec)) == len(declared_options(DatasetOptions))
+    spec = DatasetSpec(name="digits", seed=3, test_size=100, image_size=(16, 16), channels=3)
+    assert DatasetOptions.from_spec(spec).spec() == spec
