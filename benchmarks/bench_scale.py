@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_doc import machine_line, publish_section  # noqa: E402
-from edgeship.reports import markdown_table  # noqa: E402
+from benchmarks.results_doc import machine_line, publish_section
+from edgeship.reports import markdown_table
 
 SIDE = 96
 CLASSES = 4
@@ -109,9 +109,9 @@ def in_memory_rate(spec) -> float:
 def streaming_rates(spec, cache_folder: Path) -> tuple[float, float]:
     """images/s through the training tf.data pipeline (batches of 32): first pass, then cached."""
     import numpy as np
+    from edgeship.train.stream import open_dataset, tf_batch_reader
 
     from edgeship.deps import import_tf_keras
-    from edgeship.train.stream import open_dataset, tf_batch_reader
 
     tf, _ = import_tf_keras()
     dataset = open_dataset(spec, streaming="on")
