@@ -385,7 +385,7 @@ def inspect(source: str | os.PathLike, **options) -> Result:
 
 def codegen(model: str | os.PathLike, out: str | os.PathLike, **options) -> Result:
     """`edgeship codegen`: standalone C for an int8 .tflite (CodegenConfig fields)."""
-    from edgeship.convert.codegen import CodegenConfig, generate_c
+    from edgeship.firmware import CodegenConfig, generate_c
 
     generated = generate_c(_config(CodegenConfig, {"model": str(model), "out": str(out)}, options))
     report = generated.to_dict()

@@ -188,7 +188,7 @@ def _run_bench(config: PipelineConfig, run_dir: Path) -> str:
 
 
 def _run_embed(config: PipelineConfig, run_dir: Path) -> str:
-    from edgeship.convert.embed import EmbedConfig, embed_model
+    from edgeship.firmware import EmbedConfig, embed_model
 
     result = embed_model(EmbedConfig(model=str(RunDir(run_dir).path_of(ArtifactKind.INT8_TFLITE)),
                                      out=str(run_dir / "firmware"), name="model",

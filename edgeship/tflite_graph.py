@@ -1,12 +1,179 @@
-"""The op sequence of a .tflite file: names and output tensors, shared by every stage.
+"""The one reader of .tflite flatbuffers, shared by every stage.
 
-Imports TensorFlow's flatbuffer helpers lazily (they are heavy).
+Two views of the same file:
+- `read_model` / `write_model`: the schema's mutable object (subgraphs, tensors, buffers),
+  for code that edits a model (granularity splices weights, op parity cuts one-op models).
+- `read_graph`: a typed, read-only view of subgraph 0 (tensors with their quantization and
+  constant data, operators with their builtin names and options), for code that reads one
+  (codegen, embed, inspect).
+
+The schema bindings come from ai_edge_litert (imported on first use; no TensorFlow).
 """
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from edgeship.deps import require
+from edgeship.errors import UserInputError
+
 # Ops that only move data between float and int8 at the edges of a graph.
 CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")
+_TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",
+                 6: "bool", 7: "int16", 9: "int8", 10: "float64"}
+_DATA_TYPES = ("int8", "int32", "int64", "uint8", "int16", "float32")
+_FILE_IDENTIFIER = b"TFL3"
+
+
+def _schema():
+    return require("ai_edge_litert.schema_py_generated")
+
+
+def read_model(tflite_bytes: bytes):
+    """The mutable flatbuffer object (schema ModelT) of a .tflite file."""
+    schema = _schema()
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(tflite_bytes), 0))
+
+
+def write_model(model) -> bytes:
+    """A (possibly edited) model object back to .tflite bytes."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=_FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def builtin_code(model, op) -> int:
+    """The builtin operator code of an op (new files use builtinCode, old ones the deprecated)."""
+    code = model.operatorCodes[op.opcodeIndex]
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
+def builtin_codes() -> dict[str, int]:
+    """Builtin op name -> code ("CONV_2D" -> 3)."""
+    return {name: value for name, value in vars(_schema().BuiltinOperator).items()
+            if not name.startswith("_")}
+
+
+def op_names(model, custom_names: bool = False) -> list[str]:
+    """Builtin op name of every op of subgraph 0 of a model object.
+
+    Custom ops are "CUSTOM", or "CUSTOM(their code)" with custom_names.
+    """
+    names_by_code = {value: name for name, value in builtin_codes().items()}
+    names = []
+    for op in model.subgraphs[0].operators or []:
+        builtin = builtin_code(model, op)
+        name = names_by_code.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM" and custom_names:
+            custom = model.operatorCodes[op.opcodeIndex].customCode
+            name = f"CUSTOM({custom.decode() if isinstance(custom, bytes) else custom})"
+        names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One tensor of the graph, with its constant data when it has any."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scales: np.ndarray
+    zero_points: np.ndarray
+    data: np.ndarray | None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def scale(self) -> float:
+        """The per-tensor scale as the float32 TFLite stores (0.0 for a float tensor)."""
+        return float(self.scales[0]) if self.scales.size else 0.0
+
+    @property
+    def zero_point(self) -> int:
+        return int(self.zero_points[0]) if self.zero_points.size else 0
+
+
+@dataclass(frozen=True)
+class Operator:
+    """One op: builtin name ("CONV_2D"), tensor indices (-1: optional input absent), options."""
+
+    index: int
+    name: str
+    inputs: list[int]
+    outputs: list[int]
+    options: object
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Subgraph 0 of a single-subgraph model."""
+
+    tensors: list[Tensor]
+    operators: list[Operator]
+    inputs: list[int]
+    outputs: list[int]
+
+    def op_names(self) -> list[str]:
+        return [op.name for op in self.operators]
+
+
+def read_graph(tflite_bytes: bytes) -> Graph:
+    """Parse a .tflite flatbuffer's only subgraph into a Graph.
+
+    The structure check runs first: codegen and embed (and TFLite Micro after them) are
+    pointed at files edgeship did not make.
+
+    Raises:
+        UserInputError: a malformed file, no subgraph, or more than one.
+    """
+    from edgeship.model_check import check_tflite_bytes
+
+    check_tflite_bytes(tflite_bytes)
+    try:
+        model = read_model(tflite_bytes)
+    except Exception as error:  # flatbuffers raises struct.error, IndexError, ...
+        raise UserInputError(f"not a readable .tflite flatbuffer: {error}") from error
+    if not model.subgraphs:
+        raise UserInputError("the .tflite holds no subgraph")
+    if len(model.subgraphs) > 1:
+        raise UserInputError(f"the .tflite holds {len(model.subgraphs)} subgraphs; edgeship "
+                             "reads single-graph classifiers")
+    subgraph = model.subgraphs[0]
+    tensors = []
+    for index, tensor in enumerate(subgraph.tensors):
+        quantization = tensor.quantization
+        scales = np.asarray(quantization.scale if quantization is not None
+                            and quantization.scale is not None else [], np.float32)
+        zero_points = np.asarray(quantization.zeroPoint if quantization is not None
+                                 and quantization.zeroPoint is not None else [], np.int64)
+        dtype = _TENSOR_TYPES.get(tensor.type, f"type{tensor.type}")
+        shape = tuple(int(side) for side in (tensor.shape if tensor.shape is not None else []))
+        data = _buffer_data(model.buffers[tensor.buffer], tflite_bytes, dtype, shape)
+        name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+        tensors.append(Tensor(index, name, shape, dtype, scales, zero_points, data))
+    operators = [Operator(index, name, [int(i) for i in op.inputs], [int(i) for i in op.outputs],
+                          op.builtinOptions)
+                 for index, (op, name) in enumerate(zip(subgraph.operators or [],
+                                                        op_names(model, custom_names=True)))]
+    return Graph(tensors, operators, [int(i) for i in subgraph.inputs],
+                 [int(i) for i in subgraph.outputs])
+
+
+def _buffer_data(buffer, tflite_bytes: bytes, dtype: str, shape) -> np.ndarray | None:
+    raw = None
+    if buffer is not None and buffer.data is not None and len(buffer.data):
+        raw = np.asarray(buffer.data, np.uint8).tobytes()
+    elif buffer is not None and getattr(buffer, "offset", 0) > 1:
+        raw = tflite_bytes[buffer.offset:buffer.offset + buffer.size]
+    if raw is None or dtype not in _DATA_TYPES:
+        return None
+    return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape if shape else ())
 
 
 @dataclass(frozen=True)
@@ -24,26 +191,6 @@ class GraphOp:
     op: str
     output_tensor: int
     output: str
-
-
-def read_model(tflite_bytes: bytes):
-    """The mutable flatbuffer object of a .tflite file."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    return flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
-
-
-def op_names(model) -> list[str]:
-    """Builtin op name of every op of subgraph 0 of a model object."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    codes = {value: name for name, value in vars(schema.BuiltinOperator).items()
-             if not name.startswith("_")}
-    names = []
-    for op in model.subgraphs[0].operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        names.append(codes.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM"))
-    return names
 
 
 def graph_ops(tflite_bytes: bytes, skip_conversions: bool = True) -> list[GraphOp]:

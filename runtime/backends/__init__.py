@@ -76,7 +76,7 @@ REGISTRY: dict[str, BackendEntry] = {
                          description="TFLite Micro Python interpreter (microcontroller kernels)"),
     "onnxruntime": BackendEntry("edgeship.runtime.backends.onnxruntime", (".onnx",),
                                 description="ONNX Runtime, CPU or CUDA execution provider"),
-    "c": BackendEntry("edgeship.runtime.backends.c", (".tflite",), default=False,
+    "c": BackendEntry("edgeship.c_backend", (".tflite",), default=False,
                       reference_kernels=True, int8_only=True, exact_with="tflm",
                       description="generated C inference code, compiled and run on the host"),
 }

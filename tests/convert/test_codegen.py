@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from edgeship.convert.codegen import (
     CodegenConfig,
-    generate_c,
     lower_graph,
     plan_memory,
     quantize_multiplier,
@@ -20,6 +19,7 @@ from edgeship.convert.codegen import (
 from edgeship.runtime.backends import open_backend
 
 from edgeship.errors import UserInputError
+from edgeship.firmware import generate_c
 from tests.conftest import REPO, run_cli
 from tests.convert.conftest import (
     CODEGEN_MODEL_NAMES,

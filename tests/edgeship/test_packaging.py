@@ -18,14 +18,14 @@ def test_wheel_maps_the_stage_folders_and_ships_the_c_kernels(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("edgeship-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("edgeship/train/models.py", "edgeship/convert/run.py",
-                   "edgeship/runtime/backends/tflm.py", "edgeship/convert/codegen_c/kernels.c"):
+                   "edgeship/runtime/backends/tflm.py", "edgeship/convert/codegen/kernels/portable/conv_2d.c"):
         assert module in names, module
     assert not any(name.startswith(("train/", "convert/", "runtime/", "tests/")) for name in names)
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     probe = subprocess.run(
         [sys.executable, "-c", "import edgeship, edgeship.train.models as m, "
-         "edgeship.convert.codegen, edgeship.runtime.backends.c; print(m.__file__)"],
+         "edgeship.convert.codegen, edgeship.c_backend; print(m.__file__)"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert probe.stdout.strip() == str(tmp_path / "site" / "edgeship" / "train" / "models.py")

@@ -1,0 +1,52 @@
+"""Writing C source text: literals, names and header guards shared by codegen and embed."""
+
+import re
+
+import numpy as np
+
+from edgeship.errors import UserInputError
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def c_array_literal(values: np.ndarray, per_line: int = 24, indent: str = "    ") -> str:
+    """Integers as a C initializer body, per_line values a line."""
+    flat = [str(int(value)) for value in np.asarray(values).reshape(-1)]
+    lines = [indent + ", ".join(flat[start:start + per_line])
+             for start in range(0, len(flat), per_line)]
+    return ",\n".join(lines)
+
+
+def c_hex_bytes(data: bytes, per_line: int = 16, indent: str = "    ") -> str:
+    """Bytes as a C initializer body in hex (0x1c, ...), per_line bytes a line."""
+    return ",\n".join(indent + ", ".join(f"0x{byte:02x}" for byte in data[start:start + per_line])
+                      for start in range(0, len(data), per_line))
+
+
+def c_string(text: str) -> str:
+    """A C string literal; non-ASCII and control characters as hex escapes."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + "".join(char if 32 <= ord(char) < 127 else f"\\x{ord(char):02x}\"\""
+                         for char in escaped) + '"'
+
+
+def c_float_literal(value: float) -> str:
+    """A float32 value as a C float literal that reads back to the same float32."""
+    return f"{float(np.float32(value)):.9g}f"
+
+
+def check_c_name(name: str) -> str:
+    """The name itself when it is a C identifier, else UserInputError."""
+    if not _IDENTIFIER.match(name or ""):
+        raise UserInputError(f"--name must be a C identifier (letters, digits, _), got {name!r}")
+    return name
+
+
+def header_guard(file_stem: str) -> tuple[list[str], list[str]]:
+    """(opening lines, closing lines) of an include guard for FILE_STEM.h."""
+    macro = f"{file_stem.upper()}_H_"
+    return [f"#ifndef {macro}", f"#define {macro}"], [f"#endif  /* {macro} */"]
+
+
+EXTERN_C_OPEN = ["#ifdef __cplusplus", 'extern "C" {', "#endif"]
+EXTERN_C_CLOSE = ["#ifdef __cplusplus", "}", "#endif"]

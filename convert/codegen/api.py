@@ -1,0 +1,129 @@
+"""The library call behind `edgeship codegen`: generate_c and its config and result."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeship.convert.codegen.emit import render_header, render_source
+from edgeship.convert.codegen.kernels import KERNEL_VARIANTS, kernel_variant
+from edgeship.convert.codegen.lowering import lower_graph
+from edgeship.convert.codegen.plan import plan_memory
+from edgeship.convert.firmware_sources import (
+    FirmwareSourceConfig,
+    QuantizedIO,
+    Samples,
+    read_firmware_model,
+    write_samples,
+)
+
+from edgeship.artifacts import write_json_atomic, write_text_atomic
+from edgeship.reports import REPORT_SCHEMA_VERSION
+
+MAC_RULE = ("CONV_2D out_h*out_w*out_c*k_h*k_w*in_c; DEPTHWISE_CONV_2D out_h*out_w*out_c*k_h*k_w; "
+            "FULLY_CONNECTED batches*in*out; every other op 0")
+
+
+@dataclass(frozen=True)
+class CodegenConfig(FirmwareSourceConfig):
+    """What `edgeship codegen` generates: NAME.h, NAME.c, NAME_ops.json (and NAME_samples.h/.c).
+
+    Attributes:
+        kernels: the kernel variant (see edgeship.convert.codegen.kernels).
+    """
+
+    kernels: str = "portable"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kernels not in KERNEL_VARIANTS:
+            raise ValueError(f"kernels must be one of {', '.join(KERNEL_VARIANTS)}, "
+                             f"got {self.kernels!r}")
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One op of the generated NAME_run, in execution order (EDGESHIP_OP_HOOK's index)."""
+
+    index: int
+    op: str
+    kernel: str | None  # None: no code (RESHAPE aliases its input)
+    macs: int
+    summary: str
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "op": self.op, "kernel": self.kernel, "macs": self.macs,
+                "summary": self.summary}
+
+
+@dataclass(frozen=True)
+class CodegenResult:
+    out_dir: Path
+    files: tuple[Path, ...]
+    ops: tuple[str, ...]
+    op_records: tuple[OpRecord, ...]
+    arena_bytes: int
+    weight_bytes: int
+    sum_of_tensors: int
+    input: QuantizedIO
+    output: QuantizedIO
+    samples: int
+    kernels: str
+
+    @property
+    def macs(self) -> int:
+        return sum(record.macs for record in self.op_records)
+
+    def to_dict(self) -> dict:
+        return {"out_dir": str(self.out_dir), "files": [path.name for path in self.files],
+                "ops": list(self.ops), "arena_bytes": self.arena_bytes,
+                "weight_bytes": self.weight_bytes, "sum_of_tensors": self.sum_of_tensors,
+                "macs": self.macs, "kernels": self.kernels, "input": self.input.to_dict(),
+                "output": self.output.to_dict(), "samples": self.samples}
+
+
+def generate_c(config: CodegenConfig, samples: Samples | None = None) -> CodegenResult:
+    """Write standalone C for an int8 .tflite (see edgeship.convert.codegen).
+
+    Args:
+        config: the model, output folder, symbol prefix, kernel variant and sample count.
+        samples: the config.samples images with TFLite Micro's outputs for them, written to
+            NAME_samples.h/.c; edgeship.firmware.generate_c collects them (it runs TFLite
+            Micro, a runtime, which this layer does not import).
+
+    Returns:
+        The files written, the footprint of the generated code and each op's MACs.
+
+    Raises:
+        UserInputError: unreadable model, unsupported op (named, with the model's op list),
+            non-int8 tensors, a bad name.
+        ValueError: config.samples asks for samples and none were given.
+    """
+    model = read_firmware_model(config, samples, "edgeship.firmware.generate_c")
+    lowered = lower_graph(model.graph)
+    plan = plan_memory(model.graph, lowered)
+    source = render_source(config.name, model.graph, lowered, plan, model.labels, model.note,
+                           kernel_variant(config.kernels))
+    header = render_header(config.name, model.input, model.output, plan.arena_bytes,
+                           model.labels, model.graph.op_names())
+    out = model.out
+    files = [write_text_atomic(out / f"{config.name}.h", header),
+             write_text_atomic(out / f"{config.name}.c", source),
+             *write_samples(out, config.name, samples, "codegen")]
+    records = tuple(OpRecord(low.index, low.name, low.kernel, low.macs, low.summary)
+                    for low in lowered)
+    identity = {"schema_version": REPORT_SCHEMA_VERSION, "model": str(model.path),
+                "model_sha256": model.sha256}
+    ops_path = write_json_atomic(out / f"{config.name}_ops.json", {
+        **identity, "kernels": config.kernels, "mac_rule": MAC_RULE,
+        "hook": "EDGESHIP_OP_HOOK(i) before op i, EDGESHIP_OP_HOOK(len(ops)) after the last",
+        "ops": [record.to_dict() for record in records]})
+    report_path = out / f"{config.name}_codegen.json"
+    result = CodegenResult(out_dir=out, files=(*files, ops_path, report_path),
+                           ops=tuple(model.graph.op_names()), op_records=records,
+                           arena_bytes=plan.arena_bytes,
+                           weight_bytes=sum(low.weight_bytes for low in lowered),
+                           sum_of_tensors=plan.sum_of_tensors, input=model.input,
+                           output=model.output,
+                           samples=0 if samples is None else len(samples.inputs),
+                           kernels=config.kernels)
+    write_json_atomic(report_path, {**identity, **result.to_dict()})
+    return result

@@ -1,0 +1,203 @@
+"""What a lowering produces (LoweredOp and its parts), the @lowers registry, and the checks
+every op family shares."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from edgeship.convert.codegen.quant import activation_range, padding_and_size
+
+from edgeship.errors import UserInputError
+from edgeship.tflite_graph import Graph, Operator, Tensor
+
+_CTYPE_BYTES = {"int8_t": 1, "int32_t": 4}
+
+
+@dataclass(frozen=True)
+class ConstantArray:
+    """A const C array the op's kernel reads (weights, biases, multipliers...)."""
+
+    ctype: str
+    name: str
+    values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.size * _CTYPE_BYTES[self.ctype])
+
+
+@dataclass(frozen=True)
+class ConstantStruct:
+    """A const C struct (es_window, es_add_params) initialized from integers in field order."""
+
+    ctype: str
+    name: str
+    values: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TensorArg:
+    """A kernel argument that is an activation buffer: emission turns it into a pointer."""
+
+    tensor: int
+
+
+@dataclass(frozen=True)
+class SymbolArg:
+    """A kernel argument naming a constant: an array, or `&name` for a struct."""
+
+    name: str
+    address: bool = False
+
+
+# A kernel argument: an integer literal, a tensor's buffer, or a constant's name.
+Argument = int | TensorArg | SymbolArg
+
+
+@dataclass(frozen=True)
+class LoweredOp:
+    """One op of the graph, lowered: which kernel computes it and with which numbers.
+
+    Immutable and complete: everything emission and memory planning need is here, so the
+    kernel variant chosen at emission (see codegen.kernels) renders the call from `kernel`
+    and `arguments` alone.
+
+    Attributes:
+        index: the op's position in execution order.
+        name: the TFLite builtin op ("CONV_2D").
+        kernel: the kernel family computing it ("conv_2d"); None for an op that is no code
+            (RESHAPE: its output aliases its input's bytes).
+        arguments: the kernel's arguments in order.
+        inputs: activation tensors it reads (constants left out).
+        outputs: tensors it writes.
+        summary: one line for the C comment ("28x28x1 -> 26x26x8, 3x3 ...").
+        constants: arrays the call names.
+        structs: structs the call names.
+        overlap: (input tensor, largest safe output shift) pairs: how far the output may
+            start after (or, negative, before) that input's bytes and still be computed
+            correctly by the kernel's loop order (see lowering.overlap).
+        macs: multiply-accumulates per inference (0 for ops without them).
+    """
+
+    index: int
+    name: str
+    kernel: str | None
+    arguments: tuple[Argument, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    summary: str
+    constants: tuple[ConstantArray, ...] = ()
+    structs: tuple[ConstantStruct, ...] = ()
+    overlap: tuple[tuple[int, int], ...] = ()
+    macs: int = 0
+
+    @property
+    def alias(self) -> bool:
+        return self.kernel is None
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(constant.nbytes for constant in self.constants)
+
+
+Lowering = Callable[[Graph, Operator], LoweredOp]
+LOWERINGS: dict[str, Lowering] = {}
+# Ops generated for one (input, output) dtype pair only: op name -> (input, output).
+TYPE_CONSTRAINTS: dict[str, tuple[str, str]] = {}
+
+
+def lowers(*ops: str, types: tuple[str, str] | None = None) -> Callable[[Lowering], Lowering]:
+    """Register a function as the lowering of the given builtin ops.
+
+    Args:
+        *ops: TFLite builtin op names ("CONV_2D", "DEPTHWISE_CONV_2D").
+        types: (input dtype, output dtype) when only that pair is generated.
+    """
+
+    def register(function: Lowering) -> Lowering:
+        for op in ops:
+            if op in LOWERINGS:
+                raise ValueError(f"{op} is lowered twice ({LOWERINGS[op].__name__}, "
+                                 f"{function.__name__})")
+            LOWERINGS[op] = function
+            if types is not None:
+                TYPE_CONSTRAINTS[op] = types
+        return function
+
+    return register
+
+
+# --- checks and shapes every family uses ------------------------------------------------------
+
+def check_int8(tensor: Tensor, role: str, op: Operator) -> None:
+    if tensor.dtype != "int8":
+        raise UserInputError(f"op {op.index} ({op.name}) has a {tensor.dtype} {role} "
+                             f"({tensor.name}); codegen generates full-int8 models only")
+
+
+def io_tensors(graph: Graph, op: Operator) -> tuple[Tensor, Tensor]:
+    """The op's first input and first output, both checked int8."""
+    input_tensor, output = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    check_int8(input_tensor, "input", op)
+    check_int8(output, "output", op)
+    return input_tensor, output
+
+
+def shape4(tensor: Tensor) -> tuple[int, int, int, int]:
+    shape = tuple(tensor.shape)
+    if len(shape) > 4:
+        raise UserInputError(f"tensor {tensor.name} has rank {len(shape)}; codegen handles up to 4")
+    return (1,) * (4 - len(shape)) + shape
+
+
+def check_symmetric_weights(weights: Tensor, op: Operator) -> None:
+    if np.any(weights.zero_points != 0):
+        raise UserInputError(f"op {op.index} ({op.name}) has asymmetric weights; the int8 "
+                             "spec (and codegen) needs weight zero points of 0")
+
+
+def bias_values(graph: Graph, op: Operator, channels: int) -> np.ndarray | None:
+    """The op's constant int32 bias (input 2), or None without one."""
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return None
+    bias = graph.tensors[op.inputs[2]]
+    if bias.dtype != "int32" or bias.data is None:
+        raise UserInputError(f"op {op.index} ({op.name}) has a {bias.dtype} bias; codegen "
+                             "needs constant int32 biases")
+    return np.asarray(bias.data, np.int64).reshape(channels)
+
+
+WINDOW_FIELDS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h",
+                 "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "input_offset",
+                 "output_offset", "act_min", "act_max")
+
+
+def window(op: Operator, input_tensor: Tensor, output: Tensor, k_h: int, k_w: int,
+           options, dilation: tuple[int, int]) -> tuple[dict, str]:
+    """The es_window of a sliding-window op (conv, depthwise, pool) and its summary line."""
+    batch_in, in_h, in_w, in_c = shape4(input_tensor)
+    batch, out_h, out_w, out_c = shape4(output)
+    if batch != 1 or batch_in != 1:
+        raise UserInputError(f"op {op.index} ({op.name}) has batch {batch}; codegen models "
+                             "run one image at a time (batch 1)")
+    pad_h, size_h = padding_and_size(options.padding, in_h, k_h, options.strideH, dilation[0])
+    pad_w, size_w = padding_and_size(options.padding, in_w, k_w, options.strideW, dilation[1])
+    if (size_h, size_w) != (out_h, out_w):
+        raise UserInputError(f"op {op.index} ({op.name}): output {out_h}x{out_w} does not match "
+                             f"the padding rules ({size_h}x{size_w})")
+    act_min, act_max = activation_range(options.fusedActivationFunction, output, op.name)
+    values = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
+              "out_c": out_c, "k_h": k_h, "k_w": k_w, "stride_h": options.strideH,
+              "stride_w": options.strideW, "pad_h": pad_h, "pad_w": pad_w,
+              "dil_h": dilation[0], "dil_w": dilation[1],
+              "input_offset": -input_tensor.zero_point, "output_offset": output.zero_point,
+              "act_min": act_min, "act_max": act_max}
+    padding = "same" if options.padding == 0 else "valid"
+    summary = (f"{in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}, {k_h}x{k_w} "
+               f"stride {options.strideH}x{options.strideW} {padding}")
+    return values, summary
+
+
+def window_struct(op: Operator, values: dict) -> ConstantStruct:
+    return ConstantStruct("es_window", f"op{op.index}_window",
+                          tuple(int(values[key]) for key in WINDOW_FIELDS))

@@ -1,0 +1,79 @@
+"""CONV_2D and DEPTHWISE_CONV_2D: per-channel requantization, input offset folded into the bias."""
+
+import numpy as np
+from edgeship.convert.codegen.lowering.base import (
+    ConstantArray,
+    LoweredOp,
+    SymbolArg,
+    TensorArg,
+    bias_values,
+    check_int8,
+    check_symmetric_weights,
+    lowers,
+    window,
+    window_struct,
+)
+from edgeship.convert.codegen.lowering.overlap import conv_overlap, element_overlap
+from edgeship.convert.codegen.quant import per_channel_multipliers
+
+from edgeship.errors import UserInputError
+from edgeship.tflite_graph import Graph, Operator
+
+
+@lowers("CONV_2D", "DEPTHWISE_CONV_2D")
+def lower_convolution(graph: Graph, op: Operator) -> LoweredOp:
+    """CONV_2D (weights [out_c][k_h][k_w][in_c]) and DEPTHWISE_CONV_2D ([1][k_h][k_w][out_c]).
+
+    MACs: out_h * out_w * out_c * k_h * k_w * in_c, and for depthwise (one input channel per
+    output channel) out_h * out_w * out_c * k_h * k_w.
+    """
+    input_tensor, weights = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+    output = graph.tensors[op.outputs[0]]
+    for tensor, role in ((input_tensor, "input"), (weights, "weight"), (output, "output")):
+        check_int8(tensor, role, op)
+    check_symmetric_weights(weights, op)
+    options = op.options
+    depthwise = op.name == "DEPTHWISE_CONV_2D"
+    if depthwise:
+        _, k_h, k_w, out_c = weights.shape
+    else:
+        out_c, k_h, k_w, weight_channels = weights.shape
+    values, summary = window(op, input_tensor, output, k_h, k_w, options,
+                             (options.dilationHFactor, options.dilationWFactor))
+    weight_values = np.asarray(weights.data, np.int8)
+    prefix = f"op{op.index}"
+    pixels_out = values["out_h"] * values["out_w"] * out_c * k_h * k_w
+    if depthwise:
+        depth_multiplier = out_c // values["in_c"]
+        if depth_multiplier * values["in_c"] != out_c:
+            raise UserInputError(f"op {op.index} (DEPTHWISE_CONV_2D): {out_c} output channels "
+                                 f"are not a multiple of {values['in_c']} input channels")
+        sums = weight_values.reshape(-1, out_c).astype(np.int64).sum(axis=0)
+        kernel, leading = "depthwise_conv_2d", (depth_multiplier,)
+        overlap, macs = element_overlap(values, depth_multiplier), pixels_out
+    else:
+        if weight_channels != values["in_c"]:
+            raise UserInputError(f"op {op.index} (CONV_2D): grouped convolutions are not "
+                                 "supported")
+        sums = weight_values.reshape(out_c, -1).astype(np.int64).sum(axis=1)
+        kernel, leading = "conv_2d", ()
+        overlap, macs = conv_overlap(values), pixels_out * values["in_c"]
+    multipliers, shifts = per_channel_multipliers(input_tensor, weights, output, out_c)
+    bias = bias_values(graph, op, out_c)
+    folded = (bias if bias is not None else 0) + values["input_offset"] * sums
+    constants = [ConstantArray("int8_t", f"{prefix}_weights", weight_values.reshape(-1)),
+                 ConstantArray("int32_t", f"{prefix}_folded_bias", folded),
+                 ConstantArray("int32_t", f"{prefix}_multiplier", multipliers),
+                 ConstantArray("int8_t", f"{prefix}_shift", shifts)]
+    bias_argument = 0
+    if bias is not None:
+        constants.insert(1, ConstantArray("int32_t", f"{prefix}_bias", bias))
+        bias_argument = SymbolArg(f"{prefix}_bias")
+    struct = window_struct(op, values)
+    arguments = (SymbolArg(struct.name, address=True), *leading, TensorArg(op.inputs[0]),
+                 SymbolArg(f"{prefix}_weights"), bias_argument, SymbolArg(f"{prefix}_folded_bias"),
+                 SymbolArg(f"{prefix}_multiplier"), SymbolArg(f"{prefix}_shift"),
+                 TensorArg(op.outputs[0]))
+    return LoweredOp(op.index, op.name, kernel, arguments, inputs=(op.inputs[0],),
+                     outputs=(op.outputs[0],), summary=summary, constants=tuple(constants),
+                     structs=(struct,), overlap=((op.inputs[0], overlap),), macs=int(macs))

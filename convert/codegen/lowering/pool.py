@@ -1,0 +1,33 @@
+"""MAX_POOL_2D and AVERAGE_POOL_2D (int8 pooling keeps the input's scale and zero point)."""
+
+from edgeship.convert.codegen.lowering.base import (
+    LoweredOp,
+    SymbolArg,
+    TensorArg,
+    io_tensors,
+    lowers,
+    window,
+    window_struct,
+)
+from edgeship.convert.codegen.lowering.overlap import element_overlap
+
+from edgeship.errors import UserInputError
+from edgeship.tflite_graph import Graph, Operator
+
+
+@lowers("MAX_POOL_2D", "AVERAGE_POOL_2D")
+def lower_pool(graph: Graph, op: Operator) -> LoweredOp:
+    input_tensor, output = io_tensors(graph, op)
+    if (input_tensor.scale, input_tensor.zero_point) != (output.scale, output.zero_point):
+        raise UserInputError(f"op {op.index} ({op.name}) rescales its input; TFLite int8 "
+                             "pooling keeps the input's scale and zero point")
+    options = op.options
+    values, summary = window(op, input_tensor, output, options.filterHeight,
+                             options.filterWidth, options, (1, 1))
+    struct = window_struct(op, values)
+    average = int(op.name == "AVERAGE_POOL_2D")
+    arguments = (SymbolArg(struct.name, address=True), average, TensorArg(op.inputs[0]),
+                 TensorArg(op.outputs[0]))
+    return LoweredOp(op.index, op.name, "pool_2d", arguments, inputs=(op.inputs[0],),
+                     outputs=(op.outputs[0],), summary=summary, structs=(struct,),
+                     overlap=((op.inputs[0], element_overlap(values, 1)),))

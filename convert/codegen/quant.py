@@ -1,0 +1,108 @@
+"""TFLite's quantization arithmetic, done once here at generation time.
+
+Every fixed-point multiplier, activation range, padding and softmax/mean parameter the
+generated C uses comes from these functions, which follow TFLite's own formulas
+(QuantizeMultiplier, CalculateActivationRangeQuantized, ComputePaddingWithOffset,
+PreprocessSoftmaxScaling), so the C only loops over integers.
+"""
+
+import math
+
+import numpy as np
+
+from edgeship.errors import UserInputError
+from edgeship.tflite_graph import Tensor
+
+
+def round_half_away(value: float) -> int:
+    """TfLiteRound / std::round: halves go away from zero."""
+    return int(math.copysign(math.floor(abs(value) + 0.5), value))
+
+
+def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in Q0.31."""
+    if real_multiplier == 0.0:
+        return 0, 0
+    mantissa, shift = math.frexp(real_multiplier)
+    fixed = round_half_away(mantissa * (1 << 31))
+    if fixed == 1 << 31:
+        fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return fixed, shift
+
+
+def per_channel_multipliers(input_tensor: Tensor, weights: Tensor, output: Tensor,
+                            channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(int32 multipliers, int8 shifts) of input scale x weight scale / output scale, per
+    channel (a per-tensor weight scale is repeated over the channels)."""
+    scales = weights.scales if weights.scales.size > 1 else np.repeat(weights.scales, channels)
+    pairs = [quantize_multiplier(float(input_tensor.scale) * float(scale) / float(output.scale))
+             for scale in scales]
+    return (np.asarray([m for m, _ in pairs], np.int32), np.asarray([s for _, s in pairs], np.int8))
+
+
+def activation_range(activation: int, output: Tensor, op_name: str) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for an int8 output (float32 divide, as TFLite)."""
+
+    def quantize(value: float) -> int:
+        ratio = float(np.float32(value) / np.float32(output.scale))
+        return output.zero_point + round_half_away(ratio)
+
+    if activation == 0:
+        return -128, 127
+    if activation == 1:
+        return max(-128, quantize(0.0)), 127
+    if activation == 2:
+        return max(-128, quantize(-1.0)), min(127, quantize(1.0))
+    if activation == 3:
+        return max(-128, quantize(0.0)), min(127, quantize(6.0))
+    names = {4: "TANH", 5: "SIGN_BIT"}
+    raise UserInputError(f"{op_name} has fused activation {names.get(activation, activation)}, "
+                         "which codegen does not support (ReLU, ReLU6 and ReLU-1..1 are)")
+
+
+def padding_and_size(padding: int, in_size: int, filter_size: int, stride: int,
+                     dilation: int) -> tuple[int, int]:
+    """ComputeOutSize and ComputePaddingWithOffset: (padding before, output size)."""
+    effective = (filter_size - 1) * dilation + 1
+    out_size = ((in_size + stride - 1) // stride if padding == 0
+                else (in_size + stride - effective) // stride)
+    total = max(0, (out_size - 1) * stride + effective - in_size)
+    return total // 2, out_size
+
+
+def softmax_parameters(beta: float, input_scale: float) -> tuple[int, int, int]:
+    """PreprocessSoftmaxScaling and CalculateInputRadius with 5 integer bits (Q5.26)."""
+    integer_bits = 5
+    real = min(beta * input_scale * (1 << (31 - integer_bits)), (1 << 31) - 1.0)
+    multiplier, left_shift = quantize_multiplier(real)
+    radius = math.floor(1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits))
+                        / (1 << left_shift))
+    return multiplier, left_shift, -radius
+
+
+def mean_parameters(input_scale: float, output_scale: float, count: int) -> tuple[int, int]:
+    """QuantizedMeanOrSum's multiplier with 1/count folded in (shift clamped as TFLite does)."""
+    multiplier, shift = quantize_multiplier(input_scale / output_scale)
+    count_shift = min(count.bit_length() - 1, 32, 31 + shift)
+    multiplier = (multiplier << count_shift) // count
+    return multiplier, shift - count_shift
+
+
+ADD_LEFT_SHIFT = 20
+
+
+def add_parameters(first: Tensor, second: Tensor, output: Tensor) -> dict[str, int]:
+    """PrepareGeneralSubOrAdd for int8: both inputs rescaled to twice the larger scale with a
+    left shift of 20, the sum rescaled to the output's scale."""
+    twice_max = 2 * max(first.scale, second.scale)
+    first_multiplier, first_shift = quantize_multiplier(first.scale / twice_max)
+    second_multiplier, second_shift = quantize_multiplier(second.scale / twice_max)
+    output_multiplier, output_shift = quantize_multiplier(
+        twice_max / ((1 << ADD_LEFT_SHIFT) * output.scale))
+    return {"first_multiplier": first_multiplier, "first_shift": first_shift,
+            "second_multiplier": second_multiplier, "second_shift": second_shift,
+            "output_multiplier": output_multiplier, "output_shift": output_shift,
+            "left_shift": ADD_LEFT_SHIFT}

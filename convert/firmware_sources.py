@@ -1,0 +1,196 @@
+"""What `edgeship codegen` and `edgeship embed` share: the config, the model's quantized I/O,
+its class labels, and the sample files (test images with the outputs a firmware must get).
+
+The sample outputs come from TFLite Micro, a runtime: edgeship.firmware collects them (the
+layer above convert and runtime) and hands them to the writers here as a Samples value.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from edgeship.convert.c_source import (
+    EXTERN_C_CLOSE,
+    EXTERN_C_OPEN,
+    c_array_literal,
+    check_c_name,
+    header_guard,
+)
+
+from edgeship.artifacts import sha256_file, write_text_atomic
+from edgeship.errors import UserInputError
+from edgeship.tflite_graph import Graph, read_graph
+
+
+@dataclass(frozen=True)
+class FirmwareSourceConfig:
+    """A model turned into firmware sources (`edgeship codegen` and `edgeship embed`).
+
+    Attributes:
+        model: path of the .tflite (full int8 for codegen).
+        out: folder to write the sources into.
+        name: prefix of every file and public C symbol.
+        samples: number of test images (with TFLite Micro's outputs) to embed; 0 for none.
+        seed: seed of the sample choice (and of random inputs outside a run directory).
+    """
+
+    model: str
+    out: str
+    name: str = "model"
+    samples: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        check_c_name(self.name)
+        if self.samples < 0:
+            raise ValueError(f"samples must be >= 0, got {self.samples}")
+
+
+@dataclass(frozen=True)
+class QuantizedIO:
+    """The model's input or output: shape, scale and zero point."""
+
+    shape: tuple[int, ...]
+    scale: float
+    zero_point: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def to_dict(self) -> dict:
+        return {"shape": list(self.shape), "scale": self.scale, "zero_point": self.zero_point}
+
+
+@dataclass(frozen=True)
+class FirmwareModel:
+    """The model a firmware-source writer works from, read and checked once."""
+
+    path: Path
+    data: bytes
+    sha256: str
+    graph: Graph
+    input: QuantizedIO
+    output: QuantizedIO
+    labels: list[str]
+    out: Path
+
+    @property
+    def note(self) -> str:
+        """How generated files name their source: file name and short hash."""
+        return f"{self.path.name} (sha256 {self.sha256[:16]})"
+
+
+def read_firmware_model(config: FirmwareSourceConfig, samples: "Samples | None",
+                        collector: str) -> FirmwareModel:
+    """Read and check the config's model and output folder.
+
+    Args:
+        config: the writer's config.
+        samples: the samples the writer was given (None for none).
+        collector: the function that collects samples, for the error when they are missing.
+
+    Raises:
+        UserInputError: a missing or malformed model, an --out that is a file.
+        ValueError: config.samples asks for samples and none were given.
+    """
+    if config.samples and samples is None:
+        raise ValueError(f"config.samples is {config.samples} but no samples were given; "
+                         f"{collector} collects them with TFLite Micro")
+    path = Path(config.model)
+    if not path.is_file():
+        raise UserInputError(f"model {path} does not exist")
+    data = path.read_bytes()
+    graph = read_graph(data)
+    input_io, output_io = model_io(graph)
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} exists and is not a directory")
+    return FirmwareModel(path, data, sha256_file(path), graph, input_io, output_io,
+                         model_labels(path, output_io.size), out)
+
+
+def write_samples(out: Path, name: str, samples: "Samples | None", tool: str) -> list[Path]:
+    """NAME_samples.h/.c in out (nothing without samples); the paths written."""
+    if samples is None:
+        return []
+    header, source = render_samples(name, samples, tool)
+    return [write_text_atomic(out / f"{name}_samples.h", header),
+            write_text_atomic(out / f"{name}_samples.c", source)]
+
+
+def model_io(graph: Graph) -> tuple[QuantizedIO, QuantizedIO]:
+    """The first input's and first output's QuantizedIO."""
+    tensors = graph.tensors
+    first, last = tensors[graph.inputs[0]], tensors[graph.outputs[0]]
+    return (QuantizedIO(first.shape, first.scale, first.zero_point),
+            QuantizedIO(last.shape, last.scale, last.zero_point))
+
+
+def run_directory_dataset(model_path: Path) -> dict | None:
+    """The training section of the manifest beside a .tflite, if it sits in a run directory."""
+    manifest_path = Path(model_path).parent / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return None
+    dataset = manifest.get("train", {}).get("dataset") if isinstance(manifest, dict) else None
+    return dataset if isinstance(dataset, dict) and "spec" in dataset else None
+
+
+def model_labels(model_path: Path | None, output_size: int) -> list[str]:
+    """Class names from the run's manifest when they fit the output, else "0".."N-1"."""
+    dataset = run_directory_dataset(model_path) if model_path is not None else None
+    names = list(dataset.get("class_names", [])) if dataset else []
+    if len(names) == output_size:
+        return [str(label) for label in names]
+    return [str(index) for index in range(output_size)]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Quantized test images, their dataset labels (-1 unknown) and TFLM's int8 outputs."""
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    expected: np.ndarray
+    source: str
+
+
+def render_samples(name: str, samples: Samples, tool: str) -> tuple[str, str]:
+    """NAME_samples.h and NAME_samples.c: plain C, usable from C and C++ firmware alike."""
+    upper = name.upper()
+    count = len(samples.inputs)
+    input_size = int(np.prod(samples.inputs.shape[1:]))
+    output_size = samples.expected.shape[1]
+    guard_open, guard_close = header_guard(f"{name}_samples")
+    header = "\n".join([
+        f"/* {name}_samples.h: generated by edgeship {tool}. Do not edit; regenerate. */",
+        *guard_open, "", "#include <stdint.h>", "", *EXTERN_C_OPEN, "",
+        f"/* {count} samples from the {samples.source}, already quantized to int8. */",
+        f"#define {upper}_SAMPLE_COUNT {count}",
+        f"#define {upper}_SAMPLE_INPUT_SIZE {input_size}",
+        f"#define {upper}_SAMPLE_OUTPUT_SIZE {output_size}", "",
+        f"extern const int8_t {name}_sample_inputs[{upper}_SAMPLE_COUNT][{upper}_SAMPLE_INPUT_SIZE];",
+        "/* The int8 outputs TFLite Micro's reference kernels compute for each sample. */",
+        f"extern const int8_t {name}_sample_outputs[{upper}_SAMPLE_COUNT][{upper}_SAMPLE_OUTPUT_SIZE];",
+        "/* The dataset's label of each sample (-1: unknown). */",
+        f"extern const int {name}_sample_labels[{upper}_SAMPLE_COUNT];", "",
+        *EXTERN_C_CLOSE, "", *guard_close, ""])
+    rows_in = ",\n".join("  {\n" + c_array_literal(row) + "\n  }"
+                         for row in samples.inputs.reshape(count, -1))
+    rows_out = ",\n".join("  {" + c_array_literal(row, indent="") + "}"
+                          for row in samples.expected)
+    source = "\n".join([
+        f"/* {name}_samples.c: generated by edgeship {tool}. Do not edit; regenerate. */",
+        f'#include "{name}_samples.h"', "",
+        f"const int8_t {name}_sample_inputs[{upper}_SAMPLE_COUNT][{upper}_SAMPLE_INPUT_SIZE] = {{",
+        rows_in, "};", "",
+        f"const int8_t {name}_sample_outputs[{upper}_SAMPLE_COUNT][{upper}_SAMPLE_OUTPUT_SIZE] = {{",
+        rows_out, "};", "",
+        f"const int {name}_sample_labels[{upper}_SAMPLE_COUNT] = {{",
+        c_array_literal(samples.labels), "};", ""])
+    return header, source
