@@ -117,7 +117,7 @@ def host_latency(model_path: Path, library: Path, raw: np.ndarray, rounds: int) 
 
 def measure(name: str, model_path: Path, images: np.ndarray, labels: np.ndarray, work: Path,
             rounds: int) -> dict:
-    from edgeship.convert.codegen import CodegenConfig, generate_c
+    from edgeship.firmware import CodegenConfig, generate_c
     from edgeship.runtime.backends import open_backend
     from edgeship.runtime.backends.c import compile_shared_library
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.tflite_graph import builtin_code, read_model, write_model
+
 GRANULARITIES = ("auto", "per-channel", "per-tensor")
 # Weight (input 1) and bias (input 2) of these builtin ops carry per-channel scales.
 WEIGHTED_OPS = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED"}
@@ -313,7 +315,7 @@ def _search_mix(per_channel: bytes, per_tensor: bytes, layers: list[str], channe
 
 def weighted_layers(tflite_bytes: bytes) -> list[str]:
     """Names of the weight tensors of every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED op."""
-    model = _model_object(tflite_bytes)
+    model = read_model(tflite_bytes)
     graph = model.subgraphs[0]
     return [graph.tensors[inputs[1]].name.decode()
             for _, inputs in _weighted_ops(model)]
@@ -338,9 +340,7 @@ def splice_per_tensor_layers(per_channel: bytes, per_tensor: bytes, layers) -> b
     Raises:
         ValueError: the files differ in anything but weight granularity, or a name is unknown.
     """
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    base, donor = _model_object(per_channel), _model_object(per_tensor)
+    base, donor = read_model(per_channel), read_model(per_tensor)
     base_graph, donor_graph = base.subgraphs[0], donor.subgraphs[0]
     base_ops, donor_ops = _weighted_ops(base), _weighted_ops(donor)
     if (len(base.subgraphs) != 1 or len(donor.subgraphs) != 1
@@ -366,22 +366,14 @@ def splice_per_tensor_layers(per_channel: bytes, per_tensor: bytes, layers) -> b
             mine, theirs = base_graph.tensors[inputs[position]], donor_graph.tensors[inputs[position]]
             mine.quantization = theirs.quantization
             base.buffers[mine.buffer].data = donor.buffers[theirs.buffer].data
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(base))
-
-
-def _model_object(tflite_bytes: bytes):
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    return flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
+    return write_model(base)
 
 
 def _weighted_ops(model) -> list[tuple[int, list[int]]]:
     graph = model.subgraphs[0]
     found = []
     for index, op in enumerate(graph.operators):
-        code = model.operatorCodes[op.opcodeIndex]
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        if builtin in WEIGHTED_OPS and len(op.inputs) > 1:
+        if builtin_code(model, op) in WEIGHTED_OPS and len(op.inputs) > 1:
             found.append((index, [int(tensor) for tensor in op.inputs]))
     return found
 

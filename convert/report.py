@@ -36,7 +36,7 @@ def gzipped_size(path: str | Path) -> int:
 
 def predict(artifact_path: Path, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities of an artifact through its report backend."""
-    from edgeship.runtime.backends import open_backend
+    from edgeship.backend_registry import open_backend
 
     backend_name = REPORT_BACKENDS[artifact_path.suffix.lower()]
     outputs = []

@@ -1,12 +1,17 @@
 """TFLite export: float32, and full-integer int8 with builtin int8 ops only (no float fallback)."""
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from edgeship.backend_registry import open_backend
 from edgeship.deps import import_tf_keras, require
 from edgeship.errors import ToolFailureError, UserInputError
+from edgeship.quantization import quantize_values
+from edgeship.tflite_graph import Tensor, read_graph
 
 IO_TYPES = ("int8", "uint8", "float32")
 # The converter's switch from per-channel to per-tensor weight quantization (all weight ops).
@@ -118,38 +123,30 @@ def tensor_types_by_op(tflite_bytes: bytes) -> list[dict]:
 
     Lets a test prove an int8 model is int8 end to end: every op's tensors int8 or int32.
     """
-    interpreter = open_interpreter(tflite_bytes, reference_kernels=True)  # no delegate nodes
-    tensors = {detail["index"]: np.dtype(detail["dtype"]).name
-               for detail in interpreter.get_tensor_details()}
-    operators = []
-    for op in interpreter._get_ops_details():  # the only public-ish view of the op list
-        operators.append({
-            "op": op["op_name"],
-            "dtypes": sorted({tensors[index] for index in list(op["inputs"]) + list(op["outputs"])
-                              if index >= 0}),
-        })
-    return operators
+    graph = read_graph(tflite_bytes)
+    return [{"op": op.name,
+             "dtypes": sorted({graph.tensors[index].dtype for index in op.inputs + op.outputs
+                               if index >= 0})}
+            for op in graph.operators]
 
 
 def run_tflite_micro(tflite_bytes: bytes, sample: np.ndarray) -> np.ndarray:
-    """Run one already-typed input through TFLite Micro's interpreter (a load check)."""
-    runtime = require("tflite_micro").runtime  # an attribute, not an importable submodule
-    # TFLM's default arena (10x the file) is too small for small-weight, large-activation
-    # models such as float ones; the tflm backend sizes it the same way.
-    interpreter = runtime.Interpreter.from_bytes(
-        tflite_bytes, arena_size=max(len(tflite_bytes) * 10, 4 << 20))
-    interpreter.set_input(sample, 0)
-    interpreter.invoke()
-    return interpreter.get_output(0)
+    """Run one already-typed input through TFLite Micro (the registry's tflm backend): a
+    load check of bytes not yet written to their place."""
+    with tempfile.TemporaryDirectory(prefix="edgeship_tflm_check_") as folder:
+        path = Path(folder) / "model.tflite"
+        path.write_bytes(tflite_bytes)
+        with open_backend("tflm", path, verify=False) as backend:
+            return backend.infer_raw(sample)
 
 
 def quantize_input(images: np.ndarray, quantization: TensorQuantization) -> np.ndarray:
-    """Float images to the model's input dtype with its scale and zero point."""
+    """Float images to the model's input dtype with its scale and zero point (halves away
+    from zero, as TFLite rounds)."""
     if quantization.dtype == "float32" or quantization.scale == 0:
         return images.astype(np.float32)
-    info = np.iinfo(quantization.dtype)
-    values = np.round(images / quantization.scale) + quantization.zero_point
-    return np.clip(values, info.min, info.max).astype(quantization.dtype)
+    return quantize_values(images, quantization.scale, quantization.zero_point,
+                           quantization.dtype)
 
 
 def check_tflite(tflite_bytes: bytes, sample: np.ndarray) -> None:
@@ -169,16 +166,11 @@ def check_tflite(tflite_bytes: bytes, sample: np.ndarray) -> None:
 WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
 
 
-def _weight_tensors(tflite_bytes: bytes):
-    """(interpreter, detail dict of each CONV/DEPTHWISE/FULLY_CONNECTED weight tensor)."""
-    interpreter = open_interpreter(tflite_bytes, reference_kernels=True)  # no delegate nodes
-    details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
-    weights = []
-    for op in interpreter._get_ops_details():
-        position = WEIGHT_OPS.get(op["op_name"])
-        if position is not None and len(op["inputs"]) > position:
-            weights.append(details[int(op["inputs"][position])])
-    return interpreter, weights
+def _weight_tensors(tflite_bytes: bytes) -> list[Tensor]:
+    """The weight tensor of each CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED op."""
+    graph = read_graph(tflite_bytes)
+    return [graph.tensors[op.inputs[WEIGHT_OPS[op.name]]] for op in graph.operators
+            if op.name in WEIGHT_OPS and len(op.inputs) > WEIGHT_OPS[op.name]]
 
 
 def weight_sparsity(tflite_bytes: bytes) -> dict[str, float]:
@@ -186,18 +178,14 @@ def weight_sparsity(tflite_bytes: bytes) -> dict[str, float]:
 
     Measured on the file itself, so it proves the zeros survived conversion.
     """
-    interpreter, weights = _weight_tensors(tflite_bytes)
-    return {detail["name"]: float(np.mean(interpreter.get_tensor(detail["index"]) == 0))
-            for detail in weights}
+    return {tensor.name: float(np.mean(tensor.data == 0)) for tensor in _weight_tensors(tflite_bytes)}
 
 
 def weight_scale_counts(tflite_bytes: bytes) -> dict[str, int]:
     """Quantization scales per weight tensor: 1 per-tensor, the channel count per-channel."""
-    return {detail["name"]: len(detail["quantization_parameters"]["scales"])
-            for detail in _weight_tensors(tflite_bytes)[1]}
+    return {tensor.name: int(tensor.scales.size) for tensor in _weight_tensors(tflite_bytes)}
 
 
 def weight_counts(tflite_bytes: bytes) -> dict[str, int]:
     """Number of weights per weight tensor (for sparsity weighted by size)."""
-    return {detail["name"]: int(np.prod(detail["shape"]))
-            for detail in _weight_tensors(tflite_bytes)[1]}
+    return {tensor.name: tensor.size for tensor in _weight_tensors(tflite_bytes)}

@@ -15,140 +15,31 @@ and the benchmark times `infer_raw` from outside, so no backend times itself.
 
 Adding a backend: write runtime/backends/<module>.py with a function
 `open_backend(artifact_path, **options) -> Backend` (a subclass of `Backend` below) and add a
-`BackendEntry` to `REGISTRY`. Options every backend accepts: `threads` (int, default 1) and
-`device` ("cpu" or "gpu"; a backend that cannot honour "gpu" raises UserInputError, never
-falls back silently). Unknown options raise UserInputError.
+`BackendEntry` to `REGISTRY` (edgeship/backend_registry.py). Options every backend accepts:
+`threads` (int, default 1) and `device` ("cpu" or "gpu"; a backend that cannot honour "gpu"
+raises UserInputError, never falls back silently). Unknown options raise UserInputError.
 """
 
-import importlib
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Self
 
 import numpy as np
 
+# The registry lives in edgeship's core so convert can open a runtime without importing this
+# package; everything in it is re-exported here.
+from edgeship.backend_registry import (  # noqa: F401
+    DEVICES,
+    REGISTRY,
+    BackendEntry,
+    backend_names,
+    backends_for,
+    check_backend_name,
+    default_backend_names,
+    open_backend,
+)
 from edgeship.errors import UserInputError
-from edgeship.model_check import check_model_file
-
-DEVICES = ("cpu", "gpu")
-
-
-@dataclass(frozen=True)
-class BackendEntry:
-    """Where a backend lives and what it opens, known without importing it.
-
-    Attributes:
-        module: the module defining `open_backend(artifact_path, **options)`.
-        suffixes: artifact file suffixes this backend opens (".keras", ".tflite", ".onnx").
-        options: options passed to the module's open_backend before the caller's
-            ("litert-ref" is the litert module with reference kernels).
-        default: part of `edgeship validate`'s default backend list.
-        reference_kernels: computes int8 with TFLite's reference kernels, so two such
-            backends must agree bit for bit (others are allowed one quantum).
-        int8_only: opens only full-integer models (validate skips it on float artifacts).
-        exact_with: a backend this one must match bit for bit (generated code vs the runtime
-            it reproduces), checked by validate in addition to the usual comparisons.
-        description: one line for help texts and reports.
-    """
-
-    module: str
-    suffixes: tuple[str, ...]
-    options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
-    default: bool = True
-    reference_kernels: bool = False
-    int8_only: bool = False
-    exact_with: str | None = None
-    description: str = ""
-
-
-REGISTRY: dict[str, BackendEntry] = {
-    "keras": BackendEntry("edgeship.runtime.backends.keras", (".keras", ".h5"),
-                          description="tf_keras model (CPU, or GPU when TensorFlow sees one)"),
-    "litert": BackendEntry("edgeship.runtime.backends.litert", (".tflite",),
-                           description="ai_edge_litert Interpreter, default kernels (XNNPACK)"),
-    "litert-ref": BackendEntry("edgeship.runtime.backends.litert", (".tflite",),
-                               options=MappingProxyType({"reference_kernels": True}),
-                               reference_kernels=True,
-                               description="ai_edge_litert Interpreter, reference kernels"),
-    "tflm": BackendEntry("edgeship.runtime.backends.tflm", (".tflite",), reference_kernels=True,
-                         description="TFLite Micro Python interpreter (microcontroller kernels)"),
-    "onnxruntime": BackendEntry("edgeship.runtime.backends.onnxruntime", (".onnx",),
-                                description="ONNX Runtime, CPU or CUDA execution provider"),
-    "c": BackendEntry("edgeship.c_backend", (".tflite",), default=False,
-                      reference_kernels=True, int8_only=True, exact_with="tflm",
-                      description="generated C inference code, compiled and run on the host"),
-}
-
-
-def backend_names() -> tuple[str, ...]:
-    return tuple(REGISTRY)
-
-
-def default_backend_names() -> tuple[str, ...]:
-    return tuple(name for name, entry in REGISTRY.items() if entry.default)
-
-
-def backends_for(artifact_path: str | os.PathLike, names: tuple[str, ...] | None = None
-                 ) -> tuple[str, ...]:
-    """The backends (from names, default all registered) that open this artifact's format."""
-    suffix = Path(artifact_path).suffix.lower()
-    names = backend_names() if names is None else names
-    return tuple(name for name in names if suffix in REGISTRY[name].suffixes)
-
-
-def check_backend_name(name: str) -> BackendEntry:
-    if name not in REGISTRY:
-        raise UserInputError(f"unknown backend {name!r}; valid backends: {', '.join(REGISTRY)}")
-    return REGISTRY[name]
-
-
-def open_backend(name: str, artifact_path: str | os.PathLike, *, verify: bool = True,
-                 **options) -> "Backend":
-    """Open an artifact with a named backend.
-
-    Args:
-        name: a REGISTRY key ("keras", "litert", "litert-ref", "tflm", "onnxruntime", "c").
-        artifact_path: the model file; its suffix must be one the backend opens.
-        verify: check a .tflite/.onnx file's structure first (edgeship.model_check);
-            False only where the caller has just checked it (bench keeps it out of the
-            timed load).
-        **options: backend options; every backend takes threads= and device=.
-
-    Returns:
-        An open Backend; close it (or use it as a context manager).
-
-    Raises:
-        UserInputError: unknown backend, wrong file type, missing file, bad option, a
-            model file that fails its structural check.
-        MissingDependencyError: the runtime's package is not installed.
-    """
-    entry = check_backend_name(name)
-    path = Path(artifact_path)
-    if not path.is_file():
-        raise UserInputError(f"artifact {path} does not exist")
-    if path.suffix.lower() not in entry.suffixes:
-        raise UserInputError(f"backend {name} opens {', '.join(entry.suffixes)} files, "
-                             f"not {path.name}")
-    device = options.get("device", "cpu")
-    if device not in DEVICES:
-        raise UserInputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    threads = options.get("threads", 1)
-    if not isinstance(threads, int) or threads < 1:
-        raise UserInputError(f"threads must be a positive integer, got {threads!r}")
-    if verify:
-        check_model_file(path)
-    try:
-        module = importlib.import_module(entry.module)
-    except ModuleNotFoundError as error:
-        if error.name == entry.module:
-            raise UserInputError(f"backend {name} is registered but {entry.module} is not "
-                                 "installed in this checkout") from error
-        raise
-    backend = module.open_backend(path, **{**entry.options, **options})
-    backend.name = name
-    return backend
+from edgeship.quantization import quantize_values
 
 
 @dataclass(frozen=True)
@@ -177,10 +68,7 @@ class TensorInfo:
         """Float values -> this tensor's raw dtype (round half away from zero, as TFLite)."""
         if not self.quantized:
             return np.asarray(values, dtype=self.dtype)
-        scaled = np.asarray(values, dtype=np.float32) / np.float32(self.scale)
-        rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + self.zero_point
-        limits = np.iinfo(np.dtype(self.dtype))
-        return np.clip(rounded, limits.min, limits.max).astype(self.dtype)
+        return quantize_values(values, self.scale, self.zero_point, self.dtype)
 
     def dequantize(self, raw: np.ndarray) -> np.ndarray:
         """This tensor's raw values -> float32."""

@@ -288,3 +288,64 @@ def test_qemu_program_fails_on_a_wrong_expected_output(tmp_path, codegen_models)
     completed = _run_in_qemu(generated, tmp_path / "build")
     assert completed.returncode != 0
     assert "matches: 2/3" in completed.stdout and "OUTPUTS DIFFER" in completed.stdout
+
+
+@needs_host_cc
+def test_profiling_hook_runs_between_ops_and_ops_json_counts_macs(codegen_models, tmp_path):
+    import ctypes
+    import json
+
+    from edgeship.convert.codegen import generate_c as write_c
+    from edgeship.runtime.backends.c import compile_shared_library
+
+    model = codegen_models["simple_cnn"]
+    result = write_c(CodegenConfig(model=str(model.path), out=str(tmp_path / "c")))
+    source = (tmp_path / "c" / "model.c").read_text()
+    assert "#ifndef EDGESHIP_OP_HOOK\n#define EDGESHIP_OP_HOOK(index) ((void)0)\n#endif" in source
+    graph = read_graph(model.path.read_bytes())
+    count = len(graph.operators)
+    # The hook sees 0, 1, ..., n_ops in execution order when the firmware defines it.
+    harness = tmp_path / "c" / "harness.c"
+    harness.write_text("#include <stdint.h>\nint hook_log[4096];\nint hook_count;\n"
+                       "#define EDGESHIP_OP_HOOK(i) (hook_log[hook_count++] = (i))\n"
+                       '#include "model.c"\n')
+    library = ctypes.CDLL(str(compile_shared_library([harness], tmp_path / "c" / "libh.so")))
+    library.model_run.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
+    image = np.zeros(result.input.size, np.int8)
+    output = np.zeros(result.output.size, np.int8)
+    assert library.model_run(image.ctypes.data, output.ctypes.data) == 0
+    hooks = ctypes.c_int.in_dll(library, "hook_count").value
+    logged = list((ctypes.c_int * 4096).in_dll(library, "hook_log")[:hooks])
+    assert logged == list(range(count + 1))
+    # NAME_ops.json and the result list every op with its MACs, computed from the shapes.
+    listed = json.loads((tmp_path / "c" / "model_ops.json").read_text())["ops"]
+    assert [entry["op"] for entry in listed] == graph.op_names() == [r.op for r in result.op_records]
+    for op, entry in zip(graph.operators, listed):
+        weights_shape = graph.tensors[op.inputs[1]].shape if len(op.inputs) > 1 else ()
+        out_shape = graph.tensors[op.outputs[0]].shape
+        if op.name == "CONV_2D":
+            out_c, k_h, k_w, in_c = weights_shape
+            expected = out_shape[1] * out_shape[2] * out_c * k_h * k_w * in_c
+        elif op.name == "DEPTHWISE_CONV_2D":
+            _, k_h, k_w, out_c = weights_shape
+            expected = out_shape[1] * out_shape[2] * out_c * k_h * k_w
+        elif op.name == "FULLY_CONNECTED":
+            expected = weights_shape[0] * weights_shape[1]
+        else:
+            expected = 0
+        assert entry["macs"] == expected, entry
+    assert result.macs == sum(entry["macs"] for entry in listed) > 0
+
+
+def test_supported_ops_are_the_lowering_registry():
+    from edgeship.convert.codegen import SUPPORTED_OPS
+    from edgeship.convert.codegen.kernels import kernel_variant
+    from edgeship.convert.codegen.lowering.base import LOWERINGS
+
+    assert SUPPORTED_OPS == tuple(LOWERINGS)
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SOFTMAX"} <= set(SUPPORTED_OPS)
+    portable = kernel_variant("portable")
+    for family in ("conv_2d", "depthwise_conv_2d", "fully_connected", "pool_2d", "add",
+                   "softmax", "mean", "pad", "quantize"):
+        needs, body = portable.section(family)
+        assert f"es_{family}(" in body and needs == ["common"]

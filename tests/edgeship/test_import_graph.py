@@ -1,0 +1,63 @@
+"""The stages import downward only: convert and runtime never import each other, and train,
+convert and runtime have no import cycle (imports inside functions count too)."""
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+STAGES = {"train": "edgeship.train", "convert": "edgeship.convert", "runtime": "edgeship.runtime"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module an `import` or `from ... import` names anywhere in the file."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _stage_of(module: str) -> str | None:
+    for stage, package in STAGES.items():
+        if module == package or module.startswith(package + "."):
+            return stage
+    return None
+
+
+def stage_imports() -> dict[str, dict[str, list[str]]]:
+    """stage -> other stage -> the files of the first stage that import the second."""
+    edges: dict[str, dict[str, list[str]]] = {stage: {} for stage in STAGES}
+    for stage in STAGES:
+        for path in sorted((REPO / stage).rglob("*.py")):
+            for module in _imported_modules(path):
+                target = _stage_of(module)
+                if target is not None and target != stage:
+                    edges[stage].setdefault(target, []).append(str(path.relative_to(REPO)))
+    return edges
+
+
+def test_the_parser_sees_imports_inside_functions(tmp_path):
+    source = tmp_path / "probe.py"
+    source.write_text("def f():\n    from edgeship.runtime.backends import open_backend\n")
+    assert "edgeship.runtime.backends" in _imported_modules(source)
+    assert _stage_of("edgeship.runtime.backends") == "runtime"
+    assert _stage_of("edgeship.runtime_extra") is None
+
+
+def test_convert_and_runtime_do_not_import_each_other():
+    edges = stage_imports()
+    assert "runtime" not in edges["convert"], edges["convert"].get("runtime")
+    assert "convert" not in edges["runtime"], edges["runtime"].get("convert")
+
+
+def test_no_import_cycle_between_train_convert_and_runtime():
+    edges = stage_imports()
+    for first in STAGES:
+        for second in edges[first]:
+            assert first not in edges[second], (
+                f"{first} imports {second} ({edges[first][second][:3]}) and {second} imports "
+                f"{first} ({edges[second][first][:3]})")
