@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeship.convert.codegen.emit import render_header, render_source
-from edgeship.convert.codegen.kernels import KERNEL_VARIANTS, kernel_variant
+from edgeship.convert.codegen.kernels import KERNEL_CHOICES, kernel_variant, resolve_kernels
 from edgeship.convert.codegen.lowering import lower_graph
 from edgeship.convert.codegen.plan import plan_memory
 from edgeship.convert.firmware_sources import (
@@ -16,6 +16,7 @@ from edgeship.convert.firmware_sources import (
 )
 
 from edgeship.artifacts import write_json_atomic, write_text_atomic
+from edgeship.options import option
 from edgeship.reports import REPORT_SCHEMA_VERSION
 
 MAC_RULE = ("CONV_2D out_h*out_w*out_c*k_h*k_w*in_c; DEPTHWISE_CONV_2D out_h*out_w*out_c*k_h*k_w; "
@@ -27,16 +28,28 @@ class CodegenConfig(FirmwareSourceConfig):
     """What `edgeship codegen` generates: NAME.h, NAME.c, NAME_ops.json (and NAME_samples.h/.c).
 
     Attributes:
-        kernels: the kernel variant (see edgeship.convert.codegen.kernels).
+        kernels: the kernel variant (see edgeship.convert.codegen.kernels), or "auto": dsp
+            when `target` is a core with the DSP extension, portable otherwise.
+        target: the core the C is for ("cortex-m4"), which "auto" decides by; "" when unknown.
     """
 
-    kernels: str = "portable"
+    kernels: str = option("auto", choices=KERNEL_CHOICES,
+                          help="kernel variant: auto (dsp on Cortex-M cores with the DSP "
+                               "extension when --target names one, else portable), "
+                               "portable, dsp, ...")
+    target: str = option("", help="the core the C is for (e.g. cortex-m4); decides "
+                                  "--kernels auto")
 
     def __post_init__(self):
         super().__post_init__()
-        if self.kernels not in KERNEL_VARIANTS:
-            raise ValueError(f"kernels must be one of {', '.join(KERNEL_VARIANTS)}, "
+        if self.kernels not in KERNEL_CHOICES:
+            raise ValueError(f"kernels must be one of {', '.join(KERNEL_CHOICES)}, "
                              f"got {self.kernels!r}")
+
+    @property
+    def variant(self) -> str:
+        """The kernel variant generated: `kernels`, with "auto" resolved for `target`."""
+        return resolve_kernels(self.kernels, self.target or None)
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,9 @@ class OpRecord:
 
 @dataclass(frozen=True)
 class CodegenResult:
+    """What generate_c wrote. arena_bytes is the whole static buffer: activations and the
+    kernels' scratch buffers (planned like tensors, live during their op only)."""
+
     out_dir: Path
     files: tuple[Path, ...]
     ops: tuple[str, ...]
@@ -66,7 +82,7 @@ class CodegenResult:
     input: QuantizedIO
     output: QuantizedIO
     samples: int
-    kernels: str
+    kernels: str  # the variant generated ("auto" resolved)
 
     @property
     def macs(self) -> int:
@@ -98,10 +114,11 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
         ValueError: config.samples asks for samples and none were given.
     """
     model = read_firmware_model(config, samples, "edgeship.firmware.generate_c")
-    lowered = lower_graph(model.graph)
+    variant = kernel_variant(config.variant)
+    lowered = variant.specialize_ops(lower_graph(model.graph))
     plan = plan_memory(model.graph, lowered)
     source = render_source(config.name, model.graph, lowered, plan, model.labels, model.note,
-                           kernel_variant(config.kernels))
+                           variant)
     header = render_header(config.name, model.input, model.output, plan.arena_bytes,
                            model.labels, model.graph.op_names())
     out = model.out
@@ -113,7 +130,7 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
     identity = {"schema_version": REPORT_SCHEMA_VERSION, "model": str(model.path),
                 "model_sha256": model.sha256}
     ops_path = write_json_atomic(out / f"{config.name}_ops.json", {
-        **identity, "kernels": config.kernels, "mac_rule": MAC_RULE,
+        **identity, "kernels": variant.name, "mac_rule": MAC_RULE,
         "hook": "EDGESHIP_OP_HOOK(i) before op i, EDGESHIP_OP_HOOK(len(ops)) after the last",
         "ops": [record.to_dict() for record in records]})
     report_path = out / f"{config.name}_codegen.json"
@@ -124,6 +141,6 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
                            sum_of_tensors=plan.sum_of_tensors, input=model.input,
                            output=model.output,
                            samples=0 if samples is None else len(samples.inputs),
-                           kernels=config.kernels)
+                           kernels=variant.name)
     write_json_atomic(report_path, {**identity, **result.to_dict()})
     return result

@@ -1,7 +1,9 @@
 """The static memory plan: every activation's place, decided at generation time.
 
 Each tensor gets an offset in one buffer, and tensors whose lifetimes do not overlap share
-bytes, so the buffer is the peak of live tensors rather than their sum.
+bytes, so the buffer is the peak of live tensors rather than their sum. A kernel's scratch
+buffer (LoweredOp.scratch_bytes, passed as ScratchArg) is planned the same way, as a tensor
+live during its op only: arena_bytes includes it.
 """
 
 from dataclasses import dataclass
@@ -13,6 +15,11 @@ from edgeship.tflite_graph import Graph
 ARENA_ALIGNMENT = 4
 
 
+def scratch_key(op_index: int) -> int:
+    """The plan's key of op op_index's scratch buffer (negative: never a tensor index)."""
+    return -1 - op_index
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
     """Where every activation lives: the caller's input/output buffers or an arena offset."""
@@ -21,6 +28,7 @@ class MemoryPlan:
     arena_bytes: int
     final_copy: int | None  # tensor whose bytes are copied to the output buffer at the end
     sum_of_tensors: int
+    scratch_bytes: int = 0  # largest scratch buffer of one op (inside arena_bytes)
 
     def pointer(self, tensor: int) -> str:
         """The C expression of a tensor's first byte inside NAME_run."""
@@ -71,6 +79,11 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
         storage[graph_output] = ("output", 0)
     tensors = [tensor for tensor in first if tensor not in storage]
     sizes = {tensor: graph.tensors[tensor].size for tensor in tensors}
+    for low in lowered:
+        if low.scratch_bytes > 0:
+            key = scratch_key(low.index)
+            tensors.append(key)
+            sizes[key], first[key], last[key] = _align(low.scratch_bytes), low.index, low.index
     # Greedy first fit is order-sensitive: try three orders, keep the smallest arena. Reverse
     # execution order suits chains whose outputs must start below their inputs.
     orders = (sorted(tensors, key=lambda tensor: (-sizes[tensor], first[tensor])),
@@ -83,7 +96,10 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
     for tensor, base in root.items():
         storage[tensor] = storage[base]
     arena_bytes = max((offset + sizes[tensor] for tensor, offset in placed.items()), default=0)
-    return MemoryPlan(storage, _align(arena_bytes), final_copy, sum(sizes.values()))
+    scratch = [sizes[tensor] for tensor in tensors if tensor < 0]
+    return MemoryPlan(storage, _align(arena_bytes), final_copy,
+                      sum(size for tensor, size in sizes.items() if tensor >= 0),
+                      max(scratch, default=0))
 
 
 def _place(order: list[int], sizes: dict, first: dict, last: dict, overlap: dict) -> dict:

@@ -86,7 +86,7 @@ def codegen_kernel_variants() -> tuple[str, ...]:
     return tuple(getattr(codegen, "KERNEL_VARIANTS", ("portable",)))
 
 
-def codegen_config(config_type, model: str, out: str, kernels: str):
+def codegen_config(config_type, model: str, out: str, kernels: str, target: str = ""):
     """A CodegenConfig for the profile build, with `kernels` where codegen has the option.
 
     Raises:
@@ -95,8 +95,10 @@ def codegen_config(config_type, model: str, out: str, kernels: str):
     if kernels not in codegen_kernel_variants():
         raise UserInputError(f"codegen has no {kernels!r} kernels; it offers "
                              f"{', '.join(codegen_kernel_variants())}")
-    has_option = "kernels" in {item.name for item in dataclasses.fields(config_type)}
-    extra = {"kernels": kernels} if has_option else {}
+    fields = {item.name for item in dataclasses.fields(config_type)}
+    extra = {"kernels": kernels} if "kernels" in fields else {}
+    if "target" in fields:
+        extra["target"] = target
     return config_type(model=model, out=out, name=MODEL_NAME, **extra)
 
 
@@ -128,7 +130,8 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
         work = Path(build_dir or temporary)
         work.mkdir(parents=True, exist_ok=True)
         generated = generate_c(codegen_config(CodegenConfig, str(model_path),
-                                              str(work / "src"), config.kernels))
+                                              str(work / "src"), config.kernels,
+                                              target.name))
         input_bytes, input_described = model_input(config, generated.input.size,
                                                    generated.input.scale,
                                                    generated.input.zero_point)

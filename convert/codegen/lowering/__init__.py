@@ -40,7 +40,9 @@ from edgeship.convert.codegen.lowering.base import (
     TYPE_CONSTRAINTS,
     ConstantArray,
     ConstantStruct,
+    LinearParams,
     LoweredOp,
+    ScratchArg,
     SymbolArg,
     TensorArg,
     lowers,
@@ -51,8 +53,9 @@ from edgeship.tflite_graph import Graph, Operator
 
 SUPPORTED_OPS = tuple(LOWERINGS)
 
-__all__ = ["SUPPORTED_OPS", "ConstantArray", "ConstantStruct", "LoweredOp", "SymbolArg",
-           "TensorArg", "lower_graph", "lowers", "supported_ops_text"]
+__all__ = ["SUPPORTED_OPS", "ConstantArray", "ConstantStruct", "LinearParams", "LoweredOp",
+           "ScratchArg", "SymbolArg", "TensorArg", "lower_graph", "lowers",
+           "supported_ops_text"]
 
 
 def supported_ops_text() -> str:

@@ -10,7 +10,7 @@ from edgeship.convert.codegen.quant import activation_range, padding_and_size
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 
-_CTYPE_BYTES = {"int8_t": 1, "int32_t": 4}
+_CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4}
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,55 @@ class SymbolArg:
     address: bool = False
 
 
-# A kernel argument: an integer literal, a tensor's buffer, or a constant's name.
-Argument = int | TensorArg | SymbolArg
+@dataclass(frozen=True)
+class ScratchArg:
+    """A kernel argument that is the op's scratch buffer (LoweredOp.scratch_bytes bytes).
+
+    The memory plan places it like a tensor live during that op only, so it shares the
+    activation buffer's bytes with tensors that are dead at that point.
+    """
+
+    op: int
+
+
+# A kernel argument: an integer literal, a tensor's buffer, a constant's name, or scratch.
+Argument = int | TensorArg | SymbolArg | ScratchArg
+
+
+@dataclass(frozen=True, eq=False)
+class LinearParams:
+    """The arithmetic of a conv, depthwise or fully connected op, for variants that re-lay it out.
+
+    Every such op is `out = clamp(requantize(folded_bias + sum(x * w)) + output_offset)`
+    over an int8 window x (padding counted as the input zero point, so that the folded
+    input offset is exact everywhere). A kernel variant's `specialize` reads this to store
+    the weights in its own order (or compactly, see lowering.sparse) and to pick its kernel.
+
+    Attributes:
+        weights: int8 [rows][taps] (conv: [out_c][k_h*k_w*in_c]; depthwise: [k_h*k_w][out_c]
+            as TFLite stores it; fully connected: [units][depth]).
+        bias: the int32 bias, or None.
+        folded_bias: bias + input_offset * sum(weights of the channel), int64.
+        multipliers, shifts: per-channel (or one) requantization constants.
+        window: the es_window fields (conv, depthwise), or None (fully connected).
+        depth_multiplier: depthwise only (1 otherwise).
+        batches: fully connected rows (1 otherwise).
+        per_channel: False when one multiplier serves every channel (fully connected).
+        output_offset, act_min, act_max: the output's zero point and activation range.
+    """
+
+    weights: np.ndarray
+    bias: np.ndarray | None
+    folded_bias: np.ndarray
+    multipliers: np.ndarray
+    shifts: np.ndarray
+    window: dict | None
+    output_offset: int
+    act_min: int
+    act_max: int
+    depth_multiplier: int = 1
+    batches: int = 1
+    per_channel: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,6 +124,9 @@ class LoweredOp:
             start after (or, negative, before) that input's bytes and still be computed
             correctly by the kernel's loop order (see lowering.overlap).
         macs: multiply-accumulates per inference (0 for ops without them).
+        scratch_bytes: bytes of the ScratchArg buffer the kernel needs (0: none).
+        linear: the op's arithmetic for conv, depthwise and fully connected ops (None for
+            the others), read by kernel variants that re-lay out weights.
     """
 
     index: int
@@ -90,6 +140,8 @@ class LoweredOp:
     structs: tuple[ConstantStruct, ...] = ()
     overlap: tuple[tuple[int, int], ...] = ()
     macs: int = 0
+    scratch_bytes: int = 0
+    linear: LinearParams | None = None
 
     @property
     def alias(self) -> bool:

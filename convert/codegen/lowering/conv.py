@@ -3,6 +3,7 @@
 import numpy as np
 from edgeship.convert.codegen.lowering.base import (
     ConstantArray,
+    LinearParams,
     LoweredOp,
     SymbolArg,
     TensorArg,
@@ -70,10 +71,18 @@ def lower_convolution(graph: Graph, op: Operator) -> LoweredOp:
         constants.insert(1, ConstantArray("int32_t", f"{prefix}_bias", bias))
         bias_argument = SymbolArg(f"{prefix}_bias")
     struct = window_struct(op, values)
+    taps = (weight_values.reshape(-1, out_c) if depthwise
+            else weight_values.reshape(out_c, -1))
+    linear = LinearParams(weights=taps, bias=bias, folded_bias=np.asarray(folded, np.int64)
+                          * np.ones(out_c, np.int64), multipliers=multipliers, shifts=shifts,
+                          window=values, output_offset=values["output_offset"],
+                          act_min=values["act_min"], act_max=values["act_max"],
+                          depth_multiplier=leading[0] if depthwise else 1)
     arguments = (SymbolArg(struct.name, address=True), *leading, TensorArg(op.inputs[0]),
                  SymbolArg(f"{prefix}_weights"), bias_argument, SymbolArg(f"{prefix}_folded_bias"),
                  SymbolArg(f"{prefix}_multiplier"), SymbolArg(f"{prefix}_shift"),
                  TensorArg(op.outputs[0]))
     return LoweredOp(op.index, op.name, kernel, arguments, inputs=(op.inputs[0],),
                      outputs=(op.outputs[0],), summary=summary, constants=tuple(constants),
-                     structs=(struct,), overlap=((op.inputs[0], overlap),), macs=int(macs))
+                     structs=(struct,), overlap=((op.inputs[0], overlap),), macs=int(macs),
+                     linear=linear)

@@ -3,6 +3,7 @@
 import numpy as np
 from edgeship.convert.codegen.lowering.base import (
     ConstantArray,
+    LinearParams,
     LoweredOp,
     SymbolArg,
     TensorArg,
@@ -53,4 +54,10 @@ def lower_fully_connected(graph: Graph, op: Operator) -> LoweredOp:
                  act_max, TensorArg(op.outputs[0]))
     return LoweredOp(op.index, op.name, "fully_connected", arguments, inputs=(op.inputs[0],),
                      outputs=(op.outputs[0],), summary=f"{batches}x{depth} -> {batches}x{units}",
-                     constants=constants, macs=batches * depth * units)
+                     constants=constants, macs=batches * depth * units,
+                     linear=LinearParams(
+                         weights=weight_values.reshape(units, depth), bias=bias,
+                         folded_bias=np.asarray(folded, np.int64) * np.ones(units, np.int64),
+                         multipliers=multipliers, shifts=shifts, window=None,
+                         output_offset=output.zero_point, act_min=act_min, act_max=act_max,
+                         batches=batches, per_channel=per_channel))

@@ -1,0 +1,50 @@
+/* Helpers of the kernels that see a window as one row of taps (sparse and dsp kernels). */
+/* @section linear_common needs common */
+/* int8 output of an int32 accumulator (TFLite's per-channel requantization, then clamp). */
+static inline int8_t es_linear_finish(int32_t acc, int32_t multiplier, int shift,
+                                      int32_t output_offset, int32_t act_min, int32_t act_max) {
+  acc = es_requantize(acc, multiplier, shift) + output_offset;
+  return (int8_t)es_clamp(acc, act_min, act_max);
+}
+
+/* The window of output pixel `pixel` as one row of `row` bytes, taps in the weights' order
+ * (k_y, k_x, channel). Taps outside the image read as the input zero point, whose product
+ * with (x + input_offset) is 0, so the bias folded with input_offset * sum(weights) is exact
+ * for every window; bytes past the taps are 0. With `direct` (a 1x1 window, no padding) the
+ * row is the input pixel itself and nothing is copied. */
+static const int8_t *es_window_row(const es_window *p, const int8_t *input, int32_t pixel,
+                                   int32_t row, int direct, int8_t *dst) {
+  const int32_t out_y = pixel / p->out_w;
+  const int32_t in_y0 = out_y * p->stride_h - p->pad_h;
+  const int32_t in_x0 = (pixel - out_y * p->out_w) * p->stride_w - p->pad_w;
+  const int zero_point = -p->input_offset;
+  int8_t *out = dst;
+  int32_t k_y, k_x;
+  if (direct) {
+    return input + (in_y0 * p->in_w + in_x0) * p->in_c;
+  }
+  for (k_y = 0; k_y < p->k_h; ++k_y) {
+    const int32_t in_y = in_y0 + k_y * p->dil_h;
+    if (in_y < 0 || in_y >= p->in_h) {
+      memset(out, zero_point, (size_t)(p->k_w * p->in_c));
+      out += p->k_w * p->in_c;
+      continue;
+    }
+    if (p->dil_w == 1 && in_x0 >= 0 && in_x0 + p->k_w <= p->in_w) {
+      memcpy(out, input + (in_y * p->in_w + in_x0) * p->in_c, (size_t)(p->k_w * p->in_c));
+      out += p->k_w * p->in_c;
+      continue;
+    }
+    for (k_x = 0; k_x < p->k_w; ++k_x) {
+      const int32_t in_x = in_x0 + k_x * p->dil_w;
+      if (in_x < 0 || in_x >= p->in_w) {
+        memset(out, zero_point, (size_t)p->in_c);
+      } else {
+        memcpy(out, input + (in_y * p->in_w + in_x) * p->in_c, (size_t)p->in_c);
+      }
+      out += p->in_c;
+    }
+  }
+  memset(out, 0, (size_t)(row - (out - dst)));
+  return dst;
+}
