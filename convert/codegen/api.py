@@ -5,6 +5,11 @@ from pathlib import Path
 
 from edgeship.convert.codegen.emit import render_header, render_source
 from edgeship.convert.codegen.kernels import KERNEL_CHOICES, kernel_variant, resolve_kernels
+from edgeship.convert.codegen.kernels.cmsis_nn_variant import (
+    CMSIS_NN,
+    check_cmsis_nn_dir,
+    write_cmsis_nn_build,
+)
 from edgeship.convert.codegen.lowering import lower_graph
 from edgeship.convert.codegen.plan import plan_memory
 from edgeship.convert.firmware_sources import (
@@ -31,6 +36,8 @@ class CodegenConfig(FirmwareSourceConfig):
         kernels: the kernel variant (see edgeship.convert.codegen.kernels), or "auto": dsp
             when `target` is a core with the DSP extension, portable otherwise.
         target: the core the C is for ("cortex-m4"), which "auto" decides by; "" when unknown.
+        cmsis_nn: the CMSIS-NN folder, needed by kernels="cmsis-nn" (NAME_cmsis_nn.mk lists
+            the sources to compile with -IDIR/Include).
     """
 
     kernels: str = option("auto", choices=KERNEL_CHOICES,
@@ -39,6 +46,9 @@ class CodegenConfig(FirmwareSourceConfig):
                                "portable, dsp, ...")
     target: str = option("", help="the core the C is for (e.g. cortex-m4); decides "
                                   "--kernels auto")
+    cmsis_nn: str | None = option(None, metavar="DIR",
+                                  help="CMSIS-NN folder (Include/, Source/) that --kernels "
+                                       "cmsis-nn compiles against")
 
     def __post_init__(self):
         super().__post_init__()
@@ -83,6 +93,9 @@ class CodegenResult:
     output: QuantizedIO
     samples: int
     kernels: str  # the variant generated ("auto" resolved)
+    c_sources: tuple[Path, ...] = ()  # other C files to compile beside NAME.c (CMSIS-NN's)
+    include_dirs: tuple[Path, ...] = ()  # their -I folders
+    portable_fallbacks: tuple[str, ...] = ()  # "op N NAME" left on portable kernels
 
     @property
     def macs(self) -> int:
@@ -93,7 +106,10 @@ class CodegenResult:
                 "ops": list(self.ops), "arena_bytes": self.arena_bytes,
                 "weight_bytes": self.weight_bytes, "sum_of_tensors": self.sum_of_tensors,
                 "macs": self.macs, "kernels": self.kernels, "input": self.input.to_dict(),
-                "output": self.output.to_dict(), "samples": self.samples}
+                "output": self.output.to_dict(), "samples": self.samples,
+                "c_sources": [str(path) for path in self.c_sources],
+                "include_dirs": [str(path) for path in self.include_dirs],
+                "portable_fallbacks": list(self.portable_fallbacks)}
 
 
 def generate_c(config: CodegenConfig, samples: Samples | None = None) -> CodegenResult:
@@ -115,6 +131,7 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
     """
     model = read_firmware_model(config, samples, "edgeship.firmware.generate_c")
     variant = kernel_variant(config.variant)
+    cmsis_root = check_cmsis_nn_dir(config.cmsis_nn) if variant is CMSIS_NN else None
     lowered = variant.specialize_ops(lower_graph(model.graph))
     plan = plan_memory(model.graph, lowered)
     source = render_source(config.name, model.graph, lowered, plan, model.labels, model.note,
@@ -125,6 +142,9 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
     files = [write_text_atomic(out / f"{config.name}.h", header),
              write_text_atomic(out / f"{config.name}.c", source),
              *write_samples(out, config.name, samples, "codegen")]
+    build = write_cmsis_nn_build(out, config.name, cmsis_root, lowered) if cmsis_root else None
+    if build is not None:
+        files.append(build.makefile)
     records = tuple(OpRecord(low.index, low.name, low.kernel, low.macs, low.summary)
                     for low in lowered)
     identity = {"schema_version": REPORT_SCHEMA_VERSION, "model": str(model.path),
@@ -141,6 +161,9 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
                            sum_of_tensors=plan.sum_of_tensors, input=model.input,
                            output=model.output,
                            samples=0 if samples is None else len(samples.inputs),
-                           kernels=variant.name)
+                           kernels=variant.name,
+                           c_sources=build.sources if build else (),
+                           include_dirs=build.include_dirs if build else (),
+                           portable_fallbacks=build.fallbacks if build else ())
     write_json_atomic(report_path, {**identity, **result.to_dict()})
     return result

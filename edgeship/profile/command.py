@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Cortex-M core to compile for and emulate (default cortex-m4)")
     parser.add_argument("--kernels", default="portable",
                         help="codegen's kernel variant to profile (default portable)")
+    parser.add_argument("--cmsis-nn", default=None, metavar="DIR",
+                        help="CMSIS-NN folder, for --kernels cmsis-nn")
     parser.add_argument("--clock-mhz", type=float, default=None,
                         help="clock for the ms estimate (default: the target's typical board, "
                              "120 for cortex-m4)")
@@ -61,7 +63,8 @@ def _run(args: argparse.Namespace) -> int:
     baseline = load_baseline(args.baseline) if args.baseline else None
     report = profile_model(ProfileConfig(model=args.model, target=args.target,
                                          clock_mhz=args.clock_mhz, input=args.input,
-                                         seed=args.seed, kernels=args.kernels))
+                                         seed=args.seed, kernels=args.kernels,
+                                         cmsis_nn=args.cmsis_nn))
     print(report.table())
     if args.json:
         print(f"wrote {write_json_atomic(args.json, report.to_dict())}")

@@ -109,13 +109,18 @@ def section_bytes(elf_path: Path, names: tuple[str, ...]) -> int:
                    if section["sh_flags"] & 2 and section.name.startswith(names))
 
 
-def build_firmware(source_dir: Path, target: Target, work: Path) -> Firmware:
+def build_firmware(source_dir: Path, target: Target, work: Path,
+                   library_sources: tuple[Path, ...] = (),
+                   include_dirs: tuple[Path, ...] = ()) -> Firmware:
     """Compile the generated model.c and the harness for the target and link them.
 
     Args:
         source_dir: folder with the generated model.h and model.c.
         target: the core.
         work: folder for the objects and the ELF.
+        library_sources: other C files the generated code calls (CodegenResult.c_sources:
+            CMSIS-NN's), compiled with the same flags and linked in.
+        include_dirs: their include folders (CodegenResult.include_dirs).
 
     Raises:
         MissingDependencyError: no arm-none-eabi-gcc.
@@ -128,16 +133,23 @@ def build_firmware(source_dir: Path, target: Target, work: Path) -> Firmware:
     build_source.write_text(hooked)
     compile_flags = (*target.cpu_flags, *COMMON_FLAGS)
     model_object, harness_object = work / "model.o", work / "harness.o"
+    includes = [f"-I{folder}" for folder in include_dirs]
     _run([gcc, *compile_flags, HOOK_DEFINE, "-include", str(harness_file("hook.h")),
-          f"-I{source_dir}", "-c", str(build_source), "-o", str(model_object)],
+          f"-I{source_dir}", *includes, "-c", str(build_source), "-o", str(model_object)],
          "compile the generated model")
+    library_objects = []
+    for position, source in enumerate(library_sources):
+        library_objects.append(work / f"library{position}_{source.stem}.o")
+        _run([gcc, *compile_flags, *includes, "-c", str(source), "-o",
+              str(library_objects[-1])], f"compile {source.name}")
     _run([gcc, *compile_flags, f"-I{source_dir}", "-c", str(harness_file("harness.c")),
           "-o", str(harness_object)], "compile the profile harness")
     link_flags = (*target.cpu_flags, "-nostartfiles", "--specs=nano.specs",
                   "--specs=nosys.specs", "-Wl,--gc-sections", "-T", "link.ld")
     elf = work / "profile.elf"
     _run([gcc, *link_flags[:-1], str(harness_file("link.ld")), str(harness_object),
-          str(model_object), "-o", str(elf)], "link the profile firmware")
+          str(model_object), *map(str, library_objects), "-o", str(elf)],
+         "link the profile firmware")
     version = subprocess.run([gcc, "--version"], capture_output=True, text=True,
                              check=False).stdout.splitlines()
     harness_flash = section_bytes(harness_object, (".text", ".rodata", ".vectors", ".data"))

@@ -33,6 +33,7 @@ class ProfileConfig:
             None makes a seeded random int8 input.
         seed: seed of the random input.
         kernels: codegen's kernel variant ("portable" is the one every codegen has).
+        cmsis_nn: the CMSIS-NN folder, for kernels="cmsis-nn".
     """
 
     model: str
@@ -41,6 +42,7 @@ class ProfileConfig:
     input: str | None = None
     seed: int = 0
     kernels: str = "portable"
+    cmsis_nn: str | None = None
 
     def __post_init__(self):
         if self.clock_mhz is not None and not self.clock_mhz > 0:
@@ -86,7 +88,8 @@ def codegen_kernel_variants() -> tuple[str, ...]:
     return tuple(getattr(codegen, "KERNEL_VARIANTS", ("portable",)))
 
 
-def codegen_config(config_type, model: str, out: str, kernels: str, target: str = ""):
+def codegen_config(config_type, model: str, out: str, kernels: str, target: str = "",
+                   cmsis_nn: str | None = None):
     """A CodegenConfig for the profile build, with `kernels` where codegen has the option.
 
     Raises:
@@ -99,6 +102,8 @@ def codegen_config(config_type, model: str, out: str, kernels: str, target: str 
     extra = {"kernels": kernels} if "kernels" in fields else {}
     if "target" in fields:
         extra["target"] = target
+    if cmsis_nn is not None:
+        extra["cmsis_nn"] = cmsis_nn
     return config_type(model=model, out=out, name=MODEL_NAME, **extra)
 
 
@@ -131,11 +136,13 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
         work.mkdir(parents=True, exist_ok=True)
         generated = generate_c(codegen_config(CodegenConfig, str(model_path),
                                               str(work / "src"), config.kernels,
-                                              target.name))
+                                              target.name, config.cmsis_nn))
         input_bytes, input_described = model_input(config, generated.input.size,
                                                    generated.input.scale,
                                                    generated.input.zero_point)
-        firmware = build_firmware(work / "src", target, work)
+        firmware = build_firmware(work / "src", target, work,
+                                  tuple(getattr(generated, "c_sources", ())),
+                                  tuple(getattr(generated, "include_dirs", ())))
         run = emulate(firmware.elf, target, input_bytes)
         flash = {name.strip("."): section_bytes(firmware.elf, (name,))
                  for name in (".text", ".rodata", ".data")}

@@ -16,6 +16,7 @@ The interface a variant may extend (kernels/variant.py):
 Variants:
 - "portable": TFLite's reference integer arithmetic in plain C99, any CPU.
 - "dsp": edgeship's kernels for Cortex-M cores with the DSP extension (kernels/dsp_variant.py).
+- "cmsis-nn": calls Arm's CMSIS-NN (CodegenConfig.cmsis_nn names it; kernels/cmsis_nn_variant.py).
 A variant module defines its KernelVariant and is listed in _VARIANT_MODULES below.
 
 "auto" (CodegenConfig.kernels) resolves per target: dsp on cores with the DSP extension
@@ -30,7 +31,7 @@ from edgeship.convert.codegen.kernels.variant import PORTABLE, KernelVariant
 DSP_CORES = frozenset({"cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p", "cortex-m55",
                        "cortex-m85"})
 # Module (under kernels/) -> the name of its KernelVariant.
-_VARIANT_MODULES = {"dsp_variant": "DSP"}
+_VARIANT_MODULES = {"dsp_variant": "DSP", "cmsis_nn_variant": "CMSIS_NN"}
 
 KERNEL_VARIANTS: dict[str, KernelVariant] = {"portable": PORTABLE}
 for _module, _attribute in _VARIANT_MODULES.items():

@@ -16,6 +16,7 @@ against CMSIS-NN's own functions.
 """
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from edgeship.convert.codegen.lowering import (
 )
 from edgeship.convert.codegen.lowering.base import WINDOW_FIELDS
 
+from edgeship.artifacts import write_text_atomic
 from edgeship.errors import UserInputError
 
 NAME = "cmsis-nn"
@@ -191,7 +193,9 @@ _SPECIALIZE = {"conv_2d": _convolution, "depthwise_conv_2d": _convolution,
 
 def specialize(op: LoweredOp) -> LoweredOp:
     """op as a CMSIS-NN call, or unchanged (a portable kernel) where CMSIS-NN has no kernel."""
-    return _SPECIALIZE[op.kernel](op) if op.kernel in _SPECIALIZE else op
+    if op.kernel in _SPECIALIZE:
+        return _SPECIALIZE[op.kernel](op)
+    return dataclasses.replace(op, summary=f"{op.summary} [portable kernel: CMSIS-NN has none]")
 
 
 def fallback_ops(lowered: list[LoweredOp]) -> list[str]:
@@ -248,6 +252,26 @@ def render_makefile(name: str, root: Path, sources: list[Path], fallbacks: list[
     lines += [f"    $(CMSIS_NN)/{item} \\" for item in relative[:-1]]
     lines += [f"    $(CMSIS_NN)/{relative[-1]}"] if relative else ["    "]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class CmsisNnBuild:
+    """What a firmware build needs beside NAME.c: NAME_cmsis_nn.mk and what it lists."""
+
+    makefile: Path
+    sources: tuple[Path, ...]
+    include_dirs: tuple[Path, ...]
+    fallbacks: tuple[str, ...]
+
+
+def write_cmsis_nn_build(out: Path, name: str, root: Path,
+                         lowered: list[LoweredOp]) -> CmsisNnBuild:
+    """Write NAME_cmsis_nn.mk for the specialized ops (see render_makefile)."""
+    sources = cmsis_sources(root, lowered)
+    fallbacks = fallback_ops(lowered)
+    makefile = write_text_atomic(out / f"{name}_cmsis_nn.mk",
+                                 render_makefile(name, root, sources, fallbacks))
+    return CmsisNnBuild(makefile, tuple(sources), (root / "Include",), tuple(fallbacks))
 
 
 CMSIS_NN = KernelVariant(NAME, "Arm's CMSIS-NN kernels (--cmsis-nn DIR), portable C for the "
