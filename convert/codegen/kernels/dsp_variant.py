@@ -1,17 +1,109 @@
-"""The dsp kernel variant: edgeship's kernels for Cortex-M cores with the DSP extension."""
+"""The dsp kernel variant: edgeship's kernels for Cortex-M cores with the DSP extension.
 
+C in kernels/dsp/ (ACLE intrinsics under `#if __ARM_FEATURE_DSP`, the same integers in plain
+C otherwise, so host builds are bit-exact too). At generation time each op is specialized:
+- mostly-zero conv and fully connected layers are stored sparse (lowering.sparse, DSP_RULE);
+- CONV_2D -> dsp_conv_2d: weights in output-channel pairs interleaved by 4 bytes, rows
+  zero-padded to a multiple of 4 (2x2 register blocking; im2col scratch of two rows unless
+  the window is one pixel of a multiple of 4 channels);
+- DEPTHWISE_CONV_2D with depth multiplier 1 -> dsp_depthwise_conv_2d (weights as TFLite's);
+- FULLY_CONNECTED with depth a multiple of 4 -> dsp_fully_connected: units in fours
+  interleaved by 4 bytes.
+Everything else (pooling, add, softmax, depth multiplier > 1...) is the portable kernel.
+"""
+
+import dataclasses
+
+import numpy as np
 from edgeship.convert.codegen.kernels.variant import KernelVariant
-from edgeship.convert.codegen.lowering import LoweredOp
-from edgeship.convert.codegen.lowering.sparse import SparseRule, sparsify
+from edgeship.convert.codegen.lowering import (
+    ConstantArray,
+    LoweredOp,
+    ScratchArg,
+    SymbolArg,
+    TensorArg,
+)
+from edgeship.convert.codegen.lowering.sparse import SparseRule, sparsify, window_is_pixel
 
-DSP_RULE = SparseRule(0.25, "dsp dense ~1.3 cycles/MAC vs sparse ~4.5 per entry per two "
-                            "pixels; and sparse bytes < dense")
+# Cortex-M4 estimates (edgeship profile): dsp dense ~1.3 cycles per weight, sparse ~4.5 per
+# entry shared by two pixels, so sparse pays below ~30% entries; sparse bytes < dense too.
+DSP_RULE = SparseRule(0.3, "dsp dense ~1.3 cycles/MAC vs sparse ~4.5 per entry per two "
+                           "pixels; and sparse bytes < dense")
+
+
+def interleave_rows(weights: np.ndarray, block: int, width: int) -> np.ndarray:
+    """Rows zero-padded to width, then in blocks of `block` rows interleaved 4 bytes at a time
+    ([block][group][row in block][4 bytes]); the rows%block last rows follow as they are."""
+    rows, taps = weights.shape
+    padded = np.zeros((rows, width), np.int8)
+    padded[:, :taps] = weights
+    whole = rows - rows % block
+    blocks = padded[:whole].reshape(whole // block, block, width // 4, 4).transpose(0, 2, 1, 3)
+    return np.concatenate([blocks.reshape(-1), padded[whole:].reshape(-1)])
+
+
+def _constants(op: LoweredOp, weights: np.ndarray, with_bias: bool) -> tuple:
+    linear, prefix = op.linear, f"op{op.index}"
+    constants = [ConstantArray("int8_t", f"{prefix}_weights", weights),
+                 ConstantArray("int32_t", f"{prefix}_folded_bias", linear.folded_bias),
+                 ConstantArray("int32_t", f"{prefix}_multiplier", linear.multipliers),
+                 ConstantArray("int8_t", f"{prefix}_shift", linear.shifts)]
+    if with_bias and linear.bias is not None:
+        constants.insert(1, ConstantArray("int32_t", f"{prefix}_bias", linear.bias))
+    return tuple(constants)
+
+
+def _conv(op: LoweredOp) -> LoweredOp:
+    linear = op.linear
+    window = linear.window
+    taps = linear.weights.shape[1]
+    row = (taps + 3) // 4 * 4
+    direct = window_is_pixel(window) and window["in_c"] % 4 == 0
+    prefix = f"op{op.index}"
+    constants = _constants(op, interleave_rows(linear.weights, 2, row), with_bias=False)
+    arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
+                 SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_multiplier"),
+                 SymbolArg(f"{prefix}_shift"), row, int(direct),
+                 0 if direct else ScratchArg(op.index), TensorArg(op.outputs[0]))
+    return dataclasses.replace(op, kernel="dsp_conv_2d", arguments=arguments,
+                               constants=constants, scratch_bytes=0 if direct else 2 * row)
+
+
+def _depthwise(op: LoweredOp) -> LoweredOp:
+    linear, prefix = op.linear, f"op{op.index}"
+    constants = _constants(op, linear.weights.reshape(-1), with_bias=True)
+    bias = SymbolArg(f"{prefix}_bias") if linear.bias is not None else 0
+    arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"), bias,
+                 SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_multiplier"),
+                 SymbolArg(f"{prefix}_shift"), TensorArg(op.outputs[0]))
+    return dataclasses.replace(op, kernel="dsp_depthwise_conv_2d", arguments=arguments,
+                               constants=constants)
+
+
+def _fully_connected(op: LoweredOp) -> LoweredOp:
+    linear, prefix = op.linear, f"op{op.index}"
+    depth = linear.weights.shape[1]
+    constants = _constants(op, interleave_rows(linear.weights, 4, depth), with_bias=False)
+    arguments = (*op.arguments[:4], SymbolArg(f"{prefix}_weights"), *op.arguments[5:])
+    return dataclasses.replace(op, kernel="dsp_fully_connected", arguments=arguments,
+                               constants=constants)
 
 
 def specialize(op: LoweredOp) -> LoweredOp:
-    return sparsify(op, DSP_RULE) or op
+    """The op as the dsp variant computes it (see the module docstring)."""
+    sparse = sparsify(op, DSP_RULE)
+    if sparse is not None:
+        return sparse
+    linear = op.linear
+    if op.kernel == "conv_2d":
+        return _conv(op)
+    if op.kernel == "depthwise_conv_2d" and linear.depth_multiplier == 1:
+        return _depthwise(op)
+    if op.kernel == "fully_connected" and linear.weights.shape[1] % 4 == 0:
+        return _fully_connected(op)
+    return op
 
 
-DSP = KernelVariant("dsp", "dual 16-bit MACs (ACLE __smlad, __sxtb16) for Cortex-M4/M7/M33; "
-                    "plain C where the core lacks them", fallback="portable",
-                    specialize=specialize)
+DSP = KernelVariant("dsp", "dual 16-bit MACs (ACLE __smlad, __sxtb16) for Cortex-M4/M7/M33, "
+                    "weights re-laid out at generation; plain C where the core lacks them",
+                    fallback="portable", specialize=specialize)

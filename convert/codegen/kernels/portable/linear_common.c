@@ -12,8 +12,8 @@ static inline int8_t es_linear_finish(int32_t acc, int32_t multiplier, int shift
  * with (x + input_offset) is 0, so the bias folded with input_offset * sum(weights) is exact
  * for every window; bytes past the taps are 0. With `direct` (a 1x1 window, no padding) the
  * row is the input pixel itself and nothing is copied. */
-static const int8_t *es_window_row(const es_window *p, const int8_t *input, int32_t pixel,
-                                   int32_t row, int direct, int8_t *dst) {
+static inline const int8_t *es_window_row(const es_window *p, const int8_t *input, int32_t pixel,
+                                          int32_t row, int direct, int8_t *dst) {
   const int32_t out_y = pixel / p->out_w;
   const int32_t in_y0 = out_y * p->stride_h - p->pad_h;
   const int32_t in_x0 = (pixel - out_y * p->out_w) * p->stride_w - p->pad_w;
