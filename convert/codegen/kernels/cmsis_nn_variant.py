@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from edgeship.convert.codegen.kernels.variant import KernelVariant, PORTABLE
+from edgeship.convert.codegen.kernels.variant import PORTABLE, KernelVariant
 from edgeship.convert.codegen.lowering import (
     ConstantArray,
     LoweredOp,
@@ -180,15 +180,23 @@ def _pool(op: LoweredOp) -> LoweredOp:
                                scratch_bytes=size)
 
 
-def _same_arguments(op: LoweredOp) -> LoweredOp:
-    """ADD and SOFTMAX: CMSIS-NN takes portable's parameters; both read element i (or a row's
-    values) before writing it, so portable's in-place overlap holds."""
-    return dataclasses.replace(op, kernel=f"cmsis_{op.kernel}")
+def _add(op: LoweredOp) -> LoweredOp:
+    """ADD: es_add's parameters as literals (CMSIS-NN takes the same ones); element i is read
+    before it is written, so portable's in-place overlap holds."""
+    (params,) = op.structs
+    return dataclasses.replace(op, kernel="cmsis_add", structs=(),
+                               arguments=(*params.values, *op.arguments[1:]))
+
+
+def _softmax(op: LoweredOp) -> LoweredOp:
+    """SOFTMAX: CMSIS-NN takes portable's parameters; a row is read in full (max, sum of
+    exponentials) and then value i is read before it is written, so the overlap holds."""
+    return dataclasses.replace(op, kernel="cmsis_softmax")
 
 
 _SPECIALIZE = {"conv_2d": _convolution, "depthwise_conv_2d": _convolution,
-               "fully_connected": _fully_connected, "pool_2d": _pool, "add": _same_arguments,
-               "softmax": _same_arguments}
+               "fully_connected": _fully_connected, "pool_2d": _pool, "add": _add,
+               "softmax": _softmax}
 
 
 def specialize(op: LoweredOp) -> LoweredOp:
