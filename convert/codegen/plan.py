@@ -79,16 +79,21 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
         storage[graph_output] = ("output", 0)
     tensors = [tensor for tensor in first if tensor not in storage]
     sizes = {tensor: graph.tensors[tensor].size for tensor in tensors}
+    scratch = []
     for low in lowered:
         if low.scratch_bytes > 0:
             key = scratch_key(low.index)
-            tensors.append(key)
+            scratch.append(key)
             sizes[key], first[key], last[key] = _align(low.scratch_bytes), low.index, low.index
     # Greedy first fit is order-sensitive: try three orders, keep the smallest arena. Reverse
-    # execution order suits chains whose outputs must start below their inputs.
-    orders = (sorted(tensors, key=lambda tensor: (-sizes[tensor], first[tensor])),
-              sorted(tensors, key=lambda tensor: (first[tensor], -sizes[tensor])),
-              sorted(tensors, key=lambda tensor: (-first[tensor], -sizes[tensor])))
+    # execution order suits chains whose outputs must start below their inputs. Scratch
+    # buffers come last, into the gaps the tensors leave.
+    scratch.sort(key=lambda key: -sizes[key])
+    orders = tuple(order + scratch for order in (
+        sorted(tensors, key=lambda tensor: (-sizes[tensor], first[tensor])),
+        sorted(tensors, key=lambda tensor: (first[tensor], -sizes[tensor])),
+        sorted(tensors, key=lambda tensor: (-first[tensor], -sizes[tensor]))))
+    tensors += scratch
     placed = min((_place(order, sizes, first, last, overlap) for order in orders),
                  key=lambda offsets: max((offsets[t] + sizes[t] for t in offsets), default=0))
     for tensor in tensors:
@@ -96,10 +101,9 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
     for tensor, base in root.items():
         storage[tensor] = storage[base]
     arena_bytes = max((offset + sizes[tensor] for tensor, offset in placed.items()), default=0)
-    scratch = [sizes[tensor] for tensor in tensors if tensor < 0]
     return MemoryPlan(storage, _align(arena_bytes), final_copy,
                       sum(size for tensor, size in sizes.items() if tensor >= 0),
-                      max(scratch, default=0))
+                      max((sizes[key] for key in scratch), default=0))
 
 
 def _place(order: list[int], sizes: dict, first: dict, last: dict, overlap: dict) -> dict:

@@ -43,9 +43,15 @@ static inline uint32_t es_sadd16(uint32_t a, uint32_t b) {
 }
 #endif
 
-/* Four bytes as one little-endian word; memcpy compiles to one (unaligned-capable) LDR. */
+/* Four bytes as one little-endian word: one (unaligned-capable) LDR. The builtin, because
+ * freestanding builds (-ffreestanding) would otherwise call memcpy. */
+#if defined(__GNUC__)
+#define es_copy_word(destination, source) __builtin_memcpy((destination), (source), 4)
+#else
+#define es_copy_word(destination, source) memcpy((destination), (source), 4)
+#endif
 static inline uint32_t es_word(const int8_t *bytes) {
   uint32_t word;
-  memcpy(&word, bytes, 4);
+  es_copy_word(&word, bytes);
   return word;
 }

@@ -1,9 +1,20 @@
 /* Helpers of the kernels that see a window as one row of taps (sparse and dsp kernels). */
 /* @section linear_common needs common */
+/* es_requantize in fewer instructions (one SMLAL): for a multiplier other than INT32_MIN
+ * (TFLite's are in [2^30, 2^31) or 0), floor((a * b + 2^30) / 2^31) equals gemmlowp's
+ * SaturatingRoundingDoublingHighMul for either sign of a * b (write a * b = q * 2^31 + r:
+ * both give q + (r >= 2^30)), which is how CMSIS-NN stays bit-exact with TFLite too. */
+static inline int32_t es_requantize_fast(int32_t x, int32_t multiplier, int shift) {
+  const int left_shift = shift > 0 ? shift : 0;
+  const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
+  const int64_t product = (int64_t)shifted * multiplier + ((int64_t)1 << 30);
+  return es_shift_round((int32_t)(product >> 31), shift > 0 ? 0 : -shift);
+}
+
 /* int8 output of an int32 accumulator (TFLite's per-channel requantization, then clamp). */
 static inline int8_t es_linear_finish(int32_t acc, int32_t multiplier, int shift,
                                       int32_t output_offset, int32_t act_min, int32_t act_max) {
-  acc = es_requantize(acc, multiplier, shift) + output_offset;
+  acc = es_requantize_fast(acc, multiplier, shift) + output_offset;
   return (int8_t)es_clamp(acc, act_min, act_max);
 }
 
