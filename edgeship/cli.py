@@ -109,8 +109,8 @@ def _output_folder(arguments: list[str]) -> Path | None:
         args = build_parser().parse_args(arguments)
     except SystemExit:
         return None
-    for name in ("out", "run_dir", "source"):
-        value = getattr(args, name, None)
+    for name in ("out", "pipeline.out", "run_dir", "source"):
+        value = vars(args).get(name)
         if value:
             path = Path(value)
             return path if path.is_dir() or path.suffix == "" else path.parent

@@ -213,8 +213,13 @@ def _artifact_names(kinds: tuple[ArtifactKind, ...],
     return lambda run_dir: [name for name in names if (run_dir / name).is_file()]
 
 
+# Fields that name the run directory: a copied run directory stays up to date.
+_RUN_DIR_FIELDS = ("out", "source", "run_dir", "artifacts")
+
+
 def _options(stage_config) -> dict:
-    return asdict(stage_config)
+    return {name: value for name, value in asdict(stage_config).items()
+            if name not in _RUN_DIR_FIELDS}
 
 
 def _stage_plan(config: PipelineConfig) -> list[_Stage]:
