@@ -32,6 +32,8 @@ from edgeship.profile.targets import TARGETS
 from edgeship.reports import markdown_table
 
 MLPERF_DIR = REPO.parent / "shared" / "models" / "mlperf_tiny"
+# The CMSIS-NN copy the cmsis-nn variant compiles against (not part of edgeship).
+CMSIS_NN_DIR = REPO.parent / "shared" / "third_party" / "cmsis-nn"
 MLPERF_MODELS = {"kws": "kws_ref_model.tflite", "vww": "vww_96_int8.tflite",
                  "ic": "pretrainedResnet_quant.tflite", "ad": "ad01_int8.tflite"}
 README_TASKS = {"kws": "KWS", "vww": "VWW", "ic": "IC", "ad": "AD"}
@@ -69,7 +71,8 @@ def profile_one(model: Path, target: str, kernels: str, clock_mhz: float | None 
     from edgeship.profile.fidelity import matches_tflite_micro
     from edgeship.profile.run import ProfileConfig, model_input, profile_model
 
-    config = ProfileConfig(model=str(model), target=target, clock_mhz=clock_mhz, kernels=kernels)
+    config = ProfileConfig(model=str(model), target=target, clock_mhz=clock_mhz, kernels=kernels,
+                           cmsis_nn=str(CMSIS_NN_DIR) if kernels == "cmsis-nn" else None)
     began = time.perf_counter()
     report = profile_model(config, build_dir=build_dir)
     seconds = time.perf_counter() - began
@@ -214,7 +217,8 @@ def main(argv=None) -> int:
         print(f"no MLPerf Tiny models in {MLPERF_DIR}", file=sys.stderr)
         return 2
     published = published_results(MLPERF_DIR / "README.md")
-    variants = codegen_kernel_variants()
+    variants = [name for name in codegen_kernel_variants()
+                if name != "cmsis-nn" or (CMSIS_NN_DIR / "Include").is_dir()]
     rows, cores, hook = [], [], None
     with tempfile.TemporaryDirectory(prefix="bench-mcu-") as work:
         work = Path(work)

@@ -137,10 +137,13 @@ def build_firmware(source_dir: Path, target: Target, work: Path,
     _run([gcc, *compile_flags, HOOK_DEFINE, "-include", str(harness_file("hook.h")),
           f"-I{source_dir}", *includes, "-c", str(build_source), "-o", str(model_object)],
          "compile the generated model")
+    # Libraries build as their own projects build them: -ffreestanding would stop gcc from
+    # inlining the 4-byte memcpy CMSIS-NN reads words with, turning each into a call.
+    library_flags = [flag for flag in compile_flags if flag != "-ffreestanding"]
     library_objects = []
     for position, source in enumerate(library_sources):
         library_objects.append(work / f"library{position}_{source.stem}.o")
-        _run([gcc, *compile_flags, *includes, "-c", str(source), "-o",
+        _run([gcc, *library_flags, *includes, "-c", str(source), "-o",
               str(library_objects[-1])], f"compile {source.name}")
     _run([gcc, *compile_flags, f"-I{source_dir}", "-c", str(harness_file("harness.c")),
           "-o", str(harness_object)], "compile the profile harness")
