@@ -9,10 +9,11 @@ output is bit-exact; conv windows are read as a row of taps (im2col into the op'
 padding as the input zero point, except 1x1 windows without padding, read in place).
 
 The rule, per layer at generation time (SparseRule): store sparse when the entries are at
-most `max_density` of the dense weights. Sparse bytes are then 2 * max_density of dense or
-less (plus 2 per channel), and the variant's measured cost per entry (`entry_cycles`, from
-benchmarks/bench_mcu.py's sparse sweep) times the entries is below its dense cost per
-weight times the weights. Depthwise layers stay dense (one tap row per channel: no gain).
+most the variant's `max_density` of the dense weights, so sparse bytes are at most
+2 * max_density of dense (plus 2 per channel) and, from the measured cycles of both forms
+(benchmarks/bench_sparse.py on Cortex-M4), fewer cycles: portable 0.45 (lenet5 pruned 0.75:
+2.1x fewer cycles sparse), dsp 0.2 (its dense kernels are ~2x faster, so sparse breaks even
+near 25%). Depthwise layers stay dense (one tap row per channel: no gain).
 """
 
 import dataclasses
@@ -44,10 +45,10 @@ class SparseRule:
     basis: str
 
 
-# Cortex-M4 estimates (edgeship profile): portable dense conv ~2.2 cycles per weight, sparse
-# ~4.5 cycles per entry (two pixels share its loads).
-PORTABLE_RULE = SparseRule(0.45, "portable dense ~2.2 cycles/MAC vs sparse ~4.5 per entry "
-                                 "per two pixels; and sparse bytes < dense")
+# Measured (benchmarks/bench_sparse.py, Cortex-M4 estimate): lenet5 pruned to 0.75 runs in
+# 0.47x the dense portable cycles sparse; at 0.45 sparse bytes stay below 0.9x dense.
+PORTABLE_RULE = SparseRule(0.45, "portable sparse at 25% entries: 0.47x the dense cycles "
+                                 "(lenet5 pruned 0.75, bench_sparse.py); sparse bytes < dense")
 
 
 @dataclass(frozen=True)
