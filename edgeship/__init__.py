@@ -11,11 +11,11 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 __version__ = "0.1.0"
 
 # The Python API (edgeship/api.py), loaded on first use so `import edgeship` stays light.
-# `edgeship.train`, `edgeship.convert` and `edgeship.inspect` are also the packages/modules of
+# `edgeship.train`, `edgeship.convert`, `edgeship.inspect` and `edgeship.profile` are also the packages/modules of
 # those stages; calling them runs the API function of the same name (see `callable_module`).
 _API = ("validate", "bench", "codegen", "load_data", "dataset_class_names", "Result",
         "ConvertResult")
-_CALLABLE_MODULES = ("train", "convert", "inspect")
+_CALLABLE_MODULES = ("train", "convert", "inspect", "profile")
 
 
 def __getattr__(name: str):

@@ -161,7 +161,9 @@ def _write_dataset(out_dir: Path, data, calibration, class_names) -> str:
 
 def _save_model(model, out_dir: Path) -> Path:
     """Saves a tf_keras or Keras 3 model object as out_dir/model.keras."""
-    path = out_dir / "model.keras"
+    from edgeship.run_dir import ArtifactKind
+
+    path = out_dir / ArtifactKind.KERAS_MODEL.file_name
     module = type(model).__module__
     if not hasattr(model, "save") or not (module.startswith(("tf_keras", "keras", "tensorflow"))):
         raise UserInputError(f"model must be a Keras model, a .keras/.h5 file or a run directory, "
@@ -203,8 +205,10 @@ class ConvertResult(Result):
 
     @property
     def drop_pp(self) -> float | None:
+        from edgeship.run_dir import ArtifactKind
+
         for row in self.report.get("artifacts", []):
-            if row["file"] == "model_int8.tflite":
+            if row["file"] == ArtifactKind.INT8_TFLITE.file_name:
                 return row["drop_pp"]
         return None
 
@@ -392,3 +396,32 @@ def codegen(model: str | os.PathLike, out: str | os.PathLike, **options) -> Resu
     record = {key: value for key, value in report.items() if isinstance(value, (int, float, str))}
     return Result(Table.from_records("generated C", [record], tuple(record)),
                   {path.name: path for path in generated.files}, report)
+
+
+def profile(model: str | os.PathLike, **options) -> Result:
+    """`edgeship profile`: the generated C on an emulated Cortex-M (ProfileConfig fields:
+    target, kernels, clock_mhz, input, seed, cmsis_nn); one row per op, and a total row.
+
+    Cycles and ms are an estimate from Arm's instruction timings; instructions are counted.
+    `baseline` (a profile JSON) and `max_regression` (default 0.01) gate as on the CLI."""
+    from edgeship.profile.report import load_baseline, regressions
+    from edgeship.profile.run import ProfileConfig, profile_model
+
+    baseline = options.pop("baseline", None)
+    max_regression = options.pop("max_regression", 0.01)
+    report = profile_model(_config(ProfileConfig, {"model": str(model)}, options))
+    payload = report.to_dict()
+    rows = [{key: op.get(key) for key in ("index", "op", "instructions", "cycles", "ms", "macs",
+                                          "cycles_per_mac")} for op in payload["ops"]]
+    rows.append({"op": "total", **{key: payload["total"][key] for key in
+                                   ("instructions", "cycles", "ms", "macs", "cycles_per_mac")}})
+    result = Result(Table.from_records(f"{Path(model).name} on {report.target} at "
+                                       f"{report.clock_mhz:g} MHz ({report.kernels} kernels; "
+                                       "cycles estimated)", rows,
+                                       ("index", "op", "instructions", "cycles", "ms", "macs",
+                                        "cycles_per_mac")), {}, payload)
+    if baseline is not None:
+        failed = regressions(report, load_baseline(baseline), max_regression)
+        if failed:
+            _raise_failed("profile regression: " + "; ".join(failed), result)
+    return result

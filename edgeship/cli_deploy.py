@@ -55,7 +55,14 @@ _FIRMWARE_TEXTS = {
 
 
 def add_codegen(subparsers) -> None:
-    _add_firmware_command(subparsers, "codegen", run_codegen)
+    from edgeship.convert.codegen import CodegenConfig
+    from edgeship.options import add_options
+
+    parser = _add_firmware_command(subparsers, "codegen", run_codegen)
+    add_options(parser, CodegenConfig)
+    parser.add_argument("--clock-mhz", type=float, default=None,
+                        help="with --target: the clock of the printed estimate (default: the "
+                             "target's, 120 MHz for cortex-m4)")
 
 
 def _add_firmware_command(subparsers, command: str, run) -> None:
@@ -65,6 +72,7 @@ def _add_firmware_command(subparsers, command: str, run) -> None:
     parser.add_argument("model", help=model_help)
     _add_firmware_flags(parser, out_help=out_help, name_help=name_help)
     parser.set_defaults(run=run)
+    return parser
 
 
 def _add_firmware_flags(parser: argparse.ArgumentParser, out_help: str, name_help: str) -> None:
@@ -88,13 +96,34 @@ def _print_written(result, summary: str) -> None:
 
 def run_codegen(args) -> int:
     from edgeship.firmware import CodegenConfig, generate_c
+    from edgeship.options import option_values
 
-    result = generate_c(CodegenConfig(**_firmware_options(args)))
-    _print_written(result, f"{len(result.ops)} ops ({', '.join(sorted(set(result.ops)))}); "
-                   f"activations {result.arena_bytes} bytes (all tensors: "
-                   f"{result.sum_of_tensors}); weights and constants {result.weight_bytes} "
-                   f"bytes; {result.samples} samples")
+    config = CodegenConfig(**_firmware_options(args), **option_values(args, CodegenConfig))
+    result = generate_c(config)
+    _print_written(result, f"{len(result.ops)} ops ({', '.join(sorted(set(result.ops)))}), "
+                   f"{config.variant} kernels; activations {result.arena_bytes} bytes (all "
+                   f"tensors: {result.sum_of_tensors}); weights and constants "
+                   f"{result.weight_bytes} bytes; {result.samples} samples")
+    if config.target:
+        from edgeship.profile.run import ProfileConfig, profile_model
+
+        report = profile_model(ProfileConfig(model=config.model, target=config.target,
+                                             clock_mhz=args.clock_mhz, kernels=config.variant,
+                                             cmsis_nn=config.cmsis_nn))
+        print(report.summary_line())
     return 0
+
+
+# --- profile ---------------------------------------------------------------------------------
+
+def add_profile(subparsers) -> None:
+    from edgeship.profile.command import add_arguments, run
+
+    parser = subparsers.add_parser(
+        "profile", help="int8 .tflite -> generated C on an emulated Cortex-M: instructions and "
+        "estimated cycles per op, flash, RAM; --baseline gates on them")
+    add_arguments(parser)
+    parser.set_defaults(run=run)
 
 
 # --- serve-demo ------------------------------------------------------------------------------

@@ -160,8 +160,8 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
         test_data = _streamed_batches(tf, np.arange(len(dataset.y_test)), dataset.y_test, 256,
                                       tf_batch_reader(tf, dataset.read_test, dataset.input_shape))
         test_loss, test_accuracy = model.evaluate(test_data, verbose=0)
-        if chief:
-            write_split(out, dataset.split) if dataset.split is not None else None
+        if chief and dataset.split is not None:
+            write_split(out, dataset.split)
         dataset.close()
     else:
         test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test,
@@ -381,7 +381,7 @@ def _population_statistics_callback(tf_keras, images: np.ndarray):
 
 def _validation_rows(train_images: int, fraction: float, seed: int):
     """Seeded hold-out of the training split for validation (never the test split)."""
-    count = int(round(train_images * fraction))
+    count = round(train_images * fraction)
     order = np.random.default_rng(seed).permutation(train_images)
     return order[count:], order[:count]
 

@@ -6,3 +6,7 @@ block is costed with the core's instruction-timing table (cycle_model.py, an est
 Arm's manuals, never a measurement). run.profile_model is the library call; command.py holds
 the CLI flags and the --baseline gate; report.py the JSON, table and gate arithmetic.
 """
+
+from edgeship import callable_module  # noqa: E402  (edgeship.profile(...) runs the API)
+
+callable_module(__name__, "profile")

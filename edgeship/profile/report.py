@@ -95,6 +95,15 @@ class ProfileReport:
                                     "the model's numbers"},
                 "flash": self.flash, "ram": self.ram}
 
+    def summary_line(self) -> str:
+        """One line: the total estimate, flash and RAM (what `edgeship codegen --target` prints)."""
+        total = self.total()
+        return (f"estimate on {self.target} at {self.clock_mhz:g} MHz ({self.kernels} kernels): "
+                f"{total['cycles']:,.0f} cycles = {total['ms']:.3f} ms, "
+                f"{total['instructions']:,} instructions (emulated), "
+                f"{_ratio(total['cycles_per_mac'])} cycles/MAC; flash {self.flash['total']:,} B, "
+                f"RAM {self.ram['total']:,} B (`edgeship profile` for the per-op table)")
+
     def table(self) -> str:
         """The per-op table and the totals, as the console shows them."""
         rows = [[op.index, op.op, f"{op.instructions:,}", f"{op.cycles:,.0f}",

@@ -2,6 +2,7 @@
 
 import json
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,14 @@ def test_validate_and_codegen_from_python(example_run):
     generated = edgeship.codegen(run_dir / "model_int8.tflite", folder / "c", name="mlp")
     assert generated.report["arena_bytes"] > 0
     assert (folder / "c" / "mlp.c").is_file()
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed (scripts/setup.sh installs it as root)")
+    profiled = edgeship.profile(run_dir / "model_int8.tflite", target="cortex-m4",
+                                kernels="dsp")
+    total = profiled.table.records()[-1]
+    assert total["op"] == "total" and total["macs"] == 28 * 28 * 128 + 128 * 10
+    assert 0.5 < total["cycles_per_mac"] < 10
+    assert profiled.report["output"]  # the emulated output, checked against TFLite Micro there
 
 
 def test_tf_data_equals_arrays():

@@ -2,14 +2,21 @@ import json
 
 import numpy as np
 import pytest
-
-from edgeship.errors import UserInputError
 from edgeship.train import stream
 from edgeship.train.datasets import DatasetSpec, class_balanced_indices, load_dataset
 from edgeship.train.fit import TrainConfig, train
 from edgeship.train.stream import (
-    FileSplit, StreamingDataset, calibration_samples, iter_test_batches, open_dataset, read_split,
-    split_folder, write_split)
+    FileSplit,
+    StreamingDataset,
+    calibration_samples,
+    iter_test_batches,
+    open_dataset,
+    read_split,
+    split_folder,
+    write_split,
+)
+
+from edgeship.errors import UserInputError
 
 
 def write_image_folder(root, per_class=12, classes=3, size=(20, 26), suffix=".jpg"):
