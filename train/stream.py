@@ -130,6 +130,11 @@ def _decode_into(cache_name: str, first_row: int, paths: list[str], shape) -> in
     return len(paths)
 
 
+def cache_key(paths: list[str], shape) -> str:
+    """Names a cache file by the files it holds and their decoded shape."""
+    return hashlib.sha256(json.dumps([paths, list(shape)]).encode()).hexdigest()[:16]
+
+
 class FolderSource:
     """Pixels of a folder dataset's files, decoded on demand or read from a uint8 cache file."""
 
@@ -175,23 +180,27 @@ class FolderSource:
         The key hashes the file list and image shape, so a changed folder gets a new cache.
         """
         every = self.paths["train"] + self.paths["test"]
-        key = hashlib.sha256(json.dumps([every, list(self.shape)]).encode()).hexdigest()[:16]
-        cache_path = Path(folder) / f"pixels_{key}.u8"
+        cache_path = self.decode_to_file(every, Path(folder) / f"pixels_{cache_key(every, self.shape)}.u8")
+        self._cache = (os.open(cache_path, os.O_RDONLY),
+                       {"train": 0, "test": len(self.paths["train"])})
+        return cache_path
+
+    def decode_to_file(self, paths: list[str], cache_path: Path) -> Path:
+        """paths decoded (in parallel) into one uint8 file, row after row; kept when complete."""
         row_bytes = int(np.prod(self.shape))
-        if not (cache_path.is_file() and cache_path.stat().st_size == len(every) * row_bytes):
+        if not (cache_path.is_file() and cache_path.stat().st_size == len(paths) * row_bytes):
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(cache_path) as temp:
                 with open(temp, "wb") as stream:
-                    stream.truncate(len(every) * row_bytes)
-                starts = range(0, len(every), DECODE_CHUNK)
-                chunks = [every[start:start + DECODE_CHUNK] for start in starts]
+                    stream.truncate(len(paths) * row_bytes)
+                starts = range(0, len(paths), DECODE_CHUNK)
+                chunks = [paths[start:start + DECODE_CHUNK] for start in starts]
                 arguments = ([str(temp)] * len(chunks), list(starts), chunks, [self.shape] * len(chunks))
                 if self.workers == 1:
                     for task in zip(*arguments):
                         _decode_into(*task)
                 else:
                     list(self._executor().map(_decode_into, *arguments))
-        self._cache = (os.open(cache_path, os.O_RDONLY),
-                       {"train": 0, "test": len(self.paths["train"])})
         return cache_path
 
     def close(self) -> None:

@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import numpy as np
@@ -131,3 +132,71 @@ def test_streamed_training_equals_in_memory_training(image_folder, tmp_path):
         json.loads((tmp_path / "on" / stream.SPLIT_FILE_NAME).read_text())).test_files)
     assert list((tmp_path / "on" / "dataset_cache").glob("pixels_*.u8"))
     assert not (tmp_path / "off" / stream.SPLIT_FILE_NAME).exists()
+
+
+def test_stage_dataset_reads_rows_equal_to_the_arrays(image_folder, tmp_path, monkeypatch):
+    import pickle
+
+    from edgeship.train.stage_data import RowDataset, batches_of, close_dataset, open_stage_dataset
+
+    spec = DatasetSpec(name=f"folder:{image_folder}", image_size=(16, 12), channels=3, seed=1)
+    in_memory = open_stage_dataset(spec)
+    assert not isinstance(in_memory, RowDataset)  # small data keeps today's arrays
+    monkeypatch.setenv("EDGESHIP_STREAMING", "on")
+    cache = tmp_path / "cache"
+    streamed = open_stage_dataset(spec, cache_folder=cache, workers=2)
+    try:
+        assert isinstance(streamed, RowDataset)
+        assert streamed.x_test.shape == in_memory.x_test.shape
+        np.testing.assert_array_equal(streamed.x_test[0], in_memory.x_test[0])
+        np.testing.assert_array_equal(streamed.x_test[-1], in_memory.x_test[-1])
+        np.testing.assert_array_equal(streamed.x_test[2:7], in_memory.x_test[2:7])
+        rows = class_balanced_indices(in_memory.y_train, 9, seed=3)
+        np.testing.assert_array_equal(streamed.x_train[rows], in_memory.x_train[rows])
+        assert streamed.x_train[np.array([], np.int64)].shape == (0, 16, 12, 3)
+        batches = list(batches_of(streamed.x_test, 4))
+        assert [len(batch) for batch in batches][:2] == [4, 4]
+        np.testing.assert_array_equal(np.concatenate(batches), in_memory.x_test)
+        assert list(cache.glob("test_*.u8"))  # decoded once, read back by row
+        # picklable (validate sends it to child processes) and the same hash as the array
+        copy = pickle.loads(pickle.dumps(streamed.x_test))
+        assert copy.sha256() == hashlib.sha256(in_memory.x_test.tobytes()).hexdigest()
+        assert len(streamed.x_test.head(3)) == 3
+        with pytest.raises(IndexError):
+            streamed.x_test[len(in_memory.x_test)]
+    finally:
+        close_dataset(streamed)
+
+
+def test_stage_dataset_follows_trains_full_cache(image_folder, tmp_path, monkeypatch):
+    from edgeship.train.stage_data import open_stage_dataset
+
+    monkeypatch.setenv("EDGESHIP_STREAMING", "on")
+    spec = DatasetSpec(name=f"folder:{image_folder}", image_size=(8, 8), channels=1, seed=0)
+    streamed = open_dataset(spec, streaming="on", workers=1)
+    streamed.source.build_cache(tmp_path)
+    streamed.close()
+    staged = open_stage_dataset(spec, cache_folder=tmp_path, workers=1)
+    try:
+        assert staged.x_test.read.path.startswith(str(tmp_path / "pixels_"))
+        np.testing.assert_array_equal(staged.x_test[:], load_dataset(spec).x_test)
+        assert not list(tmp_path.glob("test_*.u8"))
+    finally:
+        staged.close()
+
+
+def test_stage_dataset_reads_npz_test_rows(tmp_path, monkeypatch):
+    import pickle
+
+    from edgeship.train.stage_data import open_stage_dataset
+
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "data.npz", x_train=rng.integers(0, 256, (20, 10, 10), dtype=np.uint8),
+             y_train=np.arange(20) % 2, x_test=rng.integers(0, 256, (7, 10, 10), dtype=np.uint8),
+             y_test=np.arange(7) % 2)
+    spec = DatasetSpec(name=f"npz:{tmp_path / 'data.npz'}", image_size=(6, 6), channels=3)
+    monkeypatch.setenv("EDGESHIP_STREAMING", "on")
+    staged = open_stage_dataset(spec, cache_folder=tmp_path / "cache")
+    rows = pickle.loads(pickle.dumps(staged.x_test))
+    np.testing.assert_array_equal(rows[[6, 1]], load_dataset(spec).x_test[[6, 1]])
+    staged.close()
