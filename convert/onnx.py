@@ -86,7 +86,49 @@ def export_onnx(model, input_shape: tuple[int, ...]) -> bytes:
         raise ToolFailureError(f"ONNX export failed in tf2onnx: "
                                f"{text.splitlines()[0] if text else type(error).__name__} "
                                "(drop --onnx to export TFLite only)") from error
+    drop_identity_reshapes(model_proto)
     return model_proto.SerializeToString()
+
+
+def drop_identity_reshapes(model_proto) -> int:
+    """Removes Reshape nodes whose target shape is their input's shape; returns how many.
+
+    tf2onnx puts such a Reshape between a Conv and its BatchNormalization where the feature
+    map is 1x1 (MobileNetV2's last blocks at 32x32 input), and ONNX Runtime's Conv+BN fusion
+    does not look through it: the BatchNormalization then stays a float op between int8 ones
+    in the quantized model. Dropping a Reshape that changes nothing is exact.
+    """
+    onnx = require("onnx")
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model_proto)
+    shapes = {}
+    for value in list(inferred.graph.value_info) + list(inferred.graph.input):
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [dim.dim_value if dim.HasField("dim_value") else None for dim in dims]
+    constants = {item.name: numpy_helper.to_array(item) for item in model_proto.graph.initializer}
+    graph_outputs = {output.name for output in model_proto.graph.output}
+    removed = []
+    for node in model_proto.graph.node:
+        if node.op_type != "Reshape" or node.output[0] in graph_outputs:
+            continue
+        source, target = shapes.get(node.input[0]), constants.get(node.input[1])
+        if source is None or target is None or len(source) != len(target) or len(source) < 2:
+            continue
+        batch_kept = target[0] in (-1, 0) or (source[0] is not None and target[0] == source[0])
+        if batch_kept and all(dim is not None and dim == int(want)
+                              for dim, want in zip(source[1:], target[1:])):
+            removed.append(node)
+    for node in removed:
+        for consumer in model_proto.graph.node:
+            for position, name in enumerate(consumer.input):
+                if name == node.output[0]:
+                    consumer.input[position] = node.input[0]
+        model_proto.graph.node.remove(node)
+    used = {name for node in model_proto.graph.node for name in node.input}
+    for item in [item for item in model_proto.graph.initializer if item.name not in used]:
+        model_proto.graph.initializer.remove(item)
+    return len(removed)
 
 
 def quantize_onnx(float_onnx: bytes, calibration_samples: np.ndarray,
