@@ -20,11 +20,16 @@
 #define OUTPUT_SIZE ((int)sizeof(SAMPLE_OUTPUTS[0]))
 #define STACK_PAINT 0xA5u
 
-/* CMSDK APB UART 0 of the MPS2 board. */
-#define UART0_DATA (*(volatile uint32_t *)0x40004000u)
-#define UART0_STATE (*(volatile uint32_t *)0x40004004u)
-#define UART0_CTRL (*(volatile uint32_t *)0x40004008u)
-#define UART0_BAUDDIV (*(volatile uint32_t *)0x40004010u)
+/* CMSDK APB UART 0 of the board; the Makefile passes its address (and the board's names). */
+#ifndef UART0_BASE
+#define UART0_BASE 0x40004000u
+#define BOARD_CORE "Cortex-M4"
+#define BOARD_MACHINE "mps2-an386"
+#endif
+#define UART0_DATA (*(volatile uint32_t *)(UART0_BASE + 0x0u))
+#define UART0_STATE (*(volatile uint32_t *)(UART0_BASE + 0x4u))
+#define UART0_CTRL (*(volatile uint32_t *)(UART0_BASE + 0x8u))
+#define UART0_BAUDDIV (*(volatile uint32_t *)(UART0_BASE + 0x10u))
 
 extern uint8_t __stack_limit;
 
@@ -92,7 +97,7 @@ int main(void) {
   long stack = 0;
   UART0_BAUDDIV = 16;
   UART0_CTRL = 1;
-  print("edgeship codegen on Cortex-M4 (QEMU mps2-an386)\n");
+  print("edgeship codegen on " BOARD_CORE " (QEMU " BOARD_MACHINE ")\n");
   for (sample = 0; sample < SAMPLE_COUNT; ++sample) {
     const uintptr_t top = stack_pointer() - 32;
     long used;

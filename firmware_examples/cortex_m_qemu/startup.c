@@ -1,5 +1,6 @@
-/* Start-up for the MPS2 AN386 (Cortex-M4) under QEMU: vector table, reset handler, and
- * semihosting calls to end the run with main's status (QEMU exits with it). */
+/* Start-up for the MPS2/MPS3 boards under QEMU (Cortex-M4, M7, M33, M55): vector table,
+ * reset handler, and semihosting calls to end the run with main's status (QEMU exits with it).
+ * The v8-M cores (M33, M55) start and stay in Secure state, so one table serves every board. */
 #include <stdint.h>
 
 extern uint32_t __bss_start__, __bss_end__, __stack_top;
