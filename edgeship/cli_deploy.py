@@ -104,6 +104,9 @@ def run_codegen(args) -> int:
                    f"{config.variant} kernels; activations {result.arena_bytes} bytes (all "
                    f"tensors: {result.sum_of_tensors}); weights and constants "
                    f"{result.weight_bytes} bytes; {result.samples} samples")
+    if result.portable_fallbacks:
+        print(f"portable kernels where {config.variant} has none: "
+              f"{', '.join(result.portable_fallbacks)}")
     if config.target:
         from edgeship.profile.run import ProfileConfig, profile_model
 
