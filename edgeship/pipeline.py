@@ -1,15 +1,19 @@
-"""`edgeship pipeline`: train -> convert -> validate -> bench -> embed -> report, incrementally.
+"""`edgeship pipeline`: train -> convert -> validate -> bench -> embed -> profile -> report,
+incrementally.
 
 Each stage records in manifest.json a key: the hash of its options and of the artifacts it
 reads. A re-run skips a stage whose key is unchanged and whose outputs are on disk with the
 recorded SHA-256, so changing only the QAT epochs redoes conversion onward and a re-run with
 nothing changed finishes in seconds. `--force` redoes everything. One pipeline at a time may
-write a run directory (an exclusive lock on RUN_DIR/.edgeship.lock).
+write a run directory (an exclusive lock on RUN_DIR/.edgeship.lock). A stage that cannot run
+here (the profile stage without the Arm toolchain or the emulator, or turned off) is skipped
+with one line and never fails the run.
 """
 
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -23,7 +27,8 @@ from edgeship.errors import CheckFailedError, UserInputError
 from edgeship.pipeline_config import PipelineConfig, reproduce_commands
 from edgeship.run_dir import MODEL_ARTIFACTS, PREDICTIONS_NAME, ArtifactKind, RunDir
 
-STAGES = ("train", "convert", "validate", "bench", "embed", "report")
+STAGES = ("train", "convert", "validate", "bench", "embed", "profile", "report")
+PROFILE_NAME = "profile.json"
 LOCK_NAME = ".edgeship.lock"
 
 
@@ -84,8 +89,13 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
                 log(f"[{index}/{len(STAGES)}] {stage.name}: up to date, skipped")
                 result.stages.append(StageOutcome(stage.name, False, 0.0))
                 continue
-            log(f"[{index}/{len(STAGES)}] {stage.name} ...")
             _forget_stage(run_dir, stage.name)
+            reason = stage.unavailable(config, run_dir)
+            if reason:  # its old outputs are gone: the report shows no stale numbers
+                log(f"[{index}/{len(STAGES)}] {stage.name}: skipped ({reason})")
+                result.stages.append(StageOutcome(stage.name, False, 0.0, reason))
+                continue
+            log(f"[{index}/{len(STAGES)}] {stage.name} ...")
             started = time.perf_counter()
             try:
                 note = stage.run(config, run_dir) or ""
@@ -113,6 +123,8 @@ class _Stage:
     run: Callable[[PipelineConfig, Path], str | None]
     options: Callable[[PipelineConfig], dict]
     inputs: Callable[[Path], list[str]]
+    # Why the stage cannot run here (one line), or None: it runs.
+    unavailable: Callable[[PipelineConfig, Path], str | None] = lambda config, run_dir: None
 
 
 def _run_train(config: PipelineConfig, run_dir: Path) -> str:
@@ -156,7 +168,12 @@ def _run_validate(config: PipelineConfig, run_dir: Path) -> str:
 def _codegen_supports(model_path: Path) -> bool:
     """The generated-C backend joins validate when a host C compiler exists and every op of
     the int8 model has a generated kernel."""
-    if not shutil.which("cc") or not model_path.is_file():
+    return bool(shutil.which("cc")) and _codegen_lowers(model_path)
+
+
+def _codegen_lowers(model_path: Path) -> bool:
+    """Every op of the model has a generated kernel."""
+    if not model_path.is_file():
         return False
     from edgeship.convert.codegen import lower_graph, read_graph
 
@@ -200,6 +217,47 @@ def _run_embed(config: PipelineConfig, run_dir: Path) -> str:
             f"measured, {len(result.ops)} ops")
 
 
+def _profile_unavailable(config: PipelineConfig, run_dir: Path) -> str | None:
+    """Why the profile stage cannot run: turned off, a missing tool, or an op codegen lacks."""
+    if not config.profile.enabled:
+        return "turned off: --no-profile"
+    if shutil.which("arm-none-eabi-gcc") is None:
+        return ("arm-none-eabi-gcc not found; apt-get install gcc-arm-none-eabi "
+                "libnewlib-arm-none-eabi (scripts/setup.sh does it)")
+    missing = [package for module, package in (("unicorn", "unicorn"), ("capstone", "capstone"),
+                                               ("elftools", "pyelftools"))
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        return f"the emulator is not installed; pip install {' '.join(missing)}"
+    if not _codegen_lowers(RunDir(run_dir).path_of(ArtifactKind.INT8_TFLITE)):
+        return "an op of model_int8.tflite has no generated C kernel"
+    return None
+
+
+def _run_profile(config: PipelineConfig, run_dir: Path) -> str:
+    from edgeship.artifacts import write_json_atomic
+    from edgeship.profile.run import ProfileConfig, profile_model
+
+    stage = config.profile
+    run = RunDir(run_dir)
+    report = profile_model(ProfileConfig(model=str(run.path_of(ArtifactKind.INT8_TFLITE)),
+                                         target=stage.target, clock_mhz=stage.clock_mhz,
+                                         kernels=stage.variant, cmsis_nn=stage.cmsis_nn))
+    profile = report.to_dict()
+    profile["model"] = ArtifactKind.INT8_TFLITE.file_name  # a copied run keeps its meaning
+    path = write_json_atomic(run_dir / PROFILE_NAME, profile)
+    total = profile["total"]
+    run.update("profile", {"target": report.target, "clock_mhz": report.clock_mhz,
+                           "kernels": report.kernels, "total": total,
+                           "flash_bytes": report.flash["total"], "ram_bytes": report.ram["total"]},
+               artifacts={PROFILE_NAME: path})
+    per_mac = (f", {total['cycles_per_mac']:.2f} cycles/MAC"
+               if total["cycles_per_mac"] is not None else "")
+    return (f"{total['cycles'] / 1e6:.2f} M cycles estimated = {total['ms']:.2f} ms on "
+            f"{report.target} at {report.clock_mhz:g} MHz ({report.kernels} kernels){per_mac}; "
+            f"flash {report.flash['total']:,} B, RAM {report.ram['total']:,} B")
+
+
 def _run_report(config: PipelineConfig, run_dir: Path) -> str:
     from edgeship.report_page import write_reports
 
@@ -232,10 +290,12 @@ def _stage_plan(config: PipelineConfig) -> list[_Stage]:
         _Stage("bench", _run_bench, lambda c: _options(c.bench), every_artifact),
         _Stage("embed", _run_embed, lambda c: {"samples": c.embed_samples, "seed": c.train.seed},
                _artifact_names((ArtifactKind.INT8_TFLITE,))),
+        _Stage("profile", _run_profile, lambda c: _options(c.profile),
+               _artifact_names((ArtifactKind.INT8_TFLITE,)), _profile_unavailable),
         _Stage("report", _run_report, lambda c: {"reproduce": reproduce_commands(c)},
                _artifact_names(MODEL_ARTIFACTS, ("convert_report.json", "parity.json",
                                                  PREDICTIONS_NAME, "bench.json",
-                                                 "history.json"))),
+                                                 "history.json", PROFILE_NAME))),
     ]
 
 

@@ -1,8 +1,9 @@
 """The pipeline's configuration: the stage configs composed, never a second copy of their options.
 
-PipelineConfig holds a TrainConfig, a ConvertConfig, a ValidateConfig and a BenchConfig; its
-flags, its TOML tables ([pipeline], [train], [convert], [validate], [bench]) and report.html's
-reproduce commands are all generated from those dataclasses' option fields (edgeship.options).
+PipelineConfig holds a TrainConfig, a ConvertConfig, a ValidateConfig, a BenchConfig and a
+ProfileStage; its flags, its TOML tables ([pipeline], [train], [convert], [validate], [bench],
+[profile]) and report.html's reproduce commands are all generated from those dataclasses'
+option fields (edgeship.options).
 """
 
 import argparse
@@ -13,9 +14,11 @@ from pathlib import Path
 
 from edgeship.cli_stages import CONVERT_DEFAULTS, DatasetOptions
 from edgeship.console import say
+from edgeship.convert.codegen.kernels import KERNEL_CHOICES, resolve_kernels
 from edgeship.convert.run import ConvertConfig
 from edgeship.errors import UserInputError
 from edgeship.options import add_options, option, option_flags, option_values
+from edgeship.profile.targets import TARGETS
 from edgeship.runtime.bench import BenchConfig
 from edgeship.runtime.parity import ValidateConfig
 from edgeship.runtime.parity_checks import Tolerances
@@ -33,6 +36,59 @@ class PipelineOptions:
     out: str = option(DEFAULT_OUT, help="run directory of every stage")
     embed_samples: int = option(10, help="test images embedded with the firmware sources")
     force: bool = option(False, help="redo every stage even when up to date")
+
+
+# The cores the emulator has a model of (cortex-m55 is a codegen target, not a profile one).
+PROFILE_TARGETS = tuple(name for name, target in TARGETS.items() if target.unicorn_cpu)
+
+
+@dataclass(frozen=True)
+class ProfileStage:
+    """The profile stage: model_int8.tflite's generated C on an emulated Cortex-M core.
+
+    The stage writes profile.json (`edgeship profile --json`): per-op instructions and
+    estimated cycles, flash and RAM. It is skipped, with one console line, when disabled or
+    when the Arm toolchain or the emulator is not installed.
+    """
+
+    enabled: bool = option(True, flag="profile", help="profile the int8 model's generated C on "
+                           "an emulated Cortex-M core (--no-profile: skip the stage)")
+    target: str = option("cortex-m4", choices=PROFILE_TARGETS,
+                         help="Cortex-M core to compile for and emulate")
+    kernels: str = option("auto", choices=KERNEL_CHOICES,
+                          help="codegen's kernel variant (auto: dsp on cores with the DSP "
+                               "extension, else portable)")
+    clock_mhz: float | None = option(None, help="clock for the ms estimate (default: the "
+                                     "target's typical board, 120 for cortex-m4)")
+    cmsis_nn: str | None = option(None, metavar="DIR", help="CMSIS-NN folder, for "
+                                  "--profile-kernels cmsis-nn")
+
+    def __post_init__(self):
+        for what, value, allowed in (("target", self.target, PROFILE_TARGETS),
+                                     ("kernels", self.kernels, KERNEL_CHOICES)):
+            if value not in allowed:
+                raise ValueError(f"profile {what} must be one of {', '.join(allowed)}, "
+                                 f"got {value!r}")
+        if self.clock_mhz is not None and not self.clock_mhz > 0:
+            raise ValueError(f"profile clock must be > 0 MHz, got {self.clock_mhz}")
+        if self.kernels == "cmsis-nn" and not self.cmsis_nn:
+            raise ValueError("--profile-kernels cmsis-nn needs --profile-cmsis-nn DIR "
+                             "(the CMSIS-NN folder)")
+
+    @property
+    def variant(self) -> str:
+        """The kernel variant profiled: `kernels` with "auto" resolved for the target."""
+        return resolve_kernels(self.kernels, self.target)
+
+    def command(self, model: str, json_path: str) -> str:
+        """The `edgeship profile` command that writes the same profile.json."""
+        parts = [f"edgeship profile {model}", f"--target {self.target}",
+                 f"--kernels {self.variant}"]
+        if self.clock_mhz is not None:
+            parts.append(f"--clock-mhz {self.clock_mhz:g}")
+        if self.cmsis_nn:
+            parts.append(f"--cmsis-nn {self.cmsis_nn}")
+        return " ".join(parts + [f"--json {json_path}"])
 
 
 @dataclass(frozen=True)
@@ -70,6 +126,11 @@ GROUPS = (
     OptionGroup("tolerances", "validate", Tolerances, flag_prefix="validate-"),
     OptionGroup("bench", "bench", BenchConfig, flag_prefix="bench-", exclude=("backends",),
                 defaults={"runs": 100, "warmup": 10}),
+    # --no-profile turns the stage off; its other options are --profile-target and so on.
+    OptionGroup("profile_switch", "profile", ProfileStage,
+                exclude=tuple(name for name in ProfileStage.__dataclass_fields__
+                              if name != "enabled")),
+    OptionGroup("profile", "profile", ProfileStage, flag_prefix="profile-", exclude=("enabled",)),
 )
 
 
@@ -83,7 +144,8 @@ class PipelineConfig:
 
     The run directory is `out`; __post_init__ points every stage at it (train's out,
     convert's source, validate's run_dir; bench's artifacts are the run's model files, set
-    per file by the bench stage). Convert always exports int8.
+    per file by the bench stage; profile reads model_int8.tflite). Convert always exports
+    int8.
     """
 
     out: str = DEFAULT_OUT
@@ -93,6 +155,7 @@ class PipelineConfig:
     validate: ValidateConfig = field(default_factory=lambda: ValidateConfig(run_dir=DEFAULT_OUT))
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(artifacts=(DEFAULT_OUT,),
                                                                    runs=100, warmup=10))
+    profile: ProfileStage = field(default_factory=ProfileStage)
     embed_samples: int = 10
     force: bool = False
 
@@ -113,7 +176,8 @@ def _group_config(config: PipelineConfig, key: str):
             "train": config.train, "dataset": DatasetOptions.from_spec(config.train.dataset),
             "model_options": config.train.model_options, "convert": config.convert,
             "convert_seed": config.convert, "validate": config.validate,
-            "tolerances": config.validate.tolerances, "bench": config.bench}[key]
+            "tolerances": config.validate.tolerances, "bench": config.bench,
+            "profile_switch": config.profile, "profile": config.profile}[key]
 
 
 def build_config(values: dict[str, dict]) -> PipelineConfig:
@@ -133,6 +197,7 @@ def build_config(values: dict[str, dict]) -> PipelineConfig:
         out=pipeline.get("out", defaults.out), train=train,
         convert=replace(defaults.convert, **given["convert"], **given["convert_seed"]),
         validate=validate, bench=replace(defaults.bench, **given["bench"]),
+        profile=replace(defaults.profile, **given["profile_switch"], **given["profile"]),
         embed_samples=pipeline.get("embed_samples", defaults.embed_samples),
         force=bool(pipeline.get("force", defaults.force)))
 
@@ -179,7 +244,8 @@ def load_config_file(path: str | os.PathLike) -> dict[str, dict]:
 
     Tables: [pipeline] (out, embed_samples, force), [train] (TrainConfig's options, the
     dataset's and the model's), [convert], [validate] (ValidateConfig's and the tolerances'),
-    [bench]; keys are the options' field names. Flat keys of the earlier format are mapped
+    [bench], [profile] (ProfileStage's: enabled, target, kernels, clock_mhz, cmsis_nn); keys
+    are the options' field names. Flat keys of the earlier format are mapped
     (LEGACY_KEYS) with a warning; `seed` there sets train's, convert's and bench's seeds.
     """
     path = Path(path)
@@ -232,11 +298,13 @@ def _read_legacy(path: Path, legacy: dict, values: dict[str, dict]) -> None:
     unknown = sorted(set(legacy) - set(LEGACY_KEYS) - {"seed", "out", "embed_samples", "force"})
     if unknown:
         raise UserInputError(f"config {path}: unknown key(s) {', '.join(unknown)}; use the "
-                             "tables [pipeline], [train], [convert], [validate], [bench] "
+                             "tables [pipeline], [train], [convert], [validate], [bench], "
+                             "[profile] "
                              "(see pipeline.example.toml)")
     say(f"warning: config {path} uses the flat keys of edgeship 0.1 "
         f"({', '.join(sorted(legacy))}); read this release only: move them into the tables "
-        "[pipeline], [train], [convert], [validate], [bench] (see pipeline.example.toml)")
+        "[pipeline], [train], [convert], [validate], [bench], [profile] (see "
+        "pipeline.example.toml)")
     for key, value in legacy.items():
         if key == "seed":  # one seed for every stage then (not the split: that is split_seed)
             for group in ("train", "convert_seed", "bench"):
@@ -281,5 +349,8 @@ def reproduce_commands(config: PipelineConfig) -> list[str]:
                 + option_flags(config.validate.tolerances))
     bench = ([f"edgeship bench {out}/model_int8.tflite {out}/model_float.tflite"]
              + option_flags(config.bench, exclude=("backends",)))
-    return [" ".join(command) for command in (pipeline + ["--force"], train, convert, validate,
-                                                bench)]
+    commands = [" ".join(command) for command in (pipeline + ["--force"], train, convert,
+                                                   validate, bench)]
+    if config.profile.enabled:
+        commands.append(config.profile.command(f"{out}/model_int8.tflite", f"{out}/profile.json"))
+    return commands

@@ -2,6 +2,8 @@
 
 report.html is self-contained (images embedded as data URIs, no scripts or fonts fetched);
 report.md carries the same tables and links the same images written to report_files/.
+The MCU section (TFLite Micro's figures and the profile stage's estimated cycles) is rendered
+by edgeship.report_mcu.
 """
 
 import base64
@@ -35,6 +37,7 @@ class Row:
     agreement: float | None
     p50_us: float | None
     arena_bytes: int | None
+    execution: str = ""  # where the work ran: delegate partitions or int8/float kernels
 
 
 def _load_json(path: Path) -> dict:
@@ -45,14 +48,17 @@ def _load_json(path: Path) -> dict:
 
 
 def collect_rows(run_dir: Path) -> list[Row]:
-    """Join the convert report (sizes), parity (accuracy per backend) and bench (latency)."""
+    """Join the convert report (sizes), parity (accuracy per backend) and bench (latency and
+    where the work ran: bench's `execution`, else the same from validate's backend details)."""
+    from edgeship.runtime.bench import describe_execution, execution_summary
+
     convert = {row["file"]: row for row in _load_json(run_dir / "convert_report.json")
                .get("artifacts", [])}
     parity = _load_json(run_dir / "parity.json").get("pairs", [])
     bench = {}
     for record in _load_json(run_dir / "bench.json").get("records", []):
         if record.get("batch") == 1 and record.get("threads") == 1:
-            bench[(record["artifact"], record["backend"])] = record["latency_us"]["p50"]
+            bench[(record["artifact"], record["backend"])] = record
     pairs = [(pair["artifact"], pair["backend"], pair) for pair in parity]
     if not pairs:
         pairs = [(name, row["backend"], None) for name, row in convert.items()]
@@ -66,11 +72,15 @@ def collect_rows(run_dir: Path) -> list[Row]:
             row = convert[artifact]
             accuracy, drop, agreement, arena = row["accuracy"], row["drop_pp"], row["agreement"], None
         path = run_dir / artifact
+        record = bench.get((artifact, backend), {})
+        execution = record.get("execution") or execution_summary(
+            (pair or {}).get("details") or {})
         rows.append(Row(artifact=artifact, backend=backend,
                         bytes=sizes.get("bytes") or (path.stat().st_size if path.is_file() else None),
                         gzipped_bytes=sizes.get("gzipped_bytes"), accuracy=accuracy,
-                        drop_pp=drop, agreement=agreement, p50_us=bench.get((artifact, backend)),
-                        arena_bytes=arena))
+                        drop_pp=drop, agreement=agreement,
+                        p50_us=record["latency_us"]["p50"] if record else None,
+                        arena_bytes=arena, execution=describe_execution(execution)))
     return rows
 
 
@@ -83,11 +93,12 @@ def _table_rows(rows: list[Row]) -> list[list[str]]:
              _fmt(None if row.accuracy is None else row.accuracy * 100, ".2f") + "%",
              _fmt(row.drop_pp, "+.2f"),
              _fmt(None if row.agreement is None else row.agreement * 100, ".2f") + "%",
-             _fmt(row.p50_us, ",.1f"), _fmt(row.arena_bytes, ",")] for row in rows]
+             _fmt(row.p50_us, ",.1f"), _fmt(row.arena_bytes, ","), row.execution or "—"]
+            for row in rows]
 
 
 TABLE_HEADERS = ["variant", "backend", "bytes", "gzipped", "top-1", "drop (pp)", "agreement",
-                 "p50 (µs)", "TFLM arena (bytes)"]
+                 "p50 (µs)", "TFLM arena (bytes)", "delegation / kernels"]
 
 
 def summary_table(run_dir: str | Path) -> str:
@@ -98,25 +109,25 @@ def summary_table(run_dir: str | Path) -> str:
 
 # --- figures ---------------------------------------------------------------------------------
 
-def _pyplot():
+def pyplot():
     matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     return require("matplotlib.pyplot")
 
 
-def _png(figure) -> bytes:
-    pyplot = _pyplot()
+def figure_png(figure) -> bytes:
+    plot = pyplot()
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=90)
-    pyplot.close(figure)
+    plot.close(figure)
     return buffer.getvalue()
 
 
 def _bar_chart(rows: list[Row], value, title: str, unit: str, log: bool = False) -> bytes:
-    pyplot = _pyplot()
+    plot = pyplot()
     usable = [row for row in rows if value(row) is not None]
-    figure, axis = pyplot.subplots(figsize=(8, 0.35 * max(len(usable), 3) + 1))
+    figure, axis = plot.subplots(figsize=(8, 0.35 * max(len(usable), 3) + 1))
     labels = [f"{row.artifact} · {row.backend}" for row in usable]
     axis.barh(range(len(usable)), [value(row) for row in usable], color="#3a7bd5")
     axis.set_yticks(range(len(usable)), labels, fontsize=8)
@@ -126,14 +137,14 @@ def _bar_chart(rows: list[Row], value, title: str, unit: str, log: bool = False)
     if log:
         _log_axis(axis)
     axis.grid(axis="x", alpha=0.3)
-    return _png(figure)
+    return figure_png(figure)
 
 
 def _drop_chart(rows: list[Row]) -> bytes:
     """Drop in points around a zero line: a 0.3-point loss is visible, unlike on a 0-100 axis."""
-    pyplot = _pyplot()
+    plot = pyplot()
     usable = [row for row in rows if row.drop_pp is not None]
-    figure, axis = pyplot.subplots(figsize=(8, 0.35 * max(len(usable), 3) + 1))
+    figure, axis = plot.subplots(figsize=(8, 0.35 * max(len(usable), 3) + 1))
     drops = [row.drop_pp for row in usable]
     axis.barh(range(len(usable)), drops,
               color=["#c62828" if drop > 0 else "#1a7f37" for drop in drops])
@@ -150,7 +161,7 @@ def _drop_chart(rows: list[Row]) -> bytes:
     axis.set_xlabel("accuracy drop against the float reference (points)")
     axis.set_title("top-1 accuracy drop on the test split")
     axis.grid(axis="x", alpha=0.3)
-    return _png(figure)
+    return figure_png(figure)
 
 
 def _sqnr_chart(inspected: dict) -> bytes:
@@ -158,8 +169,8 @@ def _sqnr_chart(inspected: dict) -> bytes:
     from edgeship.inspect import sqnr_chart_values
 
     values = sqnr_chart_values(inspected)
-    pyplot = _pyplot()
-    figure, axis = pyplot.subplots(figsize=(8, 0.3 * max(len(values), 3) + 1))
+    plot = pyplot()
+    figure, axis = plot.subplots(figsize=(8, 0.3 * max(len(values), 3) + 1))
     worst = min(range(len(values)), key=lambda i: values[i][1]) if values else -1
     axis.barh(range(len(values)), [value for _, value in values],
               color=["#c62828" if i == worst else "#3a7bd5" for i in range(len(values))])
@@ -168,7 +179,7 @@ def _sqnr_chart(inspected: dict) -> bytes:
     axis.set_xlabel("SQNR (dB)")
     axis.set_title("int8 vs float, per layer")
     axis.grid(axis="x", alpha=0.3)
-    return _png(figure)
+    return figure_png(figure)
 
 
 def _log_axis(axis) -> None:
@@ -185,7 +196,7 @@ def _latency_distribution(run_dir: Path) -> bytes | None:
                if record.get("batch") == 1]
     if not records:
         return None
-    pyplot = _pyplot()
+    plot = pyplot()
     statistics = []
     for record in records:
         latency = record["latency_us"]
@@ -193,14 +204,14 @@ def _latency_distribution(run_dir: Path) -> bytes | None:
                            "whislo": latency["min"], "q1": latency["min"], "med": latency["p50"],
                            "q3": latency["p90"], "whishi": latency["p99"],
                            "fliers": [latency["max"]]})
-    figure, axis = pyplot.subplots(figsize=(8, 0.35 * len(records) + 1.2))
+    figure, axis = plot.subplots(figsize=(8, 0.35 * len(records) + 1.2))
     axis.bxp(statistics, vert=False, showfliers=True)
     _log_axis(axis)
     axis.set_xlabel("latency per batch-1 inference (µs, log): box min..p90, line p50, "
                     "whisker p99, dot max")
     axis.set_title(f"latency distribution ({records[0]['runs']} timed runs each)")
     axis.tick_params(axis="y", labelsize=8)
-    return _png(figure)
+    return figure_png(figure)
 
 
 @dataclass(frozen=True)
@@ -245,8 +256,8 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
 
 
 def _confusion_figure(int8_matrix: np.ndarray, difference: np.ndarray, names: list[str]) -> bytes:
-    pyplot = _pyplot()
-    figure, axes = pyplot.subplots(1, 2, figsize=(11, 4.8))
+    plot = pyplot()
+    figure, axes = plot.subplots(1, 2, figsize=(11, 4.8))
     limit = max(1, int(np.abs(difference).max()))
     for axis, matrix, title, cmap, bounds in (
             (axes[0], int8_matrix, "int8 confusion matrix", "Blues", (0, int8_matrix.max())),
@@ -261,7 +272,7 @@ def _confusion_figure(int8_matrix: np.ndarray, difference: np.ndarray, names: li
             if value:
                 axis.text(column, row, str(value), ha="center", va="center", fontsize=6)
         figure.colorbar(image, ax=axis, fraction=0.046)
-    return _png(figure)
+    return figure_png(figure)
 
 
 def _changed_grid(predictions: Predictions) -> tuple[bytes | None, int]:
@@ -269,11 +280,11 @@ def _changed_grid(predictions: Predictions) -> tuple[bytes | None, int]:
     shown = [index for index in changed.tolist() if index in predictions.images]
     if not shown:
         return None, len(changed)
-    pyplot = _pyplot()
+    plot = pyplot()
     shown = shown[:CHANGED_GRID_LIMIT]
     columns = min(8, len(shown))
     rows = int(np.ceil(len(shown) / columns))
-    figure, axes = pyplot.subplots(rows, columns, figsize=(1.5 * columns, 1.9 * rows),
+    figure, axes = plot.subplots(rows, columns, figsize=(1.5 * columns, 1.9 * rows),
                                    squeeze=False)
     names = predictions.class_names
     for axis in axes.ravel():
@@ -284,7 +295,7 @@ def _changed_grid(predictions: Predictions) -> tuple[bytes | None, int]:
         axis.set_title(f"true {names[predictions.labels[index]]}\nfloat "
                        f"{names[predictions.float_top1[index]]} "
                        f"int8 {names[predictions.int8_top1[index]]}", fontsize=7)
-    return _png(figure), len(changed)
+    return figure_png(figure), len(changed)
 
 
 # --- pages -----------------------------------------------------------------------------------
@@ -308,8 +319,8 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
     if curves.is_file():
         figures.append(("training_curves.png", "Training curves (loss and accuracy per epoch)",
                         curves.read_bytes()))
-    figures.append(("accuracy.png", "Accuracy drop against the float reference per variant and "
-                    "backend (points; right of zero is worse, left is better)",
+    figures.append(("accuracy.png", ("Accuracy drop against the float reference per variant and "
+                    "backend (points; right of zero is worse, left is better)"),
                     _drop_chart(rows)))
     if any(row.p50_us is not None for row in rows):
         figures.append(("latency.png", "p50 latency per variant and backend (batch 1, 1 thread)",
@@ -319,8 +330,8 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
             figures.append(("latency_distribution.png", "Latency distribution", distribution))
     inspected = _load_json(run_dir / "inspect.json")
     if inspected.get("layers"):
-        figures.append(("layer_sqnr.png", "Per-layer quantization error of model_int8.tflite "
-                        "(SQNR against the float model's tensor; lower is worse; see inspect.md)",
+        figures.append(("layer_sqnr.png", ("Per-layer quantization error of model_int8.tflite "
+                        "(SQNR against the float model's tensor; lower is worse; see inspect.md)"),
                         _sqnr_chart(inspected)))
     changed_count = 0
     predictions = read_predictions(run_dir)
@@ -329,20 +340,26 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
         int8_matrix = confusion_matrix(predictions.labels, predictions.int8_top1, classes)
         difference = int8_matrix - confusion_matrix(predictions.labels, predictions.float_top1,
                                                     classes)
-        figures.append(("confusion.png", "int8 confusion matrix and its difference from the float "
-                        "model's", _confusion_figure(int8_matrix, difference,
+        figures.append(("confusion.png", ("int8 confusion matrix and its difference from the float "
+                        "model's"), _confusion_figure(int8_matrix, difference,
                                                      predictions.class_names)))
         grid, changed_count = _changed_grid(predictions)
         if grid is not None:
-            figures.append(("changed.png", f"Test images whose prediction changed between float "
+            figures.append(("changed.png", (f"Test images whose prediction changed between float "
                             f"and int8 ({changed_count}, first {min(changed_count, CHANGED_GRID_LIMIT)} "
-                            "shown)", grid))
+                            "shown)"), grid))
     context = _context(run_dir, manifest, reproduce, changed_count)
+    written = list(figures)
+    if context["profile"].get("ops"):  # drawn inside the MCU section, not with the figures
+        from edgeship.report_mcu import CHART_NAME, chart_caption, cycles_chart
+
+        context["mcu_chart"] = cycles_chart(context["profile"])
+        written.append((CHART_NAME, chart_caption(context["profile"]), context["mcu_chart"]))
     figure_paths = [write_bytes_atomic(run_dir / FIGURES_DIR / name, data)
-                    for name, _, data in figures]
+                    for name, _, data in written]
     html_path = write_text_atomic(run_dir / "report.html", render_html(rows, figures, context))
     md_path = write_text_atomic(run_dir / "report.md", render_md(rows, figures, context))
-    run.update("report", {"figures": [name for name, _, _ in figures]},
+    run.update("report", {"figures": [name for name, _, _ in written]},
                     artifacts={"report.html": html_path, "report.md": md_path,
                                **{f"{FIGURES_DIR}/{p.name}": p for p in figure_paths}})
     return [html_path, md_path]
@@ -362,6 +379,7 @@ def _context(run_dir: Path, manifest: dict, reproduce: list[str], changed_count:
         "validate": {"passed": validate.get("passed"), "failures": validate.get("failures", [])},
         "int8_io": manifest.get("convert", {}).get("int8_io"),
         "changed": changed_count, "footprint": embed,
+        "profile": _load_json(run_dir / "profile.json"), "mcu_chart": None,
         "test_accuracy": train.get("test_accuracy"),
     }
 
@@ -371,22 +389,15 @@ def render_md(rows: list[Row], figures, context: dict) -> str:
              markdown_table(TABLE_HEADERS, _table_rows(rows))]
     for name, caption, _ in figures:
         lines += [f"## {caption}", "", f"![{caption}]({FIGURES_DIR}/{name})", ""]
-    if context["footprint"]:
-        lines += ["## MCU footprint (TFLite Micro)", "",
-                  markdown_table(["model bytes", "arena measured", "arena compiled in", "ops"],
-                                 [_footprint_row(context["footprint"])])]
+    from edgeship.report_mcu import render_mcu_md
+
+    lines += render_mcu_md(context["footprint"], context["profile"], FIGURES_DIR)
     lines += ["## Reproduce", "", "```bash", *context["reproduce"], "```", "",
               "## Library versions", "",
               markdown_table(["library", "version"], sorted(context["versions"].items())),
               "## Artifact SHA-256", "",
               markdown_table(["artifact", "sha256"], sorted(context["hashes"].items()))]
     return "\n".join(lines)
-
-
-def _footprint_row(footprint: dict) -> list[str]:
-    return [f"{footprint.get('model_bytes', 0):,}", f"{footprint.get('arena_bytes', 0):,}",
-            f"{footprint.get('arena_size', 0):,} ({footprint.get('arena_margin', '').split(':')[0]})",
-            ", ".join(footprint.get("ops", []))]
 
 
 def _verdict(context: dict) -> str:
@@ -398,6 +409,10 @@ def _verdict(context: dict) -> str:
     return "Parity: **FAILED**: " + "; ".join(context["validate"]["failures"])
 
 
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
 def render_html(rows: list[Row], figures, context: dict) -> str:
     escape = html.escape
     table = ["<table id='summary'><thead><tr>"
@@ -407,16 +422,13 @@ def render_html(rows: list[Row], figures, context: dict) -> str:
     table.append("</tbody></table>")
     sections = []
     for name, caption, data in figures:
-        encoded = base64.b64encode(data).decode("ascii")
         sections.append(f"<figure><img alt='{escape(caption)}' data-name='{escape(name)}' "
-                        f"src='data:image/png;base64,{encoded}'><figcaption>{escape(caption)}"
+                        f"src='{_data_uri(data)}'><figcaption>{escape(caption)}"
                         "</figcaption></figure>")
-    footprint = ""
-    if context["footprint"]:
-        cells = "".join(f"<td>{escape(str(cell))}</td>" for cell in _footprint_row(context["footprint"]))
-        footprint = ("<h2>MCU footprint (TFLite Micro)</h2><table id='footprint'><tr><th>model bytes"
-                     "</th><th>arena measured</th><th>arena compiled in</th><th>ops</th></tr>"
-                     f"<tr>{cells}</tr></table>")
+    from edgeship.report_mcu import render_mcu_html
+
+    mcu = render_mcu_html(context["footprint"], context["profile"],
+                          _data_uri(context["mcu_chart"]) if context["mcu_chart"] else None)
     versions = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>"
                        for k, v in sorted(context["versions"].items()))
     hashes = "".join(f"<tr><td>{escape(k)}</td><td><code>{escape(v)}</code></td></tr>"
@@ -435,13 +447,16 @@ thead {{ background: #f0f4fa; }}
 figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; border: 1px solid #eee; }}
 .pass {{ color: #1a7f37; }} .fail {{ color: #c62828; }}
 pre {{ background: #f6f8fa; padding: 0.8rem; overflow-x: auto; }}
+.mcu {{ display: flex; gap: 1.5rem; align-items: flex-start; flex-wrap: wrap; }}
+.mcu > figure {{ flex: 3 1 480px; margin: 0; }} .mcu > div {{ flex: 2 1 320px; }}
+.mcu td:last-child, #summary td:last-child {{ text-align: left; }}
 </style></head><body>
 <h1>{escape(context['title'])}</h1>
 <p class="{verdict_class}">{escape(_verdict(context).replace('**', ''))}</p>
 <h2>Summary</h2>
 {''.join(table)}
 {''.join(sections)}
-{footprint}
+{mcu}
 <h2>Reproduce</h2><pre>{escape(chr(10).join(context['reproduce']))}</pre>
 <h2>Library versions</h2><table>{versions}</table>
 <h2>Artifact SHA-256</h2><table>{hashes}</table>
