@@ -10,10 +10,10 @@ def add_pipeline(subparsers) -> None:
     from edgeship.pipeline_config import add_pipeline_options
 
     parser = subparsers.add_parser(
-        "pipeline", help="train -> convert -> validate -> bench -> embed -> report, skipping "
-        "stages whose inputs did not change")
+        "pipeline", help="train -> convert -> validate -> bench -> embed -> profile -> report, "
+        "skipping stages whose inputs did not change")
     parser.add_argument("--config", default=None, help="TOML file: tables [pipeline], [train], "
-                        "[convert], [validate], [bench] of the same options (flags win)")
+                        "[convert], [validate], [bench], [profile] of the same options (flags win)")
     add_pipeline_options(parser)
     parser.set_defaults(run=run_pipeline)
 
