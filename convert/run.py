@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from edgeship.convert import finetune, keras3
+from edgeship.convert import activations, finetune, keras3
 from edgeship.convert import granularity as weight_granularity
 from edgeship.convert.onnx import check_onnx, export_onnx, quantize_onnx
 from edgeship.convert.prune import PruneConfig, prune
@@ -22,7 +22,15 @@ from edgeship.convert.tflite import (
     weight_scale_counts,
     weight_sparsity,
 )
-from edgeship.train.datasets import Dataset, DatasetSpec, class_balanced_indices, load_dataset
+from edgeship.train.datasets import Dataset, DatasetSpec, class_balanced_indices
+from edgeship.train.stage_data import (
+    CACHE_FOLDER_NAME,
+    RowDataset,
+    bounded_train_sample,
+    close_dataset,
+    open_run_dataset,
+    open_stage_dataset,
+)
 
 from edgeship.artifacts import write_bytes_atomic, write_json_atomic, write_text_atomic
 from edgeship.console import say
@@ -30,7 +38,7 @@ from edgeship.deps import import_tf_keras
 from edgeship.errors import CheckFailedError, UserInputError
 from edgeship.options import option
 from edgeship.reports import tool_versions
-from edgeship.run_dir import DELIVERED_INT8, ArtifactKind, RunDir
+from edgeship.run_dir import ArtifactKind, RunDir
 
 MODEL_SUFFIXES = (".keras", ".h5")
 
@@ -54,6 +62,9 @@ class ConvertConfig:
             the whole model or per layer), "per-channel" or "per-tensor"; see
             convert/granularity.py.
         max_drop_pp: fail (exit 1) when a delivered int8 artifact's accuracy drop exceeds this.
+        activations: "int8" (default), "int16" (the whole model 16x8: model_int16.tflite) or
+            "auto" (int16 activations on the worst layers when int8 drops more than
+            max_drop_pp: model_mixed.tflite); see convert/activations.py.
         qat_learning_rate: Adam learning rate of quantization-aware fine-tuning.
         prune_allowance_pp: a pruned int8 file ships as model_int8.tflite unless it scores more
             than this many points below post-training int8 on the selection images (a QAT-only
@@ -83,6 +94,11 @@ class ConvertConfig:
     max_drop_pp: float | None = option(None, flag="max-drop", metavar="PP",
                                        help="exit 1 when an int8 artifact loses more than PP "
                                        "points of accuracy")
+    activations: str = option(
+        "int8", choices=activations.ACTIVATIONS,
+        help="int8 activations; int16 (16x8) for the whole model; or auto: int16 on the layers "
+        "with the worst per-layer error, a group at a time, until the drop on training images "
+        "is within --max-drop (delivers model_mixed.tflite)")
     qat_learning_rate: float = option(1e-4, metavar="LR", help="Adam learning rate of "
                                       "quantization-aware fine-tuning")
     prune_allowance_pp: float = option(1.0, flag="prune-allowance", metavar="PP",
@@ -113,6 +129,12 @@ class ConvertConfig:
             raise ValueError(f"prune allowance must be >= 0 pp, got {self.prune_allowance_pp}")
         if not self.qat_learning_rate > 0:
             raise ValueError(f"QAT learning rate must be > 0, got {self.qat_learning_rate}")
+        if self.activations not in activations.ACTIVATIONS:
+            raise ValueError(f"activations must be one of {', '.join(activations.ACTIVATIONS)}, "
+                             f"got {self.activations!r}")
+        if self.activations != "int8" and not self.int8:
+            raise ValueError(f"--activations {self.activations} quantizes from the int8 "
+                             "calibration; add --int8")
         if self.qat_epochs and not self.int8:
             raise ValueError("--qat trains for int8 export; add --int8")
 
@@ -145,11 +167,23 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     """
     source = Path(config.source)
     model_path, out_dir, dataset_spec, manifest = _resolve_source(source, config)
-    tf, tf_keras = import_tf_keras()
+    if manifest is not None and source.is_dir():
+        dataset = open_run_dataset(source, config.dataset)
+    else:
+        dataset = open_stage_dataset(dataset_spec, cache_folder=out_dir / CACHE_FOLDER_NAME)
+    try:
+        return _convert(config, model_path, out_dir, dataset_spec, manifest, dataset)
+    finally:
+        close_dataset(dataset)
+
+
+def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spec: DatasetSpec,
+             manifest: dict | None, dataset: Dataset | RowDataset) -> ConvertResult:
+    """run_convert on an opened dataset (arrays, or a streamed split's rows)."""
+    _, tf_keras = import_tf_keras()
     fine_tuned = config.int8 and (config.pruning or config.qat_epochs > 0)
     keras3_export = None
     if keras3.is_keras3_file(model_path):  # tf_keras cannot load it; see convert/keras3.py
-        dataset = load_dataset(dataset_spec)
         keras3_export = keras3.export_with_keras3(model_path, dataset.x_test[:keras3.CHECK_IMAGES])
         _check_model_fits(keras3_export.input_shapes, keras3_export.output_shapes, dataset,
                           model_path)
@@ -158,7 +192,6 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
         export_original = keras3_export.export_tflite
     else:
         model = _load_model(tf_keras, model_path)
-        dataset = load_dataset(dataset_spec)
         _check_model_fits([tensor.shape for tensor in model.inputs],
                           [tensor.shape for tensor in model.outputs], dataset, model_path)
         export_original = functools.partial(export_tflite, model)
@@ -184,7 +217,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     written["float_tflite"] = write_bytes_atomic(out_dir / ArtifactKind.FLOAT_TFLITE.file_name, float_bytes)
     check_tflite(float_bytes, dataset.x_test[0])
     int8_io = None
-    granularity = fine_tuned_granularity = delivery = None
+    granularity = fine_tuned_granularity = delivery = activation_choice = None
     if config.int8:
         granularity, ptq_bytes = weight_granularity.choose(
             config.weight_granularity,
@@ -212,6 +245,8 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
         check_tflite(int8_bytes, dataset.x_test[0])
         sparsity["int8_tflite"] = _file_sparsity(int8_bytes)
         int8_io = {role: quant.to_dict() for role, quant in describe_io(int8_bytes).items()}
+        if config.activations != "int8":
+            activation_choice = _convert_activations(config, written, dataset, calibration)
     if config.onnx:
         onnx_bytes = export_onnx(model, dataset.input_shape)
         written["onnx"] = write_bytes_atomic(out_dir / ArtifactKind.FLOAT_ONNX.file_name, onnx_bytes)
@@ -233,6 +268,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
         "reference": reference_path.name, "keras3": keras3_entry, "dataset": dataset_spec.to_dict(),
         "test_images": len(dataset.x_test), "options": config.to_dict(),
         "max_drop_pp": config.max_drop_pp, "int8_io": int8_io,
+        "activations": activation_choice.to_dict() if activation_choice else None,
         "weight_granularity": _granularity_record(granularity),
         "fine_tuned_weight_granularity": _granularity_record(fine_tuned_granularity),
         "delivery": delivery.to_dict() if delivery else None,
@@ -266,8 +302,9 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
         "files": {name: path.name for name, path in written.items()},
         "accuracy": {score.file: score.accuracy for score in scores},
         "reference": reference_path.name, "keras3": keras3_entry,
+        "activations": activation_choice.to_dict() if activation_choice else None,
     }, artifacts={path.name: path for path in outputs})
-    _apply_gate(scores, config.max_drop_pp)
+    _apply_gate(scores, config.max_drop_pp, activation_choice)
     return ConvertResult(out_dir=out_dir, artifacts=written, report=payload)
 
 
@@ -315,7 +352,7 @@ def _copy_model(tf_keras, model):
     return copy
 
 
-def _check_model_fits(input_shapes: list, output_shapes: list, dataset: Dataset,
+def _check_model_fits(input_shapes: list, output_shapes: list, dataset: Dataset | RowDataset,
                       model_path: Path) -> None:
     """The model must take a defined image shape and emit one class vector."""
     if len(input_shapes) != 1 or len(output_shapes) != 1:
@@ -338,19 +375,23 @@ def _granularity_record(choice) -> dict | None:
     return None if choice is None else choice.to_dict()
 
 
-def _fine_tune(tf_keras, model, config: ConvertConfig, dataset: Dataset, calibration: np.ndarray,
-               post_training, float_tflite: Path):
+def _fine_tune(tf_keras, model, config: ConvertConfig, dataset: Dataset | RowDataset,
+               calibration: np.ndarray, post_training, float_tflite: Path):
     """Prune and/or QAT a copy of the model; (granularity choice, int8 bytes) of the result.
+
+    A streamed dataset fine-tunes on a bounded sample of its training split
+    (edgeship.train.stage_data.bounded_train_sample), never on the whole split in memory.
 
     The granularity is measured on the fine-tuned files, never carried over from the
     post-training measurement (see convert/granularity.py).
     """
     tuned = _copy_model(tf_keras, model)  # tfmot's wrappers train the layers they wrap
+    x_tune, y_tune = bounded_train_sample(dataset, config.seed)
     if config.pruning:
         prune_config = PruneConfig(
             sparsity=config.prune_sparsity if config.prune_sparsity is not None else 0.5,
             structure=config.prune_structure, epochs=config.prune_epochs, seed=config.seed)
-        tuned = prune(tuned, prune_config, dataset.x_train, dataset.y_train)
+        tuned = prune(tuned, prune_config, x_tune, y_tune)
     if not config.qat_epochs:
         choice, data = weight_granularity.choose(
             config.weight_granularity,
@@ -363,7 +404,7 @@ def _fine_tune(tf_keras, model, config: ConvertConfig, dataset: Dataset, calibra
             _copy_model(tf_keras, tuned),
             QatConfig(epochs=config.qat_epochs, preserve_sparsity=config.pruning,
                       per_tensor_weights=per_tensor, learning_rate=config.qat_learning_rate,
-                      seed=config.seed), dataset.x_train, dataset.y_train)
+                      seed=config.seed), x_tune, y_tune)
         return export_tflite(qat_model, calibration, config.io_type, per_tensor)
 
     return weight_granularity.choose_fine_tuned(
@@ -401,11 +442,29 @@ def _file_sparsity(tflite_bytes: bytes) -> float:
     return sum(per_tensor[name] * counts[name] for name in per_tensor) / total if total else 0.0
 
 
-def _apply_gate(scores, max_drop_pp: float | None) -> None:
+def _convert_activations(config: ConvertConfig, written: dict[str, Path], dataset,
+                         calibration: np.ndarray):
+    """--activations int16|auto: write model_int16.tflite or model_mixed.tflite beside the
+    int8 file (see convert/activations.py); the choice, for the report and the manifest."""
+    choice, data = activations.choose(
+        config.activations, written["int8_tflite"], written["float_tflite"], calibration,
+        dataset.x_train, dataset.y_train, config.seed, config.max_drop_pp)
+    if data is not None:
+        kind = ArtifactKind.of(choice.delivered)
+        key = kind.name.lower()
+        written[key] = write_bytes_atomic(written["int8_tflite"].parent / kind.file_name, data)
+        check_tflite(data, dataset.x_test[0])
+    say(f"convert: {choice.reason()}")
+    return choice
+
+
+def _apply_gate(scores, max_drop_pp: float | None, activation_choice=None) -> None:
     """--max-drop applies to what is delivered, not to the file kept beside it."""
     if max_drop_pp is None:
         return
-    failed = [score for score in scores if ArtifactKind.of(score.file) in DELIVERED_INT8
+    delivered = activations.delivered_kinds(activation_choice.delivered if activation_choice
+                                            else None)
+    failed = [score for score in scores if ArtifactKind.of(score.file) in delivered
               and score.drop_pp > max_drop_pp]
     if failed:
         details = "; ".join(f"{score.file} drops {score.drop_pp:.2f} pp" for score in failed)

@@ -243,24 +243,35 @@ def validate_run(config: ValidateConfig) -> ParityReport:
 
 
 def load_test_split(run: RunDir, dataset_name: str | None, limit: int | None):
-    """The run's test images (or another dataset's, shaped the same) and labels."""
-    from edgeship.train.datasets import load_dataset
+    """The run's test images (or another dataset's, shaped the same), labels and their record.
+
+    The images are one float32 array when the dataset fits in memory; when the run streamed
+    its dataset they are `ImageRows` (edgeship.train.stage_data) over the test split decoded
+    once into RUN/dataset_cache, which every pair reads batch by batch.
+    """
+    from edgeship.train.stage_data import ImageRows, close_dataset, open_run_dataset
 
     spec = run.dataset_spec()
     input_shape = run.input_shape()
     if dataset_name:
         spec = replace(spec, name=dataset_name, image_size=tuple(input_shape[:2]),
                        channels=int(input_shape[2]))
-    dataset = load_dataset(spec)
+    dataset = open_run_dataset(run.path, spec)
+    close_dataset(dataset)  # the test rows read from their cache file, not through the pool
     if tuple(dataset.input_shape) != input_shape:
         raise UserInputError(f"dataset {dataset.spec.name} gives {dataset.input_shape} images; "
                              f"the model takes {input_shape}")
     images, labels = dataset.x_test, dataset.y_test
     if limit is not None:
-        images, labels = images[:limit], labels[:limit]
-    images = np.ascontiguousarray(images, dtype=np.float32)
+        labels = labels[:limit]
+        images = images.head(limit) if isinstance(images, ImageRows) else images[:limit]
+    if isinstance(images, ImageRows):
+        digest = images.sha256()
+    else:
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        digest = hashlib.sha256(images.tobytes()).hexdigest()
     entry = {"spec": dataset.spec.to_dict(), "split": "test", "images": len(images),
-             "sha256": hashlib.sha256(images.tobytes()).hexdigest()}
+             "sha256": digest}
     return images, labels, entry
 
 
@@ -327,12 +338,15 @@ def _run_pair_guarded(run_dir: Path, artifact: str, backend_name: str, images: n
                          timeout_s, f"{artifact} on {backend_name}")
 
 
-def _run_pair(run_dir: Path, artifact: str, backend_name: str, images: np.ndarray,
-              device: str) -> _PairResult:
+def _run_pair(run_dir: Path, artifact: str, backend_name: str, images, device: str) -> _PairResult:
+    """One artifact on one backend over the test images: an array at once, ImageRows (a
+    streamed split) batch by batch (the keras backend's 256-image chunks either way)."""
+    from edgeship.train.stage_data import batches_of
+
     pair_device = device if backend_name in GPU_BACKENDS else "cpu"
     with open_backend(backend_name, run_dir / artifact, device=pair_device) as backend:
-        raw_inputs = backend.quantize_input(images)
-        raw_outputs = np.asarray(backend.infer_raw(raw_inputs))
+        raw_outputs = np.concatenate([np.asarray(backend.infer_raw(backend.quantize_input(batch)))
+                                      for batch in batches_of(images)])
         outputs = backend.dequantize_output(raw_outputs)
         (input_info,), (output_info,) = backend.inputs(), backend.outputs()
         details = {**backend.details(), "device": pair_device}

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from edgeship.train.datasets import Dataset, DatasetSpec, _shape_images
+from edgeship.train.datasets import Dataset, DatasetSpec, _shape_images, class_balanced_indices
 from edgeship.train.stream import (
+    MEMORY_BUDGET_BYTES,
     FolderSource,
     StreamingDataset,
     _open_npz_member,
@@ -162,6 +163,21 @@ def batches_of(images, batch_size: int = BATCH_ROWS) -> Iterator[np.ndarray]:
         yield images
 
 
+def bounded_train_sample(dataset, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training images and labels for fine-tuning (convert's pruning and QAT).
+
+    An in-memory Dataset gives its whole training split. A streamed one gives a class-balanced
+    seeded sample (class_balanced_indices) of as many training images as fit
+    MEMORY_BUDGET_BYTES as float32 (1 GB: 9,709 images of 96x96x3), or all of them when fewer.
+    """
+    if not isinstance(dataset.x_train, ImageRows):
+        return dataset.x_train, dataset.y_train
+    count = min(len(dataset.y_train),
+                max(1, MEMORY_BUDGET_BYTES // (4 * int(np.prod(dataset.input_shape)))))
+    rows = class_balanced_indices(dataset.y_train, count, seed)
+    return dataset.x_train[rows], dataset.y_train[rows]
+
+
 def close_dataset(dataset) -> None:
     """Stop a RowDataset's decode workers; nothing to do for an in-memory Dataset."""
     if isinstance(dataset, RowDataset):
@@ -217,3 +233,26 @@ def test_row_file(source: FolderSource, folder: Path, scale: float) -> RowFile:
     test = source.paths["test"]
     path = source.decode_to_file(test, folder / f"test_{cache_key(test, shape)}.u8")
     return RowFile(str(path), 0, shape, scale)
+
+
+def open_run_dataset(run_dir: str | os.PathLike, spec: DatasetSpec | None = None,
+                     cache: bool = True, workers: int = 0) -> Dataset | RowDataset:
+    """open_stage_dataset for a run directory: the spec, split and streamed flag train recorded.
+
+    Args:
+        run_dir: the run directory (its manifest has a train entry).
+        spec: another dataset spec to read instead of the run's (the run's split is then not
+            followed unless it names the same dataset).
+        cache: keep the decoded test split in RUN/dataset_cache (False: decode asked rows only).
+        workers: decode processes for folder datasets; 0 uses every core.
+    """
+    from edgeship.run_dir import RunDir
+
+    run = RunDir(run_dir)
+    own_spec = run.dataset_spec()
+    spec = spec or own_spec
+    streamed = bool((run.section("train").get("dataset") or {}).get("streamed"))
+    return open_stage_dataset(spec, run_dir=run.path if spec.name == own_spec.name else None,
+                              streamed=streamed,
+                              cache_folder=run.path / CACHE_FOLDER_NAME if cache else None,
+                              workers=workers)

@@ -165,3 +165,41 @@ def test_max_drop_gate(tmp_path, trained_run):
     passing = run_cli("convert", run, "--int8", "--calibration-samples", "1",
                       "--max-drop", f"{drop + 0.01:.3f}")
     assert passing.returncode == 0, passing.stderr
+
+
+def test_streamed_run_gives_the_in_memory_numbers(tmp_path, monkeypatch):
+    """A tiny folder forced to stream through train -> convert -> validate: same numbers."""
+    from edgeship.runtime.parity import ValidateConfig, validate_run
+    from edgeship.train.datasets import DatasetSpec
+    from edgeship.train.fit import TrainConfig, train
+
+    from tests.train.test_stream import write_image_folder
+
+    folder = write_image_folder(tmp_path / "images", per_class=10)
+    spec = DatasetSpec(name=f"folder:{folder}", image_size=(12, 12), channels=3, seed=0)
+    reports = {}
+    for mode in ("off", "on"):
+        monkeypatch.setenv("EDGESHIP_STREAMING", mode)
+        out = tmp_path / mode
+        train(TrainConfig(model="dscnn", dataset=spec, out=str(out), epochs=1, batch_size=8,
+                          seed=1))
+        run_convert(ConvertConfig(source=str(out), int8=True, calibration_samples=12))
+        validate_run(ValidateConfig(run_dir=str(out), backends=("keras", "litert", "litert-ref")))
+        reports[mode] = {name: json.loads((out / name).read_text())
+                         for name in ("manifest.json", "convert_report.json", "parity.json")}
+    off, on = reports["off"], reports["on"]
+    assert on["manifest.json"]["train"]["dataset"]["streamed"] is True
+    assert off["manifest.json"]["train"]["dataset"]["streamed"] is False
+    assert list((tmp_path / "on" / "dataset_cache").glob("test_*.u8"))  # decoded once, by row
+    assert not (tmp_path / "off" / "dataset_cache").exists()
+    assert on["manifest.json"]["train"]["test_accuracy"] == off["manifest.json"]["train"]["test_accuracy"]
+    assert [(row["file"], row["accuracy"], row["agreement"]) for row in on["convert_report.json"]["artifacts"]] \
+        == [(row["file"], row["accuracy"], row["agreement"]) for row in off["convert_report.json"]["artifacts"]]
+    assert on["parity.json"]["dataset"]["sha256"] == off["parity.json"]["dataset"]["sha256"]
+    pairs = [[(row["artifact"], row["backend"], row["accuracy"], row["agreement"],
+               row["max_abs_error"]) for row in report["parity.json"]["pairs"]] for report in (off, on)]
+    assert pairs[0] == pairs[1] and len(pairs[0]) >= 5
+    assert on["parity.json"]["passed"] == off["parity.json"]["passed"]
+    predictions = [np.load(tmp_path / mode / "predictions.npz") for mode in ("off", "on")]
+    np.testing.assert_array_equal(predictions[0]["top1"], predictions[1]["top1"])
+    np.testing.assert_array_equal(predictions[0]["changed_images"], predictions[1]["changed_images"])
