@@ -13,6 +13,7 @@ Everything else (pooling, add, softmax, depth multiplier > 1...) is the portable
 """
 
 import dataclasses
+import math
 
 import numpy as np
 from edgeship.convert.codegen.kernels.variant import KernelVariant
@@ -70,15 +71,68 @@ def _conv(op: LoweredOp) -> LoweredOp:
                                constants=constants, scratch_bytes=0 if direct else 2 * row)
 
 
+def requant_table(linear, channels: int) -> np.ndarray | None:
+    """{M, 2^(e - 2), e - 1} per channel for es_dsp_requantize (e = -shift), int32, padded
+    to `channels` with zero multipliers; None when a channel is outside what it computes
+    exactly (a right shift below 2 with a nonzero multiplier: scales of 1/4 and more)."""
+    multipliers = np.asarray(linear.multipliers, np.int64)
+    shifts = -np.asarray(linear.shifts, np.int64)
+    if np.any((multipliers < 0) | (multipliers >= 2**31) | (shifts > 31)
+              | ((shifts < 2) & (multipliers != 0))):
+        return None
+    shifts = np.where(multipliers == 0, 2, shifts)  # a zero multiplier gives 0 for any e
+    table = np.zeros((channels, 3), np.int64)
+    table[:, 1:] = [1, 1]
+    table[:len(multipliers)] = np.stack([multipliers, 2 ** (shifts - 2), shifts - 1], axis=1)
+    return table.reshape(-1).astype(np.int32)
+
+
+def depthwise_weight_words(weights: np.ndarray, depth: int) -> np.ndarray:
+    """Depthwise weights [taps][channels] as int16 pairs in int32 words, four channels at a
+    time: [channel group][tap][(w0, w2), (w1, w3)] (each pair low half first), channels
+    zero-padded to `depth`."""
+    taps, channels = weights.shape
+    padded = np.zeros((taps, depth), np.int64)
+    padded[:, :channels] = weights
+    groups = padded.reshape(taps, depth // 4, 4).transpose(1, 0, 2)  # [group][tap][4]
+    low = groups[..., [0, 1]] & 0xFFFF
+    high = groups[..., [2, 3]] & 0xFFFF
+    return (low | (high << 16)).astype(np.uint32).view(np.int32).reshape(-1)
+
+
+def band_overlap(window: dict) -> int:
+    """Largest safe output shift for dsp_depthwise_conv_2d's order: each output row's input
+    rows are copied to the band before any of the row is written."""
+    limit = None
+    row_out = window["out_w"] * window["out_c"]
+    for out_y in range(1, window["out_h"]):
+        first_row = max(out_y * window["stride_h"] - window["pad_h"], 0)
+        candidate = first_row * window["in_w"] * window["in_c"] - out_y * row_out
+        limit = candidate if limit is None else min(limit, candidate)
+    return 0 if limit is None else limit
+
+
 def _depthwise(op: LoweredOp) -> LoweredOp:
     linear, prefix = op.linear, f"op{op.index}"
-    constants = _constants(op, linear.weights.reshape(-1), with_bias=True)
-    bias = SymbolArg(f"{prefix}_bias") if linear.bias is not None else 0
-    arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"), bias,
-                 SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_multiplier"),
-                 SymbolArg(f"{prefix}_shift"), TensorArg(op.outputs[0]))
+    window = linear.window
+    depth = (window["out_c"] + 3) // 4 * 4
+    requant = requant_table(linear, depth)
+    if requant is None or window["k_h"] > 16:  # ES_DSP_MAX_K_H
+        return op
+    width = (window["out_w"] - 1) * window["stride_w"] + (window["k_w"] - 1) * window["dil_w"] + 1
+    folded = np.zeros(depth, np.int64)
+    folded[:window["out_c"]] = linear.folded_bias
+    constants = (ConstantArray("int32_t", f"{prefix}_weights",
+                               depthwise_weight_words(linear.weights, depth)),
+                 ConstantArray("int32_t", f"{prefix}_folded_bias", folded),
+                 ConstantArray("int32_t", f"{prefix}_requant", requant))
+    arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
+                 SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_requant"), depth,
+                 width, int(math.gcd(window["dil_h"], window["k_h"]) == 1), ScratchArg(op.index), TensorArg(op.outputs[0]))
+    overlap = tuple((tensor, min(limit, band_overlap(window))) for tensor, limit in op.overlap)
     return dataclasses.replace(op, kernel="dsp_depthwise_conv_2d", arguments=arguments,
-                               constants=constants)
+                               constants=constants, overlap=overlap,
+                               scratch_bytes=window["k_h"] * width * depth)
 
 
 def _fully_connected(op: LoweredOp) -> LoweredOp:

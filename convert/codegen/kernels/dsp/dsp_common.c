@@ -18,6 +18,16 @@ static inline uint32_t es_sxtb16_high(uint32_t x) {
 #define es_smlabb(a, b, acc) __smlabb((a), (b), (acc))
 #define es_smlatt(a, b, acc) __smlatt((a), (b), (acc))
 #define es_sadd16(a, b) __sadd16((a), (b))
+#define es_ssat8(x) __ssat((x), 8)
+/* Bytewise signed max and min of two words (SSUB8 sets the GE flags SEL reads). */
+static inline uint32_t es_max8(uint32_t a, uint32_t b) {
+  (void)__ssub8(a, b);
+  return __sel(a, b);
+}
+static inline uint32_t es_min8(uint32_t a, uint32_t b) {
+  (void)__ssub8(b, a);
+  return __sel(a, b);
+}
 #else
 static inline int32_t es_low16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x & 0xFFFFu); }
 static inline int32_t es_high16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x >> 16); }
@@ -41,6 +51,18 @@ static inline int32_t es_smlatt(uint32_t a, uint32_t b, int32_t acc) {
 static inline uint32_t es_sadd16(uint32_t a, uint32_t b) {
   return es_halves(es_low16(a) + es_low16(b), es_high16(a) + es_high16(b));
 }
+static inline int32_t es_ssat8(int32_t x) { return es_clamp(x, -128, 127); }
+static inline uint32_t es_bytewise(uint32_t a, uint32_t b, int maximum) {
+  uint32_t result = 0;
+  int byte;
+  for (byte = 0; byte < 32; byte += 8) {
+    const int32_t x = (int8_t)(uint8_t)(a >> byte), y = (int8_t)(uint8_t)(b >> byte);
+    result |= (uint32_t)(uint8_t)((maximum ? x > y : x < y) ? x : y) << byte;
+  }
+  return result;
+}
+static inline uint32_t es_max8(uint32_t a, uint32_t b) { return es_bytewise(a, b, 1); }
+static inline uint32_t es_min8(uint32_t a, uint32_t b) { return es_bytewise(a, b, 0); }
 #endif
 
 /* Four bytes as one little-endian word: one (unaligned-capable) LDR. The builtin, because
@@ -55,3 +77,36 @@ static inline uint32_t es_word(const int8_t *bytes) {
   es_copy_word(&word, bytes);
   return word;
 }
+static inline void es_store_word(int8_t *bytes, uint32_t word) {
+  es_copy_word(bytes, &word);
+}
+
+/* TFLite's requantization (es_requantize: SaturatingRoundingDoublingHighMul, then
+ * RoundingDivideByPOT by e = -shift) in one SMLAL and one shift, exact for every int32
+ * accumulator x when e >= 2 and 0 <= M < 2^31 (dsp_variant.requant_table checks it at
+ * generation time). Both roundings are floors of x * M / 2^31 and of that by 2^e, with
+ * nudges; nested floors combine, so the result is floor((x * M + K) / 2^(31 + e)) with
+ * K = 2^30 + 2^(30 + e) - [v < 0] * 2^31 (v the high multiply's result, negative exactly
+ * when x < 0 unless v = 0, where both nudges give 0). For e >= 2, K's low word is 2^30
+ * (2^30 + 2^31 when x < 0, with a borrow from the high word) and its high word 2^(e - 2)
+ * (minus 1 when x < 0); |x * M + K| < 2^63, and dividing by 2^(31 + e) is the high word
+ * shifted right by e - 1. q holds {M, 2^(e - 2), e - 1} for one channel. */
+static inline int32_t es_dsp_requantize(int32_t x, const int32_t *q) {
+  const uint32_t low = 0x40000000u | ((uint32_t)x & 0x80000000u);
+  const int32_t high = q[1] + (x >> 31);
+  const int64_t sum = (int64_t)(((uint64_t)(uint32_t)high << 32) | low) + (int64_t)x * q[0];
+  return (int32_t)(sum >> 32) >> q[2];
+}
+
+/* Four requantized values (output offset added) as four int8 bytes in one word, clamped
+ * to the activation range: `lows` and `highs` hold act_min and act_max in every byte. */
+static inline uint32_t es_dsp_pack4(int32_t v0, int32_t v1, int32_t v2, int32_t v3,
+                                    uint32_t lows, uint32_t highs) {
+  const uint32_t word = (uint32_t)(uint8_t)es_ssat8(v0) | (uint32_t)(uint8_t)es_ssat8(v1) << 8 |
+                        (uint32_t)(uint8_t)es_ssat8(v2) << 16 |
+                        (uint32_t)(uint8_t)es_ssat8(v3) << 24;
+  return es_min8(es_max8(word, lows), highs);
+}
+
+/* act_min or act_max in each byte of a word. */
+static inline uint32_t es_dsp_bytes(int32_t value) { return 0x01010101u * (uint8_t)value; }

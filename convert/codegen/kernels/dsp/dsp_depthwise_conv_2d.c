@@ -1,122 +1,133 @@
-/* DEPTHWISE_CONV_2D with depth multiplier 1, weights as TFLite stores them ([k_y][k_x][c]):
- * four channels per inner loop, one word of input and one of weights per tap, sign-extended
- * in pairs, into four single multiply-adds (SMLABB/SMLATT: the channels must not be summed).
- * A window wholly inside the image starts from the folded bias and sums x * w; a window
- * touching the padding visits only its taps inside the image (a rectangle) and starts from
- * the bias, adding the input offset to each x in pairs (SADD16), as TFLite does. Both are the
- * same loop (ES_DSP_DEPTHWISE_TAPS), so no border window falls back to a slow path. */
+/* DEPTHWISE_CONV_2D with depth multiplier 1. The k_h input rows an output row reads are
+ * copied into a band (scratch, k_h rows) with the padding written out as the input zero
+ * point, so every window is inside the band and the folded bias is exact everywhere: no
+ * border case. Channels are stored `depth` apart in the band (out_c rounded up to 4), and
+ * every window is computed four channels at a time: one word of input per tap, sign-extended
+ * in pairs (SXTB16: channels 0 and 2, 1 and 3), times two words of int16 weights laid out at
+ * generation time ([channel group][tap][(w0, w2), (w1, w3)]), into four single
+ * multiply-adds (SMLABB/SMLATT: the channels must not be summed). Requantization is
+ * es_dsp_requantize; four outputs are clamped together and stored as one word. */
 /* @section dsp_depthwise_conv_2d needs common linear_common dsp_common */
-typedef struct {
-  const int8_t *x;      /* first tap inside the image, channel 0 */
-  const int8_t *w;      /* its weights, channel 0 */
-  int32_t rows, cols;   /* taps inside the image */
-  int32_t x_tap, x_row; /* input step to the next tap, and from a row's end to the next row */
-  int32_t w_row;        /* weight step from a row's end to the next row */
-} es_dsp_taps;
+#define ES_DSP_DW_TAP(OFFSET)                                        \
+  do {                                                               \
+    const uint32_t xv = es_word(x + (OFFSET));                       \
+    const uint32_t x_low = es_sxtb16_low(xv), x_high = es_sxtb16_high(xv); \
+    const uint32_t w_low = (uint32_t)w[0], w_high = (uint32_t)w[1];  \
+    acc0 = es_smlabb(x_low, w_low, acc0);                            \
+    acc2 = es_smlatt(x_low, w_low, acc2);                            \
+    acc1 = es_smlabb(x_high, w_high, acc1);                          \
+    acc3 = es_smlatt(x_high, w_high, acc3);                          \
+    w += 2;                                                          \
+  } while (0)
 
-#define ES_DSP_DEPTHWISE_TAPS(OFFSET)                                       \
-  for (k_y = 0; k_y < t->rows; ++k_y) {                                    \
-    for (k_x = 0; k_x < t->cols; ++k_x) {                                  \
-      const uint32_t xv = es_word(x), wv = es_word(w);                     \
-      const uint32_t x_low = OFFSET(es_sxtb16_low(xv));                    \
-      const uint32_t x_high = OFFSET(es_sxtb16_high(xv));                  \
-      const uint32_t w_low = es_sxtb16_low(wv), w_high = es_sxtb16_high(wv); \
-      acc0 = es_smlabb(x_low, w_low, acc0);                                \
-      acc2 = es_smlatt(x_low, w_low, acc2);                                \
-      acc1 = es_smlabb(x_high, w_high, acc1);                              \
-      acc3 = es_smlatt(x_high, w_high, acc3);                              \
-      x += t->x_tap;                                                       \
-      w += out_c;                                                          \
-    }                                                                      \
-    x += t->x_row;                                                         \
-    w += t->w_row;                                                         \
-  }
-
-#define ES_DSP_NO_OFFSET(v) (v)
-#define ES_DSP_ADD_OFFSET(v) es_sadd16((v), offsets)
-
-static void es_dsp_depthwise_pixel(const es_window *p, const es_dsp_taps *t,
-                                   const int32_t *start, int border,
-                                   const int32_t *multiplier, const int8_t *shift,
-                                   int8_t *out) {
-  const int32_t out_c = p->out_c;
-  const uint32_t offsets = ((uint32_t)p->input_offset & 0xFFFFu) | ((uint32_t)p->input_offset << 16);
-  const int32_t blocked = out_c - out_c % 4;
-  int32_t c, k_y, k_x;
-  for (c = 0; c < blocked; c += 4) {
-    int32_t acc0 = start ? start[c] : 0, acc1 = start ? start[c + 1] : 0;
-    int32_t acc2 = start ? start[c + 2] : 0, acc3 = start ? start[c + 3] : 0;
-    const int8_t *x = t->x + c;
-    const int8_t *w = t->w + c;
-    if (border) {
-      ES_DSP_DEPTHWISE_TAPS(ES_DSP_ADD_OFFSET)
-    } else {
-      ES_DSP_DEPTHWISE_TAPS(ES_DSP_NO_OFFSET)
-    }
-    out[c] = es_linear_finish(acc0, multiplier[c], shift[c], p->output_offset, p->act_min,
-                              p->act_max);
-    out[c + 1] = es_linear_finish(acc1, multiplier[c + 1], shift[c + 1], p->output_offset,
-                                  p->act_min, p->act_max);
-    out[c + 2] = es_linear_finish(acc2, multiplier[c + 2], shift[c + 2], p->output_offset,
-                                  p->act_min, p->act_max);
-    out[c + 3] = es_linear_finish(acc3, multiplier[c + 3], shift[c + 3], p->output_offset,
-                                  p->act_min, p->act_max);
-  }
-  for (c = blocked; c < out_c; ++c) {
-    int32_t acc = start ? start[c] : 0;
-    const int8_t *x = t->x + c;
-    const int8_t *w = t->w + c;
-    for (k_y = 0; k_y < t->rows; ++k_y) {
-      for (k_x = 0; k_x < t->cols; ++k_x) {
-        acc += ((int32_t)*x + (border ? p->input_offset : 0)) * (int32_t)*w;
-        x += t->x_tap;
-        w += out_c;
-      }
-      x += t->x_row;
-      w += t->w_row;
-    }
-    out[c] = es_linear_finish(acc, multiplier[c], shift[c], p->output_offset, p->act_min,
-                              p->act_max);
+/* Fill `bytes` bytes (a multiple of 4) with the word `fill`. */
+static void es_dsp_fill(int8_t *destination, uint32_t fill, int32_t bytes) {
+  int32_t i;
+  for (i = 0; i < bytes; i += 4) {
+    es_store_word(destination + i, fill);
   }
 }
 
-/* First (*first) and one-past-last (*last) tap k with 0 <= start + k * dilation < size. */
-static void es_tap_range(int32_t start, int32_t taps, int32_t dilation, int32_t size,
-                         int32_t *first, int32_t *last) {
-  int32_t k = 0;
-  while (k < taps && start + k * dilation < 0) {
-    ++k;
+/* Input row in_y as one band row: band column j is input column j - pad_w, each pixel
+ * `depth` bytes (channels past in_c, and rows and columns outside the image, hold the zero
+ * point). */
+static void es_dsp_band_row(const es_window *p, const int8_t *input, int32_t in_y,
+                            int32_t depth, int32_t width, int8_t *row) {
+  const uint32_t zero_points = es_dsp_bytes(-p->input_offset);
+  const int32_t first = p->pad_w < width ? p->pad_w : width;
+  const int32_t last = p->pad_w + p->in_w < width ? p->pad_w + p->in_w : width;
+  const int8_t *source = input + in_y * p->in_w * p->in_c - first * p->in_c;
+  int32_t j, i;
+  if (in_y < 0 || in_y >= p->in_h) {
+    es_dsp_fill(row, zero_points, width * depth);
+    return;
   }
-  *first = k;
-  while (k < taps && start + k * dilation < size) {
-    ++k;
+  es_dsp_fill(row, zero_points, first * depth);
+  if (depth == p->in_c) {
+    for (i = first * depth; i < last * depth; i += 4) {
+      es_store_word(row + i, es_word(source + i));
+    }
+  } else {
+    for (j = first; j < last; ++j) {
+      es_dsp_fill(row + j * depth, zero_points, depth);
+      memcpy(row + j * depth, source + j * p->in_c, (size_t)p->in_c);
+    }
   }
-  *last = k;
+  es_dsp_fill(row + last * depth, zero_points, (width - last) * depth);
 }
 
+#define ES_DSP_MAX_K_H 16
+
+/* Band rows are a ring: input row in_y lives in slot in_y mod k_h (when dil_h and k_h are
+ * coprime, so one output row's rows take distinct slots), so each output row copies only
+ * the rows the previous one did not have (one, at stride 1). */
 static void es_dsp_depthwise_conv_2d(const es_window *p, const int8_t *input,
-                                     const int8_t *weights, const int32_t *bias,
-                                     const int32_t *folded_bias, const int32_t *multiplier,
-                                     const int8_t *shift, int8_t *output) {
-  int32_t out_y, out_x, y0, y1, x0, x1;
-  es_dsp_taps taps;
-  taps.x_tap = p->dil_w * p->in_c;
+                                     const int32_t *weights, const int32_t *folded_bias,
+                                     const int32_t *requant, int32_t depth, int32_t width,
+                                     int ring, int8_t *band, int8_t *output) {
+  const uint32_t lows = es_dsp_bytes(p->act_min), highs = es_dsp_bytes(p->act_max);
+  const int32_t row_bytes = width * depth, tap_bytes = p->dil_w * depth;
+  const int32_t out_c = p->out_c, offset = p->output_offset, k_h = p->k_h;
+  const int three = p->k_h == 3 && p->k_w == 3;
+  int32_t slot_rows[ES_DSP_MAX_K_H];
+  const int8_t *rows[ES_DSP_MAX_K_H];
+  int32_t out_y, out_x, c, k_y, k_x;
+  for (k_y = 0; k_y < k_h; ++k_y) {
+    slot_rows[k_y] = INT32_MIN;
+  }
   for (out_y = 0; out_y < p->out_h; ++out_y) {
-    const int32_t in_y0 = out_y * p->stride_h - p->pad_h;
-    es_tap_range(in_y0, p->k_h, p->dil_h, p->in_h, &y0, &y1);
+    for (k_y = 0; k_y < k_h; ++k_y) {
+      const int32_t in_y = out_y * p->stride_h - p->pad_h + k_y * p->dil_h;
+      const int32_t slot = ring ? ((in_y % k_h) + k_h) % k_h : k_y;
+      if (slot_rows[slot] != in_y) {
+        es_dsp_band_row(p, input, in_y, depth, width, band + slot * row_bytes);
+        slot_rows[slot] = in_y;
+      }
+      rows[k_y] = band + slot * row_bytes;
+    }
     for (out_x = 0; out_x < p->out_w; ++out_x) {
-      const int32_t in_x0 = out_x * p->stride_w - p->pad_w;
-      int border;
-      es_tap_range(in_x0, p->k_w, p->dil_w, p->in_w, &x0, &x1);
-      border = !(y0 == 0 && y1 == p->k_h && x0 == 0 && x1 == p->k_w);
-      taps.rows = y1 > y0 ? y1 - y0 : 0;
-      taps.cols = x1 > x0 ? x1 - x0 : 0;
-      taps.x = input + ((in_y0 + y0 * p->dil_h) * p->in_w + in_x0 + x0 * p->dil_w) * p->in_c;
-      taps.w = weights + (y0 * p->k_w + x0) * p->out_c;
-      taps.x_row = p->dil_h * p->in_w * p->in_c - taps.cols * taps.x_tap;
-      taps.w_row = (p->k_w - taps.cols) * p->out_c;
-      es_dsp_depthwise_pixel(p, &taps, border ? bias : folded_bias, border, multiplier, shift,
-                             output + (out_y * p->out_w + out_x) * p->out_c);
+      const int32_t column = out_x * p->stride_w * depth;
+      int8_t *out = output + (out_y * p->out_w + out_x) * out_c;
+      const int32_t *w = weights;
+      for (c = 0; c < depth; c += 4) {
+        int32_t acc0 = folded_bias[c], acc1 = folded_bias[c + 1];
+        int32_t acc2 = folded_bias[c + 2], acc3 = folded_bias[c + 3];
+        const int32_t *q = requant + 3 * c;
+        const int8_t *x;
+        uint32_t packed;
+        if (three) {
+          x = rows[0] + column + c;
+          ES_DSP_DW_TAP(0);
+          ES_DSP_DW_TAP(tap_bytes);
+          ES_DSP_DW_TAP(2 * tap_bytes);
+          x = rows[1] + column + c;
+          ES_DSP_DW_TAP(0);
+          ES_DSP_DW_TAP(tap_bytes);
+          ES_DSP_DW_TAP(2 * tap_bytes);
+          x = rows[2] + column + c;
+          ES_DSP_DW_TAP(0);
+          ES_DSP_DW_TAP(tap_bytes);
+          ES_DSP_DW_TAP(2 * tap_bytes);
+        } else {
+          for (k_y = 0; k_y < k_h; ++k_y) {
+            x = rows[k_y] + column + c;
+            for (k_x = 0; k_x < p->k_w; ++k_x) {
+              ES_DSP_DW_TAP(k_x * tap_bytes);
+            }
+          }
+        }
+        packed = es_dsp_pack4(es_dsp_requantize(acc0, q) + offset,
+                              es_dsp_requantize(acc1, q + 3) + offset,
+                              es_dsp_requantize(acc2, q + 6) + offset,
+                              es_dsp_requantize(acc3, q + 9) + offset, lows, highs);
+        if (c + 4 <= out_c) {
+          es_store_word(out + c, packed);
+        } else {
+          for (k_x = 0; c + k_x < out_c; ++k_x) {
+            out[c + k_x] = (int8_t)(uint8_t)(packed >> (8 * k_x));
+          }
+        }
+      }
     }
   }
 }
