@@ -59,16 +59,20 @@ def _conv(op: LoweredOp) -> LoweredOp:
     linear = op.linear
     window = linear.window
     taps = linear.weights.shape[1]
-    row = (taps + 3) // 4 * 4
-    direct = window_is_pixel(window) and window["in_c"] % 4 == 0
+    row = (taps + 7) // 8 * 8
+    requant = requant_table(linear, len(linear.folded_bias))
+    if requant is None:
+        return op
+    direct = window_is_pixel(window) and window["in_c"] % 8 == 0
     prefix = f"op{op.index}"
-    constants = _constants(op, interleave_rows(linear.weights, 2, row), with_bias=False)
+    constants = (ConstantArray("int8_t", f"{prefix}_weights", interleave_rows(linear.weights, 2, row)),
+                 ConstantArray("int32_t", f"{prefix}_folded_bias", linear.folded_bias),
+                 ConstantArray("int32_t", f"{prefix}_requant", requant))
     arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
-                 SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_multiplier"),
-                 SymbolArg(f"{prefix}_shift"), row, int(direct),
-                 0 if direct else ScratchArg(op.index), TensorArg(op.outputs[0]))
+                 SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_requant"), row,
+                 int(direct), ScratchArg(op.index), TensorArg(op.outputs[0]))
     return dataclasses.replace(op, kernel="dsp_conv_2d", arguments=arguments,
-                               constants=constants, scratch_bytes=0 if direct else 2 * row)
+                               constants=constants, scratch_bytes=(2 if direct else 4) * row)
 
 
 def requant_table(linear, channels: int) -> np.ndarray | None:
