@@ -72,7 +72,7 @@ def profile_rows(profile: dict) -> list[list[str]]:
     total = profile["total"]
     clock = f"{profile['clock_mhz']:g} MHz"
     return [
-        ["core", f"{profile['target']} ({profile.get('board', '')})"],
+        ["core", f"{profile['target']} at {clock}"],
         ["kernels", profile["kernels"]],
         ["estimated cycles per inference", f"{total['cycles']:,.0f}"],
         [f"estimated ms at {clock}", f"{total['ms']:.3f}"],
