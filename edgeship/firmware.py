@@ -40,16 +40,17 @@ def collect_samples(model_path: Path, count: int, images: np.ndarray | None = No
         else:
             dataset_entry = run_directory_dataset(model_path)
             if dataset_entry is not None:
-                from edgeship.train.datasets import (
-                    DatasetSpec,
-                    class_balanced_indices,
-                    load_dataset,
-                )
+                from edgeship.train.datasets import DatasetSpec, class_balanced_indices
+                from edgeship.train.stage_data import close_dataset, open_stage_dataset
 
-                dataset = load_dataset(DatasetSpec.from_dict(dataset_entry["spec"]))
+                # a streamed run: only the chosen images are decoded
+                dataset = open_stage_dataset(DatasetSpec.from_dict(dataset_entry["spec"]),
+                                             run_dir=Path(model_path).parent,
+                                             streamed=bool(dataset_entry.get("streamed")))
                 chosen = class_balanced_indices(dataset.y_test, min(count, len(dataset.y_test)),
                                                 seed)
                 images, labels = dataset.x_test[chosen], dataset.y_test[chosen]
+                close_dataset(dataset)
                 source = f"test split of {dataset.spec.name}"
             else:
                 rng = np.random.default_rng(seed)

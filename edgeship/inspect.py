@@ -86,6 +86,7 @@ def run_inspect(config: InspectConfig) -> dict:
                              "`edgeship convert RUN_DIR --int8` first")
     manifest = run.manifest()
     images, _, dataset_entry = load_test_split(run, None, config.images)
+    images = images[:]  # the first config.images rows as an array (a streamed split's too)
     layers = sorted(layer_errors(int8_path, float_path, images), key=lambda e: e.sqnr_db)
     with open_backend("litert-ref", int8_path) as backend:
         raw = backend.quantize_input(images)
@@ -123,9 +124,10 @@ def _inspect_file(path: Path, config: InspectConfig) -> dict:
                                  "full-integer (int8) models across runtimes")
         shape = tuple(side if side > 0 else 1 for side in info.shape[1:])
         if config.dataset is not None:
-            from edgeship.train.datasets import load_dataset
+            from edgeship.train.stage_data import close_dataset, open_stage_dataset
 
-            dataset = load_dataset(config.dataset)
+            dataset = open_stage_dataset(config.dataset)  # streamed: decodes only these images
+            close_dataset(dataset)
             if tuple(dataset.input_shape) != shape:
                 raise UserInputError(f"dataset {dataset.spec.name} gives {dataset.input_shape} "
                                      f"images; {path.name} takes {shape}")
@@ -161,7 +163,8 @@ def _attribute(run: RunDir, manifest: dict, worst_first: list[int],
     from edgeship.convert.tflite import weight_scale_counts
     from edgeship.deps import import_tf_keras
     from edgeship.tflite_graph import align_ops, graph_ops
-    from edgeship.train.datasets import class_balanced_indices, load_dataset
+    from edgeship.train.datasets import class_balanced_indices
+    from edgeship.train.stage_data import close_dataset, open_run_dataset
 
     model_path = run.path / run.reference_model()
     source = ((manifest.get("train") or {}).get("model") or {}).get("source")
@@ -171,11 +174,14 @@ def _attribute(run: RunDir, manifest: dict, worst_first: list[int],
         return None
     _, tf_keras = import_tf_keras()
     model = tf_keras.models.load_model(model_path, compile=False)
-    dataset = load_dataset(run.dataset_spec())
+    dataset = open_run_dataset(run.path)  # a streamed run: only the rows read below
     options = (manifest.get("convert") or {}).get("options") or {}
     samples = min(int(options.get("calibration_samples", 500)), len(dataset.x_train))
     calibration = dataset.x_train[class_balanced_indices(dataset.y_train, samples,
                                                          int(options.get("seed", 0)))]
+    images = dataset.x_test[:config.attribution_images]
+    labels = dataset.y_test[:config.attribution_images]
+    close_dataset(dataset)
     int8_bytes = run.path_of(ArtifactKind.INT8_TFLITE).read_bytes()
     counts = weight_scale_counts(int8_bytes).values()
     per_tensor = bool(counts) and max(counts) == 1
@@ -184,8 +190,6 @@ def _attribute(run: RunDir, manifest: dict, worst_first: list[int],
     if aligned is None:
         return None
     chosen = [aligned[index].output for index in worst_first if index in aligned][:config.restore]
-    images = dataset.x_test[:config.attribution_images]
-    labels = dataset.y_test[:config.attribution_images]
     result = attribute_layers(model, calibration, images, labels, chosen, per_tensor)
     return {**result.to_dict(), "model": model_path.name,
             "baseline_granularity": "per-tensor" if per_tensor else "per-channel",

@@ -270,7 +270,8 @@ def onnx_output_quantization(model_path: Path) -> dict | None:
 
 def _test_images(run: RunDir, count: int) -> tuple[dict, list[str]]:
     """A class-balanced sample of the run's test split as raw pixels (HWC, 0..raw_max)."""
-    from edgeship.train.datasets import class_balanced_indices, load_dataset
+    from edgeship.train.datasets import class_balanced_indices
+    from edgeship.train.stage_data import close_dataset, open_run_dataset
 
     spec = run.dataset_spec()
     input_shape = list(run.input_shape())
@@ -278,18 +279,20 @@ def _test_images(run: RunDir, count: int) -> tuple[dict, list[str]]:
     if count == 0:
         return payload, []
     try:
-        dataset = load_dataset(spec)
+        dataset = open_run_dataset(run.path, cache=False)  # streamed: decodes only the sample
     except UserInputError as error:
         return payload, [f"no test images on the page: cannot load dataset {spec.name} ({error})"]
     if list(dataset.input_shape) != input_shape:
+        close_dataset(dataset)
         note = (f"no test images on the page: dataset {spec.name} now loads as "
                 f"{dataset.input_shape}, the model takes {input_shape}")
         return payload, [note]
     indices = class_balanced_indices(dataset.y_test, min(count, len(dataset.y_test)), seed=0)
+    images = dataset.x_test[indices]
+    close_dataset(dataset)
     preprocessing = run.preprocessing()
-    for index in indices:
-        raw = (dataset.x_test[index].astype(np.float64) - preprocessing["offset"]) \
-            / preprocessing["scale"]
+    for index, image in zip(indices, images):
+        raw = (image.astype(np.float64) - preprocessing["offset"]) / preprocessing["scale"]
         rounded = np.round(raw)
         raw = rounded if np.allclose(raw, rounded, atol=1e-3) else np.round(raw, 6)
         values = [int(value) if float(value).is_integer() else float(value)

@@ -4,11 +4,15 @@ import shutil
 
 import numpy as np
 import pytest
-
-from edgeship.artifacts import sha256_file
 from edgeship.convert.run import ConvertConfig, run_convert
 from edgeship.convert.tflite import (
-    describe_io, open_interpreter, tensor_types_by_op, weight_sparsity)
+    describe_io,
+    open_interpreter,
+    tensor_types_by_op,
+    weight_sparsity,
+)
+
+from edgeship.artifacts import sha256_file
 from tests.conftest import run_cli
 
 
@@ -170,9 +174,14 @@ def test_max_drop_gate(tmp_path, trained_run):
 def test_streamed_run_gives_the_in_memory_numbers(tmp_path, monkeypatch):
     """A tiny folder forced to stream through train -> convert -> validate: same numbers."""
     from edgeship.runtime.parity import ValidateConfig, validate_run
+    from edgeship.runtime.parity_checks import Tolerances
+    from edgeship.runtime.serve_demo import _test_images
     from edgeship.train.datasets import DatasetSpec
     from edgeship.train.fit import TrainConfig, train
 
+    from edgeship.firmware import collect_samples
+    from edgeship.inspect import InspectConfig, run_inspect
+    from edgeship.run_dir import RunDir
     from tests.train.test_stream import write_image_folder
 
     folder = write_image_folder(tmp_path / "images", per_class=10)
@@ -183,10 +192,17 @@ def test_streamed_run_gives_the_in_memory_numbers(tmp_path, monkeypatch):
         out = tmp_path / mode
         train(TrainConfig(model="dscnn", dataset=spec, out=str(out), epochs=1, batch_size=8,
                           seed=1))
-        run_convert(ConvertConfig(source=str(out), int8=True, calibration_samples=12))
-        validate_run(ValidateConfig(run_dir=str(out), backends=("keras", "litert", "litert-ref")))
+        run_convert(ConvertConfig(source=str(out), int8=True, calibration_samples=12,
+                                  weight_granularity="per-channel"))
+        validate_run(ValidateConfig(run_dir=str(out), backends=("keras", "litert", "litert-ref"),
+                                    tolerances=Tolerances(per_op_images=4)))
         reports[mode] = {name: json.loads((out / name).read_text())
                          for name in ("manifest.json", "convert_report.json", "parity.json")}
+        inspected = run_inspect(InspectConfig(source=str(out), images=6, runtimes=(), restore=0))
+        reports[mode]["inspect"] = [layer["sqnr_db"] for layer in inspected["layers"]]
+        reports[mode]["demo"] = _test_images(RunDir(out), 5)[0]["images"]
+        samples = collect_samples(out / "model_int8.tflite", 4)
+        reports[mode]["samples"] = (samples.inputs.tolist(), samples.labels.tolist())
     off, on = reports["off"], reports["on"]
     assert on["manifest.json"]["train"]["dataset"]["streamed"] is True
     assert off["manifest.json"]["train"]["dataset"]["streamed"] is False
@@ -203,3 +219,5 @@ def test_streamed_run_gives_the_in_memory_numbers(tmp_path, monkeypatch):
     predictions = [np.load(tmp_path / mode / "predictions.npz") for mode in ("off", "on")]
     np.testing.assert_array_equal(predictions[0]["top1"], predictions[1]["top1"])
     np.testing.assert_array_equal(predictions[0]["changed_images"], predictions[1]["changed_images"])
+    for key in ("inspect", "demo", "samples"):  # inspect, serve-demo and firmware samples too
+        assert on[key] == off[key] and on[key]
