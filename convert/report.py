@@ -5,9 +5,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from edgeship.convert.activations import delivered_kinds
 
 from edgeship.reports import REPORT_SCHEMA_VERSION, markdown_table
-from edgeship.run_dir import DELIVERED_INT8, ArtifactKind
+from edgeship.run_dir import ArtifactKind
 
 # Which runtime evaluates each artifact format for the report (validate covers the rest).
 REPORT_BACKENDS = {".keras": "keras", ".h5": "keras", ".tflite": "litert", ".onnx": "onnxruntime"}
@@ -118,13 +119,18 @@ def render_markdown(scores: list[ArtifactScore], class_names: list[str], context
                         "× float", "gzipped", "gz × float", "sparsity"], rows),
     ]
     gate = context.get("max_drop_pp")
+    choice = context.get("activations")
+    delivered = delivered_kinds(choice["delivered"] if choice else None)
     if gate is not None:
-        failed = [s for s in scores if ArtifactKind.of(s.file) in DELIVERED_INT8
+        failed = [s for s in scores if ArtifactKind.of(s.file) in delivered
                   and s.drop_pp > gate]
         verdict = ("FAIL: " + ", ".join(f"{s.file} drops {s.drop_pp:.2f} pp" for s in failed)
                    if failed else "pass")
-        lines += [f"Gate `--max-drop {gate}` on the delivered int8 artifacts: **{verdict}**", ""]
+        names = ", ".join(f"`{s.file}`" for s in scores if ArtifactKind.of(s.file) in delivered)
+        lines += [f"Gate `--max-drop {gate}` on the delivered quantized artifacts ({names}): "
+                  f"**{verdict}**", ""]
     lines += _granularity_lines(context)
+    lines += activation_lines(choice)
     change_rows = []
     for index, class_name in enumerate(class_names):
         change_rows.append([class_name] + [
@@ -136,6 +142,46 @@ def render_markdown(scores: list[ArtifactScore], class_names: list[str], context
     options = context.get("options", {})
     lines += ["## Options", "", "```json", _json(options), "```", ""]
     return "\n".join(lines)
+
+
+def activation_lines(choice: dict | None) -> list[str]:
+    """--activations: what was delivered, the per-layer ranking and choice, each auto step's
+    recovery, and size and TFLite Micro arena for int8, mixed and full int16."""
+    if not choice:
+        return []
+    accuracy = choice["accuracy"]
+    lines = ["## Activations: int8 / int16", "",
+             f"`--activations {choice['requested']}`: {choice['reason']}. Accuracies below are "
+             f"on {choice['selection_images']} seeded training images (seed "
+             f"{choice['selection_seed']}), never the test split.", ""]
+    rows = [[name, f"{accuracy[name] * 100:.2f}%",
+             f"{(accuracy['float'] - accuracy[name]) * 100:+.2f}",
+             f"{choice['footprint'][name]['bytes']:,}" if name in choice["footprint"] else "—",
+             (f"{choice['footprint'][name]['arena_bytes']:,}"
+              if name in choice["footprint"] else "—")]
+            for name in ("float", "int8", "mixed", "int16") if name in accuracy]
+    lines += [markdown_table(["activations", "top-1 (training images)", "drop (pp)", "bytes",
+                              "TFLite Micro arena bytes"], rows), ""]
+    int16 = set(choice["int16_layers"])
+    if choice["ranking"]:
+        lines += ["Layers by per-layer error of `model_int8.tflite` (SQNR against the float "
+                  "model, worst first, as `edgeship inspect` ranks them):", "",
+                  markdown_table(["op", "layer (output tensor)", "SQNR (dB)", "delivered"],
+                                 [[f"{layer['index']} {layer['op']}", f"`{layer['output']}`",
+                                   f"{layer['sqnr_db']:.2f}",
+                                   "int16" if layer["output"] in int16 else "int8"]
+                                  for layer in choice["ranking"]]), ""]
+    if choice["steps"]:
+        lines += ["Auto steps (each group of ranked layers moved to int16 activations):", "",
+                  markdown_table(["step", "int16 layers", "top-1", "recovered (pp)", "bytes"],
+                                 [[str(number), str(len(step["int16_layers"])),
+                                   f"{step['accuracy'] * 100:.2f}%",
+                                   f"{step['recovered_pp']:+.2f}", f"{step['bytes']:,}"]
+                                  for number, step in enumerate(choice["steps"], 1)]), ""]
+    if int16 and choice["requested"] == "auto":
+        lines += [f"int16 layers of `{choice['delivered']}`: "
+                  + ", ".join(f"`{name}`" for name in choice["int16_layers"]), ""]
+    return lines
 
 
 def _granularity_lines(context: dict) -> list[str]:

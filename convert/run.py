@@ -298,7 +298,8 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
         "delivery": delivery.to_dict() if delivery else None,
         "fine_tuned_files": _fine_tuned_files(delivery),
         "rejected_files": ([delivery.kept_name] if delivery
-                           and delivery.delivered == finetune.POST_TRAINING else []),
+                           and delivery.delivered == finetune.POST_TRAINING else [])
+        + activations.replaced_files(activation_choice),
         "files": {name: path.name for name, path in written.items()},
         "accuracy": {score.file: score.accuracy for score in scores},
         "reference": reference_path.name, "keras3": keras3_entry,

@@ -34,6 +34,8 @@ class ArtifactKind(enum.Enum):
     INT8_TFLITE = ("model_int8.tflite", "tflite", "int8")
     PTQ_INT8_TFLITE = ("model_ptq_int8.tflite", "tflite", "int8")
     FINETUNED_INT8_TFLITE = ("model_finetuned_int8.tflite", "tflite", "int8")
+    INT16_TFLITE = ("model_int16.tflite", "tflite", "int16")
+    MIXED_TFLITE = ("model_mixed.tflite", "tflite", "mixed")
     FLOAT_ONNX = ("model.onnx", "onnx", "float")
     INT8_ONNX = ("model_int8.onnx", "onnx", "int8")
 
@@ -64,11 +66,20 @@ MODEL_ARTIFACTS = tuple(kind for kind in ArtifactKind
 # The int8 files convert delivers (its --max-drop gate applies to these).
 DELIVERED_INT8 = (ArtifactKind.INT8_TFLITE, ArtifactKind.INT8_ONNX)
 
+# Integer precisions: int8, int16 activations with int8 weights (16x8), and per-layer mixes of
+# the two (convert --activations, edgeship.convert.activations).
+QUANTIZED_PRECISIONS = ("int8", "int16", "mixed")
+
 
 def precision_of(name: str | os.PathLike) -> str | None:
-    """"int8" or "float" for a file of a known kind; None for any other file."""
+    """"int8", "int16", "mixed" or "float" for a file of a known kind; None for any other."""
     kind = ArtifactKind.of(name)
     return kind.precision if kind else None
+
+
+def is_quantized(precision: str | None) -> bool:
+    """True for an integer precision (compared in quanta, not float tolerances)."""
+    return precision in QUANTIZED_PRECISIONS
 
 
 @contextlib.contextmanager

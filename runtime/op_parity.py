@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.errors import UserInputError
+from edgeship.layer_error import capture_reference_tensors
 
 REFERENCE_BACKEND = "litert-ref"
 # TensorType codes of quantized tensors: UINT8, INT16, INT8.
@@ -160,30 +161,6 @@ def cut_single_ops(tflite_bytes: bytes) -> list[_CutOp]:
                           output_tensor=int(op.outputs[0]), input_tensors=tuple(activations),
                           model=bytes(flatbuffer_utils.convert_object_to_bytearray(single))))
     return cut
-
-
-def capture_reference_tensors(tflite_bytes: bytes, raw_images: np.ndarray) -> dict[int, np.ndarray]:
-    """Every tensor's value per image under the reference kernels (tensor index -> batch)."""
-    from edgeship.deps import require
-
-    interpreter_module = require("ai_edge_litert.interpreter")
-    interpreter = interpreter_module.Interpreter(
-        model_content=tflite_bytes, experimental_preserve_all_tensors=True,
-        experimental_op_resolver_type=interpreter_module.OpResolverType.BUILTIN_REF)
-    interpreter.allocate_tensors()
-    input_index = interpreter.get_input_details()[0]["index"]
-    wanted = [detail["index"] for detail in interpreter.get_tensor_details()]
-    captured: dict[int, list] = {index: [] for index in wanted}
-    for image in raw_images:
-        interpreter.set_tensor(input_index, image[np.newaxis])
-        interpreter.invoke()
-        for index in wanted:
-            try:
-                captured[index].append(interpreter.get_tensor(index).copy())
-            except ValueError:  # a tensor with no data (optional inputs)
-                captured[index].append(None)
-    return {index: np.stack(values) for index, values in captured.items()
-            if values and values[0] is not None}
 
 
 def per_op_parity(tflite_path: str | Path, raw_images: np.ndarray,

@@ -49,7 +49,13 @@ from edgeship.errors import UserInputError
 from edgeship.model_check import check_tflite_file
 from edgeship.options import comma_list, option
 from edgeship.reports import REPORT_SCHEMA_VERSION, environment
-from edgeship.run_dir import MODEL_ARTIFACTS, PREDICTIONS_NAME, RunDir, precision_of
+from edgeship.run_dir import (
+    MODEL_ARTIFACTS,
+    PREDICTIONS_NAME,
+    RunDir,
+    is_quantized,
+    precision_of,
+)
 
 GPU_BACKENDS = ("keras", "onnxruntime")
 # Test images predictions.npz keeps per pair among those whose top-1 differs from the reference
@@ -202,7 +208,7 @@ def validate_run(config: ValidateConfig) -> ParityReport:
     per_op = {}
     for artifact in dict.fromkeys(result.artifact for result in results):
         runtimes = tuple(result.backend for result in results if result.artifact == artifact
-                         and result.precision == "int8" and Path(artifact).suffix == ".tflite"
+                         and is_quantized(result.precision) and Path(artifact).suffix == ".tflite"
                          and result.backend != REFERENCE_INT8_BACKEND)
         if runtimes and tolerances.per_op_images:
             op_checks, per_op[artifact] = per_op_checks(run_dir, artifact, runtimes, images,
@@ -300,7 +306,7 @@ def _plan_pairs(run: RunDir, manifest: dict, backends: tuple[str, ...], notes: l
     rejected = rejected_artifacts(manifest)
     artifacts = [kind.file_name for kind in run.existing() if kind.file_name not in rejected]
     for kind in MODEL_ARTIFACTS:
-        if not run.has(kind) and not kind.kept_aside:
+        if not run.has(kind) and not kind.kept_aside and kind.precision not in ("int16", "mixed"):
             notes.append(f"{kind.file_name} is not in the run directory: skipped")
     for name in sorted(rejected):
         notes.append(f"{name} scored worse than the file convert delivered and is not shipped: "
@@ -313,7 +319,7 @@ def _plan_pairs(run: RunDir, manifest: dict, backends: tuple[str, ...], notes: l
     pairs = []
     for artifact in artifacts:
         for backend in backends_for(artifact, backends):
-            if REGISTRY[backend].int8_only and _precision(run_dir / artifact) != "int8":
+            if REGISTRY[backend].int8_only and not is_quantized(_precision(run_dir / artifact)):
                 notes.append(f"{artifact} on {backend}: {backend} runs full-integer models only: "
                              "skipped")
                 continue
@@ -351,12 +357,13 @@ def _run_pair(run_dir: Path, artifact: str, backend_name: str, images, device: s
         (input_info,), (output_info,) = backend.inputs(), backend.outputs()
         details = {**backend.details(), "device": pair_device}
     quantized = (input_info.quantized or output_info.quantized
-                 or precision_of(artifact) == "int8")
+                 or is_quantized(precision_of(artifact)))
     if outputs.ndim != 2:
         raise UserInputError(f"{artifact} on {backend_name} returns outputs of shape "
                              f"{outputs.shape}; validate compares classifiers (N, classes)")
     return _PairResult(artifact=artifact, backend=backend_name,
-                       precision="int8" if quantized else "float", outputs=outputs,
+                       precision=_quantized_precision(artifact) if quantized else "float",
+                       outputs=outputs,
                        raw_outputs=raw_outputs, output_info=output_info.to_dict(),
                        details=details)
 
@@ -364,6 +371,12 @@ def _run_pair(run_dir: Path, artifact: str, backend_name: str, images, device: s
 def _plain(row: dict) -> dict:
     return {key: ([asdict(check) for check in value] if key == "checks" else value)
             for key, value in row.items()}
+
+
+def _quantized_precision(artifact: str) -> str:
+    """"int8", "int16" or "mixed" from the artifact's kind; "int8" for another quantized file."""
+    known = precision_of(artifact)
+    return known if is_quantized(known) else "int8"
 
 
 def _precision(path: Path) -> str:
@@ -375,7 +388,7 @@ def _precision(path: Path) -> str:
 
     from edgeship.tflite_graph import read_model
 
-    integer = (schema.TensorType.INT8, schema.TensorType.UINT8)
+    integer = (schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16)
     tensors = read_model(path.read_bytes()).subgraphs[0].tensors
     return "int8" if any(tensor.type in integer for tensor in tensors) else "float"
 
