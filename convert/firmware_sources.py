@@ -49,18 +49,20 @@ class FirmwareSourceConfig:
 
 @dataclass(frozen=True)
 class QuantizedIO:
-    """The model's input or output: shape, scale and zero point."""
+    """The model's input or output: shape, scale, zero point and integer type."""
 
     shape: tuple[int, ...]
     scale: float
     zero_point: int
+    dtype: str = "int8"
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
 
     def to_dict(self) -> dict:
-        return {"shape": list(self.shape), "scale": self.scale, "zero_point": self.zero_point}
+        return {"shape": list(self.shape), "scale": self.scale, "zero_point": self.zero_point,
+                "dtype": self.dtype}
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,8 @@ def model_io(graph: Graph) -> tuple[QuantizedIO, QuantizedIO]:
     """The first input's and first output's QuantizedIO."""
     tensors = graph.tensors
     first, last = tensors[graph.inputs[0]], tensors[graph.outputs[0]]
-    return (QuantizedIO(first.shape, first.scale, first.zero_point),
-            QuantizedIO(last.shape, last.scale, last.zero_point))
+    return (QuantizedIO(first.shape, first.scale, first.zero_point, first.dtype),
+            QuantizedIO(last.shape, last.scale, last.zero_point, last.dtype))
 
 
 def run_directory_dataset(model_path: Path) -> dict | None:

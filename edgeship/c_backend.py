@@ -31,10 +31,11 @@ def open_backend(artifact_path: Path, **options) -> CompiledCBackend:
     except Exception:
         folder.cleanup()
         raise
-    inputs = TensorInfo("input", (-1,) + tuple(generated.input.shape[1:]), "int8",
+    inputs = TensorInfo("input", (-1,) + tuple(generated.input.shape[1:]), generated.input.dtype,
                         generated.input.scale, generated.input.zero_point)
-    outputs = TensorInfo("output", (-1,) + tuple(generated.output.shape[1:]), "int8",
-                         generated.output.scale, generated.output.zero_point)
+    outputs = TensorInfo("output", (-1,) + tuple(generated.output.shape[1:]),
+                         generated.output.dtype, generated.output.scale,
+                         generated.output.zero_point)
     return CompiledCBackend(
         Path(artifact_path), folder, [Path(folder.name) / f"{SYMBOL_PREFIX}.c"], SYMBOL_PREFIX,
         inputs, outputs, optimization,

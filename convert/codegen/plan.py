@@ -8,7 +8,7 @@ live during its op only: arena_bytes includes it.
 
 from dataclasses import dataclass
 
-from edgeship.convert.codegen.lowering import LoweredOp
+from edgeship.convert.codegen.lowering import ACTIVATION_BYTES, LoweredOp
 
 from edgeship.tflite_graph import Graph
 
@@ -78,7 +78,7 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
     if final_copy is None:
         storage[graph_output] = ("output", 0)
     tensors = [tensor for tensor in first if tensor not in storage]
-    sizes = {tensor: graph.tensors[tensor].size for tensor in tensors}
+    sizes = {tensor: tensor_bytes(graph, tensor) for tensor in tensors}
     scratch = []
     for low in lowered:
         if low.scratch_bytes > 0:
@@ -104,6 +104,11 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
     return MemoryPlan(storage, _align(arena_bytes), final_copy,
                       sum(size for tensor, size in sizes.items() if tensor >= 0),
                       max((sizes[key] for key in scratch), default=0))
+
+
+def tensor_bytes(graph: Graph, tensor: int) -> int:
+    """Bytes of an activation tensor (int16 values take two)."""
+    return graph.tensors[tensor].size * ACTIVATION_BYTES.get(graph.tensors[tensor].dtype, 1)
 
 
 def _place(order: list[int], sizes: dict, first: dict, last: dict, overlap: dict) -> dict:

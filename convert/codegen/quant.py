@@ -43,21 +43,27 @@ def per_channel_multipliers(input_tensor: Tensor, weights: Tensor, output: Tenso
     return (np.asarray([m for m, _ in pairs], np.int32), np.asarray([s for _, s in pairs], np.int8))
 
 
+# Value range of each integer activation dtype.
+DTYPE_RANGES = {"int8": (-128, 127), "int16": (-32768, 32767)}
+
+
 def activation_range(activation: int, output: Tensor, op_name: str) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for an int8 output (float32 divide, as TFLite)."""
+    """CalculateActivationRangeQuantized for an int8 or int16 output (float32 divide, as
+    TFLite)."""
 
     def quantize(value: float) -> int:
         ratio = float(np.float32(value) / np.float32(output.scale))
         return output.zero_point + round_half_away(ratio)
 
+    low, high = DTYPE_RANGES.get(output.dtype, DTYPE_RANGES["int8"])
     if activation == 0:
-        return -128, 127
+        return low, high
     if activation == 1:
-        return max(-128, quantize(0.0)), 127
+        return max(low, quantize(0.0)), high
     if activation == 2:
-        return max(-128, quantize(-1.0)), min(127, quantize(1.0))
+        return max(low, quantize(-1.0)), min(high, quantize(1.0))
     if activation == 3:
-        return max(-128, quantize(0.0)), min(127, quantize(6.0))
+        return max(low, quantize(0.0)), min(high, quantize(6.0))
     names = {4: "TANH", 5: "SIGN_BIT"}
     raise UserInputError(f"{op_name} has fused activation {names.get(activation, activation)}, "
                          "which codegen does not support (ReLU, ReLU6 and ReLU-1..1 are)")
@@ -106,3 +112,24 @@ def add_parameters(first: Tensor, second: Tensor, output: Tensor) -> dict[str, i
             "second_multiplier": second_multiplier, "second_shift": second_shift,
             "output_multiplier": output_multiplier, "output_shift": output_shift,
             "left_shift": ADD_LEFT_SHIFT}
+
+
+SUB_LEFT_SHIFT = {"int8": 20, "int16": 15}
+
+
+def sub_parameters(first: Tensor, second: Tensor, output: Tensor) -> dict[str, int]:
+    """TFLite Micro's CalculateOpDataSub: both inputs rescaled to twice the larger scale with a
+    left shift of 20 (int8) or 15 (int16: 65535 << 15 still fits 32 bits), the difference
+    rescaled to the output's scale. The ratios are float32 arithmetic, as TFLite Micro's."""
+    left_shift = SUB_LEFT_SHIFT[output.dtype]
+    twice_max = np.float32(2) * max(np.float32(first.scale), np.float32(second.scale))
+    first_multiplier, first_shift = quantize_multiplier(
+        float(np.float32(first.scale) / twice_max))
+    second_multiplier, second_shift = quantize_multiplier(
+        float(np.float32(second.scale) / twice_max))
+    output_multiplier, output_shift = quantize_multiplier(
+        float(twice_max / (np.float32(1 << left_shift) * np.float32(output.scale))))
+    return {"first_multiplier": first_multiplier, "first_shift": first_shift,
+            "second_multiplier": second_multiplier, "second_shift": second_shift,
+            "output_multiplier": output_multiplier, "output_shift": output_shift,
+            "left_shift": left_shift}

@@ -60,7 +60,8 @@ def check_c_options(options: dict) -> str:
 
 
 class CompiledCBackend(Backend):
-    """C sources of one int8 model with `int PREFIX_run(const int8_t *, int8_t *)`, compiled
+    """C sources of one integer model with `int PREFIX_run(const int8_t *, int8_t *)` (int16_t
+    for int16 I/O, as the TensorInfo dtypes say), compiled
     into a shared library inside a temporary folder the backend owns and removes on close."""
 
     def __init__(self, artifact_path: Path, folder: tempfile.TemporaryDirectory,
@@ -86,13 +87,14 @@ class CompiledCBackend(Backend):
 
     def infer_raw(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
-        if batch.dtype != np.int8:
-            raise UserInputError(f"the c backend takes int8 inputs, got {batch.dtype}")
+        if batch.dtype != np.dtype(self._inputs[0].dtype):
+            raise UserInputError(f"the c backend takes {np.dtype(self._inputs[0].dtype)} "
+                                 f"inputs, got {batch.dtype}")
         flat = np.ascontiguousarray(batch.reshape(len(batch), -1))
         if flat.shape[1] != self._input_size:
             raise UserInputError(f"input has {flat.shape[1]} values per image; the model takes "
                                  f"{self._input_size}")
-        outputs = np.zeros((len(batch), self._output_size), np.int8)
+        outputs = np.zeros((len(batch), self._output_size), np.dtype(self._outputs[0].dtype))
         for index in range(len(batch)):
             self._run(flat[index].ctypes.data, outputs[index].ctypes.data)
         return outputs.reshape((len(batch),) + tuple(self._outputs[0].shape[1:]))

@@ -28,6 +28,7 @@ memory plan keeps them apart, which is always safe.
 """
 
 from edgeship.convert.codegen.lowering import (  # noqa: F401  (each module registers its ops)
+    arithmetic,
     conv,
     elementwise,
     fully_connected,
@@ -36,6 +37,9 @@ from edgeship.convert.codegen.lowering import (  # noqa: F401  (each module regi
     softmax,
 )
 from edgeship.convert.codegen.lowering.base import (
+    ACTIVATION_BYTES,
+    ACTIVATION_CTYPES,
+    INT8_ONLY,
     LOWERINGS,
     TYPE_CONSTRAINTS,
     ConstantArray,
@@ -53,15 +57,20 @@ from edgeship.tflite_graph import Graph, Operator
 
 SUPPORTED_OPS = tuple(LOWERINGS)
 
-__all__ = ["SUPPORTED_OPS", "ConstantArray", "ConstantStruct", "LinearParams", "LoweredOp",
+__all__ = ["ACTIVATION_BYTES", "ACTIVATION_CTYPES", "SUPPORTED_OPS", "ConstantArray", "ConstantStruct", "LinearParams", "LoweredOp",
            "ScratchArg", "SymbolArg", "TensorArg", "lower_graph", "lowers",
            "supported_ops_text"]
 
 
 def supported_ops_text() -> str:
-    """The supported ops for messages, with the dtype pair where only one is generated."""
-    return ", ".join(f"{name} ({' -> '.join(TYPE_CONSTRAINTS[name])})"
-                     if name in TYPE_CONSTRAINTS else name for name in LOWERINGS)
+    """The supported ops for messages: a bare name is int8 only, others list their dtypes."""
+    forms = []
+    for name in LOWERINGS:
+        if TYPE_CONSTRAINTS[name] == INT8_ONLY:
+            forms.append(name)
+        else:
+            forms += [f"{name} ({first} -> {second})" for first, second in TYPE_CONSTRAINTS[name]]
+    return ", ".join(forms)
 
 
 def lower_graph(graph: Graph) -> list[LoweredOp]:
@@ -83,9 +92,9 @@ def lower_graph(graph: Graph) -> list[LoweredOp]:
                              f"{len(graph.outputs)} output(s); codegen supports one of each")
     for role, index in (("input", graph.inputs[0]), ("output", graph.outputs[0])):
         tensor = graph.tensors[index]
-        if tensor.dtype != "int8":
-            raise UserInputError(f"the model's {role} is {tensor.dtype}; codegen needs a "
-                                 "full-int8 model with int8 input and output "
+        if tensor.dtype not in ACTIVATION_CTYPES:
+            raise UserInputError(f"the model's {role} is {tensor.dtype}; codegen needs an "
+                                 "integer model with int8 or int16 input and output "
                                  "(edgeship convert writes model_int8.tflite)")
     return [LOWERINGS[op.name](graph, op) for op in graph.operators]
 
@@ -94,8 +103,7 @@ def _unsupported_form(graph: Graph, op: Operator) -> str | None:
     """None when codegen generates the op, else how to name it (with types if they decide)."""
     if op.name not in LOWERINGS:
         return op.name
-    if op.name in TYPE_CONSTRAINTS:
-        types = (graph.tensors[op.inputs[0]].dtype, graph.tensors[op.outputs[0]].dtype)
-        if types != TYPE_CONSTRAINTS[op.name]:
-            return f"{op.name} ({types[0]} -> {types[1]})"
+    types = (graph.tensors[op.inputs[0]].dtype, graph.tensors[op.outputs[0]].dtype)
+    if types not in TYPE_CONSTRAINTS[op.name]:
+        return f"{op.name} ({types[0]} -> {types[1]})"
     return None

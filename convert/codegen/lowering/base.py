@@ -10,7 +10,11 @@ from edgeship.convert.codegen.quant import activation_range, padding_and_size
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 
-_CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4}
+_CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4,
+                "int64_t": 8}
+# Activation dtypes codegen computes, with their C types and bytes per value.
+ACTIVATION_CTYPES = {"int8": "int8_t", "int16": "int16_t"}
+ACTIVATION_BYTES = {"int8": 1, "int16": 2}
 
 
 @dataclass(frozen=True)
@@ -154,16 +158,19 @@ class LoweredOp:
 
 Lowering = Callable[[Graph, Operator], LoweredOp]
 LOWERINGS: dict[str, Lowering] = {}
-# Ops generated for one (input, output) dtype pair only: op name -> (input, output).
-TYPE_CONSTRAINTS: dict[str, tuple[str, str]] = {}
+# The (input dtype, output dtype) pairs each op is generated for; int8 -> int8 unless declared.
+INT8_ONLY = (("int8", "int8"),)
+TYPE_CONSTRAINTS: dict[str, tuple[tuple[str, str], ...]] = {}
 
 
-def lowers(*ops: str, types: tuple[str, str] | None = None) -> Callable[[Lowering], Lowering]:
+def lowers(*ops: str, types: tuple[tuple[str, str], ...] = INT8_ONLY
+           ) -> Callable[[Lowering], Lowering]:
     """Register a function as the lowering of the given builtin ops.
 
     Args:
         *ops: TFLite builtin op names ("CONV_2D", "DEPTHWISE_CONV_2D").
-        types: (input dtype, output dtype) when only that pair is generated.
+        types: the (first input dtype, output dtype) pairs it generates; any other pair is
+            refused by name before lowering (see lowering.lower_graph).
     """
 
     def register(function: Lowering) -> Lowering:
@@ -172,8 +179,7 @@ def lowers(*ops: str, types: tuple[str, str] | None = None) -> Callable[[Lowerin
                 raise ValueError(f"{op} is lowered twice ({LOWERINGS[op].__name__}, "
                                  f"{function.__name__})")
             LOWERINGS[op] = function
-            if types is not None:
-                TYPE_CONSTRAINTS[op] = types
+            TYPE_CONSTRAINTS[op] = tuple(types)
         return function
 
     return register
@@ -182,9 +188,15 @@ def lowers(*ops: str, types: tuple[str, str] | None = None) -> Callable[[Lowerin
 # --- checks and shapes every family uses ------------------------------------------------------
 
 def check_int8(tensor: Tensor, role: str, op: Operator) -> None:
-    if tensor.dtype != "int8":
+    check_dtype(tensor, role, op, ("int8",))
+
+
+def check_dtype(tensor: Tensor, role: str, op: Operator, allowed: tuple[str, ...]) -> None:
+    """One clear error when a tensor's dtype is not one the op's kernel computes."""
+    if tensor.dtype not in allowed:
         raise UserInputError(f"op {op.index} ({op.name}) has a {tensor.dtype} {role} "
-                             f"({tensor.name}); codegen generates full-int8 models only")
+                             f"({tensor.name}); codegen generates it for "
+                             f"{' or '.join(allowed)} only")
 
 
 def io_tensors(graph: Graph, op: Operator) -> tuple[Tensor, Tensor]:
@@ -217,6 +229,20 @@ def bias_values(graph: Graph, op: Operator, channels: int) -> np.ndarray | None:
         raise UserInputError(f"op {op.index} ({op.name}) has a {bias.dtype} bias; codegen "
                              "needs constant int32 biases")
     return np.asarray(bias.data, np.int64).reshape(channels)
+
+
+def fully_connected_dims(op: Operator, input_tensor: Tensor, weights: Tensor
+                         ) -> tuple[int, int, int]:
+    """(batches, depth, units) of a FULLY_CONNECTED with default-format [units][depth] weights."""
+    if op.options is not None and getattr(op.options, "weightsFormat", 0) != 0:
+        raise UserInputError(f"op {op.index} (FULLY_CONNECTED) uses shuffled weights; "
+                             "codegen needs the default weight format")
+    units, depth = weights.shape
+    batches = input_tensor.size // depth
+    if batches * depth != input_tensor.size:
+        raise UserInputError(f"op {op.index} (FULLY_CONNECTED): input of {input_tensor.size} "
+                             f"values is not a multiple of depth {depth}")
+    return batches, depth, units
 
 
 WINDOW_FIELDS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h",

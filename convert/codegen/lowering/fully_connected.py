@@ -10,30 +10,26 @@ from edgeship.convert.codegen.lowering.base import (
     bias_values,
     check_int8,
     check_symmetric_weights,
+    fully_connected_dims,
     lowers,
 )
+from edgeship.convert.codegen.lowering.linear16 import lower_fully_connected_16x8
 from edgeship.convert.codegen.quant import activation_range, per_channel_multipliers
 
-from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 
 
-@lowers("FULLY_CONNECTED")
+@lowers("FULLY_CONNECTED", types=(("int8", "int8"), ("int16", "int16")))
 def lower_fully_connected(graph: Graph, op: Operator) -> LoweredOp:
-    """Weights [units][depth]; MACs: batches * depth * units."""
+    """Weights [units][depth]; MACs: batches * depth * units. 16x8 ops: lowering.linear16."""
+    if graph.tensors[op.inputs[0]].dtype == "int16":
+        return lower_fully_connected_16x8(graph, op)
     input_tensor, weights = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
     output = graph.tensors[op.outputs[0]]
     for tensor, role in ((input_tensor, "input"), (weights, "weight"), (output, "output")):
         check_int8(tensor, role, op)
     check_symmetric_weights(weights, op)
-    if op.options is not None and getattr(op.options, "weightsFormat", 0) != 0:
-        raise UserInputError(f"op {op.index} (FULLY_CONNECTED) uses shuffled weights; "
-                             "codegen needs the default weight format")
-    units, depth = weights.shape
-    batches = input_tensor.size // depth
-    if batches * depth != input_tensor.size:
-        raise UserInputError(f"op {op.index} (FULLY_CONNECTED): input of {input_tensor.size} "
-                             f"values is not a multiple of depth {depth}")
+    batches, depth, units = fully_connected_dims(op, input_tensor, weights)
     per_channel = weights.scales.size > 1
     multipliers, shifts = per_channel_multipliers(input_tensor, weights, output,
                                                   units if per_channel else 1)

@@ -1,14 +1,6 @@
-/* @section add needs common */
+/* @section add needs add_params */
 /* ADD of two same-shape tensors (reference_integer_ops::AddElementwise): both inputs are
  * rescaled to a common scale with 20 bits of headroom, summed, then requantized. */
-typedef struct {
-  int32_t input1_offset, input2_offset, output_offset;
-  int32_t left_shift;
-  int32_t input1_multiplier, input2_multiplier, output_multiplier;
-  int32_t input1_shift, input2_shift, output_shift;
-  int32_t act_min, act_max;
-} es_add_params;
-
 static void es_add(const es_add_params *p, int32_t size, const int8_t *input1,
                    const int8_t *input2, int8_t *output) {
   int32_t i;
