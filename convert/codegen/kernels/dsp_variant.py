@@ -142,8 +142,16 @@ def _depthwise(op: LoweredOp) -> LoweredOp:
 def _fully_connected(op: LoweredOp) -> LoweredOp:
     linear, prefix = op.linear, f"op{op.index}"
     depth = linear.weights.shape[1]
-    constants = _constants(op, interleave_rows(linear.weights, 4, depth), with_bias=False)
-    arguments = (*op.arguments[:4], SymbolArg(f"{prefix}_weights"), *op.arguments[5:])
+    requant = requant_table(linear, len(linear.multipliers))
+    if requant is None:
+        return op
+    constants = (ConstantArray("int8_t", f"{prefix}_weights",
+                               interleave_rows(linear.weights, 4, depth)),
+                 ConstantArray("int32_t", f"{prefix}_folded_bias", linear.folded_bias),
+                 ConstantArray("int32_t", f"{prefix}_requant", requant))
+    arguments = (*op.arguments[:4], SymbolArg(f"{prefix}_weights"),
+                 SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_requant"),
+                 *op.arguments[8:])
     return dataclasses.replace(op, kernel="dsp_fully_connected", arguments=arguments,
                                constants=constants)
 
@@ -158,7 +166,7 @@ def specialize(op: LoweredOp) -> LoweredOp:
         return _conv(op)
     if op.kernel == "depthwise_conv_2d" and linear.depth_multiplier == 1:
         return _depthwise(op)
-    if op.kernel == "fully_connected" and linear.weights.shape[1] % 4 == 0:
+    if op.kernel == "fully_connected" and linear.weights.shape[1] % 8 == 0:
         return _fully_connected(op)
     return op
 

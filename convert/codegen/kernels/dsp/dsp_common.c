@@ -77,6 +77,12 @@ static inline uint32_t es_word(const int8_t *bytes) {
   es_copy_word(&word, bytes);
   return word;
 }
+/* acc + the four products of a word of bytes already sign-extended in pairs (low: bytes 0
+ * and 2, high: bytes 1 and 3) and a word of four weight bytes. */
+static inline int32_t es_dsp_dot4(int32_t acc, uint32_t low, uint32_t high, uint32_t weights) {
+  return es_smlad(high, es_sxtb16_high(weights), es_smlad(low, es_sxtb16_low(weights), acc));
+}
+
 static inline void es_store_word(int8_t *bytes, uint32_t word) {
   es_copy_word(bytes, &word);
 }

@@ -56,10 +56,10 @@
       const uint32_t w0 = es_word(w), w1 = es_word((w) + 4);      \
       const uint32_t al = es_sxtb16_low(va), ah = es_sxtb16_high(va); \
       const uint32_t bl = es_sxtb16_low(vb), bh = es_sxtb16_high(vb); \
-      a0 = es_smlad(ah, es_sxtb16_high(w0), es_smlad(al, es_sxtb16_low(w0), a0)); \
-      b0 = es_smlad(bh, es_sxtb16_high(w0), es_smlad(bl, es_sxtb16_low(w0), b0)); \
-      a1 = es_smlad(ah, es_sxtb16_high(w1), es_smlad(al, es_sxtb16_low(w1), a1)); \
-      b1 = es_smlad(bh, es_sxtb16_high(w1), es_smlad(bl, es_sxtb16_low(w1), b1)); \
+      a0 = es_dsp_dot4(a0, al, ah, w0);                         \
+      b0 = es_dsp_dot4(b0, bl, bh, w0);                         \
+      a1 = es_dsp_dot4(a1, al, ah, w1);                         \
+      b1 = es_dsp_dot4(b1, bl, bh, w1);                         \
       (x) += 8;                                                   \
       (w) += 8;                                                   \
     }                                                             \
