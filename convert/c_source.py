@@ -9,6 +9,10 @@ from edgeship.errors import UserInputError
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+# C type of each integer activation dtype generated C computes in (int16: 16x8 models).
+ACTIVATION_CTYPES = {"int8": "int8_t", "int16": "int16_t"}
+
+
 def c_array_literal(values: np.ndarray, per_line: int = 24, indent: str = "    ") -> str:
     """Integers as a C initializer body, per_line values a line."""
     flat = [str(int(value)) for value in np.asarray(values).reshape(-1)]

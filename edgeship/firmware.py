@@ -24,7 +24,8 @@ __all__ = ["CodegenConfig", "EmbedConfig", "collect_samples", "embed_model", "ge
 
 def collect_samples(model_path: Path, count: int, images: np.ndarray | None = None,
                     labels: np.ndarray | None = None, seed: int = 0) -> Samples:
-    """count test images quantized for the model, with TFLite Micro's int8 outputs.
+    """count test images quantized for the model, with TFLite Micro's outputs (the model's
+    integer I/O types: int8, or int16 for a 16x8 model).
 
     Images come from the caller, else from the test split of the dataset recorded in the
     run directory's manifest (class-balanced, seeded); a model outside a run directory gets
@@ -56,16 +57,18 @@ def collect_samples(model_path: Path, count: int, images: np.ndarray | None = No
                 rng = np.random.default_rng(seed)
                 labels = np.full(count, -1)
                 source = "random int8 inputs (the model is not in a run directory)"
+        dtype = np.dtype(info.dtype)
         if images is None:
-            raw = rng.integers(-128, 128, size=(count,) + tuple(info.shape[1:])).astype(np.int8)
-        elif np.asarray(images).dtype == np.int8:
-            raw = np.asarray(images, np.int8)
+            low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
+            raw = rng.integers(low, high + 1, size=(count,) + tuple(info.shape[1:])).astype(dtype)
+        elif np.asarray(images).dtype == dtype:
+            raw = np.asarray(images, dtype)
         else:
             shape = tuple(info.shape[1:])
             raw = info.quantize(np.asarray(images, np.float32).reshape((len(images),) + shape))
         expected = backend.infer_raw(raw)
     return Samples(inputs=raw, labels=np.asarray(labels, np.int64).reshape(-1),
-                   expected=np.asarray(expected, np.int8).reshape(len(raw), -1), source=source)
+                   expected=np.asarray(expected).reshape(len(raw), -1), source=source)
 
 
 def measure_tflm_arena(model_path: Path) -> dict:

@@ -5,6 +5,7 @@ kernel variant renders its call.
 """
 
 from edgeship.convert.c_source import (
+    ACTIVATION_CTYPES,
     EXTERN_C_CLOSE,
     EXTERN_C_OPEN,
     c_array_literal,
@@ -13,7 +14,7 @@ from edgeship.convert.c_source import (
     header_guard,
 )
 from edgeship.convert.codegen.kernels import KernelVariant
-from edgeship.convert.codegen.lowering import ACTIVATION_CTYPES, LoweredOp
+from edgeship.convert.codegen.lowering import LoweredOp
 from edgeship.convert.codegen.plan import MemoryPlan, tensor_bytes
 from edgeship.convert.firmware_sources import QuantizedIO
 

@@ -27,6 +27,7 @@ order lets its output share bytes with a dying input (see overlap.py); without i
 memory plan keeps them apart, which is always safe.
 """
 
+from edgeship.convert.c_source import ACTIVATION_CTYPES
 from edgeship.convert.codegen.lowering import (  # noqa: F401  (each module registers its ops)
     arithmetic,
     conv,
@@ -38,7 +39,6 @@ from edgeship.convert.codegen.lowering import (  # noqa: F401  (each module regi
 )
 from edgeship.convert.codegen.lowering.base import (
     ACTIVATION_BYTES,
-    ACTIVATION_CTYPES,
     INT8_ONLY,
     LOWERINGS,
     TYPE_CONSTRAINTS,
@@ -57,7 +57,7 @@ from edgeship.tflite_graph import Graph, Operator
 
 SUPPORTED_OPS = tuple(LOWERINGS)
 
-__all__ = ["ACTIVATION_BYTES", "ACTIVATION_CTYPES", "SUPPORTED_OPS", "ConstantArray", "ConstantStruct", "LinearParams", "LoweredOp",
+__all__ = ["ACTIVATION_BYTES", "SUPPORTED_OPS", "ConstantArray", "ConstantStruct", "LinearParams", "LoweredOp",
            "ScratchArg", "SymbolArg", "TensorArg", "lower_graph", "lowers",
            "supported_ops_text"]
 

@@ -8,8 +8,8 @@ offset inputs with input1 * input2 / output scale. int16 tensors have zero point
 """
 
 import numpy as np
+from edgeship.convert.c_source import ACTIVATION_CTYPES
 from edgeship.convert.codegen.lowering.base import (
-    ACTIVATION_CTYPES,
     ConstantArray,
     ConstantStruct,
     LoweredOp,

@@ -12,8 +12,7 @@ from edgeship.tflite_graph import Graph, Operator, Tensor
 
 _CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4,
                 "int64_t": 8}
-# Activation dtypes codegen computes, with their C types and bytes per value.
-ACTIVATION_CTYPES = {"int8": "int8_t", "int16": "int16_t"}
+# Bytes per value of the activation dtypes codegen computes (c_source.ACTIVATION_CTYPES).
 ACTIVATION_BYTES = {"int8": 1, "int16": 2}
 
 

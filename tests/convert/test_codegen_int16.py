@@ -1,0 +1,250 @@
+"""codegen of int16-activation (16x8) and mixed int8/int16 models: bit-exact with TFLite Micro.
+
+Tiny untrained models made here: a Keras Normalization in front of dense layers (SUB and MUL
+with constants, broadcast over rows), converted whole 16x8 by the TFLite converter (int16
+I/O; int64 and int32 biases) and mixed by ai-edge-quantizer (normalization and the first
+dense layer int16, the rest int8, QUANTIZE ops between); SUB and MUL of two activations with
+broadcasting in int8; and the ops codegen cannot lower in int16 (SOFTMAX), refused by name.
+"""
+
+import ctypes
+import importlib.util
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgeship.convert.codegen import CodegenConfig, generate_c, lower_graph, read_graph
+from edgeship.runtime.backends import TensorInfo, open_backend
+from edgeship.runtime.backends.c import CompiledCBackend, compile_shared_library
+
+from edgeship.errors import UserInputError
+
+needs_host_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                                   reason="no host C compiler")
+needs_profile = pytest.mark.skipif(
+    shutil.which("arm-none-eabi-gcc") is None
+    or any(importlib.util.find_spec(name) is None for name in ("unicorn", "capstone", "elftools")),
+    reason="needs arm-none-eabi-gcc, unicorn, capstone and pyelftools (scripts/setup.sh)")
+
+ROWS, FEATURES = 4, 6
+
+
+def _features(count: int) -> np.ndarray:
+    """Unnormalized tabular features: columns scaled from 0.1 to 1000 with offsets."""
+    rng = np.random.default_rng(0)
+    scales = np.array([1, 10, 100, 1000, 0.1, 5], np.float32)
+    return (rng.normal(size=(count, ROWS, FEATURES)) * scales
+            + np.arange(FEATURES) * 10).astype(np.float32)
+
+
+def _normalized_dense(keras, softmax: bool):
+    samples = _features(64)
+    normalization = keras.layers.Normalization(axis=-1, name="normalization")
+    normalization.adapt(samples)
+    layers = [keras.Input((ROWS, FEATURES)), normalization, keras.layers.Flatten(),
+              keras.layers.Dense(8, activation="relu", name="fc1"), keras.layers.Dense(3)]
+    return keras.Sequential(layers + ([keras.layers.Softmax()] if softmax else [])), samples
+
+
+def _convert(tensorflow, model, samples, int16: bool, int32_bias: bool = False) -> bytes:
+    converter = tensorflow.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tensorflow.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([samples[i:i + 1]] for i in range(len(samples)))
+    ops = tensorflow.lite.OpsSet
+    if int16:
+        converter.target_spec.supported_ops = [
+            ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tensorflow.int16
+    else:
+        converter.target_spec.supported_ops = [ops.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tensorflow.int8
+    if int32_bias:
+        converter._experimental_full_integer_quantization_bias_type = tensorflow.int32
+    return converter.convert()
+
+
+def _mixed(float_path: Path, samples: np.ndarray) -> bytes:
+    """ai-edge-quantizer: int8 everywhere, int16 activations on normalization and fc1."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import qtyping, quantizer
+
+    recipe = quantizer.Quantizer(str(float_path))
+    for pattern, bits in ((".*", 8), (".*normalization.*", 16), (".*fc1.*", 16)):
+        recipe.add_static_config(pattern, "*", activation_num_bits=bits, weight_num_bits=8,
+                                 weight_granularity=qtyping.QuantGranularity.CHANNELWISE)
+    signature = Interpreter(str(float_path)).get_signature_list()["serving_default"]
+    name = list(signature["inputs"])[0]
+    calibration = recipe.calibrate(
+        {"serving_default": [{name: samples[i:i + 1]} for i in range(len(samples))]})
+    return recipe.quantize(calibration).quantized_model
+
+
+def _arithmetic(keras):
+    """SUB and MUL of two activations, one broadcast ([1, 6] against [4, 6])."""
+    inputs = keras.Input((ROWS, FEATURES), batch_size=1)
+    dense = keras.layers.Dense(FEATURES, name="dense")(inputs)
+    difference = keras.layers.Subtract()([dense, inputs])
+    flat = keras.layers.Flatten()(inputs)
+    row = keras.layers.Reshape((1, FEATURES))(keras.layers.Dense(FEATURES)(flat))
+    product = keras.layers.Lambda(lambda t: t[0] * t[1])([difference, row])
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(product)))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    from edgeship.deps import import_tf_keras
+
+    tensorflow, keras = import_tf_keras()
+    tensorflow.random.set_seed(0)
+    folder = tmp_path_factory.mktemp("int16")
+    logits, samples = _normalized_dense(keras, softmax=False)
+    classifier, _ = _normalized_dense(keras, softmax=True)
+    arithmetic = _arithmetic(keras)
+    standard = np.random.default_rng(2).normal(size=(64, ROWS, FEATURES)).astype(np.float32)
+    float_path = folder / "classifier_float.tflite"
+    float_path.write_bytes(tensorflow.lite.TFLiteConverter.from_keras_model(classifier).convert())
+    contents = {
+        "whole16": _convert(tensorflow, logits, samples, int16=True),
+        "whole16_int32_bias": _convert(tensorflow, logits, samples, int16=True, int32_bias=True),
+        "whole16_softmax": _convert(tensorflow, classifier, samples, int16=True),
+        "mixed": _mixed(float_path, samples),
+        "arithmetic_int8": _convert(tensorflow, arithmetic, standard, int16=False),
+        "arithmetic_int16": _convert(tensorflow, arithmetic, standard, int16=True)}
+    paths = {}
+    for name, data in contents.items():
+        paths[name] = folder / f"{name}.tflite"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def _kernels(path: Path) -> list[str]:
+    return [op.kernel for op in lower_graph(read_graph(path.read_bytes()))]
+
+
+def _random_inputs(path: Path, count: int) -> np.ndarray:
+    """Full-range random raw inputs of the model's input type."""
+    with open_backend("tflm", path) as backend:
+        info = backend.inputs()[0]
+    dtype = np.dtype(info.dtype)
+    bounds = np.iinfo(dtype)
+    return np.random.default_rng(1).integers(bounds.min, bounds.max + 1,
+                                             (count, *info.shape[1:])).astype(dtype)
+
+
+def _assert_bit_exact(path: Path, kernels: str = "portable", count: int = 64) -> None:
+    raw = _random_inputs(path, count)
+    with open_backend("tflm", path) as backend:
+        expected = np.asarray(backend.infer_raw(raw)).reshape(count, -1)
+    folder = tempfile.TemporaryDirectory(prefix="edgeship_int16_")
+    generated = generate_c(CodegenConfig(model=str(path), out=folder.name, kernels=kernels))
+    info = [TensorInfo(role, (-1, *io.shape[1:]), io.dtype, io.scale, io.zero_point)
+            for role, io in (("input", generated.input), ("output", generated.output))]
+    backend = CompiledCBackend(path, folder, [Path(folder.name) / "model.c"], "model", *info,
+                               "-O2", facts={})
+    try:
+        outputs = np.asarray(backend.infer_raw(raw)).reshape(count, -1)
+    finally:
+        backend.close()
+    assert outputs.dtype == expected.dtype
+    np.testing.assert_array_equal(outputs, expected, err_msg=f"{path.name} ({kernels})")
+    assert len(np.unique(expected)) > 3, "outputs too uniform to test anything"
+
+
+@needs_host_cc
+def test_whole_16x8_model_with_int16_io_is_bit_exact(models):
+    assert _kernels(models["whole16"]) == ["sub_s16", "mul_s16", None, "fully_connected_s16",
+                                           "fully_connected_s16"]
+    _assert_bit_exact(models["whole16"])
+
+
+@needs_host_cc
+def test_16x8_fully_connected_with_int32_bias_is_bit_exact(models):
+    assert _kernels(models["whole16_int32_bias"]).count("fully_connected_s16_acc32") == 2
+    _assert_bit_exact(models["whole16_int32_bias"])
+
+
+@needs_host_cc
+@pytest.mark.parametrize("kernels", ("portable", "dsp"))
+def test_mixed_int8_int16_model_is_bit_exact(models, kernels):
+    assert _kernels(models["mixed"]) == [
+        "quantize_s8_s16", "sub_s16", "mul_s16", "quantize_s16_s8", None, "quantize_s8_s16",
+        "fully_connected_s16", "quantize_s16_s8", "fully_connected", "softmax"]
+    _assert_bit_exact(models["mixed"], kernels)  # dsp: int16 families fall back to portable
+
+
+@needs_host_cc
+def test_sub_and_mul_of_activations_broadcast_in_int8_and_int16(models):
+    for name in ("arithmetic_int8", "arithmetic_int16"):
+        graph = read_graph(models[name].read_bytes())
+        lowered = lower_graph(graph)
+        mul = next(op for op in lowered if op.name == "MUL")
+        assert len(mul.inputs) == 2 and not mul.constants  # two activations
+        shapes = {graph.tensors[index].shape for index in mul.inputs}
+        assert len(shapes) == 2, shapes  # one broadcast
+        assert any(op.name == "SUB" and len(op.inputs) == 2 for op in lowered)
+        _assert_bit_exact(models[name])
+
+
+def test_int16_ops_without_a_kernel_are_named(models, tmp_path):
+    with pytest.raises(UserInputError) as raised:
+        generate_c(CodegenConfig(model=str(models["whole16_softmax"]), out=str(tmp_path)))
+    message = str(raised.value)
+    assert "does not support op(s) SOFTMAX (int16 -> int16)" in message
+    assert "FULLY_CONNECTED (int16 -> int16)" in message.split("supported: ")[1]
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_plan_sizes_int16_tensors_in_bytes(models):
+    from edgeship.convert.codegen import plan_memory
+
+    graph = read_graph(models["whole16"].read_bytes())
+    plan = plan_memory(graph, lower_graph(graph))
+    features = ROWS * FEATURES
+    # SUB's output (int16, 2 bytes a value) and MUL's output (aliased by RESHAPE) are live
+    # together; the FC outputs are smaller.
+    assert plan.sum_of_tensors == 2 * (features + features + 8)
+    assert plan.arena_bytes >= 2 * features
+
+
+@needs_host_cc
+def test_int16_header_and_samples_run_on_the_host(models, tmp_path):
+    from edgeship.firmware import generate_c as generate_with_samples
+
+    path = models["whole16"]
+    result = generate_with_samples(CodegenConfig(model=str(path), out=str(tmp_path),
+                                                 samples=5))
+    assert result.input.dtype == result.output.dtype == "int16"
+    header = (tmp_path / "model.h").read_text()
+    assert "int model_run(const int16_t *input, int16_t *output);" in header
+    samples_header = (tmp_path / "model_samples.h").read_text()
+    assert "extern const int16_t model_sample_inputs" in samples_header
+    assert "extern const int16_t model_sample_outputs" in samples_header
+    harness = tmp_path / "check.c"
+    harness.write_text(
+        '#include "model.h"\n#include "model_samples.h"\n'
+        "int count_mismatches(void) {\n"
+        "  int16_t output[MODEL_OUTPUT_SIZE];\n  int sample, i, wrong = 0;\n"
+        "  for (sample = 0; sample < MODEL_SAMPLE_COUNT; ++sample) {\n"
+        "    model_run(model_sample_inputs[sample], output);\n"
+        "    for (i = 0; i < MODEL_OUTPUT_SIZE; ++i) {\n"
+        "      wrong += output[i] != model_sample_outputs[sample][i];\n    }\n  }\n"
+        "  return wrong;\n}\n")
+    library = compile_shared_library([tmp_path / "model.c", tmp_path / "model_samples.c", harness],
+                                     tmp_path / "libcheck.so")
+    assert ctypes.CDLL(str(library)).count_mismatches() == 0
+
+
+@needs_profile
+def test_mixed_model_is_bit_exact_on_emulated_cortex_m4(models):
+    from edgeship.profile.fidelity import matches_tflite_micro
+    from edgeship.profile.run import ProfileConfig, model_input, profile_model
+
+    path = models["mixed"]
+    report = profile_model(ProfileConfig(model=str(path), target="cortex-m4"))
+    tensor = read_graph(path.read_bytes()).tensors[read_graph(path.read_bytes()).inputs[0]]
+    input_bytes, _ = model_input(ProfileConfig(model=str(path)), tensor.size, tensor.scale,
+                                 tensor.zero_point)
+    assert matches_tflite_micro(path, input_bytes, report.output)
+    assert report.cycles > 0
