@@ -161,8 +161,10 @@ def quantize_mixed(float_tflite: Path, calibration: np.ndarray, int16_ops) -> by
         if op.index in chosen:
             add(f"^{re.escape(names[op.output_tensor])};$", "*", 16)
     inputs = _op_inputs(data)
+    floats = _float_tensors(data)
     consumers = {tensor for op in ops for tensor in inputs[op.index]}
-    first = [op.index for op in ops if set(inputs[op.index]) & set(graph.inputs.tolist())]
+    first = [op.index for op in ops if op.output_tensor in floats  # not SHAPE and the like
+             and set(inputs[op.index]) & set(graph.inputs.tolist())]
     if first and all(index in chosen for index in first):
         for tensor in graph.inputs.tolist():
             if tensor in consumers:
@@ -174,7 +176,9 @@ def quantize_mixed(float_tflite: Path, calibration: np.ndarray, int16_ops) -> by
                              "int16 needs exactly one")
     key, signature = next(iter(signatures.items()))
     input_name = signature["inputs"][0]
-    samples = [{input_name: image[np.newaxis].astype(np.float32)} for image in calibration]
+    # One batch: its min and max are the whole sample's, as TFLite's converter calibrates
+    # (one image at a time, ai-edge-quantizer keeps a moving average, which clips outliers).
+    samples = [{input_name: np.asarray(calibration, np.float32)}]
     with _quiet():
         result = quantizer.quantize(quantizer.calibrate({key: samples}))
     return bytes(result.quantized_model)
@@ -319,7 +323,7 @@ def _with_data_movement(float_path: Path, chosen: set[int]) -> set[int]:
     ops, inputs = graph_ops(data), _op_inputs(data)
     by_index = {op.index: op for op in ops}
     producer = {op.output_tensor: op.index for op in ops}
-    constants = _constants(data)
+    constants, floats = _constants(data), _float_tensors(data)
     result = set(chosen)
     pending = list(chosen)
     while pending:
@@ -327,7 +331,7 @@ def _with_data_movement(float_path: Path, chosen: set[int]) -> set[int]:
             source = producer.get(tensor)
             if source is None or source in result:
                 continue
-            activations = [t for t in inputs[source] if t not in constants]
+            activations = [t for t in inputs[source] if t not in constants and t in floats]
             if by_index[source].op in _DATA_MOVEMENT_OPS | _ELEMENTWISE_OPS and len(activations) == 1:
                 result.add(source)
                 pending.append(source)
@@ -336,6 +340,14 @@ def _with_data_movement(float_path: Path, chosen: set[int]) -> set[int]:
                                                 for tensor in inputs[op.index]):
             result.add(op.index)
     return result
+
+
+def _float_tensors(tflite_bytes: bytes) -> set[int]:
+    """Indices of the float32 tensors (activations; int32 shape arithmetic left out)."""
+    from edgeship.tflite_graph import read_model
+
+    tensors = read_model(tflite_bytes).subgraphs[0].tensors
+    return {index for index, tensor in enumerate(tensors) if tensor.type == 0}  # FLOAT32
 
 
 def _constants(tflite_bytes: bytes) -> set[int]:
