@@ -92,6 +92,19 @@ def _arithmetic(keras):
     return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(product)))
 
 
+def _convolutions(keras, depthwise: bool):
+    """Conv (3x3 stride 2 same, 2x2 dilation 2), depthwise (multiplier 2, valid), dense."""
+    bias = keras.initializers.RandomNormal(stddev=0.2, seed=3)
+    layers = [keras.Input((9, 7, 2), batch_size=1),
+              keras.layers.Conv2D(3, 3, strides=2, padding="same", activation="relu",
+                                  bias_initializer=bias),
+              keras.layers.Conv2D(4, 2, dilation_rate=2, padding="same", bias_initializer=bias)]
+    if depthwise:
+        layers.append(keras.layers.DepthwiseConv2D(3, depth_multiplier=2,
+                                                   bias_initializer=bias))
+    return keras.Sequential([*layers, keras.layers.Flatten(), keras.layers.Dense(3)])
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     from edgeship.deps import import_tf_keras
@@ -103,6 +116,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     classifier, _ = _normalized_dense(keras, softmax=True)
     arithmetic = _arithmetic(keras)
     standard = np.random.default_rng(2).normal(size=(64, ROWS, FEATURES)).astype(np.float32)
+    images = np.random.default_rng(3).normal(size=(64, 9, 7, 2)).astype(np.float32)
     float_path = folder / "classifier_float.tflite"
     float_path.write_bytes(tensorflow.lite.TFLiteConverter.from_keras_model(classifier).convert())
     contents = {
@@ -111,7 +125,10 @@ def models(tmp_path_factory) -> dict[str, Path]:
         "whole16_softmax": _convert(tensorflow, classifier, samples, int16=True),
         "mixed": _mixed(float_path, samples),
         "arithmetic_int8": _convert(tensorflow, arithmetic, standard, int16=False),
-        "arithmetic_int16": _convert(tensorflow, arithmetic, standard, int16=True)}
+        "arithmetic_int16": _convert(tensorflow, arithmetic, standard, int16=True),
+        "conv16": _convert(tensorflow, _convolutions(keras, True), images, int16=True),
+        "conv16_int32_bias": _convert(tensorflow, _convolutions(keras, False), images,
+                                      int16=True, int32_bias=True)}
     paths = {}
     for name, data in contents.items():
         paths[name] = folder / f"{name}.tflite"
@@ -184,6 +201,15 @@ def test_sub_and_mul_of_activations_broadcast_in_int8_and_int16(models):
         shapes = {graph.tensors[index].shape for index in mul.inputs}
         assert len(shapes) == 2, shapes  # one broadcast
         assert any(op.name == "SUB" and len(op.inputs) == 2 for op in lowered)
+        _assert_bit_exact(models[name])
+
+
+@needs_host_cc
+def test_16x8_convolutions_are_bit_exact(models):
+    assert _kernels(models["conv16"]) == ["conv_2d_s16"] * 3 + [None, "fully_connected_s16"]
+    assert _kernels(models["conv16_int32_bias"]) == ["conv_2d_s16_acc32"] * 2 + [
+        None, "fully_connected_s16_acc32"]
+    for name in ("conv16", "conv16_int32_bias"):
         _assert_bit_exact(models[name])
 
 

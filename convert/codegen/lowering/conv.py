@@ -14,6 +14,7 @@ from edgeship.convert.codegen.lowering.base import (
     window,
     window_struct,
 )
+from edgeship.convert.codegen.lowering.linear16 import lower_convolution_16x8
 from edgeship.convert.codegen.lowering.overlap import conv_overlap, element_overlap
 from edgeship.convert.codegen.quant import per_channel_multipliers
 
@@ -21,13 +22,16 @@ from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 
 
-@lowers("CONV_2D", "DEPTHWISE_CONV_2D")
+@lowers("CONV_2D", "DEPTHWISE_CONV_2D", types=(("int8", "int8"), ("int16", "int16")))
 def lower_convolution(graph: Graph, op: Operator) -> LoweredOp:
-    """CONV_2D (weights [out_c][k_h][k_w][in_c]) and DEPTHWISE_CONV_2D ([1][k_h][k_w][out_c]).
+    """CONV_2D (weights [out_c][k_h][k_w][in_c]) and DEPTHWISE_CONV_2D ([1][k_h][k_w][out_c]);
+    16x8 ones in lowering.linear16.
 
     MACs: out_h * out_w * out_c * k_h * k_w * in_c, and for depthwise (one input channel per
     output channel) out_h * out_w * out_c * k_h * k_w.
     """
+    if graph.tensors[op.inputs[0]].dtype == "int16":
+        return lower_convolution_16x8(graph, op)
     input_tensor, weights = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
     output = graph.tensors[op.outputs[0]]
     for tensor, role in ((input_tensor, "input"), (weights, "weight"), (output, "output")):

@@ -1,4 +1,5 @@
-"""16x8 FULLY_CONNECTED: int16 activations, int8 weights, an int64 or int32 bias.
+"""16x8 FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D: int16 activations, int8 weights, an
+int64 or int32 bias.
 
 TFLite Micro (fully_connected.cc, kTfLiteInt16 input) accumulates in the bias type: with an
 int64 bias (or none, unless the op's quantized_bias_type asks for int32) the int64 sum is
@@ -16,6 +17,8 @@ from edgeship.convert.codegen.lowering.base import (
     check_dtype,
     check_symmetric_weights,
     fully_connected_dims,
+    window,
+    window_struct,
 )
 from edgeship.convert.codegen.quant import activation_range, per_channel_multipliers
 
@@ -25,15 +28,21 @@ from edgeship.tflite_graph import Graph, Operator
 TENSOR_TYPE_INT32 = 2  # TFLite's TensorType enum: quantized_bias_type INT32
 
 
-def lower_fully_connected_16x8(graph: Graph, op: Operator) -> LoweredOp:
-    """Weights [units][depth]; MACs: batches * depth * units (the lowering.fully_connected
-    registration sends int16 inputs here)."""
+def _tensors_16x8(graph: Graph, op: Operator):
+    """The op's int16 input, int8 symmetric weights and int16 output, checked."""
     input_tensor, weights = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
     output = graph.tensors[op.outputs[0]]
     check_dtype(input_tensor, "input", op, ("int16",))
     check_dtype(weights, "weight", op, ("int8",))
     check_dtype(output, "output", op, ("int16",))
     check_symmetric_weights(weights, op)
+    return input_tensor, weights, output
+
+
+def lower_fully_connected_16x8(graph: Graph, op: Operator) -> LoweredOp:
+    """Weights [units][depth]; MACs: batches * depth * units (the lowering.fully_connected
+    registration sends int16 inputs here)."""
+    input_tensor, weights, output = _tensors_16x8(graph, op)
     batches, depth, units = fully_connected_dims(op, input_tensor, weights)
     per_channel = weights.scales.size > 1
     multipliers, shifts = per_channel_multipliers(input_tensor, weights, output,
@@ -41,23 +50,12 @@ def lower_fully_connected_16x8(graph: Graph, op: Operator) -> LoweredOp:
     prefix = f"op{op.index}"
     constants = [ConstantArray("int8_t", f"{prefix}_weights",
                                np.asarray(weights.data, np.int8).reshape(-1))]
-    has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
-    if has_bias:
-        bias = graph.tensors[op.inputs[2]]
-        if bias.dtype not in ("int32", "int64") or bias.data is None:
-            raise UserInputError(f"op {op.index} (FULLY_CONNECTED) has a {bias.dtype} bias; "
-                                 "16x8 codegen needs a constant int64 or int32 bias")
-        wide = bias.dtype == "int64"
-        constants.append(ConstantArray(f"{bias.dtype}_t", f"{prefix}_bias",
-                                       np.asarray(bias.data).reshape(units)))
-    else:
-        wide = getattr(op.options, "quantizedBiasType", 0) != TENSOR_TYPE_INT32
-    constants += [ConstantArray("int32_t", f"{prefix}_multiplier", multipliers),
+    bias_constants, bias_argument, wide = _bias_constants(graph, op, units, op.options)
+    constants += [*bias_constants, ConstantArray("int32_t", f"{prefix}_multiplier", multipliers),
                   ConstantArray("int8_t", f"{prefix}_shift", shifts)]
     act_min, act_max = activation_range(op.options.fusedActivationFunction, output, op.name)
     arguments = (batches, depth, units, TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
-                 SymbolArg(f"{prefix}_bias") if has_bias else 0,
-                 -input_tensor.zero_point, SymbolArg(f"{prefix}_multiplier"),
+                 bias_argument, -input_tensor.zero_point, SymbolArg(f"{prefix}_multiplier"),
                  SymbolArg(f"{prefix}_shift"), int(per_channel), output.zero_point, act_min,
                  act_max, TensorArg(op.outputs[0]))
     accumulator = "int64" if wide else "int32"
@@ -67,3 +65,59 @@ def lower_fully_connected_16x8(graph: Graph, op: Operator) -> LoweredOp:
                      summary=(f"16x8 {batches}x{depth} -> {batches}x{units}, {accumulator} "
                               "accumulator"),
                      constants=tuple(constants), macs=batches * depth * units)
+
+
+def lower_convolution_16x8(graph: Graph, op: Operator) -> LoweredOp:
+    """16x8 CONV_2D and DEPTHWISE_CONV_2D (the lowering.conv registration sends int16 inputs
+    here): one reference loop over the window, taps outside the image skipped. TFLite Micro's
+    int16 depthwise reads an int64 bias only; conv takes int64 or int32."""
+    input_tensor, weights, output = _tensors_16x8(graph, op)
+    options, depthwise = op.options, op.name == "DEPTHWISE_CONV_2D"
+    if depthwise:
+        _, k_h, k_w, out_c = weights.shape
+    else:
+        out_c, k_h, k_w, weight_channels = weights.shape
+    values, summary = window(op, input_tensor, output, k_h, k_w, options,
+                             (options.dilationHFactor, options.dilationWFactor))
+    depth_multiplier = out_c // values["in_c"] if depthwise else 0
+    if depthwise and depth_multiplier * values["in_c"] != out_c:
+        raise UserInputError(f"op {op.index} (DEPTHWISE_CONV_2D): {out_c} output channels "
+                             f"are not a multiple of {values['in_c']} input channels")
+    if not depthwise and weight_channels != values["in_c"]:
+        raise UserInputError(f"op {op.index} (CONV_2D): grouped convolutions are not supported")
+    multipliers, shifts = per_channel_multipliers(input_tensor, weights, output, out_c)
+    prefix = f"op{op.index}"
+    constants, bias_argument, wide = _bias_constants(graph, op, out_c, options)
+    if depthwise and not wide:
+        raise UserInputError(f"op {op.index} (DEPTHWISE_CONV_2D) is 16x8 with an int32 bias, "
+                             "which TFLite Micro's int16 depthwise does not read; codegen "
+                             "needs an int64 bias there")
+    constants = (ConstantArray("int8_t", f"{prefix}_weights",
+                               np.asarray(weights.data, np.int8).reshape(-1)), *constants,
+                 ConstantArray("int32_t", f"{prefix}_multiplier", multipliers),
+                 ConstantArray("int8_t", f"{prefix}_shift", shifts))
+    struct = window_struct(op, values)
+    arguments = (SymbolArg(struct.name, address=True), depth_multiplier, TensorArg(op.inputs[0]),
+                 SymbolArg(f"{prefix}_weights"), bias_argument,
+                 SymbolArg(f"{prefix}_multiplier"), SymbolArg(f"{prefix}_shift"),
+                 TensorArg(op.outputs[0]))
+    taps = values["out_h"] * values["out_w"] * out_c * k_h * k_w
+    return LoweredOp(op.index, op.name, "conv_2d_s16" if wide else "conv_2d_s16_acc32",
+                     arguments, inputs=(op.inputs[0],), outputs=(op.outputs[0],),
+                     summary=f"16x8 {summary}, {'int64' if wide else 'int32'} accumulator",
+                     constants=constants, structs=(struct,),
+                     macs=int(taps if depthwise else taps * values["in_c"]))
+
+
+def _bias_constants(graph: Graph, op: Operator, channels: int, options
+                    ) -> tuple[tuple[ConstantArray, ...], object, bool]:
+    """(bias constant or nothing, its kernel argument, whether the sum is int64)."""
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return (), 0, getattr(options, "quantizedBiasType", 0) != TENSOR_TYPE_INT32
+    bias = graph.tensors[op.inputs[2]]
+    if bias.dtype not in ("int32", "int64") or bias.data is None:
+        raise UserInputError(f"op {op.index} ({op.name}) has a {bias.dtype} bias; 16x8 "
+                             "codegen needs a constant int64 or int32 bias")
+    name = f"op{op.index}_bias"
+    constant = ConstantArray(f"{bias.dtype}_t", name, np.asarray(bias.data).reshape(channels))
+    return (constant,), SymbolArg(name), bias.dtype == "int64"
