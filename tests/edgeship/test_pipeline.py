@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from edgeship.errors import UserInputError
 from edgeship.pipeline import STAGES, run_lock
 from edgeship.pipeline_config import PipelineConfig, config_from_sources, load_config_file
-from edgeship.errors import UserInputError
 from tests.conftest import REPO, run_cli
 
 FAST = ["--model", "lenet5", "--dataset", "mnist5k", "--epochs", "2", "--bench-runs", "20",
@@ -224,7 +224,7 @@ def test_report_renders_in_headless_chromium(pipeline_run, tmp_path):
              "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
              "--virtual-time-budget=5000"]
     dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=120, check=False)
     match = re.search(r"CHECK(\{.*?\})END", dom.stdout)
     assert match, dom.stdout[-2000:]
     result = json.loads(match.group(1))
@@ -238,7 +238,7 @@ def test_report_renders_in_headless_chromium(pipeline_run, tmp_path):
     screenshot = REPO / "tests" / "artifacts" / "report.png"
     screenshot.parent.mkdir(exist_ok=True)
     subprocess.run(["chromium", *flags, "--window-size=1200,2400", f"--screenshot={screenshot}",
-                    (out / "report.html").as_uri()], capture_output=True, timeout=120)
+                    (out / "report.html").as_uri()], capture_output=True, timeout=120, check=False)
     assert screenshot.stat().st_size > 20_000
 
 
