@@ -192,11 +192,40 @@ def target_lines(rows: list[dict], published: dict) -> str:
             f"({best['kernels']}) vs {_millions(target)}: "
             f"{'met' if ratio <= 1 else f'missed, {ratio:.1f}x'}; RAM {ram:,} B vs "
             f"{ram_target:,} B: {'met' if ram <= ram_target else 'missed'}.")
+        if ratio > 1:
+            lines.append(f"  where its cycles go: {_op_types(best)}.")
+        by_variant = {row["kernels"]: row["total"]["cycles"] for row in measured}
+        if "dsp" in by_variant and "cmsis-nn" in by_variant:
+            versus = by_variant["dsp"] / by_variant["cmsis-nn"]
+            lines.append(f"  dsp vs cmsis-nn: {versus:.2f}x the cycles "
+                         f"({'met' if versus <= 1 else 'missed'}: target <= 1.0x).")
     lines.append("The portable kernels do one 8-bit multiply-accumulate per loop iteration "
-                 "(instr/MAC above); the dsp and cmsis-nn variants, with two 16-bit MACs per "
-                 "instruction, are what is meant to close the cycle gap, and join the table "
-                 "when codegen offers them.")
+                 "(instr/MAC above); dsp and cmsis-nn use two 16-bit MACs per instruction "
+                 "(SMLAD). Where a target is missed, the op types above say why: a "
+                 "depthwise 3x3 has only 9 MACs per output, so its per-output "
+                 "requantization and per-tap loads weigh far more per MAC than in a conv, "
+                 "whose cycles/MAC is bound by the dual-MAC inner loop (2 pixels x 2 "
+                 "channels per step, the registers of a Cortex-M4 allow no more); layers "
+                 "with few input channels (first convs, the VWW model's early pointwise "
+                 "convs) pay the per-output work over few MACs.")
     return "\n".join(lines)
+
+
+def _op_types(row: dict) -> str:
+    """Each op type's share of a profile's cycles and its cycles per MAC, largest first."""
+    types: dict[str, list[float]] = {}
+    for op in row["ops"]:
+        cycles_macs = types.setdefault(op["op"], [0.0, 0.0])
+        cycles_macs[0] += op["cycles"]
+        cycles_macs[1] += op["macs"]
+    total = sum(cycles for cycles, _ in types.values())
+    parts = []
+    for name, (cycles, macs) in sorted(types.items(), key=lambda item: -item[1][0]):
+        if cycles < 0.02 * total:
+            continue
+        per_mac = f", {cycles / macs:.2f} cycles/MAC" if macs else ""
+        parts.append(f"{name} {cycles / total:.0%}{per_mac}")
+    return "; ".join(parts)
 
 
 def main(argv=None) -> int:
