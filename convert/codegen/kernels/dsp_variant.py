@@ -4,11 +4,16 @@ C in kernels/dsp/ (ACLE intrinsics under `#if __ARM_FEATURE_DSP`, the same integ
 C otherwise, so host builds are bit-exact too). At generation time each op is specialized:
 - mostly-zero conv and fully connected layers are stored sparse (lowering.sparse, DSP_RULE);
 - CONV_2D -> dsp_conv_2d: weights in output-channel pairs interleaved by 4 bytes, rows
-  zero-padded to a multiple of 4 (2x2 register blocking; im2col scratch of two rows unless
-  the window is one pixel of a multiple of 4 channels);
-- DEPTHWISE_CONV_2D with depth multiplier 1 -> dsp_depthwise_conv_2d (weights as TFLite's);
-- FULLY_CONNECTED with depth a multiple of 4 -> dsp_fully_connected: units in fours
+  zero-padded to a multiple of 8 (2x2 register blocking); scratch holds the two windows
+  interleaved (and their im2col rows unless the window is one pixel of a multiple of 8
+  channels);
+- DEPTHWISE_CONV_2D with depth multiplier 1 -> dsp_depthwise_conv_2d: weights as int16 pairs
+  in channel quads (depthwise weights are small: 2x their bytes), scratch a band of k_h padded
+  input rows;
+- FULLY_CONNECTED with depth a multiple of 8 -> dsp_fully_connected: units in fours
   interleaved by 4 bytes.
+Each needs every channel's requantization in es_dsp_requantize's range (requant_table: right
+shifts of 2 or more); an op outside it stays portable.
 Everything else (pooling, add, softmax, depth multiplier > 1...) is the portable kernel.
 """
 
