@@ -278,3 +278,26 @@ def window(op: Operator, input_tensor: Tensor, output: Tensor, k_h: int, k_w: in
 def window_struct(op: Operator, values: dict) -> ConstantStruct:
     return ConstantStruct("es_window", f"op{op.index}_window",
                           tuple(int(values[key]) for key in WINDOW_FIELDS))
+
+
+def convolution_window(op: Operator, input_tensor: Tensor, weights: Tensor, output: Tensor
+                       ) -> tuple[dict, str, int]:
+    """(es_window values, summary, depth multiplier: 0 for CONV_2D) of a CONV_2D (weights
+    [out_c][k_h][k_w][in_c]) or DEPTHWISE_CONV_2D ([1][k_h][k_w][out_c]), checked."""
+    options = op.options
+    if op.name == "DEPTHWISE_CONV_2D":
+        _, k_h, k_w, out_c = weights.shape
+    else:
+        out_c, k_h, k_w, weight_channels = weights.shape
+    values, summary = window(op, input_tensor, output, k_h, k_w, options,
+                             (options.dilationHFactor, options.dilationWFactor))
+    if op.name != "DEPTHWISE_CONV_2D":
+        if weight_channels != values["in_c"]:
+            raise UserInputError(f"op {op.index} (CONV_2D): grouped convolutions are not "
+                                 "supported")
+        return values, summary, 0
+    depth_multiplier = out_c // values["in_c"]
+    if depth_multiplier * values["in_c"] != out_c:
+        raise UserInputError(f"op {op.index} (DEPTHWISE_CONV_2D): {out_c} output channels "
+                             f"are not a multiple of {values['in_c']} input channels")
+    return values, summary, depth_multiplier

@@ -10,15 +10,14 @@ from edgeship.convert.codegen.lowering.base import (
     bias_values,
     check_int8,
     check_symmetric_weights,
+    convolution_window,
     lowers,
-    window,
     window_struct,
 )
 from edgeship.convert.codegen.lowering.linear16 import lower_convolution_16x8
 from edgeship.convert.codegen.lowering.overlap import conv_overlap, element_overlap
 from edgeship.convert.codegen.quant import per_channel_multipliers
 
-from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 
 
@@ -37,29 +36,17 @@ def lower_convolution(graph: Graph, op: Operator) -> LoweredOp:
     for tensor, role in ((input_tensor, "input"), (weights, "weight"), (output, "output")):
         check_int8(tensor, role, op)
     check_symmetric_weights(weights, op)
-    options = op.options
     depthwise = op.name == "DEPTHWISE_CONV_2D"
-    if depthwise:
-        _, k_h, k_w, out_c = weights.shape
-    else:
-        out_c, k_h, k_w, weight_channels = weights.shape
-    values, summary = window(op, input_tensor, output, k_h, k_w, options,
-                             (options.dilationHFactor, options.dilationWFactor))
+    values, summary, depth_multiplier = convolution_window(op, input_tensor, weights, output)
+    out_c, k_h, k_w = values["out_c"], values["k_h"], values["k_w"]
     weight_values = np.asarray(weights.data, np.int8)
     prefix = f"op{op.index}"
     pixels_out = values["out_h"] * values["out_w"] * out_c * k_h * k_w
     if depthwise:
-        depth_multiplier = out_c // values["in_c"]
-        if depth_multiplier * values["in_c"] != out_c:
-            raise UserInputError(f"op {op.index} (DEPTHWISE_CONV_2D): {out_c} output channels "
-                                 f"are not a multiple of {values['in_c']} input channels")
         sums = weight_values.reshape(-1, out_c).astype(np.int64).sum(axis=0)
         kernel, leading = "depthwise_conv_2d", (depth_multiplier,)
         overlap, macs = element_overlap(values, depth_multiplier), pixels_out
     else:
-        if weight_channels != values["in_c"]:
-            raise UserInputError(f"op {op.index} (CONV_2D): grouped convolutions are not "
-                                 "supported")
         sums = weight_values.reshape(out_c, -1).astype(np.int64).sum(axis=1)
         kernel, leading = "conv_2d", ()
         overlap, macs = conv_overlap(values), pixels_out * values["in_c"]

@@ -16,8 +16,8 @@ from edgeship.convert.codegen.lowering.base import (
     TensorArg,
     check_dtype,
     check_symmetric_weights,
+    convolution_window,
     fully_connected_dims,
-    window,
     window_struct,
 )
 from edgeship.convert.codegen.quant import activation_range, per_channel_multipliers
@@ -72,22 +72,12 @@ def lower_convolution_16x8(graph: Graph, op: Operator) -> LoweredOp:
     here): one reference loop over the window, taps outside the image skipped. TFLite Micro's
     int16 depthwise reads an int64 bias only; conv takes int64 or int32."""
     input_tensor, weights, output = _tensors_16x8(graph, op)
-    options, depthwise = op.options, op.name == "DEPTHWISE_CONV_2D"
-    if depthwise:
-        _, k_h, k_w, out_c = weights.shape
-    else:
-        out_c, k_h, k_w, weight_channels = weights.shape
-    values, summary = window(op, input_tensor, output, k_h, k_w, options,
-                             (options.dilationHFactor, options.dilationWFactor))
-    depth_multiplier = out_c // values["in_c"] if depthwise else 0
-    if depthwise and depth_multiplier * values["in_c"] != out_c:
-        raise UserInputError(f"op {op.index} (DEPTHWISE_CONV_2D): {out_c} output channels "
-                             f"are not a multiple of {values['in_c']} input channels")
-    if not depthwise and weight_channels != values["in_c"]:
-        raise UserInputError(f"op {op.index} (CONV_2D): grouped convolutions are not supported")
+    depthwise = op.name == "DEPTHWISE_CONV_2D"
+    values, summary, depth_multiplier = convolution_window(op, input_tensor, weights, output)
+    out_c, k_h, k_w = values["out_c"], values["k_h"], values["k_w"]
     multipliers, shifts = per_channel_multipliers(input_tensor, weights, output, out_c)
     prefix = f"op{op.index}"
-    constants, bias_argument, wide = _bias_constants(graph, op, out_c, options)
+    constants, bias_argument, wide = _bias_constants(graph, op, out_c, op.options)
     if depthwise and not wide:
         raise UserInputError(f"op {op.index} (DEPTHWISE_CONV_2D) is 16x8 with an int32 bias, "
                              "which TFLite Micro's int16 depthwise does not read; codegen "
