@@ -97,31 +97,32 @@ def mean_parameters(input_scale: float, output_scale: float, count: int) -> tupl
     return multiplier, shift - count_shift
 
 
-ADD_LEFT_SHIFT = 20
+# Headroom of ADD and SUB's rescaled inputs: 20 bits for int8, 15 for int16 (65535 << 15
+# still fits 32 bits).
+ARITHMETIC_LEFT_SHIFT = {"int8": 20, "int16": 15}
 
 
 def add_parameters(first: Tensor, second: Tensor, output: Tensor) -> dict[str, int]:
-    """PrepareGeneralSubOrAdd for int8: both inputs rescaled to twice the larger scale with a
-    left shift of 20, the sum rescaled to the output's scale."""
+    """TFLite Micro's CalculateOpDataAdd: both inputs rescaled to twice the larger scale with a
+    left shift of 20 (int8) or 15 (int16), the sum rescaled to the output's scale (double
+    arithmetic)."""
+    left_shift = ARITHMETIC_LEFT_SHIFT[output.dtype]
     twice_max = 2 * max(first.scale, second.scale)
     first_multiplier, first_shift = quantize_multiplier(first.scale / twice_max)
     second_multiplier, second_shift = quantize_multiplier(second.scale / twice_max)
     output_multiplier, output_shift = quantize_multiplier(
-        twice_max / ((1 << ADD_LEFT_SHIFT) * output.scale))
+        twice_max / ((1 << left_shift) * output.scale))
     return {"first_multiplier": first_multiplier, "first_shift": first_shift,
             "second_multiplier": second_multiplier, "second_shift": second_shift,
             "output_multiplier": output_multiplier, "output_shift": output_shift,
-            "left_shift": ADD_LEFT_SHIFT}
+            "left_shift": left_shift}
 
-
-SUB_LEFT_SHIFT = {"int8": 20, "int16": 15}
 
 
 def sub_parameters(first: Tensor, second: Tensor, output: Tensor) -> dict[str, int]:
-    """TFLite Micro's CalculateOpDataSub: both inputs rescaled to twice the larger scale with a
-    left shift of 20 (int8) or 15 (int16: 65535 << 15 still fits 32 bits), the difference
-    rescaled to the output's scale. The ratios are float32 arithmetic, as TFLite Micro's."""
-    left_shift = SUB_LEFT_SHIFT[output.dtype]
+    """TFLite Micro's CalculateOpDataSub: as add_parameters, but the ratios are float32
+    arithmetic, as TFLite Micro's (its ADD divides in double)."""
+    left_shift = ARITHMETIC_LEFT_SHIFT[output.dtype]
     twice_max = np.float32(2) * max(np.float32(first.scale), np.float32(second.scale))
     first_multiplier, first_shift = quantize_multiplier(
         float(np.float32(first.scale) / twice_max))

@@ -4,7 +4,7 @@ Tiny untrained models made here: a Keras Normalization in front of dense layers 
 with constants, broadcast over rows), converted whole 16x8 by the TFLite converter (int16
 I/O; int64 and int32 biases) and mixed by ai-edge-quantizer (normalization and the first
 dense layer int16, the rest int8, QUANTIZE ops between); SUB and MUL of two activations with
-broadcasting in int8; and the ops codegen cannot lower in int16 (SOFTMAX), refused by name.
+broadcasting and ADD in int8 and int16; 16x8 convolutions; and the ops codegen cannot lower in int16 (SOFTMAX), refused by name.
 """
 
 import ctypes
@@ -75,21 +75,22 @@ def _mixed(float_path: Path, samples: np.ndarray) -> bytes:
         recipe.add_static_config(pattern, "*", activation_num_bits=bits, weight_num_bits=8,
                                  weight_granularity=qtyping.QuantGranularity.CHANNELWISE)
     signature = Interpreter(str(float_path)).get_signature_list()["serving_default"]
-    name = list(signature["inputs"])[0]
+    name = next(iter(signature["inputs"]))
     calibration = recipe.calibrate(
         {"serving_default": [{name: samples[i:i + 1]} for i in range(len(samples))]})
     return recipe.quantize(calibration).quantized_model
 
 
 def _arithmetic(keras):
-    """SUB and MUL of two activations, one broadcast ([1, 6] against [4, 6])."""
+    """SUB, MUL and ADD of two activations, MUL's broadcast ([1, 6] against [4, 6])."""
     inputs = keras.Input((ROWS, FEATURES), batch_size=1)
     dense = keras.layers.Dense(FEATURES, name="dense")(inputs)
     difference = keras.layers.Subtract()([dense, inputs])
     flat = keras.layers.Flatten()(inputs)
     row = keras.layers.Reshape((1, FEATURES))(keras.layers.Dense(FEATURES)(flat))
     product = keras.layers.Lambda(lambda t: t[0] * t[1])([difference, row])
-    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(product)))
+    total = keras.layers.Add()([product, inputs])
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(total)))
 
 
 def _convolutions(keras, depthwise: bool):
@@ -192,7 +193,7 @@ def test_mixed_int8_int16_model_is_bit_exact(models, kernels):
 
 
 @needs_host_cc
-def test_sub_and_mul_of_activations_broadcast_in_int8_and_int16(models):
+def test_sub_mul_and_add_of_activations_in_int8_and_int16(models):
     for name in ("arithmetic_int8", "arithmetic_int16"):
         graph = read_graph(models[name].read_bytes())
         lowered = lower_graph(graph)
@@ -201,6 +202,8 @@ def test_sub_and_mul_of_activations_broadcast_in_int8_and_int16(models):
         shapes = {graph.tensors[index].shape for index in mul.inputs}
         assert len(shapes) == 2, shapes  # one broadcast
         assert any(op.name == "SUB" and len(op.inputs) == 2 for op in lowered)
+        add = next(op for op in lowered if op.name == "ADD")
+        assert add.kernel == ("add" if name == "arithmetic_int8" else "add_s16")
         _assert_bit_exact(models[name])
 
 

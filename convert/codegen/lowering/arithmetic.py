@@ -1,9 +1,11 @@
-"""SUB and MUL of int8 or int16 tensors, broadcasting up to rank 4, either operand constant.
+"""SUB and MUL of int8 or int16 tensors (and ADD of int16 ones: int8 ADD is lowering.elementwise),
+broadcasting up to rank 4, either operand constant.
 
 TFLite Micro's arithmetic (sub_common.cc CalculateOpDataSub, mul_common.cc
 CalculateOpDataMul; reference_ops::BroadcastQuantSubSlow, reference_integer_ops::Mul and
-BroadcastMul6DSlow): SUB rescales both inputs to twice the larger scale after a left shift of
-20 (int8) or 15 (int16) and requantizes the difference; MUL requantizes the product of the
+BroadcastMul6DSlow, add_common.cc and reference_ops::AddGeneralParamScale for int16 ADD):
+ADD and SUB rescale both inputs to twice the larger scale after a left shift of
+20 (int8) or 15 (int16) and requantize the sum or difference; MUL requantizes the product of the
 offset inputs with input1 * input2 / output scale. int16 tensors have zero point 0.
 """
 
@@ -18,14 +20,19 @@ from edgeship.convert.codegen.lowering.base import (
     check_dtype,
     lowers,
 )
-from edgeship.convert.codegen.quant import activation_range, quantize_multiplier, sub_parameters
+from edgeship.convert.codegen.quant import (
+    activation_range,
+    add_parameters,
+    quantize_multiplier,
+    sub_parameters,
+)
 
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 
 SAME_TYPES = (("int8", "int8"), ("int16", "int16"))
 # Kernel family of each (op, dtype): kernels/portable/<family>.c.
-_FAMILIES = {("SUB", "int8"): "sub", ("SUB", "int16"): "sub_s16",
+_FAMILIES = {("SUB", "int8"): "sub", ("SUB", "int16"): "sub_s16", ("ADD", "int16"): "add_s16",
              ("MUL", "int8"): "mul", ("MUL", "int16"): "mul_s16"}
 
 
@@ -65,6 +72,8 @@ def _operand(graph: Graph, op: Operator, position: int, output: Tensor):
 def _scaling(op: Operator, first: Tensor, second: Tensor, output: Tensor) -> dict[str, int]:
     if op.name == "SUB":
         return sub_parameters(first, second, output)
+    if op.name == "ADD":
+        return add_parameters(first, second, output)
     multiplier, shift = quantize_multiplier(first.scale * second.scale / output.scale)
     return {"left_shift": 0, "first_multiplier": 0, "second_multiplier": 0,
             "output_multiplier": multiplier, "first_shift": 0, "second_shift": 0,

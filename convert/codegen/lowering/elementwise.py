@@ -1,5 +1,6 @@
-"""ADD of two same-shape int8 activations."""
+"""ADD of two same-shape int8 activations (int16 ADD: lowering.arithmetic)."""
 
+from edgeship.convert.codegen.lowering.arithmetic import SAME_TYPES, lower_binary
 from edgeship.convert.codegen.lowering.base import (
     ConstantStruct,
     LoweredOp,
@@ -14,8 +15,10 @@ from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 
 
-@lowers("ADD")
+@lowers("ADD", types=SAME_TYPES)
 def lower_add(graph: Graph, op: Operator) -> LoweredOp:
+    if graph.tensors[op.outputs[0]].dtype == "int16":
+        return lower_binary(graph, op)
     first, second = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
     output = graph.tensors[op.outputs[0]]
     for tensor, role in ((first, "input"), (second, "input"), (output, "output")):

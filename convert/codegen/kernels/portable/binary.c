@@ -1,6 +1,7 @@
 /* @section binary needs add_params */
-/* SUB and MUL of two tensors broadcast over a 4-d output (TFLite Micro's
- * BroadcastQuantSubSlow, reference_integer_ops::Mul and BroadcastMul6DSlow): every constant,
+/* SUB, MUL and int16 ADD of two tensors broadcast over a 4-d output (TFLite Micro's
+ * BroadcastQuantSubSlow, reference_integer_ops::Mul and BroadcastMul6DSlow,
+ * reference_ops::AddGeneralParamScale and BroadcastAdd4DSlow): every constant,
  * the output's dims and each input's strides (0 along broadcast axes) are fixed at
  * generation time. */
 typedef struct {
@@ -9,16 +10,26 @@ typedef struct {
   int32_t second0, second1, second2, second3;
 } es_broadcast;
 
-/* reference_ops::SubElementwise on one pair: both inputs shifted left by left_shift (20 for
- * int8, 15 for int16) and rescaled, the difference requantized to the output. */
-static inline int32_t es_sub_value(const es_add_params *p, int32_t a, int32_t b) {
+/* reference_ops::SubElementwise (sign -1) and AddElementwise (sign 1) on one pair: both
+ * inputs shifted left by left_shift (20 for int8, 15 for int16) and rescaled, the difference
+ * or sum requantized to the output. */
+static inline int32_t es_add_sub_value(const es_add_params *p, int32_t a, int32_t b, int sign) {
   const int32_t shifted1 = (int32_t)((uint32_t)(a + p->input1_offset) << p->left_shift);
   const int32_t shifted2 = (int32_t)((uint32_t)(b + p->input2_offset) << p->left_shift);
   const int32_t scaled1 = es_requantize(shifted1, p->input1_multiplier, p->input1_shift);
   const int32_t scaled2 = es_requantize(shifted2, p->input2_multiplier, p->input2_shift);
+  const int32_t combined = sign > 0 ? scaled1 + scaled2 : scaled1 - scaled2;
   const int32_t result =
-      es_requantize(scaled1 - scaled2, p->output_multiplier, p->output_shift) + p->output_offset;
+      es_requantize(combined, p->output_multiplier, p->output_shift) + p->output_offset;
   return es_clamp(result, p->act_min, p->act_max);
+}
+
+static inline int32_t es_sub_value(const es_add_params *p, int32_t a, int32_t b) {
+  return es_add_sub_value(p, a, b, -1);
+}
+
+static inline int32_t es_add_value(const es_add_params *p, int32_t a, int32_t b) {
+  return es_add_sub_value(p, a, b, 1);
 }
 
 /* reference_integer_ops::MulElementwise on one pair (int16 products fit 32 bits). */
