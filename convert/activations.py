@@ -248,6 +248,8 @@ def choose(requested: str, int8_path: Path, float_path: Path, calibration: np.nd
         for group in ([] if within else groups_of(ranking)):
             moved += group
             int16_ops = _with_data_movement(float_path, {layer.index for layer in moved})
+            if steps and len(int16_ops) == len(steps[-1].int16_layers):
+                continue  # the group was already pulled in by an earlier one
             data = quantize_mixed(float_path, calibration, int16_ops)
             step_accuracy = scorer.accuracy(scorer.write(f"step{len(steps)}", data))
             outputs = _op_outputs(float_path)
