@@ -348,4 +348,7 @@ def test_supported_ops_are_the_lowering_registry():
     for family in ("conv_2d", "depthwise_conv_2d", "fully_connected", "pool_2d", "add",
                    "softmax", "mean", "pad", "quantize"):
         needs, body = portable.section(family)
-        assert f"es_{family}(" in body and needs == ["common"]
+        assert f"es_{family}(" in body
+        while needs != ["common"]:  # sections shared by several families sit in between
+            assert len(needs) == 1, (family, needs)
+            needs, _ = portable.section(needs[0])

@@ -24,7 +24,6 @@ from edgeship.convert.codegen.quant import (
     activation_range,
     add_parameters,
     quantize_multiplier,
-    sub_parameters,
 )
 
 from edgeship.errors import UserInputError
@@ -70,9 +69,7 @@ def _operand(graph: Graph, op: Operator, position: int, output: Tensor):
 
 
 def _scaling(op: Operator, first: Tensor, second: Tensor, output: Tensor) -> dict[str, int]:
-    if op.name == "SUB":
-        return sub_parameters(first, second, output)
-    if op.name == "ADD":
+    if op.name in ("ADD", "SUB"):
         return add_parameters(first, second, output)
     multiplier, shift = quantize_multiplier(first.scale * second.scale / output.scale)
     return {"left_shift": 0, "first_multiplier": 0, "second_multiplier": 0,

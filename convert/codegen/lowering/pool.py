@@ -1,10 +1,12 @@
-"""MAX_POOL_2D and AVERAGE_POOL_2D (int8 pooling keeps the input's scale and zero point)."""
+"""MAX_POOL_2D and AVERAGE_POOL_2D, int8 or int16 (pooling keeps the input's scale and zero
+point)."""
 
 from edgeship.convert.codegen.lowering.base import (
+    ACTIVATION_BYTES,
     LoweredOp,
     SymbolArg,
     TensorArg,
-    io_tensors,
+    check_dtype,
     lowers,
     window,
     window_struct,
@@ -15,9 +17,11 @@ from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 
 
-@lowers("MAX_POOL_2D", "AVERAGE_POOL_2D")
+@lowers("MAX_POOL_2D", "AVERAGE_POOL_2D", types=(("int8", "int8"), ("int16", "int16")))
 def lower_pool(graph: Graph, op: Operator) -> LoweredOp:
-    input_tensor, output = io_tensors(graph, op)
+    input_tensor, output = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    check_dtype(input_tensor, "input", op, ("int8", "int16"))
+    check_dtype(output, "output", op, (input_tensor.dtype,))
     if (input_tensor.scale, input_tensor.zero_point) != (output.scale, output.zero_point):
         raise UserInputError(f"op {op.index} ({op.name}) rescales its input; TFLite int8 "
                              "pooling keeps the input's scale and zero point")
@@ -28,6 +32,9 @@ def lower_pool(graph: Graph, op: Operator) -> LoweredOp:
     average = int(op.name == "AVERAGE_POOL_2D")
     arguments = (SymbolArg(struct.name, address=True), average, TensorArg(op.inputs[0]),
                  TensorArg(op.outputs[0]))
-    return LoweredOp(op.index, op.name, "pool_2d", arguments, inputs=(op.inputs[0],),
+    kernel = "pool_2d" if input_tensor.dtype == "int8" else "pool_2d_s16"
+    # element_overlap counts values; the plan counts bytes.
+    limit = element_overlap(values, 1) * ACTIVATION_BYTES[input_tensor.dtype]
+    return LoweredOp(op.index, op.name, kernel, arguments, inputs=(op.inputs[0],),
                      outputs=(op.outputs[0],), summary=summary, structs=(struct,),
-                     overlap=((op.inputs[0], element_overlap(values, 1)),))
+                     overlap=((op.inputs[0], limit),))
