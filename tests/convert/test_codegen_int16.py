@@ -124,6 +124,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     float_path.write_bytes(tensorflow.lite.TFLiteConverter.from_keras_model(classifier).convert())
     contents = {
         "whole16": _convert(tensorflow, logits, samples, int16=True),
+        "normalized_int8": _convert(tensorflow, logits, samples, int16=False),
         "whole16_int32_bias": _convert(tensorflow, logits, samples, int16=True, int32_bias=True),
         "whole16_softmax": _convert(tensorflow, classifier, samples, int16=True),
         "mixed": _mixed(float_path, samples),
@@ -179,6 +180,12 @@ def test_whole_16x8_model_with_int16_io_is_bit_exact(models):
     assert _kernels(models["whole16"]) == ["sub_s16", "mul_s16", None, "fully_connected_s16",
                                            "fully_connected_s16"]
     _assert_bit_exact(models["whole16"])
+
+
+@needs_host_cc
+def test_int8_sub_and_mul_with_constant_operands_are_bit_exact(models):
+    assert _kernels(models["normalized_int8"])[:2] == ["sub", "mul"]
+    _assert_bit_exact(models["normalized_int8"])
 
 
 @needs_host_cc
