@@ -61,6 +61,10 @@ class QuantizedIO:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
     def to_dict(self) -> dict:
         return {"shape": list(self.shape), "scale": self.scale, "zero_point": self.zero_point,
                 "dtype": self.dtype}

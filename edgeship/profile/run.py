@@ -161,8 +161,8 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
     harness_cycles = sum(count.cycles for count in (outside, after) if count)
     flash["total"] = sum(flash.values())
     flash["harness"] = firmware.harness_flash
-    ram = {"activations": generated.arena_bytes, "input": generated.input.size,
-           "output": generated.output.size,
+    ram = {"activations": generated.arena_bytes, "input": generated.input.nbytes,
+           "output": generated.output.nbytes,
            # Portable kernels need no scratch; variants that do will report it in CodegenResult.
            "scratch": int(getattr(generated, "scratch_bytes", 0)),
            "stack": run.stack_bytes}
