@@ -194,6 +194,14 @@ def target_lines(rows: list[dict], published: dict) -> str:
             f"{ram_target:,} B: {'met' if ram <= ram_target else 'missed'}.")
         if ratio > 1:
             lines.append(f"  where its cycles go: {_op_types(best)}.")
+        if ram > ram_target:
+            parts = ", ".join(f"{name} {best['ram'][name]:,}" for name in
+                              ("activations", "input", "output", "scratch", "stack"))
+            smallest = min(measured, key=lambda row: row["ram"]["total"])
+            lines.append(f"  where its RAM goes ({best['kernels']}): {parts} B; the smallest "
+                         f"variant here, {smallest['kernels']}, takes "
+                         f"{smallest['ram']['total']:,} B (activations "
+                         f"{smallest['ram']['activations']:,}).")
         by_variant = {row["kernels"]: row["total"]["cycles"] for row in measured}
         if "dsp" in by_variant and "cmsis-nn" in by_variant:
             versus = by_variant["dsp"] / by_variant["cmsis-nn"]
