@@ -118,3 +118,44 @@ def add_parameters(first: Tensor, second: Tensor, output: Tensor) -> dict[str, i
             "second_multiplier": second_multiplier, "second_shift": second_shift,
             "output_multiplier": output_multiplier, "output_shift": output_shift,
             "left_shift": left_shift}
+
+
+def lut_int16(input_scale: float, input_zero_point: int, output_scale: float,
+              output_zero_point: int, transform) -> np.ndarray:
+    """TFLite's LUTPopulateInt16<float>: 512 interpolation steps plus the end point, in
+    float32 arithmetic step by step as the C++ does (transform maps a float32 to a float32)."""
+    f32 = np.float32
+    input_min = f32(input_scale) * f32(-32768 - input_zero_point)
+    input_max = f32(input_scale) * f32(32767 - input_zero_point)
+    output_min = f32(output_scale) * f32(-32768 - output_zero_point)
+    output_max = f32(output_scale) * f32(32767 - output_zero_point)
+    step = (input_max - input_min) / f32(512)
+    half_step = step / f32(2)
+    scaling = f32(65536) / (output_max - output_min)
+
+    def rounded(value) -> np.float32:
+        return f32(round_half_away(float(value)))
+
+    lut = np.zeros(513, np.int64)
+    for i in range(512):
+        start = input_min + f32(i) * step
+        value = transform(start)
+        midpoint = transform(start + half_step)
+        following = transform(input_min + f32(i + 1) * step)
+        sample = rounded(value * scaling)
+        interpolated = rounded((following * scaling + rounded(value * scaling)) / f32(2))
+        error = interpolated - rounded(midpoint * scaling)
+        lut[i] = min(max(sample - rounded(error / f32(2)), -32768), 32767)
+    lut[512] = min(max(rounded(transform(input_max) * scaling), -32768), 32767)
+    return lut
+
+
+def softmax_int16_tables() -> tuple[np.ndarray, np.ndarray]:
+    """TFLite Micro's int16 softmax tables: exp over [-10, 0] and 1 / (1 + x) over [0, 1]."""
+    f32 = np.float32
+    span = 65535
+    exp_lut = lut_int16(f32(10.0) / f32(span), 32767, f32(2.0) / f32(span), 0,
+                        lambda value: np.exp(f32(value)))
+    reciprocal_lut = lut_int16(f32(1.0) / f32(span), -32768, f32(2.0) / f32(span), 0,
+                               lambda value: f32(1.0) / (f32(1.0) + f32(value)))
+    return exp_lut, reciprocal_lut

@@ -4,7 +4,8 @@ Tiny untrained models made here: a Keras Normalization in front of dense layers 
 with constants, broadcast over rows), converted whole 16x8 by the TFLite converter (int16
 I/O; int64 and int32 biases) and mixed by ai-edge-quantizer (normalization and the first
 dense layer int16, the rest int8, QUANTIZE ops between); SUB and MUL of two activations with
-broadcasting and ADD in int8 and int16; 16x8 convolutions; and the ops codegen cannot lower in int16 (SOFTMAX), refused by name.
+broadcasting and ADD in int8 and int16; 16x8 convolutions and pooling; int16 SOFTMAX (TFLite's
+tables); and an op codegen cannot lower in int16 (MEAN), refused by name.
 """
 
 import ctypes
@@ -128,6 +129,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
         "whole16_int32_bias": _convert(tensorflow, logits, samples, int16=True, int32_bias=True),
         "whole16_softmax": _convert(tensorflow, classifier, samples, int16=True),
         "mixed": _mixed(float_path, samples),
+        "mean16": _convert(tensorflow, keras.Sequential([
+            keras.Input((ROWS, FEATURES), batch_size=1), keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(3)]), standard, int16=True),
         "arithmetic_int8": _convert(tensorflow, arithmetic, standard, int16=False),
         "arithmetic_int16": _convert(tensorflow, arithmetic, standard, int16=True),
         "conv16": _convert(tensorflow, _convolutions(keras, True), images, int16=True),
@@ -228,11 +232,17 @@ def test_16x8_convolutions_and_pooling_are_bit_exact(models):
         _assert_bit_exact(models[name])
 
 
+@needs_host_cc
+def test_int16_softmax_tables_are_bit_exact(models):
+    assert _kernels(models["whole16_softmax"])[-1] == "softmax_s16"
+    _assert_bit_exact(models["whole16_softmax"])
+
+
 def test_int16_ops_without_a_kernel_are_named(models, tmp_path):
     with pytest.raises(UserInputError) as raised:
-        generate_c(CodegenConfig(model=str(models["whole16_softmax"]), out=str(tmp_path)))
+        generate_c(CodegenConfig(model=str(models["mean16"]), out=str(tmp_path)))
     message = str(raised.value)
-    assert "does not support op(s) SOFTMAX (int16 -> int16)" in message
+    assert "does not support op(s) MEAN (int16 -> int16)" in message
     assert "FULLY_CONNECTED (int16 -> int16)" in message.split("supported: ")[1]
     assert not list(tmp_path.iterdir())  # nothing written
 
