@@ -3,7 +3,7 @@
 Tiny untrained models made here: a Keras Normalization in front of dense layers (SUB and MUL
 with constants, broadcast over rows), converted whole 16x8 by the TFLite converter (int16
 I/O; int64 and int32 biases) and mixed by ai-edge-quantizer (normalization and the first
-dense layer int16, the rest int8, QUANTIZE ops between); SUB and MUL of two activations with
+dense layer int16, the rest int8, QUANTIZE ops between; an int16 -> int16 QUANTIZE appended); SUB and MUL of two activations with
 broadcasting and ADD in int8 and int16; 16x8 convolutions and pooling; int16 SOFTMAX (TFLite's
 tables); and an op codegen cannot lower in int16 (MEAN), refused by name.
 """
@@ -82,6 +82,33 @@ def _mixed(float_path: Path, samples: np.ndarray) -> bytes:
     return recipe.quantize(calibration).quantized_model
 
 
+def _append_requantize(data: bytes, ratio: float) -> bytes:
+    """The model with a QUANTIZE after its output to a tensor of scale * ratio (same type):
+    the requantization ai-edge-quantizer puts between int16 layers of different scales."""
+    import copy
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeship.tflite_graph import read_model, write_model
+
+    model = read_model(data)
+    subgraph = model.subgraphs[0]
+    requantized = copy.deepcopy(subgraph.tensors[subgraph.outputs[0]])
+    requantized.name = b"requantized"
+    requantized.quantization.scale = [float(requantized.quantization.scale[0] * ratio)]
+    subgraph.tensors.append(requantized)
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
+    code.version = 1
+    model.operatorCodes.append(code)
+    operator = schema.OperatorT()
+    operator.opcodeIndex = len(model.operatorCodes) - 1
+    operator.inputs, operator.outputs = [subgraph.outputs[0]], [len(subgraph.tensors) - 1]
+    subgraph.operators.append(operator)
+    subgraph.outputs = [len(subgraph.tensors) - 1]
+    return write_model(model)
+
+
 def _arithmetic(keras):
     """SUB, MUL and ADD of two activations, MUL's broadcast ([1, 6] against [4, 6])."""
     inputs = keras.Input((ROWS, FEATURES), batch_size=1)
@@ -126,6 +153,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     contents = {
         "whole16": _convert(tensorflow, logits, samples, int16=True),
         "normalized_int8": _convert(tensorflow, logits, samples, int16=False),
+        "requantize16": _append_requantize(
+            _convert(tensorflow, logits, samples, int16=True), 0.37),
         "whole16_int32_bias": _convert(tensorflow, logits, samples, int16=True, int32_bias=True),
         "whole16_softmax": _convert(tensorflow, classifier, samples, int16=True),
         "mixed": _mixed(float_path, samples),
@@ -190,6 +219,12 @@ def test_whole_16x8_model_with_int16_io_is_bit_exact(models):
 def test_int8_sub_and_mul_with_constant_operands_are_bit_exact(models):
     assert _kernels(models["normalized_int8"])[:2] == ["sub", "mul"]
     _assert_bit_exact(models["normalized_int8"])
+
+
+@needs_host_cc
+def test_int16_to_int16_requantization_is_bit_exact(models):
+    assert _kernels(models["requantize16"])[-1] == "quantize_s16_s16"
+    _assert_bit_exact(models["requantize16"])
 
 
 @needs_host_cc
