@@ -1,5 +1,12 @@
 """`edgeship codegen`: an int8 .tflite turned into dependency-free C99, bit-exact with TFLite.
 
+Models with int16 activations (16x8: int16 activations, int8 weights), whole or mixed with
+int8 layers through QUANTIZE ops, are generated too: SUB, MUL, ADD, CONV_2D,
+DEPTHWISE_CONV_2D, FULLY_CONNECTED, pooling, SOFTMAX, RESHAPE and QUANTIZE have int16
+kernels (kernels/portable/*_s16.c; other variants fall back to them), int16 tensors take two
+bytes in the plan, and NAME_run takes int16_t buffers when the model's I/O is int16. An op
+whose dtypes have no kernel is refused by name ("MEAN (int16 -> int16)"), never guessed.
+
 The model is read with edgeship.tflite_graph. Every shape, padding, activation range and
 fixed-point multiplier is computed at generation time with TFLite's own formulas, so the
 generated C only loops over integers: no interpreter, no malloc, no float. Activations live
@@ -17,7 +24,7 @@ One module per concern:
 Output: NAME.h (run function, sizes, scales, zero points, labels), NAME.c (weights as const
 arrays, the kernels the model uses, one call per op, EDGESHIP_OP_HOOK(i) between ops for
 profiling), NAME_ops.json (each op's index, type, kernel and MACs), NAME_codegen.json, and
-with samples NAME_samples.h/.c: test images and the int8 outputs TFLite Micro computes for
+with samples NAME_samples.h/.c: test images and the outputs TFLite Micro computes for
 them, so a firmware can check itself ("10/10 match").
 """
 

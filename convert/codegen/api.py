@@ -113,7 +113,7 @@ class CodegenResult:
 
 
 def generate_c(config: CodegenConfig, samples: Samples | None = None) -> CodegenResult:
-    """Write standalone C for an int8 .tflite (see edgeship.convert.codegen).
+    """Write standalone C for an int8, 16x8 or mixed .tflite (see edgeship.convert.codegen).
 
     Args:
         config: the model, output folder, symbol prefix, kernel variant and sample count.
@@ -126,7 +126,7 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
 
     Raises:
         UserInputError: unreadable model, unsupported op (named, with the model's op list),
-            non-int8 tensors, a bad name.
+            an op whose dtypes have no kernel (named), a bad name.
         ValueError: config.samples asks for samples and none were given.
     """
     model = read_firmware_model(config, samples, "edgeship.firmware.generate_c")
