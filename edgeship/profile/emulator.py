@@ -182,13 +182,16 @@ def check_block_counting(elf_path: Path, target: Target, input_bytes: bytes) -> 
         seconds_per_block=timings[0], seconds_per_instruction=timings[1])
 
 
-def emulate(elf_path: Path, target: Target, input_bytes: bytes) -> EmulatedRun:
+def emulate(elf_path: Path, target: Target, input_bytes: bytes,
+            output_dtype: str = "int8") -> EmulatedRun:
     """Run the firmware once on the target's CPU model and count per op.
 
     Args:
         elf_path: the linked profile firmware (see firmware.build_firmware).
         target: the core (its unicorn CPU model and timing table).
-        input_bytes: the int8 input, written into edgeship_input before reset.
+        input_bytes: the input (int8 or int16 values), written into edgeship_input before
+            reset.
+        output_dtype: the model's output element type.
 
     Raises:
         MissingDependencyError: unicorn, capstone or pyelftools is not installed.
@@ -231,7 +234,8 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes) -> EmulatedRun:
         raise ToolFailureError(f"the profile firmware stopped at 0x{pc:08x}, not at its end "
                                f"(no end within {TIMEOUT_S} s)")
     output_address, output_size = symbols["edgeship_output"]
-    output = np.frombuffer(bytes(uc.mem_read(output_address, output_size)), np.int8).copy()
+    output = np.frombuffer(bytes(uc.mem_read(output_address, output_size)),
+                           np.dtype(output_dtype)).copy()
     stack = bytes(uc.mem_read(stack_limit, ram_end - stack_limit))
     untouched = len(stack) - len(stack.lstrip(bytes([STACK_PAINT])))
     return EmulatedRun(ops={index: _total(edges, costs, boundary) for index, edges in

@@ -8,12 +8,13 @@ import numpy as np
 
 
 def tflite_micro_output(model_path: str | Path, input_bytes: bytes) -> np.ndarray:
-    """TFLite Micro's int8 output (flattened) for one int8 input."""
+    """TFLite Micro's integer output (flattened) for one input in the model's input type."""
     from edgeship.runtime.backends import open_backend
 
     backend = open_backend("tflm", model_path)
-    shape = tuple(backend.inputs()[0].shape[1:])
-    batch = np.frombuffer(input_bytes, np.int8).reshape((1, *shape))
+    info = backend.inputs()[0]
+    shape = tuple(info.shape[1:])
+    batch = np.frombuffer(input_bytes, np.dtype(info.dtype)).reshape((1, *shape))
     try:
         return np.asarray(backend.infer_raw(batch)).reshape(-1)
     finally:

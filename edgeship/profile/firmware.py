@@ -111,7 +111,8 @@ def section_bytes(elf_path: Path, names: tuple[str, ...]) -> int:
 
 def build_firmware(source_dir: Path, target: Target, work: Path,
                    library_sources: tuple[Path, ...] = (),
-                   include_dirs: tuple[Path, ...] = ()) -> Firmware:
+                   include_dirs: tuple[Path, ...] = (),
+                   io_types: tuple[str, str] = ("int8", "int8")) -> Firmware:
     """Compile the generated model.c and the harness for the target and link them.
 
     Args:
@@ -121,6 +122,7 @@ def build_firmware(source_dir: Path, target: Target, work: Path,
         library_sources: other C files the generated code calls (CodegenResult.c_sources:
             CMSIS-NN's), compiled with the same flags and linked in.
         include_dirs: their include folders (CodegenResult.include_dirs).
+        io_types: the model's input and output element types ("int8" or "int16").
 
     Raises:
         MissingDependencyError: no arm-none-eabi-gcc.
@@ -145,8 +147,11 @@ def build_firmware(source_dir: Path, target: Target, work: Path,
         library_objects.append(work / f"library{position}_{source.stem}.o")
         _run([gcc, *library_flags, *includes, "-c", str(source), "-o",
               str(library_objects[-1])], f"compile {source.name}")
-    _run([gcc, *compile_flags, f"-I{source_dir}", "-c", str(harness_file("harness.c")),
-          "-o", str(harness_object)], "compile the profile harness")
+    io_defines = [f"-DEDGESHIP_{role}_T={dtype}_t" for role, dtype in zip(("INPUT", "OUTPUT"),
+                                                                            io_types)]
+    _run([gcc, *compile_flags, *io_defines, f"-I{source_dir}", "-c",
+          str(harness_file("harness.c")), "-o", str(harness_object)],
+         "compile the profile harness")
     link_flags = (*target.cpu_flags, "-nostartfiles", "--specs=nano.specs",
                   "--specs=nosys.specs", "-Wl,--gc-sections", "-T", "link.ld")
     elf = work / "profile.elf"

@@ -49,16 +49,18 @@ class ProfileConfig:
             raise ValueError(f"clock must be > 0 MHz, got {self.clock_mhz}")
 
 
-def model_input(config: ProfileConfig, size: int, scale: float, zero_point: int
-                ) -> tuple[bytes, dict]:
-    """The int8 input bytes and a description of where they came from.
+def model_input(config: ProfileConfig, size: int, scale: float, zero_point: int,
+                dtype: str = "int8") -> tuple[bytes, dict]:
+    """The input bytes (int8 or int16 values, as the model takes) and where they came from.
 
     Raises:
         UserInputError: unreadable .npy or the wrong number of values.
     """
+    kind = np.dtype(dtype)
+    low, high = np.iinfo(kind).min, np.iinfo(kind).max
     if config.input is None:
-        values = np.random.default_rng(config.seed).integers(-128, 128, size, dtype=np.int8)
-        described = {"source": "seeded random int8", "seed": config.seed}
+        values = np.random.default_rng(config.seed).integers(low, high + 1, size, dtype=kind)
+        described = {"source": f"seeded random {dtype}", "seed": config.seed}
     else:
         try:
             array = np.load(config.input, allow_pickle=False)
@@ -68,16 +70,16 @@ def model_input(config: ProfileConfig, size: int, scale: float, zero_point: int
         if array.size != size:
             raise UserInputError(f"--input {config.input} holds {array.size} values; the "
                                  f"model takes {size}")
-        if array.dtype == np.int8:
+        if array.dtype == kind:
             values = array.reshape(-1)
         elif np.issubdtype(array.dtype, np.floating):
             quantized = np.round(array.reshape(-1).astype(np.float64) / scale) + zero_point
-            values = np.clip(quantized, -128, 127).astype(np.int8)
+            values = np.clip(quantized, low, high).astype(kind)
         else:
             raise UserInputError(f"--input {config.input} is {array.dtype}; give float "
-                                 "(quantized with the model's input scale) or int8")
+                                 f"(quantized with the model's input scale) or {dtype}")
         described = {"source": str(config.input), "dtype": str(array.dtype)}
-    data = values.astype(np.int8).tobytes()
+    data = values.astype(kind).tobytes()
     return data, {**described, "sha256": hashlib.sha256(data).hexdigest()}
 
 
@@ -137,13 +139,14 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
         generated = generate_c(codegen_config(CodegenConfig, str(model_path),
                                               str(work / "src"), config.kernels,
                                               target.name, config.cmsis_nn))
+        io_types = (generated.input.dtype, generated.output.dtype)
         input_bytes, input_described = model_input(config, generated.input.size,
                                                    generated.input.scale,
-                                                   generated.input.zero_point)
+                                                   generated.input.zero_point, io_types[0])
         firmware = build_firmware(work / "src", target, work,
                                   tuple(getattr(generated, "c_sources", ())),
-                                  tuple(getattr(generated, "include_dirs", ())))
-        run = emulate(firmware.elf, target, input_bytes)
+                                  tuple(getattr(generated, "include_dirs", ())), io_types)
+        run = emulate(firmware.elf, target, input_bytes, io_types[1])
         flash = {name.strip("."): section_bytes(firmware.elf, (name,))
                  for name in (".text", ".rodata", ".data")}
     graph_ops = getattr(generated, "op_records", None) or model_ops(model_bytes)

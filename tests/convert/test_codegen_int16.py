@@ -323,14 +323,21 @@ def test_int16_header_and_samples_run_on_the_host(models, tmp_path):
 
 
 @needs_profile
-def test_mixed_model_is_bit_exact_on_emulated_cortex_m4(models):
+@pytest.mark.parametrize("name", ["mixed", "whole16"])
+def test_int16_models_are_bit_exact_on_emulated_cortex_m4(models, name):
+    """int8 I/O (ai-edge-quantizer's mix) and int16 I/O (the whole 16x8 model) alike."""
     from edgeship.profile.fidelity import matches_tflite_micro
     from edgeship.profile.run import ProfileConfig, model_input, profile_model
 
-    path = models["mixed"]
+    path = models[name]
     report = profile_model(ProfileConfig(model=str(path), target="cortex-m4"))
-    tensor = read_graph(path.read_bytes()).tensors[read_graph(path.read_bytes()).inputs[0]]
+    graph = read_graph(path.read_bytes())
+    tensor = graph.tensors[graph.inputs[0]]
+    dtype = "int16" if name == "whole16" else "int8"
     input_bytes, _ = model_input(ProfileConfig(model=str(path)), tensor.size, tensor.scale,
-                                 tensor.zero_point)
+                                 tensor.zero_point, dtype)
+    assert len(input_bytes) == tensor.size * (2 if dtype == "int16" else 1)
+    assert report.ram["input"] == len(input_bytes)
+    assert len(set(report.output)) > 1 or name == "mixed"
     assert matches_tflite_micro(path, input_bytes, report.output)
     assert report.cycles > 0

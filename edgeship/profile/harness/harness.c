@@ -10,9 +10,17 @@
 extern uint32_t __data_load__, __data_start__, __data_end__, __bss_start__, __bss_end__;
 extern uint32_t __stack_top;
 
+/* The model's I/O element types (int8_t or int16_t), defined by the build from the model. */
+#ifndef EDGESHIP_INPUT_T
+#define EDGESHIP_INPUT_T int8_t
+#endif
+#ifndef EDGESHIP_OUTPUT_T
+#define EDGESHIP_OUTPUT_T int8_t
+#endif
+
 /* Not cleared at start-up: the emulator fills the input before the program starts. */
-__attribute__((section(".noinit"), aligned(4))) int8_t edgeship_input[MODEL_INPUT_SIZE];
-__attribute__((section(".noinit"), aligned(4))) int8_t edgeship_output[MODEL_OUTPUT_SIZE];
+__attribute__((section(".noinit"), aligned(4))) EDGESHIP_INPUT_T edgeship_input[MODEL_INPUT_SIZE];
+__attribute__((section(".noinit"), aligned(4))) EDGESHIP_OUTPUT_T edgeship_output[MODEL_OUTPUT_SIZE];
 volatile int edgeship_status;
 
 __attribute__((noinline, used)) void edgeship_op_boundary(int index) {
