@@ -104,7 +104,9 @@ class OnnxRuntimeBackend(Backend):
             options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
             ort.InferenceSession(str(self.artifact_path), sess_options=options,
                                  providers=self.providers)
-            optimized = onnx.load(options.optimized_model_filepath)
+            # Node types and tensor types suffice: a model with external data keeps it where
+            # it is (the optimized copy's references would point into this folder).
+            optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
         return summarize_kernels(optimized.graph)
 
     def close(self) -> None:

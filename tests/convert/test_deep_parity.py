@@ -19,7 +19,13 @@ def test_every_op_of_mobilenet_v2_is_exact_or_rounding(codegen_models):
     by_runtime = {runtime: [r for r in results if r.runtime == runtime]
                   for runtime in ("litert-ref", "litert", "tflm")}
     assert all(r.verdict == "bit-exact" for r in by_runtime["litert-ref"])
-    assert all(r.verdict == "bit-exact" for r in by_runtime["tflm"])
+    # TFLite Micro rounds the requantization once where LiteRT's reference kernels round
+    # twice (tflite-micro issue 3252): bit-exact, or at a tie one quantum off, named so.
+    for result in by_runtime["tflm"]:
+        assert result.verdict == "bit-exact" or (
+            result.verdict == "rounding" and "issue 3252" in result.cause
+            and result.max_quanta <= 1), result.describe()
+    assert sum(r.verdict == "bit-exact" for r in by_runtime["tflm"]) >= 0.8 * len(by_runtime["tflm"])
     # XNNPACK differs by rounding on many ops, each with its named cause.
     rounding = [r for r in by_runtime["litert"] if r.verdict == "rounding"]
     assert len(rounding) >= 10 and all("XNNPACK" in r.cause for r in rounding)

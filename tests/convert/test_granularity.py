@@ -326,7 +326,7 @@ def test_an_unknown_granularity_is_refused_before_any_work(tmp_path):
     result = run_cli("convert", str(tmp_path), "--int8", "--weight-granularity", "per-row")
     assert result.returncode == 2
     assert "invalid choice: 'per-row'" in result.stderr
-    from edgeship.pipeline import config_from_sources
+    from edgeship.pipeline_config import config_from_sources
 
     with pytest.raises(ValueError, match="weight granularity must be one of auto, per-channel"):
-        config_from_sources({"weight_granularity": "per-row"}, {})
+        config_from_sources({"convert": {"weight_granularity": "per-row"}}, {})

@@ -113,8 +113,10 @@ def test_dscnn_is_judged_and_saved_with_population_batch_norm_statistics(tmp_pat
     assert history["val_accuracy"][0] >= 0.85
     assert history["val_loss"][1] < history["val_loss"][0]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["train"]["batch_norm"] == {"statistics": "population", "layers": 9,
-                                               "images": 1024}
+    batch_norm = manifest["train"]["batch_norm"]
+    assert {key: batch_norm[key] for key in ("statistics", "layers", "images")} == {
+        "statistics": "population", "layers": 9, "images": 1024}
+    assert len(batch_norm["statistics_sha256"]) == 64
     import tf_keras
 
     saved = tf_keras.models.load_model(tmp_path / "model.keras")
