@@ -68,6 +68,7 @@ def test_qat_with_default_granularity_stays_within_a_point(tmp_path, residual_mo
     assert "weight granularity (read from the file)" in text
 
 
+@pytest.mark.slow  # ~30-60 s on 2 cores; the default suite keeps under 20 minutes
 def test_a_losing_fine_tune_does_not_replace_post_training(tmp_path, residual_model, mnist5k):
     """A learning rate that wrecks the fine-tune: the post-training file is what ships."""
     result = run_cli_in_process("convert", residual_model, "--dataset", "mnist5k", "--int8",

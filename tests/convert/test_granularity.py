@@ -233,6 +233,7 @@ def test_fine_tuned_granularity_is_measured_on_the_fine_tuned_files(
     assert "post-training int8 is mixed" in choice.reason()
 
 
+@pytest.mark.slow  # ~30-60 s on 2 cores; the default suite keeps under 20 minutes
 def test_dscnn_auto_mixes_granularity_by_measurement(tmp_path, mnist5k):
     """A depthwise-separable model, where per-tensor weights cost the most fidelity."""
     from edgeship.train.fit import TrainConfig, train

@@ -252,6 +252,7 @@ def test_preprocessing_layers_rebuild_and_post_training_int8(tmp_path, mnist5k_n
     assert result.report["keras3"]["tflite_from"].startswith("Keras 3 SavedModel")
 
 
+@pytest.mark.slow  # ~30-60 s on 2 cores; the default suite keeps under 20 minutes
 def test_unrebuildable_layer_is_named_and_ptq_still_works(tmp_path, mnist5k_npz):
     model_path, _, _ = save_keras3_model("unsupported", tmp_path, mnist5k_npz, epochs=1)
     failed = run_cli("convert", model_path, "--dataset", "mnist5k", "--int8", "--qat", "1")

@@ -278,6 +278,7 @@ def test_fuzz_mutants_through_the_cli_entry_point(mutants, tiny_run, tmp_path):
         assert outcomes[(format_name, "bench", "valid result")] >= 3
 
 
+@pytest.mark.slow  # ~30-60 s on 2 cores; the default suite keeps under 20 minutes
 def test_fuzz_mutants_through_real_cli_subprocesses(mutants, tiny_run, tmp_path):
     """A seeded sample as real `edgeship` processes, in parallel: no signal death, no hang.
 

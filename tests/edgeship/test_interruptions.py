@@ -119,6 +119,7 @@ def _run_and_kill(out, moment, timeline, rng) -> tuple[bool, str]:
     return killed, where
 
 
+@pytest.mark.slow  # ~30-60 s on 2 cores; the default suite keeps under 20 minutes
 def test_sigkill_at_ten_moments_loses_nothing(clean_pipeline_runs, tmp_path):
     baseline = clean_pipeline_runs[0]
     assert baseline.returncode == 0, baseline.stderr[-2000:]
