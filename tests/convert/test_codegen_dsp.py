@@ -219,7 +219,10 @@ def _profile(model: Path, target: str, kernels: str):
 @pytest.mark.parametrize("target", ("cortex-m4", "cortex-m33"))
 def test_dsp_is_bit_exact_on_emulated_dsp_cores(layer_models, target):
     for name in ("mixed", "kws_like", "depthwise"):
-        _profile(layer_models[name], target, "dsp")
+        report = _profile(layer_models[name], target, "dsp")  # asserts: equals TFLite Micro
+        assert report.kernels == "dsp" and report.target == target
+        assert report.cycles > 0 and all(op.instructions > 0 for op in report.ops
+                                         if op.macs > 0)
 
 
 @needs_profile
