@@ -105,7 +105,9 @@ def space_to_depth_single_channel_convs(model) -> int:
     elsewhere, so every int32 accumulator sums exactly the same products (bit-identical
     outputs), while ORT's int8 kernels get 4 contiguous input bytes per tap. The shuffles are
     written in NHWC (Reshape/Transpose between Q/DQ pairs, so ORT runs them on u8) where
-    ORT's own layout transposes cancel them. The new Conv keeps the old one's name (reports
+    ORT's own layout transposes cancel them. Where a 2x2 stride-2 MaxPool alone follows
+    (same scale), the shuffle and the pool become one u8 ReduceMax over the 4 phase groups
+    (the max of the same 4 values: exact). The new Conv keeps the old one's name (reports
     and onnx_saturation name the user's layer). Exact; modifies `model` in place.
 
     Returns:
@@ -207,6 +209,8 @@ def _apply_space_to_depth(graph: _Graph, conv, plan: _SpaceToDepthPlan) -> None:
         inputs = [data]
         if op_type == "Reshape":
             inputs.append(graph.add_constant(name + "_shape", np.array(attributes.pop("shape"), np.int64)))
+        if "axes_input" in attributes:
+            inputs.append(attributes.pop("axes_input"))
         nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attributes))
         if quantization is None:
             return name
@@ -249,20 +253,32 @@ def _apply_space_to_depth(graph: _Graph, conv, plan: _SpaceToDepthPlan) -> None:
     nodes.append(helper.make_node("Conv", conv_inputs, [final], name=conv.name or prefix + "_conv",
                                   kernel_shape=taps, pads=list(plan.pads), strides=[1, 1]))
     if plan.phases > 1:
-        # depth-to-space in NHWC: (N,Ho/2,Wo/2,[2,2,C]) -> (N,Ho,Wo,C) -> NCHW
         scale, zero_point = output_q.input[1:3]
         nodes.append(helper.make_node("QuantizeLinear", [final, scale, zero_point],
                                       [final + "_q"], name=final + "_q"))
         nodes.append(helper.make_node("DequantizeLinear", [final + "_q", scale, zero_point],
                                       [final + "_dq"], name=final + "_dq"))
         data = step("Transpose", final + "_dq", prefix + "_to_nhwc", output_q, perm=[0, 2, 3, 1])
-        data = step("Reshape", data, prefix + "_unsplit", output_q,
-                    shape=[-1, out_height // BLOCK, out_width // BLOCK, BLOCK, BLOCK, out_channels])
-        data = step("Transpose", data, prefix + "_scatter", output_q, perm=[0, 1, 3, 2, 4, 5])
-        data = step("Reshape", data, prefix + "_merged", output_q,
-                    shape=[-1, out_height, out_width, out_channels])
-        nodes.append(helper.make_node("Transpose", [data], [conv.output[0]], name=prefix + "_output",
-                                      perm=[0, 3, 1, 2]))
+        pool = _following_phase_max_pool(graph, output_q)
+        if pool is not None:
+            # a 2x2/2 max pool over the depth-to-space result is the max over the 4 phases
+            data = step("Reshape", data, prefix + "_phases_nhwc", output_q,
+                        shape=[-1, out_height // BLOCK, out_width // BLOCK, BLOCK * BLOCK, out_channels])
+            data = step("ReduceMax", data, prefix + "_phase_max", output_q,
+                        **_reduce_axes(graph, prefix + "_phase_axes", 3))
+            nodes.append(helper.make_node("Transpose", [data], [pool.output[0]], name=prefix + "_output",
+                                          perm=[0, 3, 1, 2]))
+            for node in (pool, graph.consumers[output_q.output[0]][0], output_q):
+                graph.graph.node.remove(node)
+        else:
+            # depth-to-space in NHWC: (N,Ho/2,Wo/2,[2,2,C]) -> (N,Ho,Wo,C) -> NCHW
+            data = step("Reshape", data, prefix + "_unsplit", output_q,
+                        shape=[-1, out_height // BLOCK, out_width // BLOCK, BLOCK, BLOCK, out_channels])
+            data = step("Transpose", data, prefix + "_scatter", output_q, perm=[0, 1, 3, 2, 4, 5])
+            data = step("Reshape", data, prefix + "_merged", output_q,
+                        shape=[-1, out_height, out_width, out_channels])
+            nodes.append(helper.make_node("Transpose", [data], [conv.output[0]], name=prefix + "_output",
+                                          perm=[0, 3, 1, 2]))
     position = list(graph.graph.node).index(conv)
     graph.graph.node.remove(conv)
     for offset, node in enumerate(nodes):
@@ -270,6 +286,34 @@ def _apply_space_to_depth(graph: _Graph, conv, plan: _SpaceToDepthPlan) -> None:
     for dequantize in (weight_dq, bias_dq):
         if dequantize is not None and len(graph.consumers.get(dequantize.output[0], [])) == 1:
             graph.graph.node.remove(dequantize)
+
+
+def _following_phase_max_pool(graph: _Graph, output_q):
+    """The 2x2 stride-2 MaxPool that alone reads the conv's int8 output at the same scale, or None."""
+    readers = graph.consumers.get(output_q.output[0], [])
+    if len(readers) != 1 or readers[0].op_type != "DequantizeLinear":
+        return None
+    pools = graph.consumers.get(readers[0].output[0], [])
+    if len(pools) != 1 or pools[0].op_type != "MaxPool" or len(pools[0].output) != 1:
+        return None
+    pool, attributes = pools[0], _attributes(pools[0])
+    after = graph.sole_quantize(pool.output[0])
+    if (list(attributes.get("kernel_shape", [])) != [BLOCK, BLOCK]
+            or list(attributes.get("strides", [1, 1])) != [BLOCK, BLOCK]
+            or any(attributes.get("pads", [0, 0, 0, 0])) or attributes.get("ceil_mode", 0)
+            or attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID")
+            or any(dilation != 1 for dilation in attributes.get("dilations", [1, 1]))
+            or after is None or list(after.input[1:]) != list(output_q.input[1:])):
+        return None
+    return pool
+
+
+def _reduce_axes(graph: _Graph, name: str, axis: int) -> dict:
+    """ReduceMax's axes as an attribute (opset < 18) or an input (opset >= 18), keepdims 0."""
+    opset = next((item.version for item in graph.model.opset_import if item.domain in ("", "ai.onnx")), 17)
+    if opset >= 18:
+        return {"axes_input": graph.add_constant(name, np.array([axis], np.int64)), "keepdims": 0}
+    return {"axes": [axis], "keepdims": 0}
 
 
 def drop_unit_global_average_pools(model) -> int:
