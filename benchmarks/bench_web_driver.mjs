@@ -1,0 +1,127 @@
+// Time two ONNX files through the phone demo's own classifier.js in headless Chromium.
+//
+// usage: node bench_web_driver.mjs JOB.json  (prints one JSON result line on stdout)
+// JOB: {phoneWebDir, chromium, url, models: {float: URL, int8: URL} (relative to
+//      the page), images: [[raw...]...], warmup, rounds, perRound, block, profileRuns}
+// The page loads as a person opens it (its own int8 session, window.edgeship.ready); then each
+// file gets a session from `Classifier.load` (the page's settings: WASM backend, its thread
+// count, graphOptimizationLevel "all") and every image goes through `Classifier.classify`, the
+// call the drawing pad and the test-image picker make. Rounds alternate which file goes first,
+// so both see the same browser and machine load. A sample is a block of `block` images: the
+// mean of the page's own latencyMs (session.run only) and the wall time of the whole
+// classify() calls (preprocessing and tensors too), per image. Afterwards a profiled session
+// per file (profileRuns images) lists the kernels ORT-web runs for it (ortLog).
+// Requests outside the page's origin are blocked and reported.
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+
+const job = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const require = createRequire(path.join(job.phoneWebDir, "package.json"));
+const { chromium } = require("playwright-core");
+
+const origin = new URL(job.url).origin;
+const DESCRIBE_MARK = "edgeship-describe:";
+const report = { external: [], consoleErrors: [], pageErrors: [], wasmFiles: [] };
+const browser = await chromium.launch({
+  executablePath: job.chromium,
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run"],
+});
+const context = await browser.newContext({ serviceWorkers: "block" });
+try {
+  await context.route("**/*", (route) => {
+    const url = route.request().url();
+    if (!url.startsWith(origin + "/")) {
+      report.external.push(url);
+      return route.abort();
+    }
+    if (url.endsWith(".wasm")) report.wasmFiles.push(url.slice(origin.length));
+    return route.continue();
+  });
+  const page = await context.newPage();
+  let describing = null;  // the file whose profile events are being read, or null
+  report.ortLog = {};
+  page.on("console", (message) => {
+    const text = message.text();
+    if (text.startsWith(DESCRIBE_MARK)) {
+      describing = text.slice(DESCRIBE_MARK.length) || null;
+      if (describing) report.ortLog[describing] = [];
+    } else if (describing) {
+      report.ortLog[describing].push(text);
+    } else if (message.type() === "error") {
+      report.consoleErrors.push(text);
+    }
+  });
+  page.on("pageerror", (error) => report.pageErrors.push(String(error)));
+  report.browserVersion = browser.version();
+  await page.goto(job.url, { waitUntil: "load" });
+  await page.evaluate(async () => window.edgeship.ready);
+  report.status = await page.textContent("#status");
+  Object.assign(report, await page.evaluate(async (task) => {
+    const { Classifier, preprocess } = await import("./classifier.js");
+    const config = await (await fetch("config.json")).json();
+    const kinds = Object.keys(task.models);
+    const classifiers = {};
+    for (const kind of kinds) {
+      const modelConfig = { ...config, model: { ...config.model, file: task.models[kind] } };
+      classifiers[kind] = await Classifier.load(modelConfig, document.baseURI);
+    }
+    const images = task.images.map((raw) => Float32Array.from(raw));
+    const predictions = {};
+    for (const kind of kinds) {
+      predictions[kind] = [];
+      for (const raw of images) predictions[kind].push((await classifiers[kind].classify(raw)).predicted);
+    }
+    const runImages = async (kind, count, offset) => {
+      let runMs = 0;
+      const start = performance.now();
+      for (let index = 0; index < count; index += 1) {
+        runMs += (await classifiers[kind].classify(images[(offset + index) % images.length])).latencyMs;
+      }
+      return { runMs: runMs / count, wallMs: (performance.now() - start) / count };
+    };
+    for (const kind of kinds) await runImages(kind, task.warmup, 0);
+    const samples = Object.fromEntries(kinds.map((kind) => [kind, { runMs: [], wallMs: [] }]));
+    for (let round = 0; round < task.rounds; round += 1) {
+      const order = round % 2 === 0 ? kinds : [...kinds].reverse();
+      for (const kind of order) {
+        for (let done = 0; done < task.perRound; done += task.block) {
+          const sample = await runImages(kind, Math.min(task.block, task.perRound - done), done);
+          samples[kind].runMs.push(sample.runMs);
+          samples[kind].wallMs.push(sample.wallMs);
+        }
+      }
+    }
+    const ort = classifiers[kinds[0]].ort;
+    // ORT-web's profiler prints one JSON event per node run on the console: a profiled
+    // session per file, run on a few images after the rounds, names the kernels each file runs.
+    for (const kind of kinds) {
+      const session = await ort.InferenceSession.create(new URL(task.models[kind], document.baseURI).href, {
+        executionProviders: ["wasm"], graphOptimizationLevel: "all", enableProfiling: true });
+      const shape = [1, ...config.input_shape];
+      for (let index = 0; index < task.profileRuns; index += 1) {
+        const input = preprocess(images[index % images.length], config.preprocessing);
+        await session.run({ [session.inputNames[0]]: new ort.Tensor("float32", input, shape) });
+      }
+      console.log(task.describeMark + "profile-" + kind);
+      session.endProfiling();
+      await session.release();
+    }
+    console.log(task.describeMark);
+    return {
+      samples, predictions,
+      ortVersion: ort.env.versions?.web ?? config.runtime.version,
+      wasm: { numThreads: ort.env.wasm.numThreads, simd: ort.env.wasm.simd ?? null,
+        proxy: ort.env.wasm.proxy, crossOriginIsolated: globalThis.crossOriginIsolated,
+        sharedArrayBuffer: typeof SharedArrayBuffer !== "undefined" },
+      userAgent: navigator.userAgent,
+    };
+  }, { models: job.models, images: job.images, warmup: job.warmup, rounds: job.rounds,
+    perRound: job.perRound, block: job.block, describeMark: DESCRIBE_MARK,
+    profileRuns: job.profileRuns }));
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(report) + "\n");
