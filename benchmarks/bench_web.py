@@ -42,7 +42,7 @@ INT8_MODEL = "model_int8.onnx"
 # Where the float model goes inside the site (the page itself only knows its model_int8.onnx).
 SITE_FLOAT_MODEL = f"bench/{FLOAT_MODEL}"
 DRIVER_TIMEOUT_S = 1800
-PROFILE_RUNS = 200
+PROFILE_RUNS = 400
 PROFILE_SKIP = 20
 CONV_OPS = frozenset({"Conv", "FusedConv", "QLinearConv", "NhwcFusedConv", "NchwcConv"})
 DENSE_OPS = frozenset({"Gemm", "FusedGemm", "QGemm", "MatMul", "QLinearMatMul"})
@@ -370,7 +370,8 @@ def render_section(results: list[dict], args: argparse.Namespace,
                         f"meets <= {TARGET}", "top-1 agreement", "load", "float kernels",
                         "int8 kernels"], rows),
         (f"Profile: microseconds per image by part of the model, float / int8, from ORT-web's "
-         f"profiler in a session of each file run on {PROFILE_RUNS} images after the rounds "
+         f"profiler in a session of each file, both run on the same {PROFILE_RUNS} images after "
+         "the rounds, one file then the other, the order alternating "
          f"(each node's first {PROFILE_SKIP} runs left out; depthwise convolutions are the "
          "convolution nodes whose Keras layer names say so; `rest` is pooling, softmax, "
          "quantize/dequantize and layout nodes). Profiling adds time per node and its clock has "

@@ -95,19 +95,27 @@ try {
       }
     }
     const ort = classifiers[kinds[0]].ort;
-    // ORT-web's profiler prints one JSON event per node run on the console: a profiled
-    // session per file, run on a few images after the rounds, names the kernels each file runs.
+    // ORT-web's profiler prints one JSON event per node run on the console when a session
+    // ends profiling: a profiled session per file, both run on the same images, one file then
+    // the other, the order alternating like the rounds, says which kernels each file runs and
+    // where its time goes.
+    const profiled = {};
     for (const kind of kinds) {
-      const session = await ort.InferenceSession.create(new URL(task.models[kind], document.baseURI).href, {
+      profiled[kind] = await ort.InferenceSession.create(new URL(task.models[kind], document.baseURI).href, {
         executionProviders: ["wasm"], graphOptimizationLevel: "all", enableProfiling: true });
-      const shape = [1, ...config.input_shape];
-      for (let index = 0; index < task.profileRuns; index += 1) {
-        const input = preprocess(images[index % images.length], config.preprocessing);
+    }
+    const shape = [1, ...config.input_shape];
+    for (let index = 0; index < task.profileRuns; index += 1) {
+      const input = preprocess(images[index % images.length], config.preprocessing);
+      for (const kind of index % 2 === 0 ? kinds : [...kinds].reverse()) {
+        const session = profiled[kind];
         await session.run({ [session.inputNames[0]]: new ort.Tensor("float32", input, shape) });
       }
+    }
+    for (const kind of kinds) {
       console.log(task.describeMark + "profile-" + kind);
-      session.endProfiling();
-      await session.release();
+      profiled[kind].endProfiling();
+      await profiled[kind].release();
     }
     console.log(task.describeMark);
     return {
