@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from edgeship.convert.activations import delivered_kinds
-
+from edgeship.convert.xnnpack import report_lines as xnnpack_report_lines
 from edgeship.reports import REPORT_SCHEMA_VERSION, markdown_table
 from edgeship.run_dir import ArtifactKind
 
@@ -131,6 +131,7 @@ def render_markdown(scores: list[ArtifactScore], class_names: list[str], context
                   f"**{verdict}**", ""]
     lines += _granularity_lines(context)
     lines += activation_lines(choice)
+    lines += xnnpack_report_lines(context.get("xnnpack"))
     change_rows = []
     for index, class_name in enumerate(class_names):
         change_rows.append([class_name] + [

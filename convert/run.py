@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from edgeship.convert import activations, finetune, keras3
+from edgeship.convert import activations, finetune, keras3, xnnpack
 from edgeship.convert import granularity as weight_granularity
 from edgeship.convert.onnx import check_onnx, export_onnx, quantize_onnx
 from edgeship.convert.prune import PruneConfig, prune
@@ -99,6 +99,13 @@ class ConvertConfig:
         help="int8 activations; int16 (16x8) for the whole model; or auto: int16 on the layers "
         "with the worst per-layer error, a group at a time, until the drop on training images "
         "is within --max-drop (delivers model_mixed.tflite)")
+    xnnpack: str = option(
+        "exact", choices=xnnpack.REWRITE_MODES,
+        help="also write model_int8_xnnpack.tflite, the int8 file rewritten for LiteRT's XNNPACK "
+        "delegate (phones): exact = only rewrites with identical int8 results (a one-channel "
+        "convolution through SPACE_TO_DEPTH); rounding = also int8 average pooling as a "
+        "depthwise convolution XNNPACK runs (a half-way mean may round one quantum the other "
+        "way); off = no such file")
     qat_learning_rate: float = option(1e-4, metavar="LR", help="Adam learning rate of "
                                       "quantization-aware fine-tuning")
     prune_allowance_pp: float = option(1.0, flag="prune-allowance", metavar="PP",
@@ -217,7 +224,7 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
     written["float_tflite"] = write_bytes_atomic(out_dir / ArtifactKind.FLOAT_TFLITE.file_name, float_bytes)
     check_tflite(float_bytes, dataset.x_test[0])
     int8_io = None
-    granularity = fine_tuned_granularity = delivery = activation_choice = None
+    granularity = fine_tuned_granularity = delivery = activation_choice = xnnpack_record = None
     if config.int8:
         granularity, ptq_bytes = weight_granularity.choose(
             config.weight_granularity,
@@ -247,6 +254,9 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
         int8_io = {role: quant.to_dict() for role, quant in describe_io(int8_bytes).items()}
         if config.activations != "int8":
             activation_choice = _convert_activations(config, written, dataset, calibration)
+        if ArtifactKind.INT8_TFLITE in activations.delivered_kinds(
+                activation_choice.delivered if activation_choice else None):
+            xnnpack_record = _write_xnnpack_file(config.xnnpack, written, int8_bytes, dataset)
     if config.onnx:
         onnx_bytes = export_onnx(model, dataset.input_shape)
         written["onnx"] = write_bytes_atomic(out_dir / ArtifactKind.FLOAT_ONNX.file_name, onnx_bytes)
@@ -269,6 +279,7 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
         "test_images": len(dataset.x_test), "options": config.to_dict(),
         "max_drop_pp": config.max_drop_pp, "int8_io": int8_io,
         "activations": activation_choice.to_dict() if activation_choice else None,
+        "xnnpack": xnnpack_record,
         "weight_granularity": _granularity_record(granularity),
         "fine_tuned_weight_granularity": _granularity_record(fine_tuned_granularity),
         "delivery": delivery.to_dict() if delivery else None,
@@ -304,6 +315,7 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
         "accuracy": {score.file: score.accuracy for score in scores},
         "reference": reference_path.name, "keras3": keras3_entry,
         "activations": activation_choice.to_dict() if activation_choice else None,
+        "xnnpack": xnnpack_record,
     }, artifacts={path.name: path for path in outputs})
     _apply_gate(scores, config.max_drop_pp, activation_choice)
     return ConvertResult(out_dir=out_dir, artifacts=written, report=payload)
@@ -426,7 +438,8 @@ def _delivered_granularity(written: dict[str, Path]) -> dict[str, str]:
     found = {}
     for path in written.values():
         kind = ArtifactKind.of(path)
-        if kind and kind.format == "tflite" and kind.precision == "int8":
+        if (kind and kind.format == "tflite" and kind.precision == "int8"
+                and kind.runtimes is None):  # the XNNPACK file adds pool weights
             counts = weight_scale_counts(path.read_bytes())
             per_tensor = sum(1 for count in counts.values() if count == 1)
             found[path.name] = ("per-tensor" if per_tensor == len(counts)
@@ -457,6 +470,20 @@ def _convert_activations(config: ConvertConfig, written: dict[str, Path], datase
         check_tflite(data, dataset.x_test[0])
     say(f"convert: {choice.reason()}")
     return choice
+
+
+def _write_xnnpack_file(mode: str, written: dict[str, Path], int8_bytes: bytes,
+                        dataset) -> dict:
+    """model_int8_xnnpack.tflite where a rewrite applies (convert/xnnpack.py); its record."""
+    data, rewrites = xnnpack.rewrite_for_xnnpack(int8_bytes, mode)
+    record = {"mode": mode, "rewrites": [rewrite.describe() for rewrite in rewrites],
+              "exact": all(rewrite.exact for rewrite in rewrites), "file": None}
+    if rewrites:
+        kind = ArtifactKind.XNNPACK_INT8_TFLITE
+        written[kind.name.lower()] = write_bytes_atomic(written["int8_tflite"].parent / kind.file_name, data)
+        xnnpack.check_runs(data, dataset.x_test[0])
+        record["file"] = kind.file_name
+    return record
 
 
 def _apply_gate(scores, max_drop_pp: float | None, activation_choice=None) -> None:

@@ -193,8 +193,10 @@ def _run_bench(config: PipelineConfig, run_dir: Path) -> str:
     records = []
     for kind in run.existing():
         artifact = run.path_of(kind)
-        backends = backends_for(artifact, default_backend_names())
-        if kind.format == "tflite" and kind.precision == "int8" and _codegen_supports(artifact):
+        backends = tuple(name for name in backends_for(artifact, default_backend_names())
+                         if kind.runtimes is None or name in kind.runtimes)
+        if (kind.format == "tflite" and kind.precision == "int8" and kind.runtimes is None
+                and _codegen_supports(artifact)):
             backends += ("c",)  # the generated C, compiled -O2 on this host
         records.extend(bench(replace(config.bench, artifacts=(str(artifact),),
                                      backends=backends)))

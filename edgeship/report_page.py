@@ -18,7 +18,7 @@ import numpy as np
 from edgeship.artifacts import write_bytes_atomic, write_text_atomic
 from edgeship.deps import require
 from edgeship.reports import markdown_table
-from edgeship.run_dir import PREDICTIONS_NAME, ArtifactKind, RunDir
+from edgeship.run_dir import PREDICTIONS_NAME, ArtifactKind, RunDir, precision_of
 
 FIGURES_DIR = "report_files"
 CHANGED_GRID_LIMIT = 24
@@ -99,6 +99,28 @@ def _table_rows(rows: list[Row]) -> list[list[str]]:
 
 TABLE_HEADERS = ["variant", "backend", "bytes", "gzipped", "top-1", "drop (pp)", "agreement",
                  "p50 (µs)", "TFLM arena (bytes)", "delegation / kernels"]
+
+
+def speed_lines(rows: list[Row]) -> list[str]:
+    """One sentence per runtime: each int8 file's p50 against the float file's, batch 1.
+
+    Read from bench.json's rows; the files are timed one after another in one bench run, so a
+    busy machine can move a ratio near 1 either way (benchmarks/bench_int8_speed.py alternates
+    them in rounds for docs/results.md).
+    """
+    lines = []
+    for backend in dict.fromkeys(row.backend for row in rows):
+        timed = [row for row in rows if row.backend == backend and row.p50_us is not None]
+        floats = [row for row in timed if precision_of(row.artifact) == "float"]
+        int8s = [row for row in timed if precision_of(row.artifact) == "int8"]
+        if not floats or not int8s:
+            continue
+        reference = floats[0]
+        parts = [f"{row.artifact} {row.p50_us:,.1f} µs ({row.p50_us / reference.p50_us:.2f}x, "
+                 f"{'faster' if row.p50_us < reference.p50_us else 'slower'})" for row in int8s]
+        lines.append(f"int8 vs float on {backend} (p50, batch 1, one thread): "
+                     f"{reference.artifact} {reference.p50_us:,.1f} µs; " + "; ".join(parts) + ".")
+    return lines
 
 
 def summary_table(run_dir: str | Path) -> str:
@@ -387,6 +409,7 @@ def _context(run_dir: Path, manifest: dict, reproduce: list[str], changed_count:
 def render_md(rows: list[Row], figures, context: dict) -> str:
     lines = [f"# {context['title']}", "", _verdict(context), "", "## Summary", "",
              markdown_table(TABLE_HEADERS, _table_rows(rows))]
+    lines += [line for sentence in speed_lines(rows) for line in (sentence, "")]
     for name, caption, _ in figures:
         lines += [f"## {caption}", "", f"![{caption}]({FIGURES_DIR}/{name})", ""]
     from edgeship.report_mcu import render_mcu_md
@@ -455,6 +478,7 @@ pre {{ background: #f6f8fa; padding: 0.8rem; overflow-x: auto; }}
 <p class="{verdict_class}">{escape(_verdict(context).replace('**', ''))}</p>
 <h2>Summary</h2>
 {''.join(table)}
+{''.join(f"<p class='speed'>{escape(line)}</p>" for line in speed_lines(rows))}
 {''.join(sections)}
 {mcu}
 <h2>Reproduce</h2><pre>{escape(chr(10).join(context['reproduce']))}</pre>

@@ -32,6 +32,7 @@ class ArtifactKind(enum.Enum):
     REBUILT_KERAS_MODEL = ("model_rebuilt.keras", "keras", "float")
     FLOAT_TFLITE = ("model_float.tflite", "tflite", "float")
     INT8_TFLITE = ("model_int8.tflite", "tflite", "int8")
+    XNNPACK_INT8_TFLITE = ("model_int8_xnnpack.tflite", "tflite", "int8")
     PTQ_INT8_TFLITE = ("model_ptq_int8.tflite", "tflite", "int8")
     FINETUNED_INT8_TFLITE = ("model_finetuned_int8.tflite", "tflite", "int8")
     INT16_TFLITE = ("model_int16.tflite", "tflite", "int16")
@@ -49,6 +50,16 @@ class ArtifactKind(enum.Enum):
         """True for the int8 file convert scored worse and kept beside the delivered one."""
         return self in (ArtifactKind.PTQ_INT8_TFLITE, ArtifactKind.FINETUNED_INT8_TFLITE)
 
+    @property
+    def runtimes(self) -> tuple[str, ...] | None:
+        """The backends a runtime-specific file is made for; None: every backend that opens it.
+
+        model_int8_xnnpack.tflite is model_int8.tflite rewritten for LiteRT's XNNPACK delegate
+        (edgeship.convert.xnnpack): the phone file. A microcontroller runs model_int8.tflite
+        (the rewrite adds multiply-accumulates that only XNNPACK's channel packing hides).
+        """
+        return ("litert",) if self is ArtifactKind.XNNPACK_INT8_TFLITE else None
+
     @classmethod
     def of(cls, name: str | os.PathLike) -> "ArtifactKind | None":
         """The kind whose file name is name's last component; None for any other file."""
@@ -64,7 +75,8 @@ MODEL_ARTIFACTS = tuple(kind for kind in ArtifactKind
                         if kind is not ArtifactKind.REBUILT_KERAS_MODEL)
 
 # The int8 files convert delivers (its --max-drop gate applies to these).
-DELIVERED_INT8 = (ArtifactKind.INT8_TFLITE, ArtifactKind.INT8_ONNX)
+DELIVERED_INT8 = (ArtifactKind.INT8_TFLITE, ArtifactKind.XNNPACK_INT8_TFLITE,
+                  ArtifactKind.INT8_ONNX)
 
 # Integer precisions: int8, int16 activations with int8 weights (16x8), and per-layer mixes of
 # the two (convert --activations, edgeship.convert.activations).

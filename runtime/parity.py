@@ -51,6 +51,7 @@ from edgeship.options import comma_list, option
 from edgeship.reports import REPORT_SCHEMA_VERSION, environment
 from edgeship.run_dir import (
     MODEL_ARTIFACTS,
+    ArtifactKind,
     PREDICTIONS_NAME,
     RunDir,
     is_quantized,
@@ -205,8 +206,15 @@ def validate_run(config: ValidateConfig) -> ParityReport:
     integers = integer_comparisons(results, tolerances, notes, labels)
     for comparison in integers:
         checks.extend(comparison["checks"])
+    for check in rewrite_checks(results, manifest, notes):
+        row = next(row for row in pair_rows if check.comparison.startswith(row["artifact"])
+                   and check.comparison.endswith(f" on {row['backend']}"))
+        row["checks"] = [*row.get("checks", []), check]
+        checks.append(check)
     per_op = {}
     for artifact in dict.fromkeys(result.artifact for result in results):
+        if ArtifactKind.of(artifact) is ArtifactKind.XNNPACK_INT8_TFLITE:
+            continue  # its ops are model_int8.tflite's, compared op by op there
         runtimes = tuple(result.backend for result in results if result.artifact == artifact
                          and is_quantized(result.precision) and Path(artifact).suffix == ".tflite"
                          and result.backend != REFERENCE_INT8_BACKEND)
@@ -318,7 +326,12 @@ def _plan_pairs(run: RunDir, manifest: dict, backends: tuple[str, ...], notes: l
             artifacts.append(path)
     pairs = []
     for artifact in artifacts:
+        runtimes = (ArtifactKind.of(artifact).runtimes if ArtifactKind.of(artifact) else None)
         for backend in backends_for(artifact, backends):
+            if runtimes is not None and backend not in runtimes:
+                notes.append(f"{artifact} on {backend}: the file is made for "
+                             f"{', '.join(runtimes)} only: skipped")
+                continue
             if REGISTRY[backend].int8_only and not is_quantized(_precision(run_dir / artifact)):
                 notes.append(f"{artifact} on {backend}: {backend} runs full-integer models only: "
                              "skipped")
@@ -391,6 +404,32 @@ def _precision(path: Path) -> str:
     integer = (schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16)
     tensors = read_model(path.read_bytes()).subgraphs[0].tensors
     return "int8" if any(tensor.type in integer for tensor in tensors) else "float"
+
+
+def rewrite_checks(results: list[_PairResult], manifest: dict, notes: list[str]) -> list[Check]:
+    """model_int8_xnnpack.tflite against model_int8.tflite on the same backend.
+
+    Where convert recorded only exact rewrites (convert/xnnpack.py), every raw output must be
+    identical; otherwise the differing outputs are reported and the task bounds apply.
+    """
+    record = (manifest.get("convert") or {}).get("xnnpack") or {}
+    rewritten, source = ArtifactKind.XNNPACK_INT8_TFLITE.file_name, ArtifactKind.INT8_TFLITE.file_name
+    by_key = {(result.artifact, result.backend): result for result in results}
+    checks = []
+    for (artifact, backend), result in by_key.items():
+        base = by_key.get((source, backend))
+        if artifact != rewritten or base is None:
+            continue
+        differing = int(np.count_nonzero(result.raw_outputs != base.raw_outputs))
+        comparison = f"{rewritten} vs {source} on {backend}"
+        if record.get("exact"):
+            checks.append(Check(comparison, "int8 rewrite vs its source", "raw outputs that differ",
+                                differing, 0, "<=", differing == 0,
+                                "" if differing == 0 else "an exact rewrite changed results"))
+        else:
+            notes.append(f"{comparison}: {differing} of {result.raw_outputs.size} raw outputs "
+                         "differ (--xnnpack rounding: half-way average-pool means)")
+    return checks
 
 
 def write_predictions(path: Path, results: list[_PairResult], reference: _PairResult,

@@ -56,7 +56,13 @@ def test_validate_passes_the_converted_run(run_copy):
              for check in row.get("checks", [])}
     # End-to-end element fractions are reported; int8 vs int8 is decided op by op and by task.
     assert kinds == {"float vs float", "float vs int8", "int8 vs int8 (task)",
-                     "int8 per op (identical inputs)"}
+                     "int8 per op (identical inputs)", "int8 rewrite vs its source"}
+    # the phone file (convert --xnnpack exact) runs on XNNPACK only, identical to its source
+    assert {pair for pair in pairs if pair[0] == "model_int8_xnnpack.tflite"} == {
+        ("model_int8_xnnpack.tflite", "litert")}
+    (rewrite,) = [check for row in payload["pairs"] for check in row.get("checks", [])
+                  if check["kind"] == "int8 rewrite vs its source"]
+    assert rewrite["passed"] and rewrite["value"] == 0
     ops = payload["per_op"]["model_int8.tflite"]["ops"]
     assert {op["runtime"] for op in ops} == {"litert-ref", "litert", "tflm"}
     assert all(op["verdict"] == "bit-exact" for op in ops if op["runtime"] == "litert-ref")
