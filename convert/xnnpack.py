@@ -338,7 +338,7 @@ def _fold_max_pool(model, depth_to_space) -> bool:
 
 def _reshape(model, source: int, target: int):
     schema = _schema()
-    shape = list(model.subgraphs[0].tensors[target].shape)
+    shape = [-1] + list(model.subgraphs[0].tensors[target].shape)[1:]  # any batch size
     shape_tensor = _add_constant(model, model.subgraphs[0].tensors[target].name + b"/shape",
                                  np.array(shape, np.int32), None)
     return _new_op(model, "RESHAPE", 1, [source, shape_tensor], [target],
@@ -486,6 +486,8 @@ def _add_tensor(model, name: bytes, shape: list[int], like) -> int:
     tensor.name = name
     tensor.shape = list(shape)
     tensor.type = like.type
+    if like.shapeSignature is not None and len(like.shapeSignature) and like.shapeSignature[0] < 0:
+        tensor.shapeSignature = [-1] + list(shape)[1:]  # batch resizable like its neighbour
     tensor.quantization = copy.deepcopy(like.quantization)
     tensor.buffer = _add_buffer(model, None)
     model.subgraphs[0].tensors.append(tensor)

@@ -56,16 +56,18 @@ def _int8_model(build, input_shape, seed=0, per_tensor=False):
     return export_tflite(model, calibration, "int8", per_tensor)
 
 
-def _raw_outputs(tflite_bytes, images, resolver):
+def _raw_outputs(tflite_bytes, images, resolver, batch=1):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(model_content=tflite_bytes, num_threads=1,
                               experimental_op_resolver_type=getattr(OpResolverType, resolver))
-    interpreter.allocate_tensors()
     (detail,) = interpreter.get_input_details()
+    if batch != 1:
+        interpreter.resize_tensor_input(detail["index"], [batch, *images.shape[1:]])
+    interpreter.allocate_tensors()
     outputs = []
-    for image in images:
-        interpreter.set_tensor(detail["index"], image[np.newaxis])
+    for start in range(0, len(images), batch):
+        interpreter.set_tensor(detail["index"], images[start:start + batch])
         interpreter.invoke()
         outputs.append([interpreter.get_tensor(out["index"]).copy()
                         for out in sorted(interpreter.get_output_details(),
@@ -110,9 +112,12 @@ def test_space_to_depth_rewrite_is_bit_exact_on_unlike_convolutions():
         assert names.count("CONV_2D") == 9 and names.count("MAX_POOL_2D") == 1
         images = np.random.default_rng(1).integers(-128, 128, (24, 16, 16, 1), dtype=np.int8)
         for resolver in RESOLVERS:
-            for before, after in zip(_raw_outputs(original, images, resolver),
-                                     _raw_outputs(rewritten, images, resolver)):
+            expected = _raw_outputs(original, images, resolver)
+            for before, after in zip(expected, _raw_outputs(rewritten, images, resolver)):
                 np.testing.assert_array_equal(after, before, err_msg=resolver)
+            for before, after in zip(expected, _raw_outputs(rewritten, images, resolver,
+                                                            batch=len(images))):
+                np.testing.assert_array_equal(after, before, err_msg=f"{resolver}, batched")
 
 
 def test_average_pool_rewrite_differs_only_where_the_mean_is_half_way():
