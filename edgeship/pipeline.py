@@ -190,7 +190,7 @@ def _run_bench(config: PipelineConfig, run_dir: Path) -> str:
     from edgeship.runtime.bench import bench, bench_document
 
     run = RunDir(run_dir)
-    records = []
+    plan = []
     for kind in run.existing():
         artifact = run.path_of(kind)
         backends = tuple(name for name in backends_for(artifact, default_backend_names())
@@ -198,8 +198,9 @@ def _run_bench(config: PipelineConfig, run_dir: Path) -> str:
         if (kind.format == "tflite" and kind.precision == "int8" and kind.runtimes is None
                 and _codegen_supports(artifact)):
             backends += ("c",)  # the generated C, compiled -O2 on this host
-        records.extend(bench(replace(config.bench, artifacts=(str(artifact),),
-                                     backends=backends)))
+        plan.append((artifact, backends))
+    # one bench over every file, in rounds: the report compares them side by side
+    records = bench(config.bench, plan=plan)
     path = write_json_atomic(run_dir / "bench.json", bench_document(records))
     run.update("bench", {"runs": config.bench.runs, "warmup": config.bench.warmup},
                artifacts={"bench.json": path})

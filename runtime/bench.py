@@ -20,7 +20,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +77,9 @@ class BenchConfig:
         "keras for .keras)")
     runs: int = option(200, help="timed inferences")
     warmup: int = option(20, help="untimed inferences first")
+    rounds: int = option(4, help="rounds over all the measurements, each taking its share of "
+                         "the timed runs, so that files compared side by side see the same "
+                         "machine load (a shared machine's speed drifts)")
     threads: tuple[int, ...] = option((1,), parse=positive_int_list, metavar="N[,N]",
                                       help="thread counts, one record each")
     batch: tuple[int, ...] = option((1,), parse=positive_int_list, metavar="N[,N]",
@@ -94,6 +97,8 @@ class BenchConfig:
             check_backend_name(name)
         if self.runs < 1:
             raise ValueError(f"runs must be >= 1, got {self.runs}")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if not self.threads or min(self.threads) < 1:
@@ -116,6 +121,7 @@ class Measurement:
     warmup: int
     peak_rss_bytes: int | None
     details: dict = field(default_factory=dict)
+    samples_ns: np.ndarray | None = None  # the timed runs, for merging rounds
 
     @property
     def throughput(self) -> float:
@@ -132,6 +138,53 @@ def latency_statistics(samples_ns: np.ndarray) -> dict:
             "max": float(samples.max())}
 
 
+class OpenMeasurement:
+    """A backend opened (load timed), its input prepared, first run timed and warmed up; then
+    timed runs in as many calls as wanted (bench alternates several), then `finish`."""
+
+    def __init__(self, open_function: Callable[[], Backend], batch: int, warmup: int,
+                 seed: int = 0):
+        reset_peak_rss()
+        started = time.perf_counter_ns()
+        self.backend = open_function()
+        self.load_ns = time.perf_counter_ns() - started
+        try:
+            (input_info,) = self.backend.inputs()
+            shape = (batch,) + tuple(side if side > 0 else 1 for side in input_info.shape[1:])
+            images = np.random.default_rng(seed).random(shape, dtype=np.float32)
+            self.prepared = np.ascontiguousarray(self.backend.quantize_input(images))
+            started = time.perf_counter_ns()
+            self.backend.infer_raw(self.prepared)
+            self.first_ns = time.perf_counter_ns() - started
+            for _ in range(warmup):
+                self.backend.infer_raw(self.prepared)
+        except BaseException:
+            self.backend.close()
+            raise
+        self.peak_rss = peak_rss_bytes()
+        self.batch, self.warmup = batch, warmup
+        self.samples: list[np.ndarray] = []
+
+    def timed(self, runs: int) -> None:
+        samples = np.empty(runs, dtype=np.int64)
+        infer_raw, prepared, clock = self.backend.infer_raw, self.prepared, time.perf_counter_ns
+        for run in range(runs):
+            started = clock()
+            infer_raw(prepared)
+            samples[run] = clock() - started
+        self.samples.append(samples)
+
+    def finish(self) -> Measurement:
+        """The Measurement over every timed run; the backend is closed."""
+        with self.backend:
+            details = self.backend.details()
+        samples = np.concatenate(self.samples)
+        return Measurement(load_ms=self.load_ns / 1e6, first_inference_us=self.first_ns / 1e3,
+                           latency_us=latency_statistics(samples), batch=self.batch,
+                           runs=len(samples), warmup=self.warmup, peak_rss_bytes=self.peak_rss,
+                           details=details, samples_ns=samples)
+
+
 def measure(open_function: Callable[[], Backend], batch: int, runs: int, warmup: int,
             seed: int = 0) -> Measurement:
     """Open a backend, prepare one input batch, then time first, warm-up and timed runs.
@@ -146,38 +199,27 @@ def measure(open_function: Callable[[], Backend], batch: int, runs: int, warmup:
     Returns:
         The Measurement (the backend is closed).
     """
-    reset_peak_rss()
-    started = time.perf_counter_ns()
-    backend = open_function()
-    load_ns = time.perf_counter_ns() - started
-    with backend:
-        (input_info,) = backend.inputs()
-        shape = (batch,) + tuple(side if side > 0 else 1 for side in input_info.shape[1:])
-        images = np.random.default_rng(seed).random(shape, dtype=np.float32)
-        prepared = np.ascontiguousarray(backend.quantize_input(images))
-        infer_raw = backend.infer_raw
-        started = time.perf_counter_ns()
-        infer_raw(prepared)
-        first_ns = time.perf_counter_ns() - started
-        for _ in range(warmup):
-            infer_raw(prepared)
-        samples = np.empty(runs, dtype=np.int64)
-        clock = time.perf_counter_ns
-        for run in range(runs):
-            started = clock()
-            infer_raw(prepared)
-            samples[run] = clock() - started
-        details = backend.details()
-    return Measurement(load_ms=load_ns / 1e6, first_inference_us=first_ns / 1e3,
-                       latency_us=latency_statistics(samples), batch=batch, runs=runs,
-                       warmup=warmup, peak_rss_bytes=peak_rss_bytes(), details=details)
+    opened = OpenMeasurement(open_function, batch, warmup, seed)
+    try:
+        opened.timed(runs)
+    except BaseException:
+        opened.backend.close()
+        raise
+    return opened.finish()
 
 
-def bench(config: BenchConfig) -> list[dict]:
+def bench(config: BenchConfig, plan: list[tuple[Path, tuple[str, ...]]] | None = None
+          ) -> list[dict]:
     """Measure every artifact x backend x threads x batch and return one record each.
 
+    Every backend is opened (load timed), run once (timed) and warmed up; then the timed runs
+    go in `config.rounds` rounds, each measurement taking its share in every round, so that
+    all of them see the same drift in machine speed; a record's statistics are over all its
+    timed runs.
+
     Args:
-        config: artifacts, backends, runs, warm-up, threads, batch sizes and device.
+        config: artifacts, backends, runs, rounds, warm-up, threads, batch sizes and device.
+        plan: (artifact, backend names) to measure instead of config's artifacts and backends.
 
     Returns:
         Plain-JSON records (see `record_key` for what identifies one).
@@ -185,6 +227,62 @@ def bench(config: BenchConfig) -> list[dict]:
     Raises:
         UserInputError: a missing artifact, a format no chosen backend opens, a bad option.
     """
+    plan = list(plan) if plan is not None else _plan(config)
+    entries = []
+    for path, names in plan:
+        if not Path(path).is_file():
+            raise UserInputError(f"artifact {path} does not exist")
+        path = Path(path)
+        digest = sha256_file(path)
+        trusted = is_trusted(path)
+        if trusted:
+            check_model_file(path)
+        elif path.suffix.lower() == ".tflite":
+            check_tflite_file(path)  # pure Python: refuse a malformed file before any child
+        entries += [(path, digest, trusted, backend_name, threads, batch)
+                    for backend_name in names for threads in config.threads
+                    for batch in config.batch]
+    rounds = min(config.rounds, config.runs)
+    # The run's own files stay open across the rounds; an untrusted file is measured in a
+    # child process each round (its rounds merged).
+    opened: dict[int, OpenMeasurement] = {}
+    measured: list[list[Measurement]] = [[] for _ in entries]
+    try:
+        for round_index in range(rounds):
+            runs = config.runs // rounds + (round_index < config.runs % rounds)
+            for position, (path, _, trusted, backend_name, threads, batch) in enumerate(entries):
+                if trusted:
+                    if position not in opened:
+                        opened[position] = OpenMeasurement(functools.partial(
+                            open_backend, backend_name, path, verify=False, threads=threads,
+                            device=config.device), batch, config.warmup, config.seed)
+                    opened[position].timed(runs)
+                    continue
+                arguments = (path, backend_name, threads, config.device, batch, runs,
+                             config.warmup, config.seed, True)
+                measured[position].append(call_isolated(
+                    measure_artifact, arguments, config.timeout_s,
+                    f"{path.name} on {backend_name}"))
+        for position in sorted(opened):
+            measured[position].append(opened.pop(position).finish())
+    finally:
+        for measurement in opened.values():
+            measurement.backend.close()
+    return [_record(path, digest, backend_name, threads, config.device, _merge(results))
+            for (path, digest, _, backend_name, threads, _), results in zip(entries, measured)]
+
+
+def _merge(results: list[Measurement]) -> Measurement:
+    """One measurement from its rounds: statistics over all timed runs, the first load."""
+    first = results[0]
+    samples = np.concatenate([result.samples_ns for result in results])
+    peaks = [result.peak_rss_bytes for result in results if result.peak_rss_bytes is not None]
+    return replace(first, latency_us=latency_statistics(samples), runs=len(samples),
+                   peak_rss_bytes=max(peaks) if peaks else None, samples_ns=samples)
+
+
+def _plan(config: BenchConfig) -> list[tuple[Path, tuple[str, ...]]]:
+    """(artifact, backend names) from the config: its backends, else each format's default."""
     plan = []
     for artifact in config.artifacts:
         path = Path(artifact)
@@ -199,25 +297,7 @@ def bench(config: BenchConfig) -> list[dict]:
             wanted = ", ".join(config.backends) if config.backends else "any backend"
             raise UserInputError(f"{path.name}: {wanted} cannot open {path.suffix or 'this'} files")
         plan.append((path, names))
-    records = []
-    for path, names in plan:
-        digest = sha256_file(path)
-        trusted = is_trusted(path)
-        if trusted:
-            check_model_file(path)
-        elif path.suffix.lower() == ".tflite":
-            check_tflite_file(path)  # pure Python: refuse a malformed file before any child
-        for backend_name in names:
-            for threads in config.threads:
-                for batch in config.batch:
-                    arguments = (path, backend_name, threads, config.device, batch, config.runs,
-                                 config.warmup, config.seed, not trusted)
-                    result = (measure_artifact(*arguments) if trusted else call_isolated(
-                        measure_artifact, arguments, config.timeout_s,
-                        f"{path.name} on {backend_name}"))
-                    records.append(_record(path, digest, backend_name, threads, config.device,
-                                           result))
-    return records
+    return plan
 
 
 def measure_artifact(path: Path, backend_name: str, threads: int, device: str, batch: int,

@@ -153,3 +153,31 @@ def test_bench_bad_input_exits_2(artifacts_dir, tmp_path):
     assert result.returncode == 2 and "runs must be >= 1" in result.stderr
     result = run_cli("bench", artifacts_dir / "model.onnx", "--device", "gpu")
     assert result.returncode == 2 and "--device gpu" in result.stderr
+
+
+def test_bench_alternates_the_measurements_in_rounds(artifacts_dir, monkeypatch):
+    import edgeship.runtime.bench as bench_module
+
+    calls = []
+    real_open, real_timed = bench_module.OpenMeasurement.__init__, bench_module.OpenMeasurement.timed
+
+    def logged_open(self, open_function, *rest):
+        calls.append(("open", open_function.args[1].name))
+        real_open(self, open_function, *rest)
+
+    def logged_timed(self, runs):
+        calls.append((self.backend.artifact_path.name, runs))
+        real_timed(self, runs)
+
+    monkeypatch.setattr(bench_module.OpenMeasurement, "__init__", logged_open)
+    monkeypatch.setattr(bench_module.OpenMeasurement, "timed", logged_timed)
+    files = (artifacts_dir / "model_float.tflite", artifacts_dir / "model_int8.tflite")
+    records = bench(BenchConfig(artifacts=tuple(map(str, files)), backends=("litert",),
+                                runs=10, warmup=1, rounds=3))
+    # each file opened once; then float, int8, float, int8, ...: each round its share of 10
+    names = ("model_float.tflite", "model_int8.tflite")
+    assert calls == [("open", names[0]), (names[0], 4), ("open", names[1]), (names[1], 4),
+                     (names[0], 3), (names[1], 3), (names[0], 3), (names[1], 3)]
+    assert [record["runs"] for record in records] == [10, 10]
+    assert all(record["latency_us"]["min"] <= record["latency_us"]["p50"]
+               <= record["latency_us"]["max"] and record["load_ms"] > 0 for record in records)
