@@ -51,7 +51,10 @@ TARGET = 0.8  # issue 19's int8/float target for ONNX Runtime
 INT8_KERNELS = frozenset({"QLinearConv", "QGemm", "QLinearMatMul", "QLinearAveragePool",
                           "QLinearGlobalAveragePool", "QLinearAdd", "QLinearMul", "QLinearSoftmax",
                           "QLinearSigmoid", "QLinearLeakyRelu", "QLinearConcat", "NhwcMaxPool",
-                          "QuantizeLinear", "DequantizeLinear"})
+                          "QuantizeLinear", "DequantizeLinear",
+                          # edgeship's int8 ONNX folds a 2x2 max pool into a ReduceMax over
+                          # uint8 data (convert/onnx_speed.py): a max, on 8-bit values
+                          "ReduceMax"})
 LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 
 
