@@ -138,8 +138,9 @@ def quantize_onnx(float_onnx: bytes, calibration_samples: np.ndarray,
 
     ORT's quant pre-processing (shape inference and graph optimisation) runs first, as its
     documentation recommends; a QDQ result then gets edgeship.convert.onnx_speed's exact
-    rewrites (same int8 outputs, faster on ORT's CPU kernels). A recipe meant to be exact on every CPU is checked on the
-    result: a file whose 16-bit pair sums could saturate is never returned as such.
+    rewrites (same int8 outputs, faster on ORT's CPU kernels). A recipe meant to be exact on
+    every CPU is checked on the result: a file whose 16-bit pair sums could saturate is never
+    returned as such.
     """
     quantization = require("onnxruntime.quantization")
     shape_inference = require("onnxruntime.quantization.shape_inference")

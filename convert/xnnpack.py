@@ -418,12 +418,13 @@ def report_lines(record: dict | None) -> list[str]:
     if not record or record["mode"] == "off":
         return []
     if not record["file"]:
-        return [f"XNNPACK rewrites (`--xnnpack {record['mode']}`): none applies to this model, "
-                "so no model_int8_xnnpack.tflite; phones run `model_int8.tflite`.", ""]
+        return [(f"XNNPACK rewrites (`--xnnpack {record['mode']}`): none applies to this "
+                 "model, so no model_int8_xnnpack.tflite; phones run `model_int8.tflite`."), ""]
     kind = ("identical int8 results on every runtime" if record["exact"] else
             "results may differ by one quantum where an average-pool window's mean is half-way")
-    return [f"`{record['file']}` (`--xnnpack {record['mode']}`, for LiteRT's XNNPACK delegate on "
-            f"phones; {kind}):", ""] + [f"- {line}" for line in record["rewrites"]] + [""]
+    heading = (f"`{record['file']}` (`--xnnpack {record['mode']}`, for LiteRT's XNNPACK delegate "
+               f"on phones; {kind}):")
+    return [heading, ""] + [f"- {line}" for line in record["rewrites"]] + [""]
 
 
 # --- flatbuffer editing helpers ---------------------------------------------------------------

@@ -31,7 +31,6 @@ from edgeship.runtime.backends import (
     check_backend_name,
     open_backend,
 )
-
 from edgeship.runtime.isolation import (
     DEFAULT_TIMEOUT_S,
     TIMEOUT_HELP,

@@ -51,8 +51,8 @@ from edgeship.options import comma_list, option
 from edgeship.reports import REPORT_SCHEMA_VERSION, environment
 from edgeship.run_dir import (
     MODEL_ARTIFACTS,
-    ArtifactKind,
     PREDICTIONS_NAME,
+    ArtifactKind,
     RunDir,
     is_quantized,
     precision_of,
