@@ -22,7 +22,13 @@ import numpy as np
 
 from edgeship.deps import require
 from edgeship.errors import ToolFailureError, UserInputError
-from edgeship.tflite_graph import builtin_code, read_model, write_model
+from edgeship.tflite_graph import (
+    buffer_data,
+    builtin_code,
+    flatbuffer_schema,
+    read_model,
+    write_model,
+)
 
 
 def float_softmax_output(tflite_bytes: bytes) -> bytes:
@@ -37,56 +43,24 @@ def float_softmax_output(tflite_bytes: bytes) -> bytes:
     Raises:
         UserInputError: the model's output is not produced by an int8 SOFTMAX.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
+    types = flatbuffer_schema().TensorType
+    model = read_model(tflite_bytes)
     subgraph = model.subgraphs[0]
-    codes = [max(code.builtinCode, code.deprecatedBuiltinCode) for code in model.operatorCodes]
     (output,) = subgraph.outputs
     softmax = next((op for op in subgraph.operators if list(op.outputs) == [output]
-                    and codes[op.opcodeIndex] == schema.BuiltinOperator.SOFTMAX), None)
-    if softmax is None or subgraph.tensors[output].type != schema.TensorType.INT8:
+                    and builtin_code(model, op) == flatbuffer_schema().BuiltinOperator.SOFTMAX), None)
+    if softmax is None or subgraph.tensors[output].type != types.INT8:
         raise UserInputError("float softmax output needs an int8 model whose output is a SOFTMAX")
     logits = subgraph.tensors[softmax.inputs[0]]
-    float_logits = schema.TensorT()
-    float_logits.name = (logits.name or b"logits") + b"/dequantized"
-    float_logits.shape = list(logits.shape)
-    float_logits.shapeSignature = (list(logits.shapeSignature)
-                                   if logits.shapeSignature is not None else None)
-    float_logits.type = schema.TensorType.FLOAT32
-    float_logits.buffer = _empty_buffer(model, schema)
-    subgraph.tensors.append(float_logits)
-    float_index = len(subgraph.tensors) - 1
+    float_logits = _add_tensor(model, (logits.name or b"logits") + b"/dequantized",
+                               list(logits.shape), logits, tensor_type=types.FLOAT32)
     probabilities = subgraph.tensors[output]
-    probabilities.type = schema.TensorType.FLOAT32
+    probabilities.type = types.FLOAT32
     probabilities.quantization = None
-
-    dequantize = schema.OperatorT()
-    dequantize.opcodeIndex = _opcode_index(model, codes, schema.BuiltinOperator.DEQUANTIZE, schema)
-    dequantize.inputs = [softmax.inputs[0]]
-    dequantize.outputs = [float_index]
-    softmax.inputs = [float_index]
+    dequantize = _new_op(model, "DEQUANTIZE", 2, [softmax.inputs[0]], [float_logits], 0, None)
+    softmax.inputs = [float_logits]
     subgraph.operators.insert(subgraph.operators.index(softmax), dequantize)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def _empty_buffer(model, schema) -> int:
-    buffer = schema.BufferT()
-    model.buffers.append(buffer)
-    return len(model.buffers) - 1
-
-
-def _opcode_index(model, codes: list[int], builtin: int, schema) -> int:
-    if builtin in codes:
-        return codes.index(builtin)
-    code = schema.OperatorCodeT()
-    code.builtinCode = builtin
-    code.deprecatedBuiltinCode = min(builtin, 127)
-    code.version = 2  # DEQUANTIZE of int8 input
-    model.operatorCodes.append(code)
-    codes.append(builtin)
-    return len(codes) - 1
+    return write_model(model)
 
 
 # --- rewrites for the phone file (model_int8_xnnpack.tflite) ------------------------------------
@@ -139,7 +113,7 @@ def rewrite_for_xnnpack(tflite_bytes: bytes, mode: str = "exact") -> tuple[bytes
     if mode == "off":
         return tflite_bytes, []
     model = read_model(tflite_bytes)
-    rewrites = _narrow_convs_to_space_to_depth(model)
+    rewrites = _narrow_convs_to_space_to_depth(model, tflite_bytes)
     if mode == "rounding":
         rewrites += _average_pools_to_depthwise(model)
     if not rewrites:
@@ -147,18 +121,18 @@ def rewrite_for_xnnpack(tflite_bytes: bytes, mode: str = "exact") -> tuple[bytes
     return write_model(model), rewrites
 
 
-def _narrow_convs_to_space_to_depth(model) -> list[Rewrite]:
-    schema = _schema()
+def _narrow_convs_to_space_to_depth(model, source: bytes) -> list[Rewrite]:
+    schema = flatbuffer_schema()
     subgraph = model.subgraphs[0]
     rewrites = []
     for op in list(subgraph.operators):
         if builtin_code(model, op) != schema.BuiltinOperator.CONV_2D:
             continue
-        plan = _space_to_depth_plan(model, op)
+        plan = _space_to_depth_plan(model, op, source)
         if plan is None:
             continue
         name = _tensor_name(subgraph, op.outputs[0])
-        folded = _apply_space_to_depth(model, op, plan)
+        folded = _apply_space_to_depth(model, op, plan, source)
         became = ("SPACE_TO_DEPTH + CONV_2D" if plan.stride == 2 else
                   "SPACE_TO_DEPTH + CONV_2D + max over phases (the 2x2 MAX_POOL_2D)" if folded
                   else "SPACE_TO_DEPTH + CONV_2D + DEPTH_TO_SPACE")
@@ -183,9 +157,9 @@ class _S2DPlan:
     width: _Axis
 
 
-def _space_to_depth_plan(model, op) -> "_S2DPlan | None":
+def _space_to_depth_plan(model, op, source: bytes) -> "_S2DPlan | None":
     """How to rewrite one CONV_2D through SPACE_TO_DEPTH(2), or None where it does not apply."""
-    schema = _schema()
+    schema = flatbuffer_schema()
     subgraph = model.subgraphs[0]
     inputs = [subgraph.tensors[index] for index in op.inputs]
     output = subgraph.tensors[op.outputs[0]]
@@ -196,8 +170,9 @@ def _space_to_depth_plan(model, op) -> "_S2DPlan | None":
             or not 1 <= inputs[0].shape[3] <= NARROW_INPUT_CHANNELS
             or options.strideH != options.strideW or options.strideH not in (1, 2)
             or options.dilationHFactor != 1 or options.dilationWFactor != 1
-            or _buffer_data(model, inputs[1]) is None
-            or (len(inputs) > 2 and op.inputs[2] >= 0 and _buffer_data(model, inputs[2]) is None)):
+            or _constant(model, inputs[1], source) is None
+            or (len(inputs) > 2 and op.inputs[2] >= 0
+                and _constant(model, inputs[2], source) is None)):
         return None
     stride = options.strideH
     _, height, width, _ = inputs[0].shape
@@ -235,7 +210,7 @@ def _axis_plan(size: int, out_size: int, kernel: int, stride: int, same: bool) -
     new_kernel = max(offset for offset, _ in offsets.values()) - first + 1
     new_pad = -first
     half, new_out = size // 2, out_size // 2 if stride == 1 else out_size
-    schema = _schema()
+    schema = flatbuffer_schema()
     if new_pad == (new_kernel - 1) // 2 and half == new_out:
         padding = schema.Padding.SAME
     elif new_pad == 0 and half - new_kernel + 1 == new_out:
@@ -247,13 +222,13 @@ def _axis_plan(size: int, out_size: int, kernel: int, stride: int, same: bool) -
     return _Axis(new_kernel, new_pad, padding, taps)
 
 
-def _apply_space_to_depth(model, op, plan: _S2DPlan) -> bool:
+def _apply_space_to_depth(model, op, plan: _S2DPlan, source: bytes) -> bool:
     """Rewrite the op in place; True when a following 2x2 max pool was folded in."""
-    schema = _schema()
+    schema = flatbuffer_schema()
     subgraph = model.subgraphs[0]
     source, weights_tensor = (subgraph.tensors[index] for index in op.inputs[:2])
     output = subgraph.tensors[op.outputs[0]]
-    weights = np.frombuffer(_buffer_data(model, weights_tensor), np.int8).reshape(weights_tensor.shape)
+    weights = _constant(model, weights_tensor, source)
     out_channels, _, _, in_channels = weights.shape
     phases = 4 if plan.stride == 1 else 1
     new = np.zeros((phases * out_channels, plan.height.kernel, plan.width.kernel, 4 * in_channels),
@@ -276,7 +251,7 @@ def _apply_space_to_depth(model, op, plan: _S2DPlan) -> bool:
                                  _tiled(weights_tensor.quantization, phases))
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         bias_tensor = subgraph.tensors[op.inputs[2]]
-        bias = np.frombuffer(_buffer_data(model, bias_tensor), np.int32)
+        bias = _constant(model, bias_tensor, source)
         op.inputs[2] = _add_constant(model, bias_tensor.name + b"/space_to_depth",
                                      np.tile(bias, phases), _tiled(bias_tensor.quantization, phases))
     options = op.builtinOptions
@@ -306,7 +281,7 @@ def _fold_max_pool(model, depth_to_space) -> bool:
     four phases of pixel (i, j) before the shuffle. So the phased tensor [1, H, W, 4*C] is read
     as [1, H*W, 4, C] and pooled 1x4 (a max: exact), then read back as [1, H, W, C].
     """
-    schema = _schema()
+    schema = flatbuffer_schema()
     subgraph = model.subgraphs[0]
     (phased,), (shuffled,) = depth_to_space.inputs, depth_to_space.outputs
     readers = [op for op in subgraph.operators if shuffled in op.inputs]
@@ -337,7 +312,7 @@ def _fold_max_pool(model, depth_to_space) -> bool:
 
 
 def _reshape(model, source: int, target: int):
-    schema = _schema()
+    schema = flatbuffer_schema()
     shape = [-1] + list(model.subgraphs[0].tensors[target].shape)[1:]  # any batch size
     shape_tensor = _add_constant(model, model.subgraphs[0].tensors[target].name + b"/shape",
                                  np.array(shape, np.int32), None)
@@ -347,7 +322,7 @@ def _reshape(model, source: int, target: int):
 
 
 def _average_pools_to_depthwise(model) -> list[Rewrite]:
-    schema = _schema()
+    schema = flatbuffer_schema()
     subgraph = model.subgraphs[0]
     rewrites = []
     for position, op in enumerate(subgraph.operators):
@@ -429,19 +404,15 @@ def report_lines(record: dict | None) -> list[str]:
 
 # --- flatbuffer editing helpers ---------------------------------------------------------------
 
-def _schema():
-    return require("ai_edge_litert.schema_py_generated")
-
-
 def _tensor_name(subgraph, index: int) -> str:
     return (subgraph.tensors[index].name or b"").decode(errors="replace")
 
 
-def _buffer_data(model, tensor) -> "bytes | None":
-    buffer = model.buffers[tensor.buffer]
-    if buffer.data is None or len(buffer.data) == 0:
-        return None
-    return bytes(np.asarray(buffer.data, np.uint8))
+def _constant(model, tensor, source: bytes) -> "np.ndarray | None":
+    """A constant tensor's values (None for an activation), read as tflite_graph reads them."""
+    dtype = {flatbuffer_schema().TensorType.INT8: "int8", flatbuffer_schema().TensorType.INT32: "int32"}.get(tensor.type)
+    return (buffer_data(model.buffers[tensor.buffer], source, dtype, list(tensor.shape))
+            if dtype else None)
 
 
 def _quant(tensor):
@@ -452,7 +423,7 @@ def _quant(tensor):
 
 
 def _quantization(scale, zero_point, dimension: int):
-    q = _schema().QuantizationParametersT()
+    q = flatbuffer_schema().QuantizationParametersT()
     q.scale = [float(value) for value in scale]
     q.zeroPoint = [int(value) for value in zero_point]
     q.quantizedDimension = dimension
@@ -474,29 +445,30 @@ def _options(options_type, **fields):
 
 
 def _add_buffer(model, data: "np.ndarray | None") -> int:
-    buffer = _schema().BufferT()
+    buffer = flatbuffer_schema().BufferT()
     if data is not None:
         buffer.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
     model.buffers.append(buffer)
     return len(model.buffers) - 1
 
 
-def _add_tensor(model, name: bytes, shape: list[int], like) -> int:
-    """A new activation tensor with the type and quantization of `like`."""
-    tensor = _schema().TensorT()
+def _add_tensor(model, name: bytes, shape: list[int], like, tensor_type: int | None = None
+                ) -> int:
+    """A new activation tensor with the type and quantization of `like` (or a float type)."""
+    tensor = flatbuffer_schema().TensorT()
     tensor.name = name
     tensor.shape = list(shape)
-    tensor.type = like.type
+    tensor.type = like.type if tensor_type is None else tensor_type
     if like.shapeSignature is not None and len(like.shapeSignature) and like.shapeSignature[0] < 0:
         tensor.shapeSignature = [-1] + list(shape)[1:]  # batch resizable like its neighbour
-    tensor.quantization = copy.deepcopy(like.quantization)
+    tensor.quantization = copy.deepcopy(like.quantization) if tensor_type is None else None
     tensor.buffer = _add_buffer(model, None)
     model.subgraphs[0].tensors.append(tensor)
     return len(model.subgraphs[0].tensors) - 1
 
 
 def _add_constant(model, name: bytes, values: np.ndarray, quantization) -> int:
-    schema = _schema()
+    schema = flatbuffer_schema()
     tensor = schema.TensorT()
     tensor.name = name
     tensor.shape = list(values.shape)
@@ -508,7 +480,7 @@ def _add_constant(model, name: bytes, values: np.ndarray, quantization) -> int:
 
 
 def _new_op(model, name: str, version: int, inputs, outputs, options_type: int, options):
-    schema = _schema()
+    schema = flatbuffer_schema()
     builtin = getattr(schema.BuiltinOperator, name)
     index = next((position for position, code in enumerate(model.operatorCodes)
                   if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin), None)

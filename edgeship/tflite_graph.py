@@ -25,13 +25,14 @@ _DATA_TYPES = ("int8", "int32", "int64", "uint8", "int16", "float32")
 _FILE_IDENTIFIER = b"TFL3"
 
 
-def _schema():
+def flatbuffer_schema():
+    """The LiteRT flatbuffer schema bindings (ModelT, TensorT, BuiltinOperator, ...)."""
     return require("ai_edge_litert.schema_py_generated")
 
 
 def read_model(tflite_bytes: bytes):
     """The mutable flatbuffer object (schema ModelT) of a .tflite file."""
-    schema = _schema()
+    schema = flatbuffer_schema()
     return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(tflite_bytes), 0))
 
 
@@ -52,7 +53,7 @@ def builtin_code(model, op) -> int:
 
 def builtin_codes() -> dict[str, int]:
     """Builtin op name -> code ("CONV_2D" -> 3)."""
-    return {name: value for name, value in vars(_schema().BuiltinOperator).items()
+    return {name: value for name, value in vars(flatbuffer_schema().BuiltinOperator).items()
             if not name.startswith("_")}
 
 
@@ -154,7 +155,7 @@ def read_graph(tflite_bytes: bytes) -> Graph:
                                  and quantization.zeroPoint is not None else [], np.int64)
         dtype = _TENSOR_TYPES.get(tensor.type, f"type{tensor.type}")
         shape = tuple(int(side) for side in (tensor.shape if tensor.shape is not None else []))
-        data = _buffer_data(model.buffers[tensor.buffer], tflite_bytes, dtype, shape)
+        data = buffer_data(model.buffers[tensor.buffer], tflite_bytes, dtype, shape)
         name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
         tensors.append(Tensor(index, name, shape, dtype, scales, zero_points, data))
     operators = [Operator(index, name, [int(i) for i in op.inputs], [int(i) for i in op.outputs],
@@ -165,7 +166,9 @@ def read_graph(tflite_bytes: bytes) -> Graph:
                  [int(i) for i in subgraph.outputs])
 
 
-def _buffer_data(buffer, tflite_bytes: bytes, dtype: str, shape) -> np.ndarray | None:
+def buffer_data(buffer, tflite_bytes: bytes, dtype: str, shape) -> np.ndarray | None:
+    """A constant's values: the buffer's data, or its bytes at an offset in the file (large
+    models); None for an empty buffer or an unknown dtype."""
     raw = None
     if buffer is not None and buffer.data is not None and len(buffer.data):
         raw = np.asarray(buffer.data, np.uint8).tobytes()
