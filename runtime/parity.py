@@ -206,9 +206,9 @@ def validate_run(config: ValidateConfig) -> ParityReport:
     integers = integer_comparisons(results, tolerances, notes, labels)
     for comparison in integers:
         checks.extend(comparison["checks"])
-    for check in rewrite_checks(results, manifest, notes):
-        row = next(row for row in pair_rows if check.comparison.startswith(row["artifact"])
-                   and check.comparison.endswith(f" on {row['backend']}"))
+    for (artifact, backend), check in rewrite_checks(results, manifest, notes):
+        row = next(row for row in pair_rows
+                   if (row["artifact"], row["backend"]) == (artifact, backend))
         row["checks"] = [*row.get("checks", []), check]
         checks.append(check)
     per_op = {}
@@ -406,7 +406,8 @@ def _precision(path: Path) -> str:
     return "int8" if any(tensor.type in integer for tensor in tensors) else "float"
 
 
-def rewrite_checks(results: list[_PairResult], manifest: dict, notes: list[str]) -> list[Check]:
+def rewrite_checks(results: list[_PairResult], manifest: dict, notes: list[str]
+                   ) -> list[tuple[tuple[str, str], Check]]:
     """model_int8_xnnpack.tflite against model_int8.tflite on the same backend.
 
     Where convert recorded only exact rewrites (convert/xnnpack.py), every raw output must be
@@ -423,9 +424,9 @@ def rewrite_checks(results: list[_PairResult], manifest: dict, notes: list[str])
         differing = int(np.count_nonzero(result.raw_outputs != base.raw_outputs))
         comparison = f"{rewritten} vs {source} on {backend}"
         if record.get("exact"):
-            checks.append(Check(comparison, "int8 rewrite vs its source", "raw outputs that differ",
-                                differing, 0, "<=", differing == 0,
-                                "" if differing == 0 else "an exact rewrite changed results"))
+            checks.append(((artifact, backend), Check(
+                comparison, "int8 rewrite vs its source", "raw outputs that differ", differing, 0,
+                "<=", differing == 0, "" if differing == 0 else "an exact rewrite changed results")))
         else:
             notes.append(f"{comparison}: {differing} of {result.raw_outputs.size} raw outputs "
                          "differ (--xnnpack rounding: half-way average-pool means)")
