@@ -29,11 +29,15 @@ memory plan keeps them apart, which is always safe.
 
 from edgeship.convert.c_source import ACTIVATION_CTYPES
 from edgeship.convert.codegen.lowering import (  # noqa: F401  (each module registers its ops)
+    activation,
     arithmetic,
+    boundary,
     conv,
     elementwise,
     fully_connected,
+    movement,
     pool,
+    reduce,
     shape,
     softmax,
 )

@@ -12,8 +12,9 @@ from edgeship.tflite_graph import Graph, Operator, Tensor
 
 _CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4,
                 "int64_t": 8}
-# Bytes per value of the activation dtypes codegen computes (c_source.ACTIVATION_CTYPES).
-ACTIVATION_BYTES = {"int8": 1, "int16": 2}
+# Bytes per value of every dtype a generated tensor may have: int8/int16 activations
+# (c_source.ACTIVATION_CTYPES), uint8/float32 model I/O and int32 (ARG_MAX's indices).
+ACTIVATION_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "float32": 4}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Constant folding: shape arithmetic evaluated at generation time."""

@@ -1,0 +1,1 @@
+"""Reductions (filled in by the op-coverage work)."""
