@@ -246,15 +246,17 @@ def main(argv=None) -> int:
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/results.md")
     args = parser.parse_args(argv)
 
+    from edgeship.convert.codegen.kernels import KERNEL_VARIANTS
+
     from edgeship.profile.emulator import check_block_counting
-    from edgeship.profile.run import ProfileConfig, codegen_kernel_variants, model_input
+    from edgeship.profile.run import ProfileConfig, model_input
     from edgeship.profile.targets import get_target
 
     if not (MLPERF_DIR / "README.md").is_file():
         print(f"no MLPerf Tiny models in {MLPERF_DIR}", file=sys.stderr)
         return 2
     published = published_results(MLPERF_DIR / "README.md")
-    variants = [name for name in codegen_kernel_variants()
+    variants = [name for name in KERNEL_VARIANTS
                 if name != "cmsis-nn" or (CMSIS_NN_DIR / "Include").is_dir()]
     rows, cores, hook = [], [], None
     with tempfile.TemporaryDirectory(prefix="bench-mcu-") as work:

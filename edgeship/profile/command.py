@@ -1,6 +1,6 @@
 """`edgeship profile`: flags and the command, for registration in edgeship/cli.py.
 
-    edgeship profile MODEL_int8.tflite --target cortex-m4 [--kernels portable]
+    edgeship profile MODEL_int8.tflite --target cortex-m4 [--kernels auto]
         [--clock-mhz 120] [--input x.npy]
         [--seed 0] [--json out.json] [--baseline old.json --max-regression 0.01]
 
@@ -22,8 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="full-int8 .tflite")
     parser.add_argument("--target", default="cortex-m4", choices=list(TARGETS),
                         help="Cortex-M core to compile for and emulate (default cortex-m4)")
-    parser.add_argument("--kernels", default="portable",
-                        help="codegen's kernel variant to profile (default portable)")
+    from edgeship.convert.codegen.kernels import KERNEL_CHOICES
+    from edgeship.profile.run import ProfileConfig
+
+    parser.add_argument("--kernels", default=ProfileConfig.kernels, choices=KERNEL_CHOICES,
+                        help="codegen's kernel variant to profile (default auto: dsp on cores "
+                             "with the DSP extension, else portable; as codegen and the "
+                             "pipeline's profile stage)")
     parser.add_argument("--cmsis-nn", default=None, metavar="DIR",
                         help="CMSIS-NN folder, for --kernels cmsis-nn")
     parser.add_argument("--clock-mhz", type=float, default=None,

@@ -3,7 +3,6 @@
     profile_model(ProfileConfig(model="kws_int8.tflite", target="cortex-m4")) -> ProfileReport
 """
 
-import dataclasses
 import hashlib
 import tempfile
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ import numpy as np
 from edgeship.errors import UserInputError
 from edgeship.profile.emulator import OUTSIDE, emulate
 from edgeship.profile.firmware import MODEL_NAME, build_firmware, section_bytes
-from edgeship.profile.ops import model_ops
 from edgeship.profile.report import OpProfile, ProfileReport
 from edgeship.profile.targets import get_target
+from edgeship.quantization import quantize_values
 
 SCHEMA_VERSION = 1
 
@@ -32,7 +31,8 @@ class ProfileConfig:
         input: a .npy input (float, quantized with the model's input scale, or int8 as it is);
             None makes a seeded random int8 input.
         seed: seed of the random input.
-        kernels: codegen's kernel variant ("portable" is the one every codegen has).
+        kernels: codegen's kernel variant, or "auto" (as codegen and the pipeline's profile
+            stage resolve it: dsp on a core with the DSP extension, else portable).
         cmsis_nn: the CMSIS-NN folder, for kernels="cmsis-nn".
     """
 
@@ -41,12 +41,24 @@ class ProfileConfig:
     clock_mhz: float | None = None
     input: str | None = None
     seed: int = 0
-    kernels: str = "portable"
+    kernels: str = "auto"
     cmsis_nn: str | None = None
 
     def __post_init__(self):
+        from edgeship.convert.codegen.kernels import KERNEL_CHOICES
+
         if self.clock_mhz is not None and not self.clock_mhz > 0:
-            raise ValueError(f"clock must be > 0 MHz, got {self.clock_mhz}")
+            raise UserInputError(f"clock must be > 0 MHz, got {self.clock_mhz}")
+        if self.kernels not in KERNEL_CHOICES:
+            raise UserInputError(f"codegen has no {self.kernels!r} kernels; choose one of "
+                                 f"{', '.join(KERNEL_CHOICES)}")
+
+    @property
+    def variant(self) -> str:
+        """The kernel variant profiled: `kernels` with "auto" resolved for the target."""
+        from edgeship.convert.codegen.kernels import resolve_kernels
+
+        return resolve_kernels(self.kernels, self.target)
 
 
 def model_input(config: ProfileConfig, size: int, scale: float, zero_point: int,
@@ -73,40 +85,14 @@ def model_input(config: ProfileConfig, size: int, scale: float, zero_point: int,
         if array.dtype == kind:
             values = array.reshape(-1)
         elif np.issubdtype(array.dtype, np.floating):
-            quantized = np.round(array.reshape(-1).astype(np.float64) / scale) + zero_point
-            values = np.clip(quantized, low, high).astype(kind)
+            values = quantize_values(array.reshape(-1).astype(np.float64), scale, zero_point,
+                                     dtype)
         else:
             raise UserInputError(f"--input {config.input} is {array.dtype}; give float "
                                  f"(quantized with the model's input scale) or {dtype}")
         described = {"source": str(config.input), "dtype": str(array.dtype)}
     data = values.astype(kind).tobytes()
     return data, {**described, "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def codegen_kernel_variants() -> tuple[str, ...]:
-    """The kernel variants this codegen accepts (only "portable" before it took `kernels=`)."""
-    from edgeship.convert import codegen
-
-    return tuple(getattr(codegen, "KERNEL_VARIANTS", ("portable",)))
-
-
-def codegen_config(config_type, model: str, out: str, kernels: str, target: str = "",
-                   cmsis_nn: str | None = None):
-    """A CodegenConfig for the profile build, with `kernels` where codegen has the option.
-
-    Raises:
-        UserInputError: a variant this codegen does not offer.
-    """
-    if kernels not in codegen_kernel_variants():
-        raise UserInputError(f"codegen has no {kernels!r} kernels; it offers "
-                             f"{', '.join(codegen_kernel_variants())}")
-    fields = {item.name for item in dataclasses.fields(config_type)}
-    extra = {"kernels": kernels} if "kernels" in fields else {}
-    if "target" in fields:
-        extra["target"] = target
-    if cmsis_nn is not None:
-        extra["cmsis_nn"] = cmsis_nn
-    return config_type(model=model, out=out, name=MODEL_NAME, **extra)
 
 
 def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> ProfileReport:
@@ -136,20 +122,19 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
     with tempfile.TemporaryDirectory(prefix="edgeship-profile-") as temporary:
         work = Path(build_dir or temporary)
         work.mkdir(parents=True, exist_ok=True)
-        generated = generate_c(codegen_config(CodegenConfig, str(model_path),
-                                              str(work / "src"), config.kernels,
-                                              target.name, config.cmsis_nn))
+        generated = generate_c(CodegenConfig(model=str(model_path), out=str(work / "src"),
+                                             name=MODEL_NAME, kernels=config.variant,
+                                             target=target.name, cmsis_nn=config.cmsis_nn))
         io_types = (generated.input.dtype, generated.output.dtype)
         input_bytes, input_described = model_input(config, generated.input.size,
                                                    generated.input.scale,
                                                    generated.input.zero_point, io_types[0])
         firmware = build_firmware(work / "src", target, work,
-                                  tuple(getattr(generated, "c_sources", ())),
-                                  tuple(getattr(generated, "include_dirs", ())), io_types)
+                                  generated.c_sources, generated.include_dirs, io_types)
         run = emulate(firmware.elf, target, input_bytes, io_types[1])
         flash = {name.strip("."): section_bytes(firmware.elf, (name,))
                  for name in (".text", ".rodata", ".data")}
-    graph_ops = getattr(generated, "op_records", None) or model_ops(model_bytes)
+    graph_ops = generated.op_records
     ops = []
     for op in graph_ops:
         count = run.ops.get(op.index)
@@ -181,7 +166,7 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
                   "hook_inserted_by_profile": firmware.hook_inserted},
         emulator={"name": "unicorn", "version": unicorn.__version__,
                   "cpu_model": target.unicorn_cpu, "basic_blocks": run.blocks},
-        kernels=config.kernels,
+        kernels=config.variant,
         cycle_model={"kind": "estimate from the core's instruction timings, not a measurement",
                      **target.timing.to_dict()},
         input=input_described, output=[int(value) for value in run.output], ops=tuple(ops),
