@@ -159,3 +159,99 @@ def softmax_int16_tables() -> tuple[np.ndarray, np.ndarray]:
     reciprocal_lut = lut_int16(f32(1.0) / f32(span), -32768, f32(2.0) / f32(span), 0,
                                lambda value: f32(1.0) / (f32(1.0) + f32(value)))
     return exp_lut, reciprocal_lut
+
+
+def logistic_tanh_parameters(input_scale: float) -> tuple[int, int, int]:
+    """int8 LOGISTIC and TANH (TFLite Micro's logistic_common.cc and tanh.cc): the multiplier
+    and left shift taking the offset input to Q4.27, and the input radius beyond which the
+    output saturates (CalculateInputRadius), as (multiplier, shift, radius)."""
+    integer_bits = 4
+    mantissa, shift = math.frexp(float(input_scale) * (1 << (31 - integer_bits)))
+    if shift < 0:
+        raise UserInputError(f"input scale {input_scale} is too small for TFLite's int8 "
+                             "logistic and tanh")
+    multiplier = round_half_away(mantissa * (1 << 31))
+    radius = math.floor(((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << shift))
+    return multiplier, shift, radius
+
+
+def checked_log2(value: float) -> tuple[int, bool]:
+    """TFLite's CheckedLog2 in float32: (log2 rounded, whether value is a power of two)."""
+    f32 = np.float32
+    log2 = f32(np.log(f32(value))) * (f32(1.0) / f32(np.log(f32(2.0))))
+    rounded = round_half_away(float(log2))
+    return rounded, bool(abs(f32(log2) - f32(rounded)) < f32(1e-3))
+
+
+def logistic_tanh_int16_parameters(input_scale: float, power_of_two_shifts: tuple[int, ...]
+                                   ) -> tuple[int, int]:
+    """int16 LOGISTIC and TANH: (multiplier, right shift) taking the input to the table's
+    scale, 1 / (3 * 4096). A power-of-two input scale whose shift (12 + log2 scale) is one of
+    power_of_two_shifts (LOGISTIC: 0; TANH: 0 or 1) takes TFLite's exact path, 3 << shift;
+    any other, the multiplier doubled while it is at most 32767 / 2, then truncated."""
+    log2, power_of_two = checked_log2(input_scale)
+    shift = 12 + log2
+    if power_of_two and shift in power_of_two_shifts:
+        return 3 << shift, 0
+    multiplier = float(input_scale) * 4096.0 * 3.0
+    shift = 0
+    while multiplier <= 32767.0 / 2.0 and shift <= 30:
+        shift += 1
+        multiplier *= 2.0
+    return int(multiplier), shift
+
+
+def sigmoid_table_uint16() -> np.ndarray:
+    """The 256 sigmoid(i / 24) values in Q0.16 that TFLite's int16 LOGISTIC and TANH
+    interpolate (common.h sigmoid_table_uint16): each entry raised by half the error that
+    linear interpolation makes at the midpoint to the next, rounded; the last one is 1.0,
+    saturated to 65535 (the kernels saturate from there on)."""
+    positions = np.arange(256, dtype=np.float64)
+
+    def sigmoid(x):
+        return 65536.0 / (1.0 + np.exp(-x / 24.0))
+
+    midpoint_error = sigmoid(positions + 0.5) - (sigmoid(positions) + sigmoid(positions + 1)) / 2
+    table = np.floor(sigmoid(positions) + midpoint_error / 2 + 0.5)
+    table[-1] = 65535
+    return table.astype(np.int64)
+
+
+def downscale_multiplier_int16(multiplier: int) -> int:
+    """TFLite's DownScaleInt32ToInt16Multiplier: a Q0.31 multiplier rounded to Q0.15."""
+    if multiplier >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1
+    return (multiplier + (1 << 15)) >> 16
+
+
+def hard_swish_parameters(input_scale: float, output_scale: float) -> dict[str, int]:
+    """HARD_SWISH (hard_swish_common.cc): the int16 multipliers and exponents from the input on
+    a 7-bit finer scale to the output, and to the "reluish" scale where 3.0 is 32768, the
+    scales divided in float32 as TFLite does."""
+    f32 = np.float32
+    hires_input_scale = f32(1.0 / 128.0) * f32(input_scale)
+    output_multiplier, output_exponent = quantize_multiplier(
+        float(hires_input_scale / f32(output_scale)))
+    reluish_multiplier, reluish_exponent = quantize_multiplier(
+        float(hires_input_scale / (f32(3.0) / f32(32768.0))))
+    return {"output_multiplier": downscale_multiplier_int16(output_multiplier),
+            "output_exponent": output_exponent,
+            "reluish_multiplier": downscale_multiplier_int16(reluish_multiplier),
+            "reluish_exponent": reluish_exponent}
+
+
+def squared_difference_parameters(first: Tensor, second: Tensor, output: Tensor
+                                  ) -> dict[str, int]:
+    """SQUARED_DIFFERENCE (squared_difference.cc PrepareQuantized): both inputs shifted left by
+    7 bits (int8) or 0 (int16) and rescaled to twice the larger scale; the square rescaled by
+    (twice the larger scale)^2 / (2^(2 * left shift) * output scale)."""
+    left_shift = 7 if output.dtype == "int8" else 0
+    twice_max = 2.0 * max(first.scale, second.scale)
+    first_multiplier, first_shift = quantize_multiplier(first.scale / twice_max)
+    second_multiplier, second_shift = quantize_multiplier(second.scale / twice_max)
+    output_multiplier, output_shift = quantize_multiplier(
+        twice_max * twice_max / float(np.float32(1 << (2 * left_shift)) * np.float32(output.scale)))
+    return {"first_multiplier": first_multiplier, "first_shift": first_shift,
+            "second_multiplier": second_multiplier, "second_shift": second_shift,
+            "output_multiplier": output_multiplier, "output_shift": output_shift,
+            "left_shift": left_shift}

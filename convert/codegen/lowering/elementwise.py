@@ -1,4 +1,5 @@
-"""ADD of two same-shape int8 activations (int16 ADD: lowering.arithmetic)."""
+"""ADD: two same-shape int8 activations take a flat loop (kernels/portable/add.c); a broadcast
+or constant operand, and int16, take lowering.arithmetic's broadcasting kernels."""
 
 from edgeship.convert.codegen.lowering.arithmetic import SAME_TYPES, lower_binary
 from edgeship.convert.codegen.lowering.base import (
@@ -11,25 +12,21 @@ from edgeship.convert.codegen.lowering.base import (
 )
 from edgeship.convert.codegen.quant import activation_range, add_parameters
 
-from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 
 
 @lowers("ADD", types=SAME_TYPES)
 def lower_add(graph: Graph, op: Operator) -> LoweredOp:
-    if graph.tensors[op.outputs[0]].dtype == "int16":
-        return lower_binary(graph, op)
     first, second = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
     output = graph.tensors[op.outputs[0]]
+    if (output.dtype != "int8" or first.shape != second.shape or first.data is not None
+            or second.data is not None):
+        return lower_binary(graph, op)
     for tensor, role in ((first, "input"), (second, "input"), (output, "output")):
         check_int8(tensor, role, op)
-    if first.shape != second.shape or first.data is not None or second.data is not None:
-        raise UserInputError(f"op {op.index} (ADD) broadcasts {list(first.shape)} with "
-                             f"{list(second.shape)} or adds a constant; codegen supports ADD "
-                             "of two same-shape activations")
     scaling = add_parameters(first, second, output)
     act_min, act_max = activation_range(op.options.fusedActivationFunction, output, op.name)
-    # Field order of es_add_params in kernels/portable/add.c.
+    # Field order of es_add_params in kernels/portable/add_params.c.
     params = ConstantStruct("es_add_params", f"op{op.index}_params", (
         -first.zero_point, -second.zero_point, output.zero_point, scaling["left_shift"],
         scaling["first_multiplier"], scaling["second_multiplier"], scaling["output_multiplier"],
