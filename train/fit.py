@@ -157,7 +157,11 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
                         callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - started
     if streamed:
-        test_data = _streamed_batches(tf, np.arange(len(dataset.y_test)), dataset.y_test, 256,
+        # Test batches of the training batch size: the peak of a streamed run is the training
+        # batch's, whatever the size of the test split (256 images at 96x96x3 took more
+        # memory than training itself).
+        test_data = _streamed_batches(tf, np.arange(len(dataset.y_test)), dataset.y_test,
+                                      config.batch_size,
                                       tf_batch_reader(tf, dataset.read_test, dataset.input_shape))
         test_loss, test_accuracy = model.evaluate(test_data, verbose=0)
         if chief and dataset.split is not None:
@@ -165,7 +169,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
         dataset.close()
     else:
         test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test,
-                                                  batch_size=256, verbose=0)
+                                                  batch_size=config.batch_size, verbose=0)
     batch_norm["statistics_sha256"] = batch_norm_statistics_sha256(model)
     if not chief:
         return _finish_worker(model, out, history, test_loss, test_accuracy, seconds,

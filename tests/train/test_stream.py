@@ -200,3 +200,51 @@ def test_stage_dataset_reads_npz_test_rows(tmp_path, monkeypatch):
     rows = pickle.loads(pickle.dumps(staged.x_test))
     np.testing.assert_array_equal(rows[[6, 1]], load_dataset(spec).x_test[[6, 1]])
     staged.close()
+
+
+_MEMORY_CHILD = """
+import json, os, sys
+os.environ["EDGESHIP_STREAMING"] = "on"
+import edgeship  # noqa: F401  (the TF_USE_LEGACY_KERAS guard)
+from edgeship.train.datasets import DatasetSpec
+from edgeship.train.fit import TrainConfig, train
+from edgeship.train.models import ModelOptions
+
+
+def peak_bytes():
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024
+
+
+if __name__ == "__main__":
+    spec = DatasetSpec(name="folder:" + sys.argv[1], image_size=(48, 48), channels=3, seed=0)
+    result = train(TrainConfig(model="dscnn", dataset=spec, out=sys.argv[2], epochs=1, seed=0,
+                               model_options=ModelOptions(width=8)))
+    print("RESULT " + json.dumps({"peak": peak_bytes(), "streamed": True,
+                                  "accuracy": result.test_accuracy}))
+"""
+
+
+def _streamed_training_peak(folder, out) -> int:
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(folder), str(out)],
+                               capture_output=True, text=True, timeout=600,
+                               env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    line = [row for row in completed.stdout.splitlines() if row.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])["peak"]
+
+
+def test_streamed_training_memory_does_not_grow_with_the_dataset(tmp_path):
+    """Peak RSS of streamed training at N and 4N images stays within 5% (issue: it grew by
+    about the decoded pixels of the added images). At 4N the training split's float32 pixels
+    are 88 MB, about 10% of the process, so holding them anywhere would fail this. N is large
+    enough that its validation and test splits fill the batches tf.data keeps in flight."""
+    peaks = {}
+    for per_class in (250, 1000):
+        folder = write_image_folder(tmp_path / f"images{per_class}" / "data", per_class=per_class,
+                                    classes=4, size=(48, 48))
+        peaks[per_class] = _streamed_training_peak(folder, tmp_path / f"run{per_class}")
+    assert peaks[1000] <= 1.05 * peaks[250], peaks
