@@ -1,29 +1,32 @@
 /* @section pad needs common */
-/* PAD of a 4-D tensor with the output zero point (reference_ops::Pad). */
-static void es_pad(const int32_t in_dims[4], const int32_t before[4], const int32_t after[4],
-                   int8_t pad_value, const int8_t *input, int8_t *output) {
-  const int32_t out_dims[4] = {
-      in_dims[0] + before[0] + after[0], in_dims[1] + before[1] + after[1],
-      in_dims[2] + before[2] + after[2], in_dims[3] + before[3] + after[3]};
-  int32_t b, y, x;
-  int8_t *out = output;
-  for (b = 0; b < out_dims[0]; ++b) {
-    for (y = 0; y < out_dims[1]; ++y) {
-      for (x = 0; x < out_dims[2]; ++x) {
-        const int32_t in_b = b - before[0];
-        const int32_t in_y = y - before[1];
-        const int32_t in_x = x - before[2];
-        if (in_b < 0 || in_b >= in_dims[0] || in_y < 0 || in_y >= in_dims[1] || in_x < 0 ||
-            in_x >= in_dims[2]) {
-          memset(out, pad_value, (size_t)out_dims[3]);
-        } else {
-          memset(out, pad_value, (size_t)before[3]);
-          memcpy(out + before[3],
-                 input + ((in_b * in_dims[1] + in_y) * in_dims[2] + in_x) * in_dims[3],
-                 (size_t)in_dims[3]);
-          memset(out + before[3] + in_dims[3], pad_value, (size_t)after[3]);
+/* PAD and PADV2 of up to 5-D int8 or int16 tensors (reference_ops::Pad): the output filled
+ * with pad_value, then each input row (in_dims[4] values) copied to output + start +
+ * i0 * out_strides[0] + ... + i3 * out_strides[3] (byte offsets fixed at generation). */
+static void es_pad(const int32_t in_dims[5], const int32_t out_strides[4], int32_t start,
+                   int32_t output_size, int32_t element_bytes, int32_t pad_value,
+                   const void *input_data, void *output_data) {
+  const int8_t *input = (const int8_t *)input_data;
+  int8_t *output = (int8_t *)output_data;
+  const int32_t row_bytes = in_dims[4] * element_bytes;
+  int32_t i0, i1, i2, i3;
+  if (element_bytes == 1) {
+    memset(output, pad_value, (size_t)output_size);
+  } else {
+    int16_t *values = (int16_t *)output_data;
+    int32_t i;
+    for (i = 0; i < output_size; ++i) {
+      values[i] = (int16_t)pad_value;
+    }
+  }
+  for (i0 = 0; i0 < in_dims[0]; ++i0) {
+    for (i1 = 0; i1 < in_dims[1]; ++i1) {
+      for (i2 = 0; i2 < in_dims[2]; ++i2) {
+        for (i3 = 0; i3 < in_dims[3]; ++i3) {
+          memcpy(output + start + i0 * out_strides[0] + i1 * out_strides[1] +
+                     i2 * out_strides[2] + i3 * out_strides[3],
+                 input, (size_t)row_bytes);
+          input += row_bytes;
         }
-        out += out_dims[3];
       }
     }
   }
