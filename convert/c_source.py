@@ -11,6 +11,11 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # C type of each integer activation dtype generated C computes in (int16: 16x8 models).
 ACTIVATION_CTYPES = {"int8": "int8_t", "int16": "int16_t"}
+# C type of each dtype a model's input or output may have in firmware sources: the activation
+# types, the uint8 and float32 that TensorFlow's converter leaves at a quantized model's
+# boundary (its QUANTIZE and DEQUANTIZE ops convert them), and int32 (ARG_MAX's indices).
+IO_CTYPES = {"uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
+             "float32": "float"}
 
 
 def c_array_literal(values: np.ndarray, per_line: int = 24, indent: str = "    ") -> str:
@@ -35,8 +40,32 @@ def c_string(text: str) -> str:
 
 
 def c_float_literal(value: float) -> str:
-    """A float32 value as a C float literal that reads back to the same float32."""
-    return f"{float(np.float32(value)):.9g}f"
+    """A float32 value as a C float literal that reads back to the same float32 (nine
+    significant digits; always with a point or exponent, as C needs before the f suffix).
+
+    Raises:
+        ValueError: an infinity or NaN, which have no literal.
+    """
+    single = np.float32(value)
+    if not np.isfinite(single):
+        raise ValueError(f"{value} has no C float literal")
+    text = f"{float(single):.9g}"
+    return f"{text}f" if any(mark in text for mark in ".e") else f"{text}.0f"
+
+
+def c_float_array_literal(values: np.ndarray, per_line: int = 8, indent: str = "    ") -> str:
+    """float32 values as a C initializer body, per_line values a line."""
+    flat = [c_float_literal(value) for value in np.asarray(values, np.float32).reshape(-1)]
+    lines = [indent + ", ".join(flat[start:start + per_line])
+             for start in range(0, len(flat), per_line)]
+    return ",\n".join(lines)
+
+
+def c_io_array_literal(values: np.ndarray, per_line: int = 24, indent: str = "    ") -> str:
+    """A model input's or output's values (IO_CTYPES) as a C initializer body."""
+    if np.asarray(values).dtype == np.float32:
+        return c_float_array_literal(values, indent=indent)
+    return c_array_literal(values, per_line, indent)
 
 
 def check_c_name(name: str) -> str:

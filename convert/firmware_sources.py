@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 from edgeship.convert.c_source import (
-    ACTIVATION_CTYPES,
     EXTERN_C_CLOSE,
     EXTERN_C_OPEN,
+    IO_CTYPES,
     c_array_literal,
+    c_io_array_literal,
     check_c_name,
     header_guard,
 )
@@ -50,7 +51,9 @@ class FirmwareSourceConfig:
 
 @dataclass(frozen=True)
 class QuantizedIO:
-    """The model's input or output: shape, scale, zero point and integer type."""
+    """The model's input or output: shape, scale, zero point and type (IO_CTYPES: int8,
+    int16, uint8; float32, which the model quantizes itself, or int32 indices: those two with
+    scale 0.0 and zero point 0)."""
 
     shape: tuple[int, ...]
     scale: float
@@ -64,6 +67,14 @@ class QuantizedIO:
     @property
     def nbytes(self) -> int:
         return self.size * np.dtype(self.dtype).itemsize
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale > 0
+
+    @property
+    def ctype(self) -> str:
+        return IO_CTYPES[self.dtype]
 
     def to_dict(self) -> dict:
         return {"shape": list(self.shape), "scale": self.scale, "zero_point": self.zero_point,
@@ -111,6 +122,10 @@ def read_firmware_model(config: FirmwareSourceConfig, samples: "Samples | None",
     data = path.read_bytes()
     graph = read_graph(data)
     input_io, output_io = model_io(graph)
+    for role, io in (("input", input_io), ("output", output_io)):
+        if io.dtype not in IO_CTYPES:
+            raise UserInputError(f"the model's {role} is {io.dtype}; firmware sources take "
+                                 f"{', '.join(IO_CTYPES)} input and output")
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} exists and is not a directory")
@@ -128,11 +143,41 @@ def write_samples(out: Path, name: str, samples: "Samples | None", tool: str) ->
 
 
 def model_io(graph: Graph) -> tuple[QuantizedIO, QuantizedIO]:
-    """The first input's and first output's QuantizedIO."""
+    """The first input's and first output's QuantizedIO (a float tensor's scale is 0.0)."""
     tensors = graph.tensors
     first, last = tensors[graph.inputs[0]], tensors[graph.outputs[0]]
     return (QuantizedIO(first.shape, first.scale, first.zero_point, first.dtype),
             QuantizedIO(last.shape, last.scale, last.zero_point, last.dtype))
+
+
+def random_inputs(graph: Graph, count: int, seed: int) -> np.ndarray:
+    """count seeded random inputs in the model's input type, for a model without a dataset.
+
+    Integers cover their whole type. Float32 inputs cover the range the model's input
+    QUANTIZE maps onto its output type, two quanta beyond each end so clamping is met too
+    ([-1, 1] when the input feeds no QUANTIZE).
+    """
+    tensor = graph.tensors[graph.inputs[0]]
+    shape = (count,) + tuple(tensor.shape[1:])
+    dtype = np.dtype(tensor.dtype)
+    rng = np.random.default_rng(seed)
+    if np.issubdtype(dtype, np.integer):
+        limits = np.iinfo(dtype)
+        return rng.integers(int(limits.min), int(limits.max) + 1, size=shape).astype(dtype)
+    low, high = _quantize_input_range(graph)
+    return rng.uniform(low, high, size=shape).astype(dtype)
+
+
+def _quantize_input_range(graph: Graph) -> tuple[float, float]:
+    """The float range the QUANTIZE reading the graph input maps, two quanta wider each side."""
+    for op in graph.operators:
+        if op.name == "QUANTIZE" and op.inputs[0] == graph.inputs[0]:
+            output = graph.tensors[op.outputs[0]]
+            if output.scale > 0 and output.dtype in ("int8", "uint8", "int16"):
+                limits = np.iinfo(np.dtype(output.dtype))
+                return ((int(limits.min) - output.zero_point - 2) * output.scale,
+                        (int(limits.max) - output.zero_point + 2) * output.scale)
+    return -1.0, 1.0
 
 
 def run_directory_dataset(model_path: Path) -> dict | None:
@@ -159,8 +204,8 @@ def model_labels(model_path: Path | None, output_size: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Samples:
-    """Quantized test images, their dataset labels (-1 unknown) and TFLM's outputs (int8, or
-    int16 for 16x8 models: the arrays' dtypes are the model's I/O types)."""
+    """Test images as the model takes them, their dataset labels (-1 unknown) and TFLM's
+    outputs: the arrays' dtypes are the model's I/O types (int8, int16, uint8 or float32)."""
 
     inputs: np.ndarray
     labels: np.ndarray
@@ -174,14 +219,15 @@ def render_samples(name: str, samples: Samples, tool: str) -> tuple[str, str]:
     count = len(samples.inputs)
     input_size = int(np.prod(samples.inputs.shape[1:]))
     output_size = samples.expected.shape[1]
-    input_type = ACTIVATION_CTYPES[samples.inputs.dtype.name]
-    output_type = ACTIVATION_CTYPES[samples.expected.dtype.name]
+    input_type = IO_CTYPES[samples.inputs.dtype.name]
+    output_type = IO_CTYPES[samples.expected.dtype.name]
+    form = ("float32 values (the model quantizes them)" if samples.inputs.dtype == np.float32
+            else f"already quantized to {samples.inputs.dtype.name}")
     guard_open, guard_close = header_guard(f"{name}_samples")
     header = "\n".join([
         f"/* {name}_samples.h: generated by edgeship {tool}. Do not edit; regenerate. */",
         *guard_open, "", "#include <stdint.h>", "", *EXTERN_C_OPEN, "",
-        (f"/* {count} samples from the {samples.source}, already quantized to "
-         f"{samples.inputs.dtype.name}. */"),
+        f"/* {count} samples from the {samples.source}, {form}. */",
         f"#define {upper}_SAMPLE_COUNT {count}",
         f"#define {upper}_SAMPLE_INPUT_SIZE {input_size}",
         f"#define {upper}_SAMPLE_OUTPUT_SIZE {output_size}", "",
@@ -191,9 +237,9 @@ def render_samples(name: str, samples: Samples, tool: str) -> tuple[str, str]:
         "/* The dataset's label of each sample (-1: unknown). */",
         f"extern const int {name}_sample_labels[{upper}_SAMPLE_COUNT];", "",
         *EXTERN_C_CLOSE, "", *guard_close, ""])
-    rows_in = ",\n".join("  {\n" + c_array_literal(row) + "\n  }"
+    rows_in = ",\n".join("  {\n" + c_io_array_literal(row) + "\n  }"
                          for row in samples.inputs.reshape(count, -1))
-    rows_out = ",\n".join("  {" + c_array_literal(row, indent="") + "}"
+    rows_out = ",\n".join("  {" + c_io_array_literal(row, indent="") + "}"
                           for row in samples.expected)
     source = "\n".join([
         f"/* {name}_samples.c: generated by edgeship {tool}. Do not edit; regenerate. */",

@@ -13,7 +13,7 @@ from edgeship.convert.codegen import CodegenConfig, CodegenResult, lower_graph
 from edgeship.convert.codegen import generate_c as write_generated_c
 from edgeship.convert.embed import EmbedConfig, EmbedResult
 from edgeship.convert.embed import embed_model as write_embedded_model
-from edgeship.convert.firmware_sources import Samples, run_directory_dataset
+from edgeship.convert.firmware_sources import Samples, random_inputs, run_directory_dataset
 from edgeship.errors import UserInputError
 from edgeship.runtime.backends import open_backend
 from edgeship.tflite_graph import read_graph
@@ -24,12 +24,13 @@ __all__ = ["CodegenConfig", "EmbedConfig", "collect_samples", "embed_model", "ge
 
 def collect_samples(model_path: Path, count: int, images: np.ndarray | None = None,
                     labels: np.ndarray | None = None, seed: int = 0) -> Samples:
-    """count test images quantized for the model, with TFLite Micro's outputs (the model's
-    integer I/O types: int8, or int16 for a 16x8 model).
+    """count test images as the model takes them, with TFLite Micro's outputs (the model's
+    I/O types: int8, int16 for a 16x8 model, uint8, or float32).
 
     Images come from the caller, else from the test split of the dataset recorded in the
     run directory's manifest (class-balanced, seeded); a model outside a run directory gets
-    seeded random int8 inputs, labelled -1.
+    seeded random inputs of its input type, labelled -1 (float32 ones over the range its
+    input QUANTIZE maps: firmware_sources.random_inputs).
     """
     with open_backend("tflm", model_path) as backend:
         info = backend.inputs()[0]
@@ -54,13 +55,11 @@ def collect_samples(model_path: Path, count: int, images: np.ndarray | None = No
                 close_dataset(dataset)
                 source = f"test split of {dataset.spec.name}"
             else:
-                rng = np.random.default_rng(seed)
                 labels = np.full(count, -1)
-                source = "random int8 inputs (the model is not in a run directory)"
+                source = f"random {info.dtype} inputs (the model is not in a run directory)"
         dtype = np.dtype(info.dtype)
         if images is None:
-            low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
-            raw = rng.integers(low, high + 1, size=(count,) + tuple(info.shape[1:])).astype(dtype)
+            raw = random_inputs(read_graph(Path(model_path).read_bytes()), count, seed)
         elif np.asarray(images).dtype == dtype:
             raw = np.asarray(images, dtype)
         else:

@@ -231,7 +231,9 @@ class _TFLiteWalk:
         scale_count = 0 if quantization is None else self.count(
             quantization.ScaleLength(), 4, f"{where} scales")
         if scale_count == 0:
-            if type_name in ("INT8", "UINT8"):
+            # UINT8 without quantization is raw bytes (an Ethos-U command stream, a custom op's
+            # data); INT8 is only ever a quantized value.
+            if type_name == "INT8":
                 raise _Malformed(f"{where} is {type_name} without quantization parameters "
                                  "(scale and zero point)")
             return
@@ -248,6 +250,11 @@ class _TFLiteWalk:
                 raise _Malformed(f"{where} has a zero point outside the {type_name} range")
         if scale_count > 1:
             dimension = quantization.QuantizedDimension()
+            # A 1-d tensor (a bias) has one axis whatever quantized_dimension says: TensorFlow's
+            # converter writes the weights' axis (3) on some depthwise biases, and TFLite Micro
+            # reads them along their only axis.
+            if len(shape) == 1:
+                dimension = 0
             if not 0 <= dimension < len(shape) or shape[dimension] != scale_count:
                 raise _Malformed(f"{where} has {scale_count} per-channel scales along "
                                  f"dimension {dimension} of shape {shape}")

@@ -113,7 +113,8 @@ class CodegenResult:
 
 
 def generate_c(config: CodegenConfig, samples: Samples | None = None) -> CodegenResult:
-    """Write standalone C for an int8, 16x8 or mixed .tflite (see edgeship.convert.codegen).
+    """Write standalone C for an int8, 16x8 or mixed .tflite with uint8/int8/int16/float32 I/O
+    (see edgeship.convert.codegen).
 
     Args:
         config: the model, output folder, symbol prefix, kernel variant and sample count.
@@ -136,8 +137,10 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
     plan = plan_memory(model.graph, lowered)
     source = render_source(config.name, model.graph, lowered, plan, model.labels, model.note,
                            variant)
+    # The ops NAME_run executes: shape arithmetic folded at generation time is not among them.
+    ops = [low.name for low in lowered]
     header = render_header(config.name, model.input, model.output, plan.arena_bytes,
-                           model.labels, model.graph.op_names())
+                           model.labels, ops)
     out = model.out
     files = [write_text_atomic(out / f"{config.name}.h", header),
              write_text_atomic(out / f"{config.name}.c", source),
@@ -155,7 +158,7 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
         "ops": [record.to_dict() for record in records]})
     report_path = out / f"{config.name}_codegen.json"
     result = CodegenResult(out_dir=out, files=(*files, ops_path, report_path),
-                           ops=tuple(model.graph.op_names()), op_records=records,
+                           ops=tuple(ops), op_records=records,
                            arena_bytes=plan.arena_bytes,
                            weight_bytes=sum(low.weight_bytes for low in lowered),
                            sum_of_tensors=plan.sum_of_tensors, input=model.input,

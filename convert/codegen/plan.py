@@ -61,8 +61,9 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
         for index in low.inputs:
             last[root.get(index, index)] = low.index
         if not low.alias:
-            first[low.outputs[0]] = low.index
-            last.setdefault(low.outputs[0], low.index)
+            for index in low.outputs:  # SPLIT and UNPACK write several
+                first[index] = low.index
+                last.setdefault(index, low.index)
     final_copy = None
     if output_root != graph_output or output_root == graph_input:
         final_copy = output_root
@@ -107,7 +108,7 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
 
 
 def tensor_bytes(graph: Graph, tensor: int) -> int:
-    """Bytes of an activation tensor (int16 values take two)."""
+    """Bytes of an activation tensor (ACTIVATION_BYTES: int16 values take two, float32 four)."""
     return graph.tensors[tensor].size * ACTIVATION_BYTES.get(graph.tensors[tensor].dtype, 1)
 
 

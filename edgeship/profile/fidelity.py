@@ -1,6 +1,6 @@
 """Does the emulated firmware compute what TFLite Micro computes? The profile is only worth
 its counts if the program it counted is the right one: the generated C is bit-exact with
-TFLite Micro, so the emulated output must equal TFLite Micro's on the same int8 input."""
+TFLite Micro, so the emulated output must equal TFLite Micro's on the same input."""
 
 from pathlib import Path
 
@@ -8,7 +8,8 @@ import numpy as np
 
 
 def tflite_micro_output(model_path: str | Path, input_bytes: bytes) -> np.ndarray:
-    """TFLite Micro's integer output (flattened) for one input in the model's input type."""
+    """TFLite Micro's output (flattened, in the model's output type) for one input in the
+    model's input type."""
     from edgeship.runtime.backends import open_backend
 
     backend = open_backend("tflm", model_path)
@@ -21,7 +22,9 @@ def tflite_micro_output(model_path: str | Path, input_bytes: bytes) -> np.ndarra
         backend.close()
 
 
-def matches_tflite_micro(model_path: str | Path, input_bytes: bytes, output: list[int]) -> bool:
-    """True when the emulated output equals TFLite Micro's bit for bit."""
+def matches_tflite_micro(model_path: str | Path, input_bytes: bytes, output: list) -> bool:
+    """True when the emulated output equals TFLite Micro's bit for bit (in the model's output
+    type: integers, or float32 values whose bytes must agree)."""
     expected = tflite_micro_output(model_path, input_bytes)
-    return np.array_equal(expected.astype(np.int64), np.asarray(output, np.int64))
+    emulated = np.asarray(output, dtype=expected.dtype)
+    return emulated.shape == expected.shape and emulated.tobytes() == expected.tobytes()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from edgeship.convert.c_source import IO_CTYPES
 from edgeship.errors import MissingDependencyError, ToolFailureError
 from edgeship.profile.targets import Target
 
@@ -122,7 +123,8 @@ def build_firmware(source_dir: Path, target: Target, work: Path,
         library_sources: other C files the generated code calls (CodegenResult.c_sources:
             CMSIS-NN's), compiled with the same flags and linked in.
         include_dirs: their include folders (CodegenResult.include_dirs).
-        io_types: the model's input and output element types ("int8" or "int16").
+        io_types: the model's input and output element types (c_source.IO_CTYPES: "int8",
+            "int16", "uint8" or "float32").
 
     Raises:
         MissingDependencyError: no arm-none-eabi-gcc.
@@ -147,8 +149,8 @@ def build_firmware(source_dir: Path, target: Target, work: Path,
         library_objects.append(work / f"library{position}_{source.stem}.o")
         _run([gcc, *library_flags, *includes, "-c", str(source), "-o",
               str(library_objects[-1])], f"compile {source.name}")
-    io_defines = [f"-DEDGESHIP_{role}_T={dtype}_t" for role, dtype in zip(("INPUT", "OUTPUT"),
-                                                                            io_types)]
+    io_defines = [f"-DEDGESHIP_{role}_T={IO_CTYPES[dtype]}"
+                  for role, dtype in zip(("INPUT", "OUTPUT"), io_types)]
     _run([gcc, *compile_flags, *io_defines, f"-I{source_dir}", "-c",
           str(harness_file("harness.c")), "-o", str(harness_object)],
          "compile the profile harness")

@@ -63,14 +63,23 @@ class ProfileConfig:
 
 def model_input(config: ProfileConfig, size: int, scale: float, zero_point: int,
                 dtype: str = "int8") -> tuple[bytes, dict]:
-    """The input bytes (int8 or int16 values, as the model takes) and where they came from.
+    """The input bytes (int8, int16, uint8 or float32 values, as the model takes) and where
+    they came from. Random float32 inputs cover the range the model's input QUANTIZE maps
+    (firmware_sources.random_inputs).
 
     Raises:
         UserInputError: unreadable .npy or the wrong number of values.
     """
     kind = np.dtype(dtype)
-    low, high = np.iinfo(kind).min, np.iinfo(kind).max
-    if config.input is None:
+    if config.input is None and kind == np.float32:
+        from edgeship.convert.firmware_sources import random_inputs
+        from edgeship.tflite_graph import read_graph
+
+        values = random_inputs(read_graph(Path(config.model).read_bytes()), 1,
+                               config.seed).reshape(-1)
+        described = {"source": f"seeded random {dtype}", "seed": config.seed}
+    elif config.input is None:
+        low, high = np.iinfo(kind).min, np.iinfo(kind).max
         values = np.random.default_rng(config.seed).integers(low, high + 1, size, dtype=kind)
         described = {"source": f"seeded random {dtype}", "seed": config.seed}
     else:
@@ -84,6 +93,8 @@ def model_input(config: ProfileConfig, size: int, scale: float, zero_point: int,
                                  f"model takes {size}")
         if array.dtype == kind:
             values = array.reshape(-1)
+        elif kind == np.float32 and np.issubdtype(array.dtype, np.floating):
+            values = array.reshape(-1).astype(np.float32)  # a float model input takes it as is
         elif np.issubdtype(array.dtype, np.floating):
             values = quantize_values(array.reshape(-1).astype(np.float64), scale, zero_point,
                                      dtype)
@@ -169,6 +180,6 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
         kernels=config.variant,
         cycle_model={"kind": "estimate from the core's instruction timings, not a measurement",
                      **target.timing.to_dict()},
-        input=input_described, output=[int(value) for value in run.output], ops=tuple(ops),
+        input=input_described, output=run.output.tolist(), ops=tuple(ops),
         harness_instructions=harness_instructions, harness_cycles=harness_cycles,
         flash=flash, ram=ram)

@@ -13,7 +13,8 @@ class Target:
     Attributes:
         name: the --target name.
         cpu_flags: arm-none-eabi-gcc flags that select the core (soft float everywhere: the
-            generated C has no floating point, and it keeps the FPU off, as after reset).
+            generated C computes in integers, float only in a float model's boundary QUANTIZE and
+            DEQUANTIZE ops, which soft float runs exactly; the FPU stays off, as after reset).
         unicorn_cpu: the name of unicorn's CPU model constant (UC_CPU_ARM_...), or None when the
             emulator has no model of the core.
         clock_mhz: default clock for the ms estimate, a typical board's.

@@ -1,7 +1,9 @@
 /* Runs the C that `edgeship codegen` generated on every embedded sample image and checks
- * its int8 outputs against the ones TFLite Micro computed on the host: "10/10 match".
- * Output goes to the board's UART 0 (QEMU prints it on stdout); the exit status is 0 when
- * every sample matches. MODEL_NAME, MODEL_HEADER and SAMPLES_HEADER come from the Makefile. */
+ * its outputs against the ones TFLite Micro computed on the host, byte for byte: "10/10 match".
+ * Any input and output type the model has (int8, int16, uint8, float) works: NAME.h names
+ * them NAME_input_t and NAME_output_t. Output goes to the board's UART 0 (QEMU prints it on
+ * stdout); the exit status is 0 when every sample matches. MODEL_NAME, MODEL_HEADER and
+ * SAMPLES_HEADER come from the Makefile. */
 #include <stdint.h>
 #include <string.h>
 
@@ -12,12 +14,13 @@
 #define CAT(a, b) CAT2(a, b)
 #define MODEL_RUN CAT(MODEL_NAME, _run)
 #define MODEL_LABELS CAT(MODEL_NAME, _labels)
+#define MODEL_OUTPUT_T CAT(MODEL_NAME, _output_t)
 #define SAMPLE_INPUTS CAT(MODEL_NAME, _sample_inputs)
 #define SAMPLE_OUTPUTS CAT(MODEL_NAME, _sample_outputs)
 #define SAMPLE_LABELS CAT(MODEL_NAME, _sample_labels)
 
 #define SAMPLE_COUNT ((int)(sizeof(SAMPLE_LABELS) / sizeof(SAMPLE_LABELS[0])))
-#define OUTPUT_SIZE ((int)sizeof(SAMPLE_OUTPUTS[0]))
+#define OUTPUT_SIZE ((int)(sizeof(SAMPLE_OUTPUTS[0]) / sizeof(SAMPLE_OUTPUTS[0][0])))
 #define STACK_PAINT 0xA5u
 
 /* CMSDK APB UART 0 of the board; the Makefile passes its address (and the board's names). */
@@ -32,6 +35,11 @@
 #define UART0_BAUDDIV (*(volatile uint32_t *)(UART0_BASE + 0x10u))
 
 extern uint8_t __stack_limit;
+
+/* The samples were written for this model's output type (the input's is checked by the call:
+ * NAME_run takes a pointer to NAME_input_t). */
+typedef char output_type_matches_samples[sizeof(SAMPLE_OUTPUTS[0][0]) == sizeof(MODEL_OUTPUT_T)
+                                         ? 1 : -1];
 
 static void print(const char *text) {
   for (; *text; ++text) {
@@ -58,7 +66,7 @@ static void print_int(long value) {
   }
 }
 
-static int argmax(const int8_t *values, int count) {
+static int argmax(const MODEL_OUTPUT_T *values, int count) {
   int best = 0, index;
   for (index = 1; index < count; ++index) {
     if (values[index] > values[best]) {
@@ -92,7 +100,7 @@ static long stack_used(uintptr_t top) {
 }
 
 int main(void) {
-  int8_t output[OUTPUT_SIZE];
+  MODEL_OUTPUT_T output[OUTPUT_SIZE];
   int sample, matches = 0;
   long stack = 0;
   UART0_BAUDDIV = 16;
@@ -108,7 +116,7 @@ int main(void) {
     stack = used > stack ? used : stack;
     predicted = argmax(output, OUTPUT_SIZE);
     expected = argmax(SAMPLE_OUTPUTS[sample], OUTPUT_SIZE);
-    same = memcmp(output, SAMPLE_OUTPUTS[sample], (size_t)OUTPUT_SIZE) == 0;
+    same = memcmp(output, SAMPLE_OUTPUTS[sample], sizeof(output)) == 0;
     matches += same;
     print("sample ");
     print_int(sample);

@@ -1,7 +1,9 @@
 // The tflm_arduino sketch as a plain C++ program against a TFLite Micro tree: runs every
 // embedded sample, prints each prediction and the match count against TFLite Micro's outputs
-// on the host, and returns 0 when all match. MODEL_NAME and the include names come from
-// CMakeLists.txt (GENERATED_DIR, MODEL_NAME).
+// on the host (byte for byte), and returns 0 when all match. Any input and output type the
+// model has (int8, int16, uint8, float) works: NAME_model_data.h names them NAME_input_t and
+// NAME_output_t. MODEL_NAME and the include names come from CMakeLists.txt (GENERATED_DIR,
+// MODEL_NAME).
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +17,8 @@
 #define CAT(a, b) CAT2(a, b)
 #define MODEL_DATA CAT(CAT(g_, MODEL_NAME), _model_data)
 #define MODEL_LABELS CAT(CAT(g_, MODEL_NAME), _labels)
+#define MODEL_INPUT_T CAT(MODEL_NAME, _input_t)
+#define MODEL_OUTPUT_T CAT(MODEL_NAME, _output_t)
 #define REGISTER_OPS CAT(MODEL_NAME, _register_ops)
 #define SAMPLE_INPUTS CAT(MODEL_NAME, _sample_inputs)
 #define SAMPLE_OUTPUTS CAT(MODEL_NAME, _sample_outputs)
@@ -22,11 +26,15 @@
 
 namespace {
 constexpr int kSampleCount = sizeof(SAMPLE_LABELS) / sizeof(SAMPLE_LABELS[0]);
-constexpr int kInputSize = sizeof(SAMPLE_INPUTS[0]);
-constexpr int kOutputSize = sizeof(SAMPLE_OUTPUTS[0]);
+constexpr size_t kInputBytes = sizeof(SAMPLE_INPUTS[0]);
+constexpr size_t kOutputBytes = sizeof(SAMPLE_OUTPUTS[0]);
+constexpr int kOutputCount = kOutputBytes / sizeof(SAMPLE_OUTPUTS[0][0]);
+static_assert(sizeof(SAMPLE_INPUTS[0][0]) == sizeof(MODEL_INPUT_T) &&
+                  sizeof(SAMPLE_OUTPUTS[0][0]) == sizeof(MODEL_OUTPUT_T),
+              "the samples were written for another model's input or output type");
 alignas(16) uint8_t tensor_arena[ARENA_SIZE];
 
-int argmax(const int8_t* values, int count) {
+int argmax(const MODEL_OUTPUT_T* values, int count) {
   int best = 0;
   for (int i = 1; i < count; ++i) {
     if (values[i] > values[best]) best = i;
@@ -53,17 +61,25 @@ int main() {
   }
   TfLiteTensor* input = interpreter.input(0);
   TfLiteTensor* output = interpreter.output(0);
+  if (input->bytes != kInputBytes || output->bytes != kOutputBytes) {
+    printf("the samples do not fit the model's tensors (input %lu bytes, samples %lu; output "
+           "%lu, samples %lu): regenerate them with edgeship embed\n",
+           (unsigned long)input->bytes, (unsigned long)kInputBytes,
+           (unsigned long)output->bytes, (unsigned long)kOutputBytes);
+    return 2;
+  }
   int matches = 0;
   for (int sample = 0; sample < kSampleCount; ++sample) {
-    memcpy(input->data.int8, SAMPLE_INPUTS[sample], kInputSize);
+    memcpy(input->data.raw, SAMPLE_INPUTS[sample], kInputBytes);
     if (interpreter.Invoke() != kTfLiteOk) {
       printf("Invoke failed\n");
       return 2;
     }
-    const bool same = memcmp(output->data.int8, SAMPLE_OUTPUTS[sample], kOutputSize) == 0;
+    const bool same = memcmp(output->data.raw, SAMPLE_OUTPUTS[sample], kOutputBytes) == 0;
     matches += same;
+    const MODEL_OUTPUT_T* values = reinterpret_cast<const MODEL_OUTPUT_T*>(output->data.raw);
     printf("sample %d: predicted %s, dataset label %d, %s\n", sample,
-           MODEL_LABELS[argmax(output->data.int8, kOutputSize)], SAMPLE_LABELS[sample],
+           MODEL_LABELS[argmax(values, kOutputCount)], SAMPLE_LABELS[sample],
            same ? "outputs match" : "OUTPUTS DIFFER");
   }
   printf("arena used: %lu of %lu bytes\n", (unsigned long)interpreter.arena_used_bytes(),

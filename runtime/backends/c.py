@@ -4,9 +4,11 @@ The `c` backend (edgeship.c_backend, registered as "c") generates C from a .tfli
 `edgeship codegen`, then hands the sources to CompiledCBackend here, which compiles them with
 the system C compiler (`$CC`, else cc, gcc or clang) into a shared library with the same
 warnings the tests demand (-std=c99 -Wall -Wextra -Werror, -O2) and calls `PREFIX_run`
-through ctypes, one image at a time as a microcontroller would. Its int8 outputs must equal
-litert-ref's and tflm's bit for bit: that is the proof the generated code computes what
-TFLite computes. This module knows nothing of how the C was generated.
+through ctypes, one image at a time as a microcontroller would. Raw inputs and outputs are in
+the model's own types (int8, int16, uint8 or float32, as the TensorInfo dtypes say), and its
+outputs must equal tflm's bit for bit, float ones included: that is the proof the generated
+code computes what TFLite Micro computes. This module knows nothing of how the C was
+generated.
 """
 
 import ctypes
@@ -60,9 +62,9 @@ def check_c_options(options: dict) -> str:
 
 
 class CompiledCBackend(Backend):
-    """C sources of one integer model with `int PREFIX_run(const int8_t *, int8_t *)` (int16_t
-    for int16 I/O, as the TensorInfo dtypes say), compiled
-    into a shared library inside a temporary folder the backend owns and removes on close."""
+    """C sources of one model with `int PREFIX_run(const IN *, OUT *)` (IN and OUT the C
+    types of the TensorInfo dtypes: int8_t, int16_t, uint8_t or float), compiled into a shared
+    library inside a temporary folder the backend owns and removes on close."""
 
     def __init__(self, artifact_path: Path, folder: tempfile.TemporaryDirectory,
                  sources: list[Path], prefix: str, inputs: TensorInfo, outputs: TensorInfo,

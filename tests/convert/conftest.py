@@ -158,18 +158,19 @@ def float_io_models(tmp_path_factory, mnist5k) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def unsupported_model(tmp_path_factory, mnist5k) -> Path:
-    """An int8 model with a LOGISTIC (sigmoid) op, which codegen does not generate."""
+    """An int8 model with a LOG_SOFTMAX op: TFLite Micro runs it, codegen does not generate it."""
     from edgeship.convert.tflite import export_tflite
 
     from edgeship.deps import import_tf_keras
 
-    _, keras = import_tf_keras()
+    tf, keras = import_tf_keras()
     inputs = keras.Input((28, 28, 1))
     x = keras.layers.Flatten()(inputs)
-    x = keras.layers.Dense(16, activation="sigmoid")(x)
-    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
+    x = keras.layers.Dense(10)(x)
+    outputs = keras.layers.Lambda(lambda logits: tf.nn.log_softmax(logits))(x)
     model = keras.Model(inputs, outputs)
-    path = tmp_path_factory.mktemp("unsupported") / "sigmoid_int8.tflite"
+    path = tmp_path_factory.mktemp("unsupported") / "log_softmax_int8.tflite"
     path.write_bytes(export_tflite(model, representative_samples=mnist5k.x_train[:32]))
     return path
 

@@ -27,7 +27,7 @@ order lets its output share bytes with a dying input (see overlap.py); without i
 memory plan keeps them apart, which is always safe.
 """
 
-from edgeship.convert.c_source import ACTIVATION_CTYPES
+from edgeship.convert.c_source import IO_CTYPES
 from edgeship.convert.codegen.lowering import (  # noqa: F401  (each module registers its ops)
     activation,
     arithmetic,
@@ -35,6 +35,7 @@ from edgeship.convert.codegen.lowering import (  # noqa: F401  (each module regi
     conv,
     elementwise,
     fully_connected,
+    join,
     movement,
     pool,
     reduce,
@@ -55,6 +56,7 @@ from edgeship.convert.codegen.lowering.base import (
     TensorArg,
     lowers,
 )
+from edgeship.convert.codegen.lowering.fold import fold_constants
 
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
@@ -77,29 +79,38 @@ def supported_ops_text() -> str:
     return ", ".join(forms)
 
 
+_WHAT_TO_DO = ("What to do: cut the graph before the first of them (convert the model up to "
+               "the layer that feeds it) and compute the rest in the application: a "
+               "detector's post-processing (a CUSTOM op), ops TFLite Micro has no kernel for "
+               "(TILE) and an NPU's command stream (CUSTOM ethos-u) have no Cortex-M code; for "
+               "other ops TFLite Micro runs, `edgeship embed` gives TFLite Micro sources.")
+
+
 def lower_graph(graph: Graph) -> list[LoweredOp]:
     """Every op as a kernel call with its constants; raises on anything not supported.
 
     Raises:
         UserInputError: an unsupported op (named, with the model's op list), more than one
-            input or output, non-int8 model input or output, or an op the kernels cannot
+            input or output, model input or output not uint8, int8, int16, int32 or float32 (a
+            quantized model's boundary: QUANTIZE and DEQUANTIZE), or an op the kernels cannot
             compute (named by its index).
     """
+    graph = fold_constants(graph)  # shape arithmetic on constants: evaluated, not emitted
     unsupported = sorted({form for op in graph.operators
                           if (form := _unsupported_form(graph, op)) is not None})
     if unsupported:
         raise UserInputError(
             f"codegen does not support op(s) {', '.join(unsupported)}; the model's ops are "
-            f"{', '.join(graph.op_names())}; supported: {supported_ops_text()}")
+            f"{', '.join(graph.op_names())}. {_WHAT_TO_DO} Supported: {supported_ops_text()}")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise UserInputError(f"the model has {len(graph.inputs)} input(s) and "
                              f"{len(graph.outputs)} output(s); codegen supports one of each")
     for role, index in (("input", graph.inputs[0]), ("output", graph.outputs[0])):
         tensor = graph.tensors[index]
-        if tensor.dtype not in ACTIVATION_CTYPES:
-            raise UserInputError(f"the model's {role} is {tensor.dtype}; codegen needs an "
-                                 "integer model with int8 or int16 input and output "
-                                 "(edgeship convert writes model_int8.tflite)")
+        if tensor.dtype not in IO_CTYPES:
+            raise UserInputError(f"the model's {role} is {tensor.dtype}; codegen takes "
+                                 f"{', '.join(IO_CTYPES)} input and output (edgeship convert "
+                                 "writes model_int8.tflite)")
     return [LOWERINGS[op.name](graph, op) for op in graph.operators]
 
 

@@ -10,7 +10,8 @@
 extern uint32_t __data_load__, __data_start__, __data_end__, __bss_start__, __bss_end__;
 extern uint32_t __stack_top;
 
-/* The model's I/O element types (int8_t or int16_t), defined by the build from the model. */
+/* The model's I/O element types (int8_t, int16_t, uint8_t or float), defined by the build from
+ * the model. */
 #ifndef EDGESHIP_INPUT_T
 #define EDGESHIP_INPUT_T int8_t
 #endif
