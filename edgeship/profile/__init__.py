@@ -7,6 +7,6 @@ Arm's manuals, never a measurement). run.profile_model is the library call; comm
 the CLI flags and the --baseline gate; report.py the JSON, table and gate arithmetic.
 """
 
-from edgeship import callable_module  # noqa: E402  (edgeship.profile(...) runs the API)
+from edgeship import callable_module
 
 callable_module(__name__, "profile")

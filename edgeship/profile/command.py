@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except EdgeshipError as error:
+        if error.exit_code == 3:  # a tool failed: edgeship.cli keeps the traceback, names the log
+            raise
         say(f"edgeship profile: error: {error}")
         return error.exit_code
     except ValueError as error:  # config validation

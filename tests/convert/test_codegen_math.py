@@ -13,7 +13,6 @@ import shutil
 
 import numpy as np
 import pytest
-from edgeship.convert.c_source import IO_CTYPES
 from edgeship.convert.codegen import CodegenConfig, generate_c, lower_graph, read_graph
 from edgeship.convert.codegen.quant import (
     logistic_tanh_int16_parameters,
@@ -206,8 +205,6 @@ def test_reductions_are_bit_exact(math_models, name):
 
 
 @needs_host_cc
-@pytest.mark.xfail("int32" not in IO_CTYPES, strict=True,
-                   reason="ARG_MAX ends the model: codegen needs int32 model outputs")
 def test_arg_max_writes_int32_indices(math_models):
     path = math_models["arg_max"]
     assert _kernels(path) == ["arg_max_min"]

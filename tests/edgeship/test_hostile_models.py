@@ -4,6 +4,9 @@ The fuzz code is benchmarks/bench_fuzz.py's (the benchmark runs it at full size 
 docs/results.md); here it runs with bounded counts: 320 seeded mutants through the CLI's
 own entry point (edgeship.cli.main in this process; every untrusted model still loads in a
 child process), and a seeded sample through real `edgeship` subprocesses in parallel.
+The .tflite mutants also go through embed, inspect and codegen --samples, whose TFLite
+Micro runs in a child of its own (edgeship/runtime/backends/tflm.py), with two models
+TFLite Micro really aborts on or cannot load.
 """
 
 import collections
@@ -20,10 +23,11 @@ from edgeship.runtime.isolation import call_isolated
 from benchmarks import bench_fuzz
 from edgeship.errors import UserInputError
 from edgeship.model_check import check_model_file, check_tflite_bytes
-from tests.conftest import run_cli_in_process
+from tests.conftest import run_cli, run_cli_in_process
 
 PER_FORMAT = 160
 SUBPROCESS_RUNS = 24
+FIRMWARE_MUTANTS = 12  # accepted by the structural check; a third as many refused ones
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +71,10 @@ def _int8_tensor(model, constant: bool):
     raise AssertionError("no such tensor")
 
 
-def _per_channel_tensor(model):
+def _per_channel_tensor(model, min_rank: int = 1):
     return next(tensor for tensor in model.subgraphs[0].tensors
                 if tensor.quantization is not None and tensor.quantization.scale is not None
-                and len(tensor.quantization.scale) > 1)
+                and len(tensor.quantization.scale) > 1 and len(tensor.shape) >= min_rank)
 
 
 def test_checker_accepts_every_model_edgeship_makes(converted_run, tiny_run):
@@ -133,8 +137,9 @@ CRAFTED = {
         lambda m: _set(_int8_tensor(m, False)[1].quantization, "zeroPoint",
                        np.array([300], np.int64)),
         "zero point outside the INT8 range"),
+    # (a weight tensor: a 1-d bias has only one axis to read, whatever the file says)
     "per-channel scales on the wrong dimension": (
-        lambda m: _set(_per_channel_tensor(m).quantization, "quantizedDimension", 2),
+        lambda m: _set(_per_channel_tensor(m, min_rank=2).quantization, "quantizedDimension", 2),
         "per-channel scales along dimension 2"),
     "per-channel zero points missing": (
         lambda m: _set(_per_channel_tensor(m).quantization, "zeroPoint", np.array([0], np.int64)),
@@ -304,3 +309,97 @@ def test_fuzz_mutants_through_real_cli_subprocesses(mutants, tiny_run, tmp_path)
     assert len(outcomes) == SUBPROCESS_RUNS + SUBPROCESS_RUNS // 4
     assert {outcome.outcome for outcome in outcomes} >= {"valid result", "clear error"}
     assert max(outcome.seconds for outcome in outcomes) < bench_fuzz.CLI_LIMIT_S
+
+
+# --- embed, inspect and codegen: TFLite Micro in its own child -----------------------------
+
+def _with_opcode(data: bytes, old: int, new: int) -> bytes:
+    """Every use of builtin operator `old` read as `new` (a structurally valid model)."""
+    def change(model):
+        for code in model.operatorCodes:
+            if code.builtinCode == old:
+                code.builtinCode = code.deprecatedBuiltinCode = new
+    return _rebuild(data, change)
+
+
+def _firmware_arguments(command: str, path, out) -> list:
+    if command == "inspect":
+        return ["inspect", path, "--images", "4"]
+    return [command, path, "--out", out, "--samples", "2"]
+
+
+def _assert_one_line_outcome(command: str, result, context) -> None:
+    """Exit 0-3; a failure ends in one `edgeship CMD: error` line, a traceback only for 3."""
+    assert result.returncode in (0, 1, 2, 3), (context, result.returncode, result.stderr[-800:])
+    if result.returncode == 0:
+        return
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith(f"edgeship {command}: "), (context, result.stderr[-800:])
+    if result.returncode == 2:
+        assert "Traceback" not in result.stderr, (context, result.stderr[-800:])
+
+
+def test_fuzz_mutants_through_embed_inspect_and_codegen(mutants, tmp_path):
+    """Mutants the structural check accepts reach TFLite Micro; none may end the process."""
+    accepted, refused = [], []
+    for mutant in (mutant for mutant in mutants if mutant.format == "tflite"):
+        try:
+            check_tflite_bytes(mutant.data)
+            accepted.append(mutant)
+        except UserInputError:
+            refused.append(mutant)
+    chosen = accepted[:FIRMWARE_MUTANTS] + refused[:FIRMWARE_MUTANTS // 3]
+    assert len(chosen) == FIRMWARE_MUTANTS + FIRMWARE_MUTANTS // 3
+    codes = collections.Counter()
+    for mutant in chosen:
+        path = bench_fuzz.write_mutant(mutant, tmp_path / "files")
+        for command in ("embed", "codegen", "inspect"):
+            result = run_cli_in_process(*_firmware_arguments(
+                command, path, tmp_path / "out" / command / mutant.name))
+            _assert_one_line_outcome(command, result, (mutant.name, command))
+            codes[result.returncode] += 1
+    assert codes[0] >= 3 and codes[2] >= FIRMWARE_MUTANTS // 3  # some run, the refused fail
+
+
+@pytest.mark.parametrize("command", ["embed", "codegen", "inspect"])
+def test_tflm_abort_is_one_line_through_the_api_not_a_dead_process(tiny_run, tmp_path, command):
+    """RESHAPE read as ADD: TFLite Micro aborts (SIGABRT) allocating tensors; LiteRT refuses."""
+    from edgeship.runtime.backends import open_backend
+
+    path = tmp_path / "abort.tflite"
+    path.write_bytes(_with_opcode((tiny_run / "model_int8.tflite").read_bytes(), 22, 0))
+    with pytest.raises(UserInputError, match=r"^TFLite Micro crashed loading .*abort.tflite "
+                                             r"\(signal SIGABRT\); it printed nothing$"):
+        open_backend("tflm", path)
+    result = run_cli_in_process(*_firmware_arguments(command, path, tmp_path / "out"))
+    _assert_one_line_outcome(command, result, command)
+    assert result.returncode == 2  # embed: TFLite Micro's abort; codegen, inspect: refused first
+
+
+def test_tflm_abort_through_the_real_cli(tiny_run, tmp_path):
+    """A real `edgeship` process: one line on the console, edgeship.log in the new --out."""
+    path = tmp_path / "abort.tflite"
+    path.write_bytes(_with_opcode((tiny_run / "model_int8.tflite").read_bytes(), 22, 0))
+    out = tmp_path / "out" / "firmware"  # not there yet: created for the log
+    result = run_cli("embed", path, "--out", out, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        (f"edgeship embed: error: TFLite Micro crashed loading {path} (signal SIGABRT); it "
+         "printed nothing")]
+    assert f"==== edgeship embed {path} --out {out}" in (out / "edgeship.log").read_text()
+
+
+def test_missing_op_names_tflms_reason_on_the_console(tiny_run, tmp_path, capfd):
+    """RESHAPE read as TILE: TFLite Micro's own words, not "failed to allocate tensors"."""
+    from edgeship.cli import console_main
+
+    path = tmp_path / "tile.tflite"
+    path.write_bytes(_with_opcode((tiny_run / "model_int8.tflite").read_bytes(), 22, 69))
+    capfd.readouterr()
+    assert console_main(["embed", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert capfd.readouterr().err.splitlines() == [
+        (f"edgeship embed: error: TFLite Micro cannot load {path}: Didn't find op for builtin "
+         "opcode 'TILE'; Failed to get registration from op code TILE (TFLM failed to "
+         "allocate tensors)")]
+    log = (tmp_path / "out" / "edgeship.log").read_text()
+    assert "Didn't find op for builtin opcode 'TILE'" in log  # TFLite Micro's text, in full
