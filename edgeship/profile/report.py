@@ -101,7 +101,9 @@ class ProfileReport:
         return (f"estimate on {self.target} at {self.clock_mhz:g} MHz ({self.kernels} kernels): "
                 f"{total['cycles']:,.0f} cycles = {total['ms']:.3f} ms, "
                 f"{total['instructions']:,} instructions (emulated), "
-                f"{_ratio(total['cycles_per_mac'])} cycles/MAC; flash {self.flash['total']:,} B, "
+                + ("no MACs; " if total["cycles_per_mac"] is None
+                   else f"{_ratio(total['cycles_per_mac'])} cycles/MAC; ")
+                + f"flash {self.flash['total']:,} B, "
                 f"RAM {self.ram['total']:,} B (`edgeship profile` for the per-op table)")
 
     def table(self) -> str:

@@ -72,6 +72,7 @@ def _keras_models(tensorflow, keras) -> dict[str, tuple[object, bool]]:
             lambda x: tensorflow.argmax(x, axis=-1, output_type=tensorflow.int32))),
         "logistic16": alone(layers.Activation("sigmoid"), int16=True),
         "tanh16": alone(layers.Activation("tanh"), int16=True),
+        "leaky_relu16": alone(layers.LeakyReLU(0.2), int16=True),
     }
 
 
@@ -82,7 +83,7 @@ EXPECTED_OPS = {
                    "MINIMUM"],
     "arithmetic16": ["MUL", "ADD", "SQUARED_DIFFERENCE", "MAXIMUM", "QUANTIZE", "MINIMUM"],
     "reduce_max": ["REDUCE_MAX"], "sum": ["SUM"], "arg_max": ["ARG_MAX"],
-    "logistic16": ["LOGISTIC"], "tanh16": ["TANH"],
+    "logistic16": ["LOGISTIC"], "tanh16": ["TANH"], "leaky_relu16": ["LEAKY_RELU"],
 }
 
 
@@ -210,6 +211,13 @@ def test_arg_max_writes_int32_indices(math_models):
     assert _kernels(path) == ["arg_max_min"]
     indices = _assert_bit_exact(path)
     assert indices.dtype == np.int32 and indices.min() >= 0 and indices.max() < CHANNELS
+
+
+@needs_host_cc
+def test_int16_leaky_relu_is_bit_exact(math_models):
+    assert _kernels(math_models["leaky_relu16"]) == ["leaky_relu_s16"]
+    outputs = _assert_bit_exact(math_models["leaky_relu16"])
+    assert outputs.min() < 0 < outputs.max() and len(np.unique(outputs[0])) > 100
 
 
 @needs_host_cc

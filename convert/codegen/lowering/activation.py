@@ -94,17 +94,21 @@ def lower_hard_swish(graph: Graph, op: Operator) -> LoweredOp:
         params["reluish_exponent"]), f"{input_tensor.size} values")
 
 
-@lowers("LEAKY_RELU")
+@lowers("LEAKY_RELU", types=INT8_AND_INT16)
 def lower_leaky_relu(graph: Graph, op: Operator) -> LoweredOp:
-    """Both multipliers from float32 scale arithmetic, as leaky_relu_common.cc."""
-    input_tensor, output = io_tensors(graph, op)
+    """As leaky_relu_common.cc, int8 and int16 alike: the alpha multiplier from float32
+    arithmetic (input scale * alpha / output scale), the identity one from the scales divided
+    in double (float32 division is off by one quantum on some large int16 values)."""
+    input_tensor, output = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    check_dtype(output, "output", op, (input_tensor.dtype,))
     f32 = np.float32
     alpha = f32(op.options.alpha)
     alpha_multiplier, alpha_shift = quantize_multiplier(
         float(f32(input_tensor.scale) * alpha / f32(output.scale)))
     identity_multiplier, identity_shift = quantize_multiplier(
-        float(f32(input_tensor.scale) / f32(output.scale)))
-    return _elementwise(op, "leaky_relu", (
+        float(f32(input_tensor.scale)) / float(f32(output.scale)))
+    kernel = "leaky_relu_s16" if input_tensor.dtype == "int16" else "leaky_relu"
+    return _elementwise(op, kernel, (
         input_tensor.size, input_tensor.zero_point, output.zero_point, identity_multiplier,
         identity_shift, abs(alpha_multiplier), alpha_shift, int(alpha_multiplier < 0)),
         f"{input_tensor.size} values, alpha {float(alpha):g}")
