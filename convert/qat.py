@@ -63,12 +63,120 @@ def quantize_aware_finetune(model, config: QatConfig, x_train: np.ndarray, y_tra
             f"quantization-aware training cannot handle this model: {_first_line(error)} "
             f"(layer {_unsupported_layer(model, tfmot)}); drop --qat and use post-training "
             "int8 quantization instead") from error
+    start_ranges_from_data(qat_model, model, x_train, config.seed)
     qat_model.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     data = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
             .shuffle(len(x_train), seed=config.seed).batch(config.batch_size))
     qat_model.fit(data, epochs=config.epochs, verbose=0)
     return qat_model
+
+
+# Training images whose activation ranges start the fine-tune's moving averages.
+RANGE_IMAGES = 512
+# tfmot's activation quantizer variables, by the name its wrappers give them; weight ranges
+# ("kernel_min", ...) are the weights' own and need no start.
+ACTIVATION_RANGES = ("post_activation", "pre_activation", "output")
+
+
+def start_ranges_from_data(qat_model, float_model, x_train: np.ndarray, seed: int) -> None:
+    """Start each activation quantizer's range at the float model's range on training images.
+
+    tfmot starts every activation range at [-6, 6] and moves it by a moving average with
+    decay 0.999 per step, so a short fine-tune (one epoch of a few thousand images is ~125
+    steps) ends with ranges still near [-6, 6]: half the int8 levels of a ReLU output spent on
+    negative values that never occur, and larger activations clipped at 6. Measured on lenet5
+    after `--qat 1` on mnist5k, every layer's SQNR against its own float weights was 5 to 20 dB
+    below post-training int8's. Started from the data, the moving average refines a range
+    that is already right, as the post-training calibration's is.
+
+    Args:
+        qat_model: the model quantize_apply returned, before any training.
+        float_model: the float model it wraps (same layer names).
+        x_train: training images with the recorded preprocessing.
+        seed: seeds the sample of RANGE_IMAGES images.
+    """
+    _, tf_keras = import_tf_keras()
+    index = np.sort(np.random.default_rng([seed, 0x72616E67]).permutation(len(x_train))
+                    [:RANGE_IMAGES])
+    images = np.asarray(x_train[index], np.float32)
+    wanted = []  # (variable, float layer, "pre" or "post", "min" or "max")
+    for wrapper in qat_model.layers:
+        inner = getattr(wrapper, "layer", None)
+        if inner is None or inner.name not in {layer.name for layer in float_model.layers}:
+            continue
+        for variable in wrapper.weights:
+            short = variable.name.rsplit("/", 1)[-1].split(":")[0]
+            role, _, bound = short.rpartition("_")
+            if role in ACTIVATION_RANGES and bound in ("min", "max"):
+                wanted.append((variable, float_model.get_layer(inner.name),
+                               "pre" if role == "pre_activation" else "post", bound))
+    if not wanted:
+        return
+    layers = list(dict.fromkeys((layer, where) for _, layer, where, _ in wanted))
+    probe = tf_keras.Model(float_model.inputs,
+                           [layer.input if where == "pre" else layer.output
+                            for layer, where in layers])
+    values = probe.predict(images, batch_size=256, verbose=0)
+    values = values if isinstance(values, list) else [values]
+    ranges = {}
+    for (layer, where), value in zip(layers, values, strict=True):
+        if where == "pre":
+            value = _without_activation(tf_keras, layer)(value).numpy()
+        ranges[layer.name, where] = (min(float(np.min(value)), 0.0), max(float(np.max(value)), 0.0))
+    for variable, layer, where, bound in wanted:
+        low, high = ranges[layer.name, where]
+        variable.assign(np.full(variable.shape, low if bound == "min" else high, np.float32))
+
+
+def _without_activation(tf_keras, layer):
+    """A copy of the layer, same weights, with a linear activation (its pre-activation)."""
+    config = layer.get_config()
+    config["activation"] = "linear"
+    linear = type(layer).from_config(config)
+    linear.build(layer.input_shape)
+    linear.set_weights(layer.get_weights())
+    return linear
+
+
+def strip_quantization(qat_model, float_model):
+    """The float model with the weights quantization-aware training left in qat_model.
+
+    tfmot wraps each layer in a QuantizeWrapper that holds the layer itself (its kernel, bias
+    and batch-norm statistics, trained through fake quantization) beside the quantizers'
+    ranges. The converter quantizes exactly those weights into the int8 file, so this float
+    model, with no fake quantization, is the int8 file's own float reference: int8 against it
+    is what quantization costs, while the model before fine-tuning differs by the training.
+
+    Args:
+        qat_model: the model quantize_aware_finetune returned.
+        float_model: the float model that was fine-tuned (its architecture is reused; its
+            weights are not changed).
+
+    Returns:
+        A new float tf_keras model holding the fine-tuned weights.
+
+    Raises:
+        ValueError: a weighted layer of float_model has no counterpart in qat_model (a tfmot
+            transform replaced it), so no float twin of the int8 file exists.
+    """
+    _, tf_keras = import_tf_keras()
+    # The wrapper tracks the wrapped layer's kernel itself (the layer computes with the
+    # fake-quantized copy), so the variables are found by name, not through the inner layer.
+    trained = {variable.name: variable for variable in qat_model.weights}
+    stripped = tf_keras.models.clone_model(float_model)
+    for layer in stripped.layers:
+        values = []
+        for weight in layer.weights:
+            source = trained.get(f"{layer.name}/{weight.name.rsplit('/', 1)[-1]}")
+            if source is None or tuple(source.shape) != tuple(weight.shape):
+                raise ValueError(f"weight {weight.name!r} of layer {layer.name!r} "
+                                 f"({type(layer).__name__}) has no trained counterpart of the "
+                                 "same shape in the quantization-aware model")
+            values.append(source.numpy())
+        if values:
+            layer.set_weights(values)
+    return stripped
 
 
 PASS_THROUGH_LAYERS = ("Rescaling", "Normalization")

@@ -1,7 +1,13 @@
-"""The accuracy-drop report: every artifact against the float Keras model on the test split."""
+"""The accuracy-drop report: every artifact against the float Keras model on the test split.
+
+A quantized file's drop is also split by cause against the float file it was quantized from
+(convert records it: `float_references`): for a fine-tuned (QAT or pruned) file, fine-tuning
+is the fine-tuned float model against the trained one and quantization is the int8 file
+against the fine-tuned float model; the two add up to the total drop that --max-drop gates.
+"""
 
 import gzip
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +34,12 @@ class ArtifactScore:
     gzipped_bytes: int
     sparsity: float | None
     class_accuracy_change_pp: list[float]
+    # The float file this one was quantized from, and the drop split by cause (see above):
+    # fine_tuning_pp is None for a post-training file, both are None for a float file.
+    float_reference: str | None = None
+    fine_tuning_pp: float | None = None
+    quantization_pp: float | None = None
+    reference_agreement: float | None = None
 
 
 def gzipped_size(path: str | Path) -> int:
@@ -59,7 +71,8 @@ def class_accuracy(predicted: np.ndarray, labels: np.ndarray, num_classes: int) 
 
 def score_artifacts(reference_path: Path, artifacts: dict[str, Path], images: np.ndarray,
                     labels: np.ndarray, num_classes: int,
-                    sparsity: dict[str, float | None]) -> list[ArtifactScore]:
+                    sparsity: dict[str, float | None],
+                    float_references: dict[str, str] | None = None) -> list[ArtifactScore]:
     """Score the reference (float Keras) model and every artifact on the same test images.
 
     Args:
@@ -69,6 +82,8 @@ def score_artifacts(reference_path: Path, artifacts: dict[str, Path], images: np
         labels: test labels.
         num_classes: class count.
         sparsity: report name -> measured weight sparsity (None where not measured).
+        float_references: quantized file name -> the float file name it was quantized from
+            (among the artifacts); its drop is then split into fine-tuning and quantization.
 
     Returns:
         One ArtifactScore per artifact, in the given order.
@@ -77,9 +92,11 @@ def score_artifacts(reference_path: Path, artifacts: dict[str, Path], images: np
     reference_accuracy = float(np.mean(reference_top1 == labels))
     reference_classes = class_accuracy(reference_top1, labels, num_classes)
     scores = []
+    top1_by_file = {}
     for name, path in artifacts.items():
         top1 = (reference_top1 if path == reference_path
                 else np.argmax(predict(path, images), axis=1))
+        top1_by_file[path.name] = top1
         accuracy = float(np.mean(top1 == labels))
         change = (class_accuracy(top1, labels, num_classes) - reference_classes) * 100
         scores.append(ArtifactScore(
@@ -88,7 +105,33 @@ def score_artifacts(reference_path: Path, artifacts: dict[str, Path], images: np
             agreement=float(np.mean(top1 == reference_top1)), bytes=path.stat().st_size,
             gzipped_bytes=gzipped_size(path), sparsity=sparsity.get(name),
             class_accuracy_change_pp=[None if np.isnan(v) else round(float(v), 4) for v in change]))
-    return scores
+    return [_split_drop(score, (float_references or {}).get(score.file), top1_by_file, labels,
+                        reference_accuracy) for score in scores]
+
+
+def _split_drop(score: ArtifactScore, float_reference: str | None, top1_by_file: dict,
+                labels: np.ndarray, reference_accuracy: float) -> ArtifactScore:
+    """The score with its drop split into fine-tuning and quantization (see the module)."""
+    if float_reference is None or float_reference not in top1_by_file:
+        return score
+    from edgeship.run_dir import ArtifactKind
+
+    reference_top1 = top1_by_file[float_reference]
+    float_accuracy = float(np.mean(reference_top1 == labels))
+    fine_tuned = ArtifactKind.of(float_reference) is ArtifactKind.FINETUNED_FLOAT_TFLITE
+    return replace(
+        score, float_reference=float_reference,
+        fine_tuning_pp=(reference_accuracy - float_accuracy) * 100 if fine_tuned else None,
+        quantization_pp=(float_accuracy - score.accuracy) * 100,
+        reference_agreement=float(np.mean(top1_by_file[score.file] == reference_top1)))
+
+
+def decomposition_line(score: ArtifactScore, reference: str) -> str:
+    """One console line: a fine-tuned file's total drop as fine-tuning plus quantization."""
+    return (f"{score.file} drops {score.drop_pp:+.2f} pp against {reference} = fine-tuning "
+            f"{score.fine_tuning_pp:+.2f} pp ({score.float_reference}) + quantization "
+            f"{score.quantization_pp:+.2f} pp (against {score.float_reference}, top-1 agreement "
+            f"{score.reference_agreement:.2%})")
 
 
 def report_payload(scores: list[ArtifactScore], context: dict) -> dict:
@@ -106,16 +149,24 @@ def render_markdown(scores: list[ArtifactScore], class_names: list[str], context
         gz_ratio = (f"{score.gzipped_bytes / float_tflite.gzipped_bytes:.3f}" if float_tflite else "")
         rows.append([
             f"`{score.file}`", score.backend, f"{score.accuracy * 100:.2f}%",
-            f"{score.drop_pp:+.2f}", f"{score.agreement * 100:.2f}%", f"{score.bytes:,}", ratio,
+            f"{score.drop_pp:+.2f}", _pp(score.fine_tuning_pp), _pp(score.quantization_pp),
+            f"`{score.float_reference}`" if score.float_reference else "—",
+            f"{score.agreement * 100:.2f}%", f"{score.bytes:,}", ratio,
             f"{score.gzipped_bytes:,}", gz_ratio,
             "—" if score.sparsity is None else f"{score.sparsity * 100:.1f}%"])
     lines = [
         "# Accuracy-drop report", "",
-        f"Reference: float Keras model `{context['reference']}`; test split of "
+        (f"Reference: float Keras model `{context['reference']}`; test split of "
         f"`{context['dataset']['name']}` ({context['test_images']} images). Drop is in percentage "
         "points (positive = worse than the float model); agreement is top-1 agreement with it; "
-        "size ratios are against `model_float.tflite`.", "",
-        markdown_table(["artifact", "runtime", "top-1", "drop (pp)", "agreement", "bytes",
+        "size ratios are against `model_float.tflite`. Each quantized file's drop is split by "
+        "cause against the float file it was quantized from (its float reference): "
+        "quantization is the file against that reference; for a fine-tuned file (QAT, "
+        "pruning), whose reference is `model_finetuned_float.tflite` (the fine-tuned weights "
+        "before int8), fine-tuning is that model against the trained float model, and "
+        "fine-tuning + quantization = drop."), "",
+        markdown_table(["artifact", "runtime", "top-1", "drop (pp)", "fine-tuning (pp)",
+                        "quantization (pp)", "float reference", "agreement", "bytes",
                         "× float", "gzipped", "gz × float", "sparsity"], rows),
     ]
     gate = context.get("max_drop_pp")
@@ -127,8 +178,9 @@ def render_markdown(scores: list[ArtifactScore], class_names: list[str], context
         verdict = ("FAIL: " + ", ".join(f"{s.file} drops {s.drop_pp:.2f} pp" for s in failed)
                    if failed else "pass")
         names = ", ".join(f"`{s.file}`" for s in scores if ArtifactKind.of(s.file) in delivered)
-        lines += [f"Gate `--max-drop {gate}` on the delivered quantized artifacts ({names}): "
-                  f"**{verdict}**", ""]
+        lines += [(f"Gate `--max-drop {gate}` on the delivered quantized artifacts ({names}), "
+                  f"on the total drop against `{context['reference']}` (fine-tuning included): "
+                  f"**{verdict}**"), ""]
     lines += _granularity_lines(context)
     lines += activation_lines(choice)
     lines += xnnpack_report_lines(context.get("xnnpack"))
@@ -143,6 +195,10 @@ def render_markdown(scores: list[ArtifactScore], class_names: list[str], context
     options = context.get("options", {})
     lines += ["## Options", "", "```json", _json(options), "```", ""]
     return "\n".join(lines)
+
+
+def _pp(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
 
 
 def activation_lines(choice: dict | None) -> list[str]:

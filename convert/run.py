@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import json
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,8 +12,13 @@ from edgeship.convert import activations, finetune, keras3, xnnpack
 from edgeship.convert import granularity as weight_granularity
 from edgeship.convert.onnx import check_onnx, export_onnx, quantize_onnx
 from edgeship.convert.prune import PruneConfig, prune
-from edgeship.convert.qat import QatConfig, quantize_aware_finetune
-from edgeship.convert.report import render_markdown, report_payload, score_artifacts
+from edgeship.convert.qat import QatConfig, quantize_aware_finetune, strip_quantization
+from edgeship.convert.report import (
+    decomposition_line,
+    render_markdown,
+    report_payload,
+    score_artifacts,
+)
 from edgeship.convert.tflite import (
     IO_TYPES,
     check_tflite,
@@ -232,9 +238,13 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
             written["float_tflite"], dataset.x_train, config.seed)
         int8_bytes = ptq_bytes
         if fine_tuned:
-            fine_tuned_granularity, tuned_bytes = _fine_tune(
+            fine_tuned_granularity, tuned_bytes, tuned_float_bytes = _fine_tune(
                 tf_keras, model, config, dataset, calibration, granularity,
                 written["float_tflite"])
+            # The fine-tuned weights in float: the reference of the int8 files made from them.
+            written["finetuned_float_tflite"] = write_bytes_atomic(
+                out_dir / ArtifactKind.FINETUNED_FLOAT_TFLITE.file_name, tuned_float_bytes)
+            check_tflite(tuned_float_bytes, dataset.x_test[0])
             delivery = finetune.choose_delivery(
                 ptq_bytes, tuned_bytes, finetune.describe_fine_tune(
                     config.qat_epochs, config.prune_sparsity, config.prune_structure),
@@ -270,8 +280,13 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
         reference_path = written["float_tflite"]  # no tf_keras rebuild: the direct float export
     scored = ({"keras": reference_path, **written} if reference_path not in written.values()
               else written)
+    fine_tuned_files = _fine_tuned_files(delivery, written)
+    float_references = _float_references(written, fine_tuned_files)
     scores = score_artifacts(reference_path, scored, dataset.x_test, dataset.y_test,
-                             dataset.num_classes, sparsity)
+                             dataset.num_classes, sparsity, float_references)
+    for score in scores:
+        if score.file in fine_tuned_files and ArtifactKind.of(score.file).runtimes is None:
+            say(f"convert: {decomposition_line(score, reference_path.name)}")
     keras3_entry = (keras3.describe(keras3_export, rebuild, fine_tuned, config.onnx)
                     if keras3_export is not None else None)
     context = {
@@ -283,6 +298,7 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
         "weight_granularity": _granularity_record(granularity),
         "fine_tuned_weight_granularity": _granularity_record(fine_tuned_granularity),
         "delivery": delivery.to_dict() if delivery else None,
+        "float_references": float_references,
         "delivered_granularity": _delivered_granularity(written),
         "per_layer_sparsity": {name: weight_sparsity(written[name].read_bytes())
                                for name in ("int8_tflite",) if name in written},
@@ -307,7 +323,8 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
         "weight_granularity": _granularity_record(granularity),
         "fine_tuned_weight_granularity": _granularity_record(fine_tuned_granularity),
         "delivery": delivery.to_dict() if delivery else None,
-        "fine_tuned_files": _fine_tuned_files(delivery),
+        "fine_tuned_files": fine_tuned_files,
+        "float_references": float_references,
         "rejected_files": ([delivery.kept_name] if delivery
                            and delivery.delivered == finetune.POST_TRAINING else [])
         + activations.replaced_files(activation_choice),
@@ -317,7 +334,7 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
         "activations": activation_choice.to_dict() if activation_choice else None,
         "xnnpack": xnnpack_record,
     }, artifacts={path.name: path for path in outputs})
-    _apply_gate(scores, config.max_drop_pp, activation_choice)
+    _apply_gate(scores, config.max_drop_pp, activation_choice, reference_path.name)
     return ConvertResult(out_dir=out_dir, artifacts=written, report=payload)
 
 
@@ -390,7 +407,11 @@ def _granularity_record(choice) -> dict | None:
 
 def _fine_tune(tf_keras, model, config: ConvertConfig, dataset: Dataset | RowDataset,
                calibration: np.ndarray, post_training, float_tflite: Path):
-    """Prune and/or QAT a copy of the model; (granularity choice, int8 bytes) of the result.
+    """Prune and/or QAT a copy of the model; (granularity choice, int8 bytes, float bytes).
+
+    The float bytes are the fine-tuned weights exported without quantization (for QAT, the
+    chosen fine-tune with tfmot's wrappers stripped): the model the int8 file was quantized
+    from, and so its float reference.
 
     A streamed dataset fine-tunes on a bounded sample of its training split
     (edgeship.train.stage_data.bounded_train_sample), never on the whole split in memory.
@@ -406,11 +427,18 @@ def _fine_tune(tf_keras, model, config: ConvertConfig, dataset: Dataset | RowDat
             structure=config.prune_structure, epochs=config.prune_epochs, seed=config.seed)
         tuned = prune(tuned, prune_config, x_tune, y_tune)
     if not config.qat_epochs:
-        choice, data = weight_granularity.choose(
-            config.weight_granularity,
-            lambda per_tensor: export_tflite(tuned, calibration, config.io_type, per_tensor),
-            float_tflite, dataset.x_train, config.seed)
-        return dataclasses.replace(choice, measured_on="fine-tuned"), data
+        tuned_float = export_tflite(tuned)
+        with tempfile.TemporaryDirectory(prefix="edgeship-finetuned-") as folder:
+            # Both granularities quantize the pruned weights: measured against them.
+            reference = Path(folder) / ArtifactKind.FINETUNED_FLOAT_TFLITE.file_name
+            reference.write_bytes(tuned_float)
+            choice, data = weight_granularity.choose(
+                config.weight_granularity,
+                lambda per_tensor: export_tflite(tuned, calibration, config.io_type, per_tensor),
+                reference, dataset.x_train, config.seed)
+        return dataclasses.replace(choice, measured_on="fine-tuned"), data, tuned_float
+
+    float_exports: dict[bool, bytes] = {}
 
     def train_and_export(per_tensor: bool) -> bytes:
         qat_model = quantize_aware_finetune(
@@ -418,19 +446,47 @@ def _fine_tune(tf_keras, model, config: ConvertConfig, dataset: Dataset | RowDat
             QatConfig(epochs=config.qat_epochs, preserve_sparsity=config.pruning,
                       per_tensor_weights=per_tensor, learning_rate=config.qat_learning_rate,
                       seed=config.seed), x_tune, y_tune)
+        float_exports[per_tensor] = export_tflite(strip_quantization(qat_model, tuned))
         return export_tflite(qat_model, calibration, config.io_type, per_tensor)
 
-    return weight_granularity.choose_fine_tuned(
+    choice, data = weight_granularity.choose_fine_tuned(
         config.weight_granularity, post_training, train_and_export, float_tflite,
         dataset.x_train, config.seed)
+    return choice, data, float_exports[choice.chosen == "per-tensor"]
 
 
-def _fine_tuned_files(delivery) -> list[str]:
-    """The int8 files made from fine-tuned weights (validate checks them by accuracy only)."""
+def _fine_tuned_files(delivery, written: dict[str, Path]) -> list[str]:
+    """The int8 files made from fine-tuned weights, rewrites of such a file included (the
+    XNNPACK file is model_int8.tflite rewritten, so it inherits its source's reference)."""
     if delivery is None:
         return []
-    return [ArtifactKind.INT8_TFLITE.file_name if delivery.delivered == finetune.FINE_TUNED
-            else delivery.kept_name]
+    if delivery.delivered != finetune.FINE_TUNED:
+        return [delivery.kept_name]
+    rewritten = [path.name for path in written.values()
+                 if ArtifactKind.of(path) is ArtifactKind.XNNPACK_INT8_TFLITE]
+    return [ArtifactKind.INT8_TFLITE.file_name, *rewritten]
+
+
+def _float_references(written: dict[str, Path], fine_tuned_files: list[str]) -> dict[str, str]:
+    """Each quantized file -> the float file it was quantized from.
+
+    Fine-tuned files (and their rewrites) come from model_finetuned_float.tflite; the others
+    from the trained model: model_float.tflite, or model.onnx for the int8 ONNX (always
+    quantized from the trained model's ONNX export). inspect compares per layer with this
+    file, validate and the drop report measure what quantization cost against it.
+    """
+    references = {}
+    for path in written.values():
+        kind = ArtifactKind.of(path)
+        if kind is None or kind.precision == "float":
+            continue
+        if path.name in fine_tuned_files:
+            references[path.name] = ArtifactKind.FINETUNED_FLOAT_TFLITE.file_name
+        elif kind.format == "onnx":
+            references[path.name] = ArtifactKind.FLOAT_ONNX.file_name
+        else:
+            references[path.name] = ArtifactKind.FLOAT_TFLITE.file_name
+    return references
 
 
 def _delivered_granularity(written: dict[str, Path]) -> dict[str, str]:
@@ -486,8 +542,10 @@ def _write_xnnpack_file(mode: str, written: dict[str, Path], int8_bytes: bytes,
     return record
 
 
-def _apply_gate(scores, max_drop_pp: float | None, activation_choice=None) -> None:
-    """--max-drop applies to what is delivered, not to the file kept beside it."""
+def _apply_gate(scores, max_drop_pp: float | None, activation_choice=None,
+                reference: str = ArtifactKind.KERAS_MODEL.file_name) -> None:
+    """--max-drop applies to what is delivered, not to the file kept beside it, and to the
+    total drop against the trained float model (a fine-tune's own gain or loss included)."""
     if max_drop_pp is None:
         return
     delivered = activations.delivered_kinds(activation_choice.delivered if activation_choice
@@ -496,7 +554,8 @@ def _apply_gate(scores, max_drop_pp: float | None, activation_choice=None) -> No
               and score.drop_pp > max_drop_pp]
     if failed:
         details = "; ".join(f"{score.file} drops {score.drop_pp:.2f} pp" for score in failed)
-        raise CheckFailedError(f"accuracy drop above --max-drop {max_drop_pp} pp: {details}")
+        raise CheckFailedError(f"accuracy drop above --max-drop {max_drop_pp} pp: {details} "
+                               f"(the total drop against {reference})")
 
 
 def load_convert_report(out_dir: str | Path) -> dict:

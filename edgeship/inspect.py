@@ -1,7 +1,10 @@
 """`edgeship inspect`: which layer loses accuracy, which runtime's kernel differs, and why.
 
 Three measurements on real test images of a converted run:
-1. per layer: each int8 tensor against the float model's (edgeship.runtime.inspect);
+1. per layer: each int8 tensor against the float model it was quantized from
+   (edgeship.runtime.inspect): model_float.tflite for a post-training file,
+   model_finetuned_float.tflite (the fine-tuned weights before int8) for a QAT or pruned one,
+   so a fine-tune's own change of the weights is not counted as quantization error;
 2. per op: each int8 runtime against the reference kernels on identical inputs
    (edgeship.runtime.op_parity);
 3. attribution: the worst layers by SQNR restored to float one at a time, and the other weight
@@ -80,10 +83,11 @@ def run_inspect(config: InspectConfig) -> dict:
     run = RunDir(source)
     run_dir = run.path
     int8_path = run.path_of(ArtifactKind.INT8_TFLITE)
-    float_path = run.path_of(ArtifactKind.FLOAT_TFLITE)
-    if not int8_path.is_file() or not float_path.is_file():
-        raise UserInputError(f"{run_dir} has no {int8_path.name} and {float_path.name}; run "
+    if not int8_path.is_file() or not run.has(ArtifactKind.FLOAT_TFLITE):
+        raise UserInputError(f"{run_dir} has no {int8_path.name} and "
+                             f"{ArtifactKind.FLOAT_TFLITE.file_name}; run "
                              "`edgeship convert RUN_DIR --int8` first")
+    float_path = run.path / run.float_reference(int8_path)
     manifest = run.manifest()
     images, _, dataset_entry = load_test_split(run, None, config.images)
     images = images[:]  # the first config.images rows as an array (a streamed split's too)
@@ -96,6 +100,7 @@ def run_inspect(config: InspectConfig) -> dict:
                    if config.restore else None)
     payload = {"schema_version": REPORT_SCHEMA_VERSION, "run_dir": str(run_dir),
                "dataset": dataset_entry, "int8": int8_path.name, "float": float_path.name,
+               "reference": describe_reference(float_path.name),
                "layers": [layer.to_dict() for layer in layers],
                "ops": [op.to_dict() for op in ops], "summary": summarize(ops),
                "attribution": attribution,
@@ -104,6 +109,14 @@ def run_inspect(config: InspectConfig) -> dict:
     write_json_atomic(run_dir / "inspect.json", payload)
     write_text_atomic(run_dir / "inspect.md", render_markdown(payload))
     return payload
+
+
+def describe_reference(float_name: str) -> str:
+    """Why the per-layer error is measured against this float file (inspect.md, report)."""
+    if ArtifactKind.of(float_name) is ArtifactKind.FINETUNED_FLOAT_TFLITE:
+        return ("the fine-tuned float model: model_int8.tflite was quantized from the weights "
+                "QAT or pruning left, not from model_float.tflite's")
+    return "the float model: model_int8.tflite was quantized from its weights (post-training)"
 
 
 def _inspect_file(path: Path, config: InspectConfig) -> dict:
@@ -194,7 +207,11 @@ def _attribute(run: RunDir, manifest: dict, worst_first: list[int],
     return {**result.to_dict(), "model": model_path.name,
             "baseline_granularity": "per-tensor" if per_tensor else "per-channel",
             "note": ("post-training quantization of the float model, re-quantized from the "
-                     "calibrated model with TFLite's MLIR quantizer (float input and output)")}
+                     "calibrated model with TFLite's MLIR quantizer (float input and output)"
+                     + ("; model_int8.tflite itself is the fine-tuned file, so these variants "
+                        f"show where int8 strains {model_path.name}'s weights, not its own"
+                        if ArtifactKind.of(run.float_reference(ArtifactKind.INT8_TFLITE.file_name))
+                        is ArtifactKind.FINETUNED_FLOAT_TFLITE else ""))}
 
 
 def _advice(run_dir: Path, attribution: dict | None, max_drop_pp: float) -> list[str]:
@@ -231,8 +248,10 @@ def render_markdown(payload: dict) -> str:
     from edgeship.runtime.parity_report import op_cell
 
     if payload["float"]:
+        reference = payload.get("reference")
         lines = ["# Inspect", "", f"`{payload['int8']}` against `{payload['float']}` on "
-                 f"{payload['dataset']['images']} test images.", ""]
+                 f"{payload['dataset']['images']} test images"
+                 + (f" (float reference: {reference})." if reference else "."), ""]
     else:
         lines = ["# Inspect", "", f"`{payload['int8']}` alone ({payload['dataset']['images']} "
                  f"inputs: {payload['dataset']['kind']}); no float twin, so no per-layer "
@@ -242,8 +261,9 @@ def render_markdown(payload: dict) -> str:
         lines.append("")
     if payload["layers"]:
         lines += ["## Per-layer quantization error (worst first)", "",
-              "Each op's int8 output (reference kernels) dequantized against the float model's "
-              "output of the same op; errors in units of the int8 tensor's scale.", "",
+              (f"Each op's int8 output (reference kernels) dequantized against "
+               f"`{payload['float']}`'s output of the same op; errors in units of the int8 "
+               "tensor's scale."), "",
               markdown_table(["#", "op", "output tensor", "SQNR (dB)", "cosine",
                               "mean error (quanta)", "max error (quanta)"],
                              [[str(layer["index"]), layer["op"], f"`{layer['output'][:60]}`",

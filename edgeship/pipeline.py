@@ -30,6 +30,8 @@ from edgeship.run_dir import MODEL_ARTIFACTS, PREDICTIONS_NAME, ArtifactKind, Ru
 STAGES = ("train", "convert", "validate", "bench", "embed", "profile", "report")
 PROFILE_NAME = "profile.json"
 LOCK_NAME = ".edgeship.lock"
+# The one command that gives the profile stage its compiler (scripts/demo.sh runs it as root).
+ARM_TOOLCHAIN_INSTALL = "sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi"
 
 
 @dataclass
@@ -160,8 +162,8 @@ def _run_validate(config: PipelineConfig, run_dir: Path) -> str:
     # Per-layer error for report.html; validate compared the ops, attribution is inspect's.
     inspected = run_inspect(InspectConfig(source=str(run_dir), runtimes=(), restore=0))
     worst = inspected["layers"][0] if inspected["layers"] else None
-    worst_note = (f"; worst layer {worst['op']} #{worst['index']} at {worst['sqnr_db']:.1f} dB SQNR"
-                  if worst else "")
+    worst_note = (f"; worst layer {worst['op']} #{worst['index']} at {worst['sqnr_db']:.1f} dB SQNR "
+                  f"against {inspected['float']}" if worst else "")
     return f"{len(report.checks)} checks passed{note}{worst_note}"
 
 
@@ -192,6 +194,8 @@ def _run_bench(config: PipelineConfig, run_dir: Path) -> str:
     run = RunDir(run_dir)
     plan = []
     for kind in run.existing():
+        if kind.reference_only:  # a reference for validate and inspect, not a file to ship
+            continue
         artifact = run.path_of(kind)
         backends = tuple(name for name in backends_for(artifact, default_backend_names())
                          if kind.runtimes is None or name in kind.runtimes)
@@ -225,8 +229,8 @@ def _profile_unavailable(config: PipelineConfig, run_dir: Path) -> str | None:
     if not config.profile.enabled:
         return "turned off: --no-profile"
     if shutil.which("arm-none-eabi-gcc") is None:
-        return ("arm-none-eabi-gcc not found; apt-get install gcc-arm-none-eabi "
-                "libnewlib-arm-none-eabi (scripts/setup.sh does it)")
+        return (f"arm-none-eabi-gcc not found; `{ARM_TOOLCHAIN_INSTALL}` enables the MCU "
+                "estimate")
     missing = [package for module, package in (("unicorn", "unicorn"), ("capstone", "capstone"),
                                                ("elftools", "pyelftools"))
                if importlib.util.find_spec(module) is None]

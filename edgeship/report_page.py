@@ -353,7 +353,8 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
     inspected = _load_json(run_dir / "inspect.json")
     if inspected.get("layers"):
         figures.append(("layer_sqnr.png", ("Per-layer quantization error of model_int8.tflite "
-                        "(SQNR against the float model's tensor; lower is worse; see inspect.md)"),
+                        f"(SQNR against {inspected.get('float') or 'the float model'}'s tensor, the "
+                        "float model it was quantized from; lower is worse; see inspect.md)"),
                         _sqnr_chart(inspected)))
     changed_count = 0
     predictions = read_predictions(run_dir)
@@ -403,12 +404,37 @@ def _context(run_dir: Path, manifest: dict, reproduce: list[str], changed_count:
         "changed": changed_count, "footprint": embed,
         "profile": _load_json(run_dir / "profile.json"), "mcu_chart": None,
         "test_accuracy": train.get("test_accuracy"),
+        "drop_split": drop_split_rows(_load_json(run_dir / "convert_report.json")),
     }
+
+
+DROP_SPLIT_HEADERS = ["file", "float reference", "fine-tuning (pp)", "quantization (pp)",
+                      "total drop (pp)"]
+
+
+def drop_split_rows(convert_report: dict) -> list[list[str]]:
+    """The convert report's drop of each quantized file split into fine-tuning and
+    quantization (edgeship.convert.report); empty for a report without the split."""
+    def points(value):
+        return "—" if value is None else f"{value:+.2f}"
+
+    return [[row["file"], row["float_reference"], points(row.get("fine_tuning_pp")),
+             points(row.get("quantization_pp")), points(row["drop_pp"])]
+            for row in convert_report.get("artifacts", []) if row.get("float_reference")]
+
+
+def _drop_split_intro(context: dict) -> str:
+    return ("Accuracy drop by cause, on the test split (convert_report.md): quantization is each "
+            "file against the float model it was quantized from; fine-tuning is the fine-tuned "
+            "float model against the trained one; the total is what `--max-drop` gates.")
 
 
 def render_md(rows: list[Row], figures, context: dict) -> str:
     lines = [f"# {context['title']}", "", _verdict(context), "", "## Summary", "",
              markdown_table(TABLE_HEADERS, _table_rows(rows))]
+    if context["drop_split"]:
+        lines += ["## Fine-tuning and quantization", "", _drop_split_intro(context), "",
+                  markdown_table(DROP_SPLIT_HEADERS, context["drop_split"])]
     lines += [line for sentence in speed_lines(rows) for line in (sentence, "")]
     for name, caption, _ in figures:
         lines += [f"## {caption}", "", f"![{caption}]({FIGURES_DIR}/{name})", ""]
@@ -457,6 +483,14 @@ def render_html(rows: list[Row], figures, context: dict) -> str:
     hashes = "".join(f"<tr><td>{escape(k)}</td><td><code>{escape(v)}</code></td></tr>"
                      for k, v in sorted(context["hashes"].items()))
     verdict_class = "pass" if context["validate"]["passed"] else "fail"
+    split = ""
+    if context["drop_split"]:
+        split = ("<h2>Fine-tuning and quantization</h2><p>"
+                 + escape(_drop_split_intro(context).replace("`", "")) + "</p><table id='drop-split'>"
+                 "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in DROP_SPLIT_HEADERS)
+                 + "</tr></thead><tbody>"
+                 + "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in cells)
+                           + "</tr>" for cells in context["drop_split"]) + "</tbody></table>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -479,6 +513,7 @@ pre {{ background: #f6f8fa; padding: 0.8rem; overflow-x: auto; }}
 <h2>Summary</h2>
 {''.join(table)}
 {''.join(f"<p class='speed'>{escape(line)}</p>" for line in speed_lines(rows))}
+{split}
 {''.join(sections)}
 {mcu}
 <h2>Reproduce</h2><pre>{escape(chr(10).join(context['reproduce']))}</pre>

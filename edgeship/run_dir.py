@@ -25,12 +25,15 @@ class ArtifactKind(enum.Enum):
     """A model file a run directory can hold: file name, format and precision.
 
     The kept-aside kinds are the int8 file convert did not deliver (see
-    edgeship.convert.finetune); a run holds at most one of them.
+    edgeship.convert.finetune); a run holds at most one of them. The fine-tuned float file
+    holds the weights a pruned or quantization-aware fine-tune left, before int8: the float
+    reference of the int8 files made from them (`RunDir.float_reference`).
     """
 
     KERAS_MODEL = ("model.keras", "keras", "float")
     REBUILT_KERAS_MODEL = ("model_rebuilt.keras", "keras", "float")
     FLOAT_TFLITE = ("model_float.tflite", "tflite", "float")
+    FINETUNED_FLOAT_TFLITE = ("model_finetuned_float.tflite", "tflite", "float")
     INT8_TFLITE = ("model_int8.tflite", "tflite", "int8")
     XNNPACK_INT8_TFLITE = ("model_int8_xnnpack.tflite", "tflite", "int8")
     PTQ_INT8_TFLITE = ("model_ptq_int8.tflite", "tflite", "int8")
@@ -49,6 +52,11 @@ class ArtifactKind(enum.Enum):
     def kept_aside(self) -> bool:
         """True for the int8 file convert scored worse and kept beside the delivered one."""
         return self in (ArtifactKind.PTQ_INT8_TFLITE, ArtifactKind.FINETUNED_INT8_TFLITE)
+
+    @property
+    def reference_only(self) -> bool:
+        """True for a float file kept as the reference of fine-tuned int8 files, not shipped."""
+        return self is ArtifactKind.FINETUNED_FLOAT_TFLITE
 
     @property
     def runtimes(self) -> tuple[str, ...] | None:
@@ -259,6 +267,19 @@ class RunDir:
                 and (self.path / recorded).is_file()):
             return recorded
         return ArtifactKind.KERAS_MODEL.file_name
+
+    def float_reference(self, artifact: str | os.PathLike) -> str:
+        """The float file an int8 artifact was quantized from, as convert recorded it.
+
+        A fine-tuned (QAT or pruned) int8 file and its rewrites were quantized from the
+        fine-tuned weights (model_finetuned_float.tflite); every other file from the trained
+        model (model_float.tflite). Runs converted before convert recorded it: model_float.tflite.
+        """
+        recorded = self.section("convert").get("float_references") or {}
+        name = recorded.get(Path(artifact).name) if isinstance(recorded, dict) else None
+        if isinstance(name, str) and (self.path / name).is_file():
+            return name
+        return ArtifactKind.FLOAT_TFLITE.file_name
 
     # --- dataset -----------------------------------------------------------------------------
 

@@ -19,9 +19,14 @@ def render_markdown(payload: dict) -> str:
     lines += [f"Backends run: {', '.join(backends_run)}.", "", "## Pairs", ""]
     rows = [[f"`{row['artifact']}`", row["backend"], row["precision"], f"{row['accuracy']:.4f}",
              f"{row['drop']:+.4f}", f"{row['agreement']:.4f}", f"{row['max_abs_error']:.3g}",
-             f"{row['mean_abs_error']:.3g}", f"{row['cosine']:.6f}"] for row in payload["pairs"]]
+             f"{row['mean_abs_error']:.3g}", f"{row['cosine']:.6f}",
+             row.get("reference") or "—", row.get("bounds", "")] for row in payload["pairs"]]
     lines.append(markdown_table(["artifact", "backend", "precision", "top-1", "drop",
-                                 "agreement", "max abs err", "mean abs err", "cosine"], rows))
+                                 "agreement", "max abs err", "mean abs err", "cosine",
+                                 "bound against", "bounds"], rows))
+    lines += [(f"Drop, agreement and errors are against `{reference['artifact']}` on "
+              f"`{reference['backend']}`; a fine-tuned file is bound against the float model it "
+              "was quantized from as well (`bound against`)."), ""]
     if payload["integer_comparisons"]:
         lines += ["## int8 outputs in quanta", ""]
         rows = []

@@ -60,6 +60,21 @@ def converted_run(tmp_path_factory, trained_run):
                                      calibration_samples=200))
 
 
+@pytest.fixture(scope="session")
+def qat_converted_run(tmp_path_factory, trained_run):
+    """The session model after `convert --qat 1` with per-tensor weights (one fine-tune, no
+    granularity search): model_finetuned_float.tflite, the fine-tuned weights in float, beside
+    model_float.tflite, the int8 files (fine-tuned and post-training) and the XNNPACK file."""
+    import shutil
+
+    from edgeship.convert.run import ConvertConfig, run_convert
+
+    run_dir = tmp_path_factory.mktemp("qat_converted") / "run"
+    shutil.copytree(trained_run.run_dir, run_dir)
+    return run_convert(ConvertConfig(source=str(run_dir), int8=True, qat_epochs=1,
+                                     weight_granularity="per-tensor", calibration_samples=200))
+
+
 def run_cli_in_process(*args):
     """Call edgeship.cli.main in this process (no TensorFlow start-up per call).
 

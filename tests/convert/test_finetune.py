@@ -99,3 +99,42 @@ def test_a_losing_fine_tune_does_not_replace_post_training(tmp_path, residual_mo
     assert validate.returncode == 0, validate.stdout + validate.stderr
     parity = json.loads((tmp_path / "parity.json").read_text())
     assert not any(row["artifact"] == "model_finetuned_int8.tflite" for row in parity["pairs"])
+
+
+def test_qat_drop_is_split_into_fine_tuning_and_quantization(qat_converted_run, mnist5k):
+    """model_finetuned_float.tflite holds the weights the fine-tuned int8 file was quantized
+    from; the report splits that file's drop against it, and the gate stays on the total."""
+    from edgeship.tflite_graph import read_graph
+
+    out = qat_converted_run.out_dir
+    report = json.loads((out / "convert_report.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    tuned_name = manifest["convert"]["fine_tuned_files"][0]
+    rows = {row["file"]: row for row in report["artifacts"]}
+    tuned, tuned_float = rows[tuned_name], rows["model_finetuned_float.tflite"]
+    assert tuned["float_reference"] == "model_finetuned_float.tflite"
+    assert tuned["fine_tuning_pp"] == pytest.approx(tuned_float["drop_pp"], abs=1e-9)
+    assert tuned["fine_tuning_pp"] + tuned["quantization_pp"] == pytest.approx(tuned["drop_pp"])
+    # The fine-tuned float model's accuracy, recomputed outside edgeship's runtime code.
+    predicted = _accuracy_of_tflite(out / "model_finetuned_float.tflite", mnist5k.x_test,
+                                    mnist5k.y_test)
+    assert np.mean(predicted == mnist5k.y_test) == pytest.approx(tuned_float["accuracy"])
+    post = rows[next(name for name in ("model_ptq_int8.tflite", "model_int8.tflite")
+                     if name != tuned_name)]
+    assert post["float_reference"] == "model_float.tflite" and post["fine_tuning_pp"] is None
+    # Same weights: the int8 file's first convolution dequantizes to the fine-tuned float
+    # kernel within half a quantum, not to the kernel from before the fine-tune.
+    def first_kernel(path):
+        graph = read_graph(path.read_bytes())
+        op = next(op for op in graph.operators if op.name == "CONV_2D")
+        return graph.tensors[op.inputs[1]]
+
+    weights = first_kernel(out / tuned_name)
+    dequantized = (weights.data.astype(np.float64) - weights.zero_point) * weights.scale
+    tuned_kernel = first_kernel(out / "model_finetuned_float.tflite").data
+    trained_kernel = first_kernel(out / "model_float.tflite").data
+    assert np.abs(dequantized - tuned_kernel).max() <= weights.scale / 2 + 1e-6
+    assert np.abs(dequantized - trained_kernel).max() > weights.scale
+    text = (out / "convert_report.md").read_text()
+    assert "| fine-tuning (pp) | quantization (pp) | float reference |" in text
+    assert f"| `{tuned_name}` | litert |" in text and "`model_finetuned_float.tflite` |" in text

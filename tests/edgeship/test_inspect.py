@@ -109,3 +109,91 @@ def test_inspect_on_a_bare_tflite_without_a_run(tmp_path, converted_run):
     assert json.loads((tmp_path / "user_inspect.json").read_text())["dataset"]["kind"] == "test split"
     float_model = run_cli_in_process("inspect", converted_run.out_dir / "model_float.tflite")
     assert float_model.returncode == 2 and "full-integer" in float_model.stderr
+
+
+# --- a fine-tuned (QAT) file: measured against the float model it was quantized from --------
+
+# Measured on the session's lenet5 after `convert --qat 1` (per-tensor weights), 20 test images:
+QAT_MIN_SQNR_DB = 25.0  # measured: 31.6 (the logits), every other layer >= 40
+QAT_CONTROL_GAP_DB = 10.0  # measured: 15.3 (worst against model_float.tflite: 16.3)
+
+def _fine_tuned_file(run_dir):
+    """The int8 file convert made from the QAT weights (delivered or kept beside)."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return run_dir / manifest["convert"]["fine_tuned_files"][0]
+
+
+def _sqnr_by_op(int8_path, float_path, images):
+    from edgeship.layer_error import layer_errors
+
+    return {error.index: error.sqnr_db for error in layer_errors(int8_path, float_path, images)}
+
+
+def test_qat_file_is_quantization_error_only_against_its_fine_tuned_float(qat_converted_run,
+                                                                          mnist5k):
+    out = qat_converted_run.out_dir
+    tuned = _fine_tuned_file(out)
+    images = mnist5k.x_test[:20]
+    own = _sqnr_by_op(tuned, out / "model_finetuned_float.tflite", images)
+    before = _sqnr_by_op(tuned, out / "model_float.tflite", images)
+    assert own.keys() == before.keys() and len(own) >= 7
+    # Against the weights it was quantized from, every layer is a healthy int8 layer...
+    assert min(own.values()) >= QAT_MIN_SQNR_DB, own
+    # ...and against the model from before the fine-tune, the fine-tune shows up as error
+    # (the control: what inspect measured before issue 28).
+    assert all(own[index] >= before[index] - 0.5 for index in own), (own, before)
+    assert min(before.values()) <= min(own.values()) - QAT_CONTROL_GAP_DB, (own, before)
+
+
+def test_inspect_names_the_fine_tuned_reference(qat_converted_run, tmp_path):
+    import shutil
+
+    run = shutil.copytree(qat_converted_run.out_dir, tmp_path / "run")
+    result = run_cli_in_process("inspect", run, "--images", "10", "--restore", "0",
+                                "--backends", "litert")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads((run / "inspect.json").read_text())
+    manifest = json.loads((run / "manifest.json").read_text())
+    fine_tuned = "model_int8.tflite" in manifest["convert"]["fine_tuned_files"]
+    expected = "model_finetuned_float.tflite" if fine_tuned else "model_float.tflite"
+    assert payload["float"] == expected
+    assert manifest["convert"]["float_references"]["model_int8.tflite"] == expected
+    text = (run / "inspect.md").read_text()
+    assert f"`model_int8.tflite` against `{expected}`" in text
+    assert ("fine-tuned float model" in payload["reference"]) == fine_tuned
+
+
+def test_a_broken_layer_of_a_per_tensor_qat_file_still_stands_out(qat_converted_run, mnist5k,
+                                                                   tmp_path):
+    """Negate the int8 weights of the second convolution: against the fine-tuned float model
+    that layer, not the fine-tune, is what inspect ranks worst."""
+    from edgeship.convert.tflite import weight_scale_counts
+    from edgeship.tflite_graph import builtin_code, builtin_codes, read_model, write_model
+
+    out = qat_converted_run.out_dir
+    tuned = _fine_tuned_file(out)
+    data = tuned.read_bytes()
+    assert set(weight_scale_counts(data).values()) == {1}  # per-tensor weights throughout
+    model = read_model(data)
+    graph = model.subgraphs[0]
+    convolutions = [index for index, op in enumerate(graph.operators)
+                    if builtin_code(model, op) == builtin_codes()["CONV_2D"]]
+    broken_op = convolutions[1]
+    weights = graph.tensors[graph.operators[broken_op].inputs[1]]
+    buffer = model.buffers[weights.buffer]
+    values = np.frombuffer(bytes(buffer.data), np.int8).astype(np.int16)
+    buffer.data = np.clip(-values, -127, 127).astype(np.int8).view(np.uint8)
+    broken = tmp_path / "broken_int8.tflite"
+    broken.write_bytes(write_model(model))
+
+    images = mnist5k.x_test[:20]
+    healthy = _sqnr_by_op(tuned, out / "model_finetuned_float.tflite", images)
+    damaged = _sqnr_by_op(broken, out / "model_finetuned_float.tflite", images)
+    from edgeship.tflite_graph import graph_ops
+
+    broken_index = next(op.index for op in graph_ops(broken.read_bytes())
+                        if op.output_tensor == graph.operators[broken_op].outputs[0])
+    first_bad = min(index for index, sqnr in damaged.items() if sqnr < QAT_MIN_SQNR_DB)
+    assert first_bad == broken_index
+    assert damaged[broken_index] < 3.0 < QAT_MIN_SQNR_DB <= healthy[broken_index]
+    assert all(damaged[index] == healthy[index] for index in damaged if index < broken_index)

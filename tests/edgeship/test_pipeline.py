@@ -169,7 +169,8 @@ def test_profile_stage_off_or_without_tools_is_skipped_in_one_line(pipeline_run,
     out, _, _ = pipeline_run
     config = PipelineConfig(out=str(out))
     monkeypatch.setattr(pipeline.shutil, "which", lambda name: None)
-    assert "arm-none-eabi-gcc not found; apt-get install gcc-arm-none-eabi" in (
+    assert ("arm-none-eabi-gcc not found; `sudo apt-get install -y gcc-arm-none-eabi "
+            "libnewlib-arm-none-eabi` enables the MCU estimate") == (
         pipeline._profile_unavailable(config, out))
     monkeypatch.undo()
     off = PipelineConfig(out=str(out), profile=ProfileStage(enabled=False))

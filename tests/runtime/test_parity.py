@@ -240,3 +240,47 @@ def test_fine_tuned_int8_is_bound_by_drop_only():
     (check,) = task_checks("x", metrics, Tolerances(), fine_tuned=True)
     assert check.metric == "accuracy drop (points)" and check.passed
     assert not all(check.passed for check in task_checks("x", metrics, Tolerances()))
+
+
+def test_a_rewrite_of_a_qat_file_is_bound_as_its_source(qat_converted_run, tmp_path):
+    """model_int8_xnnpack.tflite of a fine-tuned model_int8.tflite: the same reference (the
+    fine-tuned float model) and the same bounds as its source, plus its exactness check."""
+    import shutil
+
+    run = shutil.copytree(qat_converted_run.out_dir, tmp_path / "run")
+    manifest = json.loads((run / "manifest.json").read_text())
+    if "model_int8.tflite" not in manifest["convert"]["fine_tuned_files"]:
+        pytest.fail("the session's QAT file was not delivered; this test needs it delivered")
+    assert "model_int8_xnnpack.tflite" in manifest["convert"]["fine_tuned_files"]
+    report = validate_run(ValidateConfig(run_dir=str(run), backends=("keras", "litert"),
+                                         limit=300))
+    assert report.passed, [check.describe() for check in report.failures]
+    pairs = {(row["artifact"], row["backend"]): row for row in report.payload["pairs"]}
+    source = pairs["model_int8.tflite", "litert"]
+    rewrite = pairs["model_int8_xnnpack.tflite", "litert"]
+    assert source["reference"] == rewrite["reference"] == "model_finetuned_float.tflite on litert"
+
+    def bounds(row):
+        return {(check["metric"], check["bound"], check["comparison"].split(" vs ", 1)[1])
+                for check in row["checks"]}
+
+    assert bounds(rewrite) - bounds(source) == {
+        ("raw outputs that differ", 0, "model_int8.tflite on litert")}
+    assert ("top-1 agreement", 0.95, "model_finetuned_float.tflite on litert") in bounds(source)
+    assert ("accuracy drop (points)", 2.0, "model.keras on keras") in bounds(source)
+    assert not any(check["metric"] == "top-1 agreement" and "model.keras" in check["comparison"]
+                   for check in rewrite["checks"])
+    reference = pairs["model_finetuned_float.tflite", "litert"]
+    assert "checks" not in reference and "fine-tuned files' float reference" in reference["bounds"]
+    text = (run / "parity.md").read_text()
+    assert "| bound against | bounds |" in text
+    assert "| `model_int8_xnnpack.tflite` | litert | int8 |" in text
+
+
+def test_an_older_manifest_derives_the_rewrite_of_a_fine_tuned_file():
+    manifest = {"convert": {"fine_tuned_files": ["model_int8.tflite"],
+                            "files": {"int8_tflite": "model_int8.tflite",
+                                      "xnnpack_int8_tflite": "model_int8_xnnpack.tflite"}}}
+    assert fine_tuned_artifacts(manifest) == {"model_int8.tflite", "model_int8_xnnpack.tflite"}
+    manifest["convert"]["fine_tuned_files"] = ["model_finetuned_int8.tflite"]
+    assert fine_tuned_artifacts(manifest) == {"model_finetuned_int8.tflite"}
