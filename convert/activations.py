@@ -222,7 +222,7 @@ def choose(requested: str, int8_path: Path, float_path: Path, calibration: np.nd
         model_int8.tflite is delivered).
     """
     if requested not in ("int16", "auto"):
-        raise ValueError(f"activations must be int16 or auto here, got {requested!r}")
+        raise UserInputError(f"activations must be int16 or auto here, got {requested!r}")
     index = weight_granularity.selection_indices(len(train_images), seed)
     images, labels = train_images[index], np.asarray(train_labels)[index]
     bound = DEFAULT_BOUND_PP if max_drop_pp is None else max_drop_pp

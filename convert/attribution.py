@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeship.deps import import_tf_keras
 
+
 @dataclass(frozen=True)
 class VariantScore:
     """One selectively quantized variant of the model on the evaluation images.
@@ -69,9 +70,8 @@ def attribute_layers(model, calibration: np.ndarray, images: np.ndarray, labels:
         The Attribution.
     """
     import_tf_keras()  # the TF_USE_LEGACY_KERAS guard before TensorFlow loads
-    from tensorflow.lite.python import convert as tflite_convert
-
     from edgeship.convert.granularity import class_probabilities, output_error
+    from tensorflow.lite.python import convert as tflite_convert
 
     calibrated = calibrate(model, calibration)
     float_outputs = _run(_float_model(model), images)

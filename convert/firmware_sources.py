@@ -46,7 +46,7 @@ class FirmwareSourceConfig:
     def __post_init__(self):
         check_c_name(self.name)
         if self.samples < 0:
-            raise ValueError(f"samples must be >= 0, got {self.samples}")
+            raise UserInputError(f"samples must be >= 0, got {self.samples}")
 
 
 @dataclass(frozen=True)

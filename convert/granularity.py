@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.errors import UserInputError
 from edgeship.tflite_graph import builtin_code, read_model, write_model
 
 GRANULARITIES = ("auto", "per-channel", "per-tensor")
@@ -167,7 +168,7 @@ def choose(requested: str, export: Callable[[bool], bytes], float_tflite: Path,
         The choice (with its measurement for `auto`) and the chosen int8 file's bytes.
     """
     if requested not in GRANULARITIES:
-        raise ValueError(f"weight granularity must be one of {', '.join(GRANULARITIES)}, "
+        raise UserInputError(f"weight granularity must be one of {', '.join(GRANULARITIES)}, "
                          f"got {requested!r}")
     if requested != "auto":
         return (GranularityChoice(requested=requested, chosen=requested),

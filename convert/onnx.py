@@ -51,13 +51,13 @@ class OnnxQuantization:
     def __post_init__(self):
         for name in ("activation_type", "weight_type"):
             if getattr(self, name) not in QUANT_TYPES:
-                raise ValueError(f"{name} must be one of {', '.join(QUANT_TYPES)}, "
+                raise UserInputError(f"{name} must be one of {', '.join(QUANT_TYPES)}, "
                                  f"got {getattr(self, name)!r}")
         if self.quant_format not in QUANT_FORMATS:
-            raise ValueError(f"quant_format must be one of {', '.join(QUANT_FORMATS)}, "
+            raise UserInputError(f"quant_format must be one of {', '.join(QUANT_FORMATS)}, "
                              f"got {self.quant_format!r}")
         if self.calibration_method not in CALIBRATION_METHODS:
-            raise ValueError(f"calibration_method must be one of {', '.join(CALIBRATION_METHODS)}, "
+            raise UserInputError(f"calibration_method must be one of {', '.join(CALIBRATION_METHODS)}, "
                              f"got {self.calibration_method!r}")
 
     @property

@@ -32,9 +32,9 @@ class PruneConfig:
 
     def __post_init__(self):
         if not 0 < self.sparsity < 1:
-            raise ValueError(f"sparsity must be in (0, 1), got {self.sparsity}")
+            raise UserInputError(f"sparsity must be in (0, 1), got {self.sparsity}")
         if self.epochs < 1:
-            raise ValueError(f"pruning fine-tuning epochs must be >= 1, got {self.epochs}")
+            raise UserInputError(f"pruning fine-tuning epochs must be >= 1, got {self.epochs}")
         if self.structure is not None:
             self.block()
 
@@ -45,9 +45,9 @@ class PruneConfig:
         try:
             kept, block = (int(part) for part in self.structure.split(":"))
         except ValueError:
-            raise ValueError(f"prune structure must look like 2:4, got {self.structure!r}") from None
+            raise UserInputError(f"prune structure must look like 2:4, got {self.structure!r}") from None
         if not 0 < kept < block:
-            raise ValueError(f"prune structure M:N needs 0 < M < N, got {self.structure!r}")
+            raise UserInputError(f"prune structure M:N needs 0 < M < N, got {self.structure!r}")
         return kept, block
 
 

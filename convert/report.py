@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from edgeship.convert.activations import delivered_kinds
 from edgeship.convert.xnnpack import report_lines as xnnpack_report_lines
+
 from edgeship.reports import REPORT_SCHEMA_VERSION, markdown_table
 from edgeship.run_dir import ArtifactKind
 

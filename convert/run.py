@@ -123,33 +123,33 @@ class ConvertConfig:
 
     def __post_init__(self):
         if self.qat_epochs < 0:
-            raise ValueError(f"QAT epochs must be >= 0, got {self.qat_epochs}")
+            raise UserInputError(f"QAT epochs must be >= 0, got {self.qat_epochs}")
         if self.prune_sparsity is not None and not 0 < self.prune_sparsity < 1:
-            raise ValueError(f"prune sparsity must be in (0, 1), got {self.prune_sparsity}")
+            raise UserInputError(f"prune sparsity must be in (0, 1), got {self.prune_sparsity}")
         if self.prune_structure is not None:
             PruneConfig(sparsity=0.5, structure=self.prune_structure)
         if self.calibration_samples < 1:
-            raise ValueError(f"calibration samples must be >= 1, got {self.calibration_samples}")
+            raise UserInputError(f"calibration samples must be >= 1, got {self.calibration_samples}")
         if self.io_type not in IO_TYPES:
-            raise ValueError(f"io type must be one of {', '.join(IO_TYPES)}, got {self.io_type!r}")
+            raise UserInputError(f"io type must be one of {', '.join(IO_TYPES)}, got {self.io_type!r}")
         if self.weight_granularity not in weight_granularity.GRANULARITIES:
-            raise ValueError(f"weight granularity must be one of "
+            raise UserInputError(f"weight granularity must be one of "
                              f"{', '.join(weight_granularity.GRANULARITIES)}, "
                              f"got {self.weight_granularity!r}")
         if self.max_drop_pp is not None and self.max_drop_pp < 0:
-            raise ValueError(f"max drop must be >= 0 pp, got {self.max_drop_pp}")
+            raise UserInputError(f"max drop must be >= 0 pp, got {self.max_drop_pp}")
         if self.prune_allowance_pp < 0:
-            raise ValueError(f"prune allowance must be >= 0 pp, got {self.prune_allowance_pp}")
+            raise UserInputError(f"prune allowance must be >= 0 pp, got {self.prune_allowance_pp}")
         if not self.qat_learning_rate > 0:
-            raise ValueError(f"QAT learning rate must be > 0, got {self.qat_learning_rate}")
+            raise UserInputError(f"QAT learning rate must be > 0, got {self.qat_learning_rate}")
         if self.activations not in activations.ACTIVATIONS:
-            raise ValueError(f"activations must be one of {', '.join(activations.ACTIVATIONS)}, "
+            raise UserInputError(f"activations must be one of {', '.join(activations.ACTIVATIONS)}, "
                              f"got {self.activations!r}")
         if self.activations != "int8" and not self.int8:
-            raise ValueError(f"--activations {self.activations} quantizes from the int8 "
+            raise UserInputError(f"--activations {self.activations} quantizes from the int8 "
                              "calibration; add --int8")
         if self.qat_epochs and not self.int8:
-            raise ValueError("--qat trains for int8 export; add --int8")
+            raise UserInputError("--qat trains for int8 export; add --int8")
 
     @property
     def pruning(self) -> bool:

@@ -66,7 +66,7 @@ def convert_tflite(converter, representative_samples: np.ndarray | None = None,
         The flatbuffer bytes.
     """
     if io_type not in IO_TYPES:
-        raise ValueError(f"io type must be one of {', '.join(IO_TYPES)}, got {io_type!r}")
+        raise UserInputError(f"io type must be one of {', '.join(IO_TYPES)}, got {io_type!r}")
     tf, _ = import_tf_keras()
     if representative_samples is not None:
         samples = np.asarray(representative_samples, np.float32)

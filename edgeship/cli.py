@@ -68,10 +68,6 @@ def main(argv: list[str] | None = None, quiet: bool = False,
         print(f"edgeship {args.command}: error: {_one_line(error)}"
               + (where if error.exit_code == 3 else ""), file=error_stream())
         return error.exit_code
-    except ValueError as error:
-        # Config validation (frozen dataclasses) reports bad flag values this way.
-        print(f"edgeship {args.command}: error: {_one_line(error)}", file=error_stream())
-        return 2
     except KeyboardInterrupt:
         print(f"edgeship {args.command}: interrupted", file=error_stream())
         return 130

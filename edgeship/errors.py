@@ -8,8 +8,13 @@ class EdgeshipError(Exception):
     exit_code = 2
 
 
-class UserInputError(EdgeshipError):
-    """Bad input from the user: a wrong name, an unreadable file, data that does not fit."""
+class UserInputError(EdgeshipError, ValueError):
+    """Bad input from the user: a wrong name, an unreadable file, data that does not fit.
+
+    The only bad input (exit 2): config validation raises it too. It is also a ValueError,
+    so callers of the Python API may catch either; any other ValueError (numpy's,
+    TensorFlow's) is an internal failure, exit 3.
+    """
 
     exit_code = 2
 

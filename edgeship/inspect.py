@@ -54,11 +54,11 @@ class InspectConfig:
     def __post_init__(self):
         for name in ("images", "attribution_images"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UserInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.restore < 0:
-            raise ValueError(f"restore must be >= 0, got {self.restore}")
+            raise UserInputError(f"restore must be >= 0, got {self.restore}")
         if self.max_drop_pp < 0:
-            raise ValueError(f"max drop must be >= 0 pp, got {self.max_drop_pp}")
+            raise UserInputError(f"max drop must be >= 0 pp, got {self.max_drop_pp}")
 
 
 def run_inspect(config: InspectConfig) -> dict:

@@ -67,12 +67,12 @@ class ProfileStage:
         for what, value, allowed in (("target", self.target, PROFILE_TARGETS),
                                      ("kernels", self.kernels, KERNEL_CHOICES)):
             if value not in allowed:
-                raise ValueError(f"profile {what} must be one of {', '.join(allowed)}, "
+                raise UserInputError(f"profile {what} must be one of {', '.join(allowed)}, "
                                  f"got {value!r}")
         if self.clock_mhz is not None and not self.clock_mhz > 0:
-            raise ValueError(f"profile clock must be > 0 MHz, got {self.clock_mhz}")
+            raise UserInputError(f"profile clock must be > 0 MHz, got {self.clock_mhz}")
         if self.kernels == "cmsis-nn" and not self.cmsis_nn:
-            raise ValueError("--profile-kernels cmsis-nn needs --profile-cmsis-nn DIR "
+            raise UserInputError("--profile-kernels cmsis-nn needs --profile-cmsis-nn DIR "
                              "(the CMSIS-NN folder)")
 
     @property
@@ -161,7 +161,7 @@ class PipelineConfig:
 
     def __post_init__(self):
         if self.embed_samples < 0:
-            raise ValueError(f"embed samples must be >= 0, got {self.embed_samples}")
+            raise UserInputError(f"embed samples must be >= 0, got {self.embed_samples}")
         object.__setattr__(self, "train", replace(self.train, out=self.out))
         object.__setattr__(self, "convert", replace(self.convert, source=self.out, int8=True,
                                                     out=None))

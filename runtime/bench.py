@@ -91,21 +91,21 @@ class BenchConfig:
     def __post_init__(self):
         check_timeout(self.timeout_s)
         if not self.artifacts:
-            raise ValueError("bench needs at least one artifact")
+            raise UserInputError("bench needs at least one artifact")
         for name in self.backends:
             check_backend_name(name)
         if self.runs < 1:
-            raise ValueError(f"runs must be >= 1, got {self.runs}")
+            raise UserInputError(f"runs must be >= 1, got {self.runs}")
         if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+            raise UserInputError(f"rounds must be >= 1, got {self.rounds}")
         if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+            raise UserInputError(f"warmup must be >= 0, got {self.warmup}")
         if not self.threads or min(self.threads) < 1:
-            raise ValueError(f"threads must be positive integers, got {self.threads}")
+            raise UserInputError(f"threads must be positive integers, got {self.threads}")
         if not self.batch or min(self.batch) < 1:
-            raise ValueError(f"batch sizes must be positive integers, got {self.batch}")
+            raise UserInputError(f"batch sizes must be positive integers, got {self.batch}")
         if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+            raise UserInputError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -382,7 +382,7 @@ def gab_entries(records: list[dict]) -> list[dict]:
 
 def write_results(path: str | os.PathLike, records: list[dict], output_format: str) -> Path:
     if output_format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+        raise UserInputError(f"format must be one of {', '.join(FORMATS)}, got {output_format!r}")
     if output_format == "gab":
         from edgeship.artifacts import write_text_atomic
 
@@ -432,7 +432,7 @@ def compare_to_baseline(records: list[dict], baseline: dict[str, float],
                         max_regression: float) -> tuple[list[BaselineComparison], list[str]]:
     """Each record's p50 against the baseline; returns the comparisons and unmatched keys."""
     if max_regression < 0:
-        raise ValueError(f"max regression must be >= 0, got {max_regression}")
+        raise UserInputError(f"max regression must be >= 0, got {max_regression}")
     comparisons, unmatched = [], []
     for record in records:
         key = record_key(record)

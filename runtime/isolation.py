@@ -62,7 +62,7 @@ def is_trusted(path: str | os.PathLike) -> bool:
 
 def check_timeout(timeout_s: float) -> float:
     if not timeout_s > 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout_s}")
+        raise UserInputError(f"timeout must be > 0 seconds, got {timeout_s}")
     return float(timeout_s)
 
 

@@ -101,13 +101,13 @@ class ValidateConfig:
     def __post_init__(self):
         check_timeout(self.timeout_s)
         if not self.backends:
-            raise ValueError("backends must name at least one backend")
+            raise UserInputError("backends must name at least one backend")
         for name in self.backends:
             check_backend_name(name)
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
+            raise UserInputError(f"limit must be >= 1, got {self.limit}")
         if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+            raise UserInputError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 
 
 @dataclass(frozen=True)

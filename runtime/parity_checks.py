@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from edgeship.runtime.backends import REGISTRY, open_backend
 
+from edgeship.errors import UserInputError
 from edgeship.onnx_saturation import saturating_ops
 from edgeship.options import option
 
@@ -82,13 +83,13 @@ class Tolerances:
         for name in ("float_atol", "float_rtol", "max_drop_pp", "cross_max_quanta",
                      "cross_max_accuracy_difference_pp", "per_op_images"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UserInputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.forbidden_quanta <= self.cross_max_quanta:
-            raise ValueError("forbidden_quanta must exceed cross_max_quanta")
+            raise UserInputError("forbidden_quanta must exceed cross_max_quanta")
         for name in ("reference_min_exact", "cross_min_fraction", "max_forbidden_fraction",
                      "min_agreement", "cross_min_agreement"):
             if getattr(self, name) is not None and not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise UserInputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

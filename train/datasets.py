@@ -50,16 +50,16 @@ class DatasetSpec:
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError("dataset name must be a non-empty string")
+            raise UserInputError("dataset name must be a non-empty string")
         if self.channels not in (None, 1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+            raise UserInputError(f"channels must be 1 or 3, got {self.channels}")
         if self.image_size is not None:
             size = tuple(int(side) for side in self.image_size)
             if len(size) != 2 or min(size) < 1:
-                raise ValueError(f"image_size must be two positive sides, got {self.image_size}")
+                raise UserInputError(f"image_size must be two positive sides, got {self.image_size}")
             object.__setattr__(self, "image_size", size)
         if self.test_size is not None and not (0 < self.test_size):
-            raise ValueError(f"test_size must be positive, got {self.test_size}")
+            raise UserInputError(f"test_size must be positive, got {self.test_size}")
 
     def to_dict(self) -> dict:
         """Plain JSON form, as stored in manifest.json."""

@@ -12,6 +12,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from edgeship.train.datasets import Dataset, DatasetSpec
+from edgeship.train.models import MODEL_NAMES, ModelOptions, build_model
+from edgeship.train.stream import (
+    STREAMING_MODES,
+    StreamingDataset,
+    open_dataset,
+    streaming_mode_from_environment,
+    tf_batch_reader,
+    write_split,
+)
 
 from edgeship.artifacts import save_keras, write_json_atomic, write_with
 from edgeship.deps import import_tf_keras, require
@@ -19,11 +29,6 @@ from edgeship.errors import UserInputError
 from edgeship.options import option
 from edgeship.reports import tool_versions
 from edgeship.run_dir import ArtifactKind, RunDir
-from edgeship.train.datasets import Dataset, DatasetSpec, load_dataset
-from edgeship.train.models import MODEL_NAMES, ModelOptions, build_model
-from edgeship.train.stream import (
-    STREAMING_MODES, StreamingDataset, open_dataset, streaming_mode_from_environment,
-    tf_batch_reader, write_split)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 BATCH_NORM_STATISTICS = ("population", "running")
@@ -59,26 +64,26 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.streaming not in STREAMING_MODES:
-            raise ValueError(f"streaming must be one of {', '.join(STREAMING_MODES)}, "
+            raise UserInputError(f"streaming must be one of {', '.join(STREAMING_MODES)}, "
                              f"got {self.streaming!r}")
         if self.model not in MODEL_NAMES:
             raise UserInputError(f"unknown model {self.model!r}; valid models: {', '.join(MODEL_NAMES)}")
         if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+            raise UserInputError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+            raise UserInputError(f"batch size must be >= 1, got {self.batch_size}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning rate must be > 0, got {self.learning_rate}")
+            raise UserInputError(f"learning rate must be > 0, got {self.learning_rate}")
         if self.early_stopping < 0:
-            raise ValueError(f"early-stopping patience must be >= 0, got {self.early_stopping}")
+            raise UserInputError(f"early-stopping patience must be >= 0, got {self.early_stopping}")
         if not 0 <= self.validation_split < 1:
-            raise ValueError(f"validation split must be in [0, 1), got {self.validation_split}")
+            raise UserInputError(f"validation split must be in [0, 1), got {self.validation_split}")
         if self.early_stopping and self.validation_split == 0:
-            raise ValueError("early stopping needs a validation split > 0")
+            raise UserInputError("early stopping needs a validation split > 0")
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+            raise UserInputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.batch_norm_statistics not in BATCH_NORM_STATISTICS:
-            raise ValueError(f"batch-norm statistics must be one of {', '.join(BATCH_NORM_STATISTICS)}, "
+            raise UserInputError(f"batch-norm statistics must be one of {', '.join(BATCH_NORM_STATISTICS)}, "
                              f"got {self.batch_norm_statistics!r}")
 
     def to_dict(self) -> dict:

@@ -41,11 +41,11 @@ class ModelOptions:
 
     def __post_init__(self):
         if not 0 < self.alpha <= 1.4:
-            raise ValueError(f"alpha must be in (0, 1.4], got {self.alpha}")
+            raise UserInputError(f"alpha must be in (0, 1.4], got {self.alpha}")
         if self.freeze < 0:
-            raise ValueError(f"freeze must be >= 0, got {self.freeze}")
+            raise UserInputError(f"freeze must be >= 0, got {self.freeze}")
         if self.width < 8:
-            raise ValueError(f"width must be >= 8, got {self.width}")
+            raise UserInputError(f"width must be >= 8, got {self.width}")
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,

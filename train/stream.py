@@ -310,7 +310,7 @@ def open_dataset(spec: DatasetSpec, streaming: str = "auto", workers: int = 0,
         A Dataset, or a StreamingDataset for a folder or npz dataset that streams.
     """
     if streaming not in STREAMING_MODES:
-        raise ValueError(f"streaming must be one of {', '.join(STREAMING_MODES)}, got {streaming!r}")
+        raise UserInputError(f"streaming must be one of {', '.join(STREAMING_MODES)}, got {streaming!r}")
     streamable = spec.name.startswith(("folder:", "npz:"))
     if streaming == "off" or not streamable:
         return load_dataset(spec)

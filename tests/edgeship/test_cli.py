@@ -1,3 +1,5 @@
+import pytest
+
 from tests.conftest import run_cli, run_cli_in_process
 
 
@@ -55,21 +57,60 @@ def test_an_internal_failure_exits_3_naming_the_log(tmp_path, monkeypatch):
     assert "internal error" in result.stderr and "RuntimeError: converter blew up" in result.stderr
 
 
+def test_a_value_error_deep_inside_is_ours_not_bad_input(tmp_path):
+    """Only UserInputError is bad input: numpy's or TensorFlow's ValueError inside convert is
+    exit 3, one line on the console, its traceback in edgeship.log where the command writes."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import numpy as np
+import edgeship.convert.run
+from edgeship.cli import console_main
+
+def crash(config):
+    return np.zeros(3) + np.zeros(4)  # ValueError: operands could not be broadcast
+
+edgeship.convert.run.run_convert = crash
+sys.exit(console_main(sys.argv[1:]))
+"""
+    result = subprocess.run([sys.executable, "-c", script, "convert", str(tmp_path), "--int8"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "internal error" in lines[0] and "ValueError" in lines[0]
+    log = (tmp_path / "edgeship.log").read_text()
+    assert "Traceback" in log and "in crash" in log and "ValueError: operands" in log
+
+
+def test_config_validation_is_bad_input(tmp_path):
+    from edgeship.train.fit import TrainConfig
+
+    from edgeship.errors import UserInputError
+
+    result = run_cli_in_process("convert", tmp_path, "--int8", "--calibration-samples", "0")
+    assert result.returncode == 2 and "calibration samples must be >= 1" in result.stderr
+    with pytest.raises(UserInputError):
+        TrainConfig(model="lenet5", dataset="digits", out=str(tmp_path), epochs=0)
+
+
 def test_stage_flags_are_generated_from_the_config_fields():
     """Each option is declared once, in its config's fields; the flags (and today's spellings,
     which scripts use) come from there, and the dataset flags cover every DatasetSpec field."""
     import dataclasses
 
-    from edgeship.cli import build_parser
-    from edgeship.cli_stages import DatasetOptions
     from edgeship.convert.run import ConvertConfig
-    from edgeship.options import declared_options, flag_name
     from edgeship.runtime.bench import BenchConfig
     from edgeship.runtime.parity import ValidateConfig
     from edgeship.runtime.parity_checks import Tolerances
     from edgeship.train.datasets import DatasetSpec
     from edgeship.train.fit import TrainConfig
     from edgeship.train.models import ModelOptions
+
+    from edgeship.cli import build_parser
+    from edgeship.cli_stages import DatasetOptions
+    from edgeship.options import declared_options, flag_name
 
     commands = next(action for action in build_parser()._actions
                     if action.dest == "command").choices
