@@ -135,8 +135,21 @@ def _dataset_arrays(data, what: str) -> tuple[np.ndarray, np.ndarray | None]:
             np.concatenate(label_parts) if label_parts else None)
 
 
-def _write_dataset(out_dir: Path, data, calibration, class_names) -> str:
-    """Writes the notebook's arrays as the run's npz dataset, taken exactly as given."""
+# Training images kept beside a converted model when nothing fine-tunes: calibration (500 by
+# default) and the weight-granularity choice (1,000) read no more.
+KEPT_TRAINING_IMAGES = 2000
+
+
+def _write_dataset(out_dir: Path, data, calibration, class_names, fine_tune: bool = False,
+                   seed: int = 0) -> str:
+    """Writes what later stages need of the notebook's arrays as the run's npz dataset.
+
+    The test split whole (convert's report and validate score it), and of the training split
+    a seeded class-balanced sample of KEPT_TRAINING_IMAGES (calibration and the granularity
+    choice), or all of it when QAT or pruning fine-tunes on it. Values are kept exactly as
+    given: as uint8 with raw_max 255 when the loader reads every one back bit for bit (images
+    scaled by 1/255), else as float32.
+    """
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], tuple):
         (x_train, y_train), test = data
         train_images, train_labels = _arrays((x_train, y_train), "data[0] (training split)")
@@ -158,14 +171,37 @@ def _write_dataset(out_dir: Path, data, calibration, class_names) -> str:
     if len(names) < count:
         raise UserInputError(f"class_names has {len(names)} names but the labels go up to "
                              f"{count - 1}")
+    if not fine_tune and len(train_images) > KEPT_TRAINING_IMAGES:
+        from edgeship.train.datasets import class_balanced_indices
+
+        kept = np.sort(class_balanced_indices(train_labels, KEPT_TRAINING_IMAGES, seed))
+        train_images, train_labels = train_images[kept], train_labels[kept]
     import io
 
+    stored, raw_max = _exact_uint8(train_images, test_images)
     buffer = io.BytesIO()
-    np.savez(buffer, x_train=train_images, y_train=train_labels.astype(np.int64),
-             x_test=test_images, y_test=test_labels.astype(np.int64),
-             class_names=np.array(names), raw_max=np.float32(1.0))
+    np.savez(buffer, x_train=stored[0], y_train=train_labels.astype(np.int64),
+             x_test=stored[1], y_test=test_labels.astype(np.int64),
+             class_names=np.array(names), raw_max=np.float32(raw_max))
     path = write_bytes_atomic(out_dir / DATA_FILE, buffer.getvalue())
     return f"npz:{path.resolve()}"
+
+
+def _exact_uint8(*splits: np.ndarray) -> tuple[tuple[np.ndarray, ...], float]:
+    """The splits as uint8 (raw_max 255) when the npz loader's `raw * (1 / 255)` in float32
+    gives back every value bit for bit, else unchanged (raw_max 1): a quarter of the bytes for
+    images scaled from 8-bit pixels, never a changed value."""
+    packed = []
+    for images in splits:
+        levels = np.rint(images.astype(np.float64) * 255.0)
+        if images.dtype != np.float32 or levels.min() < 0 or levels.max() > 255:
+            return splits, 1.0
+        raw = levels.astype(np.uint8)
+        if not np.array_equal((raw.astype(np.float32) * (1.0 / 255.0)).astype(np.float32)
+                              .view(np.uint32), images.view(np.uint32)):
+            return splits, 1.0
+        packed.append(raw)
+    return tuple(packed), 255.0
 
 
 def _save_model(model, out_dir: Path) -> Path:
@@ -234,7 +270,8 @@ def train(model: str = "lenet5", dataset: str = "mnist5k", out: str | os.PathLik
           **options) -> Result:
     """`edgeship train`: a zoo model on a dataset; options are TrainConfig fields."""
     from edgeship.train.datasets import DatasetSpec
-    from edgeship.train.fit import TrainConfig, train as train_model
+    from edgeship.train.fit import TrainConfig
+    from edgeship.train.fit import train as train_model
 
     spec_fields = {item.name for item in dataclasses.fields(DatasetSpec)} - {"name"}
     spec_options = {key: options.pop(key) for key in list(options) if key in spec_fields}
@@ -261,7 +298,10 @@ def convert(model, data=None, *, calibration=None, class_names=None,
             path, or a run directory from `edgeship train`.
         data: evaluation data: a dataset name (as --dataset), ((x_train, y_train), (x_test,
             y_test)), (x_test, y_test) numpy arrays or a tf.data.Dataset of (images, labels).
-            Arrays are used exactly as given (the model's own preprocessing). None: the run's
+            Arrays are used exactly as given (the model's own preprocessing) and kept in OUT's
+            dataset.npz only as far as later stages need them: the test split, and a 2,000-image
+            class-balanced training sample unless QAT or pruning fine-tunes on the whole
+            split (uint8 when the values are 8-bit pixels / 255, exactly). None: the run's
             recorded dataset.
         calibration: training images (array or tf.data.Dataset) when `data` holds only the
             test split: int8 ranges and fine-tuning use them, never the test split.
@@ -297,7 +337,10 @@ def convert(model, data=None, *, calibration=None, class_names=None,
     elif data is not None:
         target = out_dir or (Path(source) if Path(source).is_dir() else Path(source).parent)
         target.mkdir(parents=True, exist_ok=True)
-        dataset = DatasetSpec(name=_write_dataset(target, data, calibration, class_names))
+        fine_tune = bool(options.get("qat_epochs", options.get("qat", 0))
+                         or options.get("prune_sparsity", options.get("prune")))
+        dataset = DatasetSpec(name=_write_dataset(target, data, calibration, class_names,
+                                                  fine_tune, int(options.get("seed", 0))))
     elif is_object:
         raise UserInputError("data= is required with a model object: a dataset name or "
                              "((x_train, y_train), (x_test, y_test)) arrays")
@@ -348,7 +391,8 @@ def validate(run: str | os.PathLike, **options) -> Result:
 def bench(artifacts, **options) -> Result:
     """`edgeship bench`: latency of model files; options are BenchConfig fields plus
     `baseline` (a JSON file) and `max_regression` (a fraction), as on the CLI."""
-    from edgeship.runtime.bench import BenchConfig, bench as measure, compare_to_baseline, load_baseline
+    from edgeship.runtime.bench import BenchConfig, compare_to_baseline, load_baseline
+    from edgeship.runtime.bench import bench as measure
 
     baseline = options.pop("baseline", None)
     max_regression = options.pop("max_regression", 0.10)

@@ -81,16 +81,20 @@ def test_example_matches_the_cli(example_run):
 
 
 def test_arrays_are_taken_exactly_as_given(example_run):
-    """The notebook's preprocessing is kept: no /255 on arrays the user already scaled."""
+    """The notebook's preprocessing is kept: no /255 on arrays the user already scaled (they
+    read back bit for bit, stored as 8-bit levels), a 2,000-image training sample of them."""
     folder, _ = example_run
     with np.load(folder / "runs" / "fashion_mlp" / "dataset.npz") as stored:
-        assert float(stored["raw_max"]) == 1.0
+        assert stored["x_test"].dtype == np.uint8 and float(stored["raw_max"]) == 255.0
         assert list(stored["class_names"])[:2] == ["T-shirt/top", "Trouser"]
     from edgeship.train.datasets import load_dataset
 
     loaded = load_dataset(f"npz:{folder / 'runs' / 'fashion_mlp' / 'dataset.npz'}")
-    (x_train, _), _ = api.load_data("fashion_mnist")
-    np.testing.assert_array_equal(loaded.x_train, x_train[:3000])
+    (x_train, _), (x_test, _) = api.load_data("fashion_mnist")
+    assert loaded.x_test.tobytes() == x_test[:1000].tobytes()
+    rows = {row.tobytes() for row in x_train[:3000]}
+    assert len(loaded.x_train) == 2000
+    assert all(row.tobytes() in rows for row in loaded.x_train)
 
 
 def test_validate_and_codegen_from_python(example_run):
@@ -162,3 +166,35 @@ def test_import_stays_light():
             "edgeship.validate; print('tensorflow' in sys.modules, callable(edgeship.convert))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_convert_keeps_no_copy_of_the_users_data_beyond_what_later_stages_read(tmp_path):
+    """Fashion-MNIST arrays through the API: the run's dataset.npz holds the test split and a
+    2,000-image training sample, exactly as given (uint8 for 8-bit pixels / 255), under 20 MB
+    (the whole float32 set was 220 MB); with QAT the whole training split is kept."""
+    import numpy as np
+
+    import edgeship
+    from edgeship.api import KEPT_TRAINING_IMAGES, _write_dataset
+    from edgeship.train.datasets import load_dataset
+
+    (x_train, y_train), (x_test, y_test) = edgeship.load_data("fashion_mnist")
+    spec = _write_dataset(tmp_path / "plain", ((x_train, y_train), (x_test, y_test)), None,
+                          None, fine_tune=False)
+    path = tmp_path / "plain" / "dataset.npz"
+    assert path.stat().st_size <= 20_000_000
+    stored = load_dataset(spec)
+    assert stored.x_test.tobytes() == x_test.tobytes()
+    assert np.array_equal(stored.y_test, y_test)
+    assert len(stored.y_train) == KEPT_TRAINING_IMAGES
+    assert set(np.unique(stored.y_train)) == set(np.unique(y_train))  # class-balanced
+    rows = {row.tobytes() for row in x_train}
+    assert all(row.tobytes() in rows for row in stored.x_train)  # original rows, unchanged
+    noisy = x_test[:100] + np.float32(1e-3)  # not 8-bit levels: kept as float32, unchanged
+    spec = _write_dataset(tmp_path / "noisy", ((noisy, y_test[:100]), (noisy, y_test[:100])),
+                          None, None)
+    assert load_dataset(spec).x_test.tobytes() == noisy.tobytes()
+    spec = _write_dataset(tmp_path / "qat", ((x_train[:5000], y_train[:5000]),
+                                             (x_test[:10], y_test[:10])), None, None,
+                          fine_tune=True)
+    assert len(load_dataset(spec).y_train) == 5000
