@@ -288,7 +288,7 @@ class _Scorer:
         return path
 
     def accuracy(self, path: Path) -> float:
-        from edgeship.convert.report import predict
+        from edgeship.convert.predict import predict
 
         top1 = np.argmax(predict(path, self.images), axis=1)
         return round(float(np.mean(top1 == self.labels)), 6)

@@ -258,7 +258,7 @@ class _Measurer:
     """Output error and top-1 disagreements of int8 files against the float model's outputs."""
 
     def __init__(self, float_tflite: Path, images: np.ndarray, folder: Path):
-        from edgeship.convert.report import predict
+        from edgeship.convert.predict import predict
 
         self._predict = predict
         self._images = images

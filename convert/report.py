@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 from edgeship.convert.activations import delivered_kinds
+from edgeship.convert.predict import REPORT_BACKENDS, predict
 from edgeship.convert.xnnpack import report_lines as xnnpack_report_lines
 
 from edgeship.reports import REPORT_SCHEMA_VERSION, markdown_table
 from edgeship.run_dir import ArtifactKind
-
-# Which runtime evaluates each artifact format for the report (validate covers the rest).
-REPORT_BACKENDS = {".keras": "keras", ".h5": "keras", ".tflite": "litert", ".onnx": "onnxruntime"}
 
 
 @dataclass(frozen=True)
@@ -46,18 +44,6 @@ class ArtifactScore:
 def gzipped_size(path: str | Path) -> int:
     """Bytes after gzip -9 (a fixed mtime so the figure is reproducible)."""
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))
-
-
-def predict(artifact_path: Path, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities of an artifact through its report backend."""
-    from edgeship.backend_registry import open_backend
-
-    backend_name = REPORT_BACKENDS[artifact_path.suffix.lower()]
-    outputs = []
-    with open_backend(backend_name, artifact_path) as backend:
-        for start in range(0, len(images), batch_size):
-            outputs.append(backend.infer(images[start:start + batch_size]))
-    return np.concatenate(outputs)
 
 
 def class_accuracy(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

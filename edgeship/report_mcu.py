@@ -9,7 +9,7 @@ measurement: flash wait states and caches are left out, see profile.json's cycle
 import html
 
 from edgeship.deps import require
-from edgeship.report_page import figure_png, pyplot
+from edgeship.figures import figure_png, pyplot
 from edgeship.reports import markdown_table
 
 CHART_NAME = "mcu_cycles.png"

@@ -8,7 +8,6 @@ by edgeship.report_mcu.
 
 import base64
 import html
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from edgeship.artifacts import write_bytes_atomic, write_text_atomic
 from edgeship.deps import require
+from edgeship.figures import figure_png, pyplot
 from edgeship.reports import markdown_table
 from edgeship.run_dir import PREDICTIONS_NAME, ArtifactKind, RunDir, precision_of
 
@@ -130,21 +130,6 @@ def summary_table(run_dir: str | Path) -> str:
 
 
 # --- figures ---------------------------------------------------------------------------------
-
-def pyplot():
-    matplotlib = require("matplotlib")
-    matplotlib.use("Agg")
-    return require("matplotlib.pyplot")
-
-
-def figure_png(figure) -> bytes:
-    plot = pyplot()
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=90)
-    plot.close(figure)
-    return buffer.getvalue()
-
 
 def _bar_chart(rows: list[Row], value, title: str, unit: str, log: bool = False) -> bytes:
     plot = pyplot()

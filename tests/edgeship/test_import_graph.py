@@ -61,3 +61,67 @@ def test_no_import_cycle_between_train_convert_and_runtime():
             assert first not in edges[second], (
                 f"{first} imports {second} ({edges[first][second][:3]}) and {second} imports "
                 f"{first} ({edges[second][first][:3]})")
+
+
+_PACKAGES = {"edgeship": "edgeship", "train": "edgeship.train", "convert": "edgeship.convert",
+             "runtime": "edgeship.runtime"}
+
+
+def _module_name(path: Path) -> str:
+    relative = path.relative_to(REPO)
+    parts = list(relative.with_suffix("").parts[1:])
+    if parts and parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join([_PACKAGES[relative.parts[0]], *parts])
+
+
+def module_import_cycles() -> list[list[str]]:
+    """Groups of edgeship modules that import each other, directly or around a loop (imports
+    inside functions count: a lazy import is still a dependency)."""
+    files = {_module_name(path): path for root in _PACKAGES
+             for path in sorted((REPO / root).rglob("*.py"))}
+    graph = {module: sorted((_imported_modules(path) & files.keys()) - {module})
+             for module, path in files.items()}
+    index, lowest, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(module: str) -> None:  # Tarjan's strongly connected components
+        index[module] = lowest[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in graph[module]:
+            if target not in index:
+                visit(target)
+                lowest[module] = min(lowest[module], lowest[target])
+            elif target in on_stack:
+                lowest[module] = min(lowest[module], index[target])
+        if lowest[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in graph:
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_module_imports_itself_around_a_loop():
+    assert module_import_cycles() == []
+
+
+def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
+    package = tmp_path / "edgeship"
+    package.mkdir()
+    (package / "first.py").write_text("def f():\n    from edgeship.second import g\n")
+    (package / "second.py").write_text("from edgeship.first import f\n")
+    import tests.edgeship.test_import_graph as this
+
+    monkeypatch.setattr(this, "REPO", tmp_path)
+    monkeypatch.setattr(this, "_PACKAGES", {"edgeship": "edgeship"})
+    assert this.module_import_cycles() == [["edgeship.first", "edgeship.second"]]
