@@ -1,16 +1,20 @@
-// Time two ONNX files through the phone demo's own classifier.js in headless Chromium.
+// Time a site's float and int8 model through the phone demo's own classifier.js in headless
+// Chromium, in the site's runtime (LiteRT.js or onnxruntime-web).
 //
 // usage: node bench_web_driver.mjs JOB.json  (prints one JSON result line on stdout)
-// JOB: {phoneWebDir, chromium, url, models: {float: URL, int8: URL} (relative to
-//      the page), images: [[raw...]...], warmup, rounds, perRound, block, profileRuns}
-// The page loads as a person opens it (its own int8 session, window.edgeship.ready); then each
-// file gets a session from `Classifier.load` (the page's settings: WASM backend, its thread
-// count, graphOptimizationLevel "all") and every image goes through `Classifier.classify`, the
+// JOB: {phoneWebDir, chromium, url, models: {float: "reference_model", int8: "model"} (keys of
+//      the site's config.json), images: [[raw...]...], warmup, rounds, perRound, block,
+//      profileRuns, opModels: {float: [URL...], int8: [URL...]} (LiteRT.js only), opRuns}
+// The page loads as a person opens it (its own models, window.edgeship.ready); then each
+// file gets its own instance from `Classifier.load` (the page's settings: one thread, for
+// LiteRT.js XNNPACK's WebAssembly kernels, for ORT-web its WASM backend with
+// graphOptimizationLevel "all") and every image goes through `Classifier.classify`, the
 // call the drawing pad and the test-image picker make. Rounds alternate which file goes first,
 // so both see the same browser and machine load. A sample is a block of `block` images: the
 // mean of the page's own latencyMs (session.run only) and the wall time of the whole
-// classify() calls (preprocessing and tensors too), per image. Afterwards a profiled session
-// per file (profileRuns images) lists the kernels ORT-web runs for it (ortLog).
+// classify() calls (preprocessing and tensors too), per image. Afterwards, for ORT-web, a
+// profiled session per file (profileRuns images) lists the kernels it runs (ortLog); LiteRT.js
+// has no profiler in its JavaScript API.
 // Requests outside the page's origin are blocked and reported.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -22,6 +26,7 @@ const { chromium } = require("playwright-core");
 
 const origin = new URL(job.url).origin;
 const DESCRIBE_MARK = "edgeship-describe:";
+const RUNTIME_LOG = /^(INFO|WARNING|VERBOSE): /;
 const report = { external: [], consoleErrors: [], pageErrors: [], wasmFiles: [] };
 const browser = await chromium.launch({
   executablePath: job.chromium,
@@ -50,7 +55,8 @@ try {
       if (describing) report.ortLog[describing] = [];
     } else if (describing) {
       report.ortLog[describing].push(text);
-    } else if (message.type() === "error") {
+    } else if (message.type() === "error" && !RUNTIME_LOG.test(text)) {
+      // LiteRT.js's WebAssembly writes its native INFO/WARNING log to console.error
       report.consoleErrors.push(text);
     }
   });
@@ -65,8 +71,7 @@ try {
     const kinds = Object.keys(task.models);
     const classifiers = {};
     for (const kind of kinds) {
-      const modelConfig = { ...config, model: { ...config.model, file: task.models[kind] } };
-      classifiers[kind] = await Classifier.load(modelConfig, document.baseURI);
+      classifiers[kind] = await Classifier.load(config, document.baseURI, task.models[kind]);
     }
     const images = task.images.map((raw) => Float32Array.from(raw));
     const predictions = {};
@@ -94,14 +99,49 @@ try {
         }
       }
     }
-    const ort = classifiers[kinds[0]].ort;
+    // LiteRT.js has no profiler in its JavaScript API: each op of each file, cut into a model
+    // of its own (bench_web.py), runs here on zero inputs, timed over task.opRuns runs in one
+    // clock span (one run's latencyMs is too coarse), float and int8 alternating per op.
+    const opMicros = {};
+    if (task.opModels) {
+      const litert = await import(new URL(config.runtime.module, document.baseURI).href);
+      const timeOp = async (file) => {
+        const model = await litert.loadAndCompile(new URL(file, document.baseURI).href,
+          { accelerator: "wasm", cpuOptions: { numThreads: 1 } });
+        const arrays = { float32: Float32Array, int32: Int32Array, uint8: Uint8Array, int8: Int8Array };
+        const inputs = model.getInputDetails().map((detail) => new litert.Tensor(
+          new arrays[detail.dtype](detail.shape.reduce((a, b) => a * b, 1)), Array.from(detail.shape)));
+        const runOnce = async () => { for (const output of await model.run(inputs)) output.delete(); };
+        for (let index = 0; index < 20; index += 1) await runOnce();
+        const start = performance.now();
+        for (let index = 0; index < task.opRuns; index += 1) await runOnce();
+        const micros = ((performance.now() - start) * 1000) / task.opRuns;
+        for (const input of inputs) input.delete();
+        model.delete();
+        return micros;
+      };
+      for (const kind of kinds) opMicros[kind] = new Array(task.opModels[kind].length).fill(0);
+      const longest = Math.max(...kinds.map((kind) => task.opModels[kind].length));
+      for (let op = 0; op < longest; op += 1) {
+        for (const kind of op % 2 === 0 ? kinds : [...kinds].reverse()) {
+          if (op < task.opModels[kind].length) opMicros[kind][op] = await timeOp(task.opModels[kind][op]);
+        }
+      }
+    }
+    const facts = { runtime: config.runtime.kind, opMicros, runtimeVersion: config.runtime.version,
+      files: Object.fromEntries(kinds.map((kind) => [kind, config[task.models[kind]].name])),
+      userAgent: navigator.userAgent, crossOriginIsolated: globalThis.crossOriginIsolated,
+      sharedArrayBuffer: typeof SharedArrayBuffer !== "undefined" };
+    if (config.runtime.kind !== "onnx") return { samples, predictions, ...facts };
+    const ort = classifiers[kinds[0]].model.ort;
     // ORT-web's profiler prints one JSON event per node run on the console when a session
     // ends profiling: a profiled session per file, both run on the same images, one file then
     // the other, the order alternating like the rounds, says which kernels each file runs and
     // where its time goes.
     const profiled = {};
     for (const kind of kinds) {
-      profiled[kind] = await ort.InferenceSession.create(new URL(task.models[kind], document.baseURI).href, {
+      const file = config[task.models[kind]].file;
+      profiled[kind] = await ort.InferenceSession.create(new URL(file, document.baseURI).href, {
         executionProviders: ["wasm"], graphOptimizationLevel: "all", enableProfiling: true });
     }
     const shape = [1, ...config.input_shape];
@@ -119,7 +159,7 @@ try {
     }
     console.log(task.describeMark);
     return {
-      samples, predictions,
+      samples, predictions, ...facts,
       ortVersion: ort.env.versions?.web ?? config.runtime.version,
       wasm: { numThreads: ort.env.wasm.numThreads, simd: ort.env.wasm.simd ?? null,
         proxy: ort.env.wasm.proxy, crossOriginIsolated: globalThis.crossOriginIsolated,
@@ -128,7 +168,7 @@ try {
     };
   }, { models: job.models, images: job.images, warmup: job.warmup, rounds: job.rounds,
     perRound: job.perRound, block: job.block, describeMark: DESCRIBE_MARK,
-    profileRuns: job.profileRuns }));
+    profileRuns: job.profileRuns, opModels: job.opModels, opRuns: job.opRuns }));
 } finally {
   await browser.close();
 }

@@ -136,7 +136,12 @@ def add_serve_demo(subparsers) -> None:
         "serve-demo", help="build the phone web demo for a run (int8 model in the browser) and "
         "serve it on localhost")
     parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="run directory after `edgeship convert --int8 --onnx`")
+                        help="run directory after `edgeship convert --int8` (with --onnx for "
+                        "--runtime onnx)")
+    parser.add_argument("--runtime", choices=("litert", "onnx"), default="litert",
+                        help="what runs the model in the page: litert (LiteRT.js runs "
+                        "model_int8_xnnpack.tflite, the float .tflite beside it) or onnx "
+                        "(onnxruntime-web runs model_int8.onnx, the float ONNX beside it)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: this machine only)")
@@ -150,7 +155,7 @@ def add_serve_demo(subparsers) -> None:
                         "$EDGESHIP_PHONE_WEB_DIR, the checkout's firmware_examples/phone_web, "
                         "else the copy installed with edgeship)")
     parser.add_argument("--node-modules", default="", metavar="DIR",
-                        help="node_modules holding onnxruntime-web (default: "
+                        help="node_modules holding the runtime's npm package (default: "
                         "$EDGESHIP_NODE_MODULES, else the web folder's, made by `npm ci`)")
     parser.set_defaults(run=run_serve_demo)
 
@@ -158,7 +163,8 @@ def add_serve_demo(subparsers) -> None:
 def run_serve_demo(args) -> int:
     from edgeship.runtime.serve_demo import ServeDemoConfig, serve_demo
 
-    config = ServeDemoConfig(run_dir=args.run_dir, port=args.port, host=args.host, out=args.out,
+    config = ServeDemoConfig(run_dir=args.run_dir, runtime=args.runtime, port=args.port,
+                             host=args.host, out=args.out,
                              test_images=args.test_images, rebuild=args.rebuild,
                              build_only=args.build_only, web_dir=args.web_dir,
                              node_modules=args.node_modules)

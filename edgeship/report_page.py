@@ -101,8 +101,9 @@ TABLE_HEADERS = ["variant", "backend", "bytes", "gzipped", "top-1", "drop (pp)",
                  "p50 (µs)", "TFLM arena (bytes)", "delegation / kernels"]
 
 
-def speed_lines(rows: list[Row]) -> list[str]:
-    """One sentence per runtime: each int8 file's p50 against the float file's, batch 1.
+def speed_lines(rows: list[Row], cpu: dict | None = None) -> list[str]:
+    """One sentence per runtime: each int8 file's p50 against the float file's, batch 1, and
+    the host CPU's int8 features beside them (bench.json's "cpu").
 
     Read from bench.json's rows; the files are timed one after another in one bench run, so a
     busy machine can move a ratio near 1 either way (benchmarks/bench_int8_speed.py alternates
@@ -120,7 +121,21 @@ def speed_lines(rows: list[Row]) -> list[str]:
                  f"{'faster' if row.p50_us < reference.p50_us else 'slower'})" for row in int8s]
         lines.append(f"int8 vs float on {backend} (p50, batch 1, one thread): "
                      f"{reference.artifact} {reference.p50_us:,.1f} µs; " + "; ".join(parts) + ".")
+    if lines and cpu:
+        lines.append(_cpu_line(cpu))
     return lines
+
+
+def _cpu_line(cpu: dict) -> str:
+    """What the desktop ratios above depend on, and where the phone-like measurement is."""
+    def said(value) -> str:
+        return "unknown" if value is None else ("yes" if value else "no")
+
+    return (f"Host CPU: {cpu.get('machine', '?')}, AVX2 {said(cpu.get('avx2'))}, AVX512 "
+            f"{said(cpu.get('avx512'))}, VNNI {said(cpu.get('vnni'))} (int8 pair sums: "
+            f"{cpu.get('int8_pair_sums', 'unknown')}). Without VNNI, int8 often runs slower "
+            "than float on desktop x86; a phone's NEON is closer to the browser's WebAssembly "
+            "SIMD128: docs/results.md, web_int8_speed (`python benchmarks/bench_web.py`).")
 
 
 def summary_table(run_dir: str | Path) -> str:
@@ -390,6 +405,7 @@ def _context(run_dir: Path, manifest: dict, reproduce: list[str], changed_count:
         "profile": _load_json(run_dir / "profile.json"), "mcu_chart": None,
         "test_accuracy": train.get("test_accuracy"),
         "drop_split": drop_split_rows(_load_json(run_dir / "convert_report.json")),
+        "cpu": _load_json(run_dir / "bench.json").get("cpu"),
     }
 
 
@@ -420,7 +436,7 @@ def render_md(rows: list[Row], figures, context: dict) -> str:
     if context["drop_split"]:
         lines += ["## Fine-tuning and quantization", "", _drop_split_intro(context), "",
                   markdown_table(DROP_SPLIT_HEADERS, context["drop_split"])]
-    lines += [line for sentence in speed_lines(rows) for line in (sentence, "")]
+    lines += [line for sentence in speed_lines(rows, context.get("cpu")) for line in (sentence, "")]
     for name, caption, _ in figures:
         lines += [f"## {caption}", "", f"![{caption}]({FIGURES_DIR}/{name})", ""]
     from edgeship.report_mcu import render_mcu_md
@@ -497,7 +513,7 @@ pre {{ background: #f6f8fa; padding: 0.8rem; overflow-x: auto; }}
 <p class="{verdict_class}">{escape(_verdict(context).replace('**', ''))}</p>
 <h2>Summary</h2>
 {''.join(table)}
-{''.join(f"<p class='speed'>{escape(line)}</p>" for line in speed_lines(rows))}
+{''.join(f"<p class='speed'>{escape(line)}</p>" for line in speed_lines(rows, context.get('cpu')))}
 {split}
 {''.join(sections)}
 {mcu}

@@ -1,17 +1,17 @@
 """Build the phone demo page for a run and serve it on localhost.
 
 The site is the page's sources (firmware_examples/phone_web/www, shipped in the wheel as
-edgeship/phone_web/www) plus what it needs at run time, all local: onnxruntime-web's ESM module
-and WASM from a node_modules folder (`npm ci` in firmware_examples/phone_web; elsewhere
---node-modules or $EDGESHIP_NODE_MODULES),
-the run's model_int8.onnx, config.json (class names, the manifest's preprocessing, the model's
-and runtime's facts, the int8 .tflite's input/output scale and zero point) and
-test_images.json (real test images from the run's dataset, as raw pixels). Nothing is
-fetched from a CDN when the page runs.
+edgeship/phone_web/www) plus what it needs at run time, all local: the chosen web runtime's
+ES module and WebAssembly files from a node_modules folder (`npm ci` in
+firmware_examples/phone_web; elsewhere --node-modules or $EDGESHIP_NODE_MODULES), the run's
+int8 model and the float model it is compared with, config.json (class names, the manifest's
+preprocessing, the models' and runtime's facts, the int8 .tflite's input/output scale and zero
+point) and test_images.json (real test images from the run's dataset, as raw pixels).
+Nothing is fetched from a CDN when the page runs.
 
-Why ONNX and not the .tflite: LiteRT.js (@litertjs/core 2.5.3) rejects int8 tensors
-("Element type INT8 is not supported") and cannot resize the float .tflite's batch
-dimension, so the page runs the int8 (QDQ) ONNX export with onnxruntime-web's WASM backend.
+The runtimes (edgeship.runtime.web_runtimes): `litert` (the default) runs
+model_int8_xnnpack.tflite, the phone file, with LiteRT.js's XNNPACK WebAssembly kernels;
+`onnx` runs model_int8.onnx with onnxruntime-web's WASM backend.
 """
 
 import errno
@@ -29,10 +29,22 @@ from types import MappingProxyType
 from typing import ClassVar, Self
 
 import numpy as np
+from edgeship.runtime.web_runtimes import (  # noqa: F401  ORT_* re-exported for tests
+    ORT_FILES,
+    ORT_PACKAGE,
+    WebRuntime,
+    web_runtime,
+)
 
-from edgeship.artifacts import describe_file, write_json_atomic, write_text_atomic, write_with
+from edgeship.artifacts import (
+    describe_file,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+    write_with,
+)
 from edgeship.deps import require
-from edgeship.errors import MissingDependencyError, UserInputError
+from edgeship.errors import UserInputError
 from edgeship.run_dir import ArtifactKind, RunDir
 
 # The page's sources in a checkout; an installed wheel carries www/ and the npm lock file as
@@ -42,17 +54,19 @@ PHONE_WEB_DIR = Path(__file__).resolve().parents[1] / "firmware_examples" / "pho
 INSTALLED_PHONE_WEB_DIR = Path(__file__).resolve().parents[1] / "phone_web"
 WEB_DIR_ENV = "EDGESHIP_PHONE_WEB_DIR"
 NODE_MODULES_ENV = "EDGESHIP_NODE_MODULES"
-SITE_SCHEMA_VERSION = 1
-MODEL_FILE = ArtifactKind.INT8_ONNX.file_name
+SITE_SCHEMA_VERSION = 2
+DEFAULT_RUNTIME = "litert"
 PAGE_FILES = ("index.html", "app.js", "classifier.js", "style.css", "manifest.webmanifest",
               "service-worker.js")
-ORT_PACKAGE = "onnxruntime-web"
-ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-ORT_SITE_DIR = "vendor/onnxruntime-web"
 ICON_SIZES = (192, 512)
-LITERT_NOTE = ("LiteRT.js (@litertjs/core 2.5.3) cannot run the int8 .tflite (it rejects INT8 "
-               "tensors), so this page runs the same model's int8 ONNX export with "
-               "onnxruntime-web; the Android example runs the .tflite.")
+RUNTIME_NOTES = MappingProxyType({
+    "litert": ("The .tflite a phone app ships, run by LiteRT.js with XNNPACK's WebAssembly "
+               "kernels (WebAssembly SIMD maps to the phone's NEON); the float .tflite runs "
+               "beside it on the same input for comparison."),
+    "onnx": ("The int8 ONNX export of the same model, run by onnxruntime-web; the float ONNX "
+             "runs beside it on the same input for comparison. `edgeship serve-demo RUN` (LiteRT.js) "
+             "runs the .tflite itself."),
+})
 MIME_TYPES = MappingProxyType({".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm",
               ".json": "application/json", ".webmanifest": "application/manifest+json",
               ".onnx": "application/octet-stream", ".png": "image/png", ".css": "text/css",
@@ -64,7 +78,10 @@ class ServeDemoConfig:
     """What `edgeship serve-demo` builds and where it serves it.
 
     Attributes:
-        run_dir: a run directory after `edgeship convert --int8 --onnx`.
+        run_dir: a run directory after `edgeship convert --int8` (`--onnx` for the onnx
+            runtime).
+        runtime: what runs the model in the page: "litert" (LiteRT.js, the int8 .tflite) or
+            "onnx" (onnxruntime-web, the int8 ONNX).
         port: TCP port on host; 0 picks a free one.
         host: address to bind; the default serves this machine only.
         out: the site folder; "" means RUN_DIR/phone_web.
@@ -72,10 +89,12 @@ class ServeDemoConfig:
         rebuild: rebuild even when the site is up to date.
         build_only: build, print where, and do not serve.
         web_dir: the page's sources (www/, package-lock.json); "" finds them (find_web_dir).
-        node_modules: the folder holding onnxruntime-web; "" finds it (find_node_modules).
+        node_modules: the folder holding the runtime's npm package; "" finds it
+            (find_node_modules).
     """
 
     run_dir: str
+    runtime: str = DEFAULT_RUNTIME
     port: int = 8000
     host: str = "127.0.0.1"
     out: str = ""
@@ -87,9 +106,10 @@ class ServeDemoConfig:
 
     def __post_init__(self):
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be in 0..65535, got {self.port}")
+            raise UserInputError(f"port must be in 0..65535, got {self.port}")
         if self.test_images < 0:
-            raise ValueError(f"test_images must be 0 or more, got {self.test_images}")
+            raise UserInputError(f"test_images must be 0 or more, got {self.test_images}")
+        web_runtime(self.runtime)
 
     @property
     def site_dir(self) -> Path:
@@ -108,49 +128,64 @@ class SiteBuild:
 
 
 def build_site(config: ServeDemoConfig) -> SiteBuild:
-    """Write the page, the runtime, the model, config.json and test images into site_dir.
+    """Write the page, the runtime, the models, config.json and test images into site_dir.
 
-    Skips the work when site_dir/config.json carries the same build stamp (model, page
-    sources, package-lock.json and options), unless config.rebuild.
+    Skips the work when site_dir/config.json carries the same build stamp (runtime, models,
+    page sources, package-lock.json and options), unless config.rebuild.
 
     Returns:
         The SiteBuild.
 
     Raises:
-        UserInputError: no manifest, or the run has no model_int8.onnx.
-        MissingDependencyError: the page's npm packages are not installed.
+        UserInputError: no manifest, or the run has no model file for the runtime.
+        MissingDependencyError: the runtime's npm package is not installed.
     """
+    runtime = web_runtime(config.runtime)
     run = RunDir(config.run_dir)
     run_dir = run.path
     site_dir = config.site_dir
     if not run_dir.is_dir():
         raise UserInputError(f"run directory {run_dir} does not exist")
     manifest = run.manifest()
-    model_path = run.path_of(ArtifactKind.INT8_ONNX)
-    if not model_path.is_file() or "convert" not in manifest:
-        raise UserInputError(f"{run_dir} has no {MODEL_FILE}; make it first with: "
-                             f"edgeship convert {run_dir} --int8 --onnx")
+    model_kind = next((kind for kind in runtime.models if run.path_of(kind).is_file()), None)
+    if model_kind is None or "convert" not in manifest:
+        names = " or ".join(kind.file_name for kind in runtime.models)
+        raise UserInputError(f"{run_dir} has no {names} for the {runtime.name} runtime; make "
+                             f"it first with: {runtime.convert_hint.format(run=run_dir)}")
+    model_path = run.path_of(model_kind)
+    reference_path = run.path_of(runtime.reference)
     web_dir = find_web_dir(config.web_dir)
-    stamp = _build_stamp(web_dir, config.test_images, model_path, run.manifest_path)
+    stamp = _build_stamp(web_dir, runtime, config.test_images,
+                         [model_path, reference_path, run.manifest_path])
     site_config_path = site_dir / "config.json"
     if not config.rebuild and _stamp_of(site_config_path) == stamp:
         existing = json.loads(site_config_path.read_text())
         return SiteBuild(site_dir, existing["model"]["name"], False,
                          existing["test_image_count"])
-    ort_dir = _ort_dist_dir(find_node_modules(config.node_modules, web_dir))
+    node_modules = find_node_modules(config.node_modules, web_dir)
+    vendor_files = runtime.checked_vendor_files(node_modules)
     site_dir.mkdir(parents=True, exist_ok=True)
     for name in PAGE_FILES:
         _copy(web_dir / "www" / name, site_dir / name)
-    for name in ORT_FILES:
-        _copy(ort_dir / name, site_dir / ORT_SITE_DIR / name)
-    _copy(model_path, site_dir / "model" / MODEL_FILE)
+    for file in vendor_files:
+        if file.transform is None:
+            _copy(file.source, site_dir / file.site_path)
+        else:
+            write_bytes_atomic(site_dir / file.site_path, file.transform(file.source.read_bytes()))
+    models = {"model": _site_model(runtime, model_path, site_dir)}
+    if reference_path.is_file():
+        models["reference_model"] = _site_model(runtime, reference_path, site_dir)
     for size in ICON_SIZES:
         write_with(site_dir / f"icon-{size}.png", functools.partial(_draw_icon, size=size))
     images, notes = _test_images(run, config.test_images)
     write_text_atomic(site_dir / "test_images.json", json.dumps(images, separators=(",", ":")))
-    site_config = _site_config(run, manifest, model_path, ort_dir, len(images["images"]), stamp)
+    site_config = _site_config(run, manifest, runtime, node_modules, models,
+                               len(images["images"]), stamp)
     write_json_atomic(site_config_path, site_config)
-    return SiteBuild(site_dir, MODEL_FILE, True, len(images["images"]), tuple(notes))
+    if "reference_model" not in models:
+        notes.append(f"no {runtime.reference.file_name} in {run_dir}: the page runs the int8 "
+                     "model without a float one to compare with")
+    return SiteBuild(site_dir, model_path.name, True, len(images["images"]), tuple(notes))
 
 
 def find_web_dir(given: str = "") -> Path:
@@ -171,7 +206,7 @@ def find_web_dir(given: str = "") -> Path:
 
 
 def find_node_modules(given: str, web_dir: Path) -> Path:
-    """The node_modules folder holding onnxruntime-web: the given one, else
+    """The node_modules folder holding the runtime's package: the given one, else
     $EDGESHIP_NODE_MODULES, else web_dir's (in a checkout, where `npm ci` puts it)."""
     if given:
         return Path(given)
@@ -180,12 +215,12 @@ def find_node_modules(given: str, web_dir: Path) -> Path:
     return web_dir / "node_modules"
 
 
-def _build_stamp(web_dir: Path, test_images: int, model_path: Path, manifest_path: Path) -> str:
+def _build_stamp(web_dir: Path, runtime: WebRuntime, test_images: int,
+                 sources: list[Path]) -> str:
     """Hash of everything the site is made from; equal stamps mean an up-to-date site."""
-    digest = hashlib.sha256(f"{SITE_SCHEMA_VERSION} {test_images}".encode())
-    sources = [model_path, manifest_path, web_dir / "package-lock.json",
-               *(web_dir / "www" / name for name in PAGE_FILES)]
-    for path in sources:
+    digest = hashlib.sha256(f"{SITE_SCHEMA_VERSION} {runtime.name} {test_images}".encode())
+    for path in [*sources, web_dir / "package-lock.json",
+                 *(web_dir / "www" / name for name in PAGE_FILES)]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes() if path.is_file() else b"missing")
     return digest.hexdigest()
@@ -198,28 +233,54 @@ def _stamp_of(site_config_path: Path) -> str | None:
         return None
 
 
-def _ort_dist_dir(node_modules: Path) -> Path:
-    dist = node_modules / ORT_PACKAGE / "dist"
-    missing = [name for name in ORT_FILES if not (dist / name).is_file()]
-    if missing:
-        raise MissingDependencyError(
-            f"{ORT_PACKAGE} is not installed in {node_modules} (missing {', '.join(missing)}); "
-            f"in a clone: cd firmware_examples/phone_web && npm ci (needs Node.js and npm); "
-            f"elsewhere pass --node-modules (or set ${NODE_MODULES_ENV}) with a node_modules "
-            f"folder holding {ORT_PACKAGE}")
-    return dist
-
-
 def _copy(source: Path, destination: Path) -> None:
     write_with(destination, lambda temp_path: shutil.copyfile(source, temp_path))
 
 
-def _site_config(run: RunDir, manifest: dict, model_path: Path, ort_dir: Path,
-                 test_image_count: int, stamp: str) -> dict:
+def _site_model(runtime: WebRuntime, path: Path, site_dir: Path) -> dict:
+    """Write one model file into site_dir/model as the runtime runs it; its config entry."""
+    site_path = f"model/{path.name}"
+    model_bytes = runtime.site_model(path.read_bytes())
+    write_bytes_atomic(site_dir / site_path, model_bytes)
+    kind = ArtifactKind.of(path)
+    entry = {"file": site_path, "name": path.name, **describe_file(path),
+             "precision": kind.precision if kind else None, "format": kind.format if kind else None}
+    if kind is not None and kind.format == "tflite":
+        entry["io"] = tflite_io(path)
+        entry["kind"] = (f"{kind.precision} .tflite, {entry['io']['input']['dtype']} input and "
+                         f"{entry['io']['output']['dtype']} output")
+        if model_bytes != path.read_bytes():
+            entry["site_bytes"] = len(model_bytes)
+            entry["site_change"] = "shape signatures removed (batch fixed to 1 for LiteRT.js)"
+    else:
+        entry["kind"] = ("int8 QDQ ONNX, float input and output"
+                         if kind is ArtifactKind.INT8_ONNX else "float ONNX")
+        if kind is ArtifactKind.INT8_ONNX:
+            entry["output_quantization"] = onnx_output_quantization(path)
+    return entry
+
+
+def tflite_io(path: Path) -> dict:
+    """dtype, shape, scale and zero point of a .tflite's one input and one output."""
+    from edgeship.tflite_graph import read_graph
+
+    graph = read_graph(path.read_bytes())
+
+    def describe(index: int) -> dict:
+        tensor = graph.tensors[index]
+        return {"dtype": tensor.dtype, "shape": list(tensor.shape), "scale": tensor.scale,
+                "zero_point": tensor.zero_point}
+    return {"input": describe(graph.inputs[0]), "output": describe(graph.outputs[0])}
+
+
+def _site_config(run: RunDir, manifest: dict, runtime: WebRuntime, node_modules: Path,
+                 models: dict, test_image_count: int, stamp: str) -> dict:
     """config.json: everything the page (and the Android app) needs to know about the run."""
     model_entry = manifest["train"].get("model", {})
-    ort_version = json.loads((ort_dir.parent / "package.json").read_text())["version"]
     preprocessing = run.preprocessing()
+    accuracy = manifest["convert"].get("accuracy", {})
+    for entry in models.values():
+        entry["accuracy"] = accuracy.get(entry["name"])
     return {
         "schema_version": SITE_SCHEMA_VERSION,
         "title": f"edgeship: {model_entry.get('name', 'model')} on {run.dataset_spec().name}",
@@ -228,19 +289,15 @@ def _site_config(run: RunDir, manifest: dict, model_path: Path, ort_dir: Path,
         "preprocessing": {key: preprocessing[key] for key in
                           ("scale", "offset", "raw_max", "image_size", "channels", "layout",
                            "formula")},
-        "model": {
-            "file": f"model/{MODEL_FILE}", "name": MODEL_FILE, **describe_file(model_path),
-            "kind": "int8 QDQ ONNX, float input and output",
-            "output_quantization": onnx_output_quantization(model_path),
-            "accuracy": manifest["convert"].get("accuracy", {}).get(MODEL_FILE),
-        },
-        "runtime": {"name": ORT_PACKAGE, "version": ort_version,
-                    "backend": "WASM (CPU, 1 thread)", "module": f"{ORT_SITE_DIR}/{ORT_FILES[0]}",
-                    "wasm_dir": f"{ORT_SITE_DIR}/", "note": LITERT_NOTE},
+        **models,
+        "runtime": {"kind": runtime.name, "name": runtime.package,
+                    "version": runtime.version(node_modules), "backend": runtime.backend,
+                    "module": runtime.module, "wasm_dir": runtime.wasm_dir,
+                    "note": RUNTIME_NOTES[runtime.name]},
         "int8_io": manifest["convert"].get("int8_io"),
         "test_images": "test_images.json",
         "test_image_count": test_image_count,
-        "build": {"stamp": stamp, "run_dir": str(model_path.parent.resolve())},
+        "build": {"stamp": stamp, "run_dir": str(run.path.resolve())},
     }
 
 
@@ -394,7 +451,8 @@ def serve_demo(config: ServeDemoConfig, report: Callable[[str], None] = print) -
     """
     build = build_site(config)
     verb = "built" if build.rebuilt else "up to date:"
-    report(f"{verb} {build.site_dir} ({build.model_file}, {build.test_images} test images)")
+    report(f"{verb} {build.site_dir} ({build.model_file} in {config.runtime}, "
+           f"{build.test_images} test images)")
     for note in build.notes:
         report(f"note: {note}")
     if config.build_only:

@@ -65,5 +65,12 @@ def test_serve_demo_builds_its_page_from_the_installed_wheel(tmp_path, converted
     page = tmp_path / "page"
     installed_www = tmp_path / "site" / "edgeship" / "phone_web" / "www"
     assert (page / "index.html").read_bytes() == (installed_www / "index.html").read_bytes()
-    assert (page / "model" / "model_int8.onnx").is_file()
-    assert all((page / "vendor" / ORT_PACKAGE / name).is_file() for name in ORT_FILES)
+    assert list((page / "model").glob("model_int8*.tflite"))  # LiteRT.js, the default
+    onnx_command = [*command[:-1], str(tmp_path / "onnx_page"), "--runtime", "onnx",
+                    "--node-modules", str(node_modules)]
+    built = subprocess.run(onnx_command, capture_output=True, text=True, env=env, cwd=tmp_path,
+                           timeout=300, check=False)
+    assert built.returncode == 0, built.stderr[-2000:]
+    onnx_page = tmp_path / "onnx_page"
+    assert (onnx_page / "model" / "model_int8.onnx").is_file()
+    assert all((onnx_page / "vendor" / ORT_PACKAGE / name).is_file() for name in ORT_FILES)

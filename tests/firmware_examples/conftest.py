@@ -9,7 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from edgeship.runtime.serve_demo import ORT_FILES, ORT_PACKAGE, PHONE_WEB_DIR
+from edgeship.runtime.serve_demo import PHONE_WEB_DIR
+from edgeship.runtime.web_runtimes import RUNTIMES
+
+from edgeship.errors import MissingDependencyError
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 MIN_NODE_MAJOR = 20  # playwright-core's engines field
@@ -21,11 +24,13 @@ def _npm_package_installed(name: str) -> bool:
 
 @pytest.fixture(scope="session")
 def ort_installed():
-    """Skip unless onnxruntime-web's files are in firmware_examples/phone_web/node_modules."""
-    dist = PHONE_WEB_DIR / "node_modules" / ORT_PACKAGE / "dist"
-    if not all((dist / name).is_file() for name in ORT_FILES):
-        pytest.skip(f"{ORT_PACKAGE} is not installed: run `npm ci` in {PHONE_WEB_DIR} "
-                    "(scripts/setup.sh does when node and npm exist)")
+    """Skip unless both web runtimes' files (LiteRT.js, onnxruntime-web) are in
+    firmware_examples/phone_web/node_modules."""
+    for runtime in RUNTIMES.values():
+        try:
+            runtime.checked_vendor_files(PHONE_WEB_DIR / "node_modules")
+        except MissingDependencyError as error:
+            pytest.skip(f"{error} (scripts/setup.sh runs npm ci when node and npm exist)")
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +55,18 @@ def browser_tools(ort_installed):
 
 @pytest.fixture(scope="session")
 def phone_site(tmp_path_factory, converted_run, ort_installed):
-    """The site built for the session's converted run (a SiteBuild)."""
+    """The site built for the session's converted run (a SiteBuild), default runtime (LiteRT.js)."""
     from edgeship.runtime.serve_demo import ServeDemoConfig, build_site
 
     site_dir = tmp_path_factory.mktemp("phone_web") / "site"
     return build_site(ServeDemoConfig(run_dir=str(converted_run.out_dir), out=str(site_dir)))
+
+
+@pytest.fixture(scope="session")
+def onnx_phone_site(tmp_path_factory, converted_run, ort_installed):
+    """The site built for the session's converted run with `--runtime onnx` (a SiteBuild)."""
+    from edgeship.runtime.serve_demo import ServeDemoConfig, build_site
+
+    site_dir = tmp_path_factory.mktemp("phone_web_onnx") / "site"
+    return build_site(ServeDemoConfig(run_dir=str(converted_run.out_dir), runtime="onnx",
+                                      out=str(site_dir)))

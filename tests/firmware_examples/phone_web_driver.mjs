@@ -1,8 +1,8 @@
 // Drive the phone demo in headless Chromium for tests/firmware_examples/test_phone_web.py.
 //
 // usage: node phone_web_driver.mjs JOB.json  (prints one JSON result line on stdout)
-// JOB: {phoneWebDir, chromium, url, userDataDir, screenshot, images: [[raw...]...], draw,
-//      tapTestImage (index of a test-image button to tap)}
+// JOB: {phoneWebDir, chromium, url, userDataDir, screenshot (optional), images: [[raw...]...],
+//      draw, tapTestImage (index of a test-image button to tap)}
 // Every image goes through window.edgeship.classify, the function the page's own inputs
 // call; `draw` strokes a vertical line on the pad with the mouse and classifies it the way
 // lifting the finger does. Requests to anything but the page's origin are blocked and
@@ -16,7 +16,8 @@ const require = createRequire(path.join(job.phoneWebDir, "package.json"));
 const { chromium } = require("playwright-core");
 
 const origin = new URL(job.url).origin;
-const report = { external: [], consoleErrors: [], pageErrors: [], results: [] };
+const RUNTIME_LOG = /^(INFO|WARNING|VERBOSE): /;
+const report = { external: [], consoleErrors: [], pageErrors: [], runtimeLog: [], results: [] };
 const context = await chromium.launchPersistentContext(job.userDataDir, {
   executablePath: job.chromium,
   headless: true,
@@ -35,7 +36,11 @@ try {
   });
   const page = context.pages()[0] || await context.newPage();
   page.on("console", (message) => {
-    if (message.type() === "error") report.consoleErrors.push(message.text());
+    if (message.type() !== "error") return;
+    // LiteRT.js's WebAssembly writes its native log (INFO/WARNING lines) to stderr, which
+    // Emscripten sends to console.error; only its ERROR lines and anything else are errors.
+    const text = message.text();
+    (RUNTIME_LOG.test(text) ? report.runtimeLog : report.consoleErrors).push(text);
   });
   page.on("pageerror", (error) => report.pageErrors.push(String(error)));
   await page.goto(job.url, { waitUntil: "load" });
@@ -45,7 +50,10 @@ try {
     report.results.push(await page.evaluate(async (pixels) => {
       const result = await window.edgeship.classify(pixels);
       return { predicted: result.predicted, scores: Array.from(result.scores),
-        input: Array.from(result.input), latencyMs: result.latencyMs };
+        rawOutput: Array.from(result.rawOutput), input: Array.from(result.input),
+        latencyMs: result.latencyMs,
+        reference: result.reference && { predicted: result.reference.predicted,
+          latencyMs: result.reference.latencyMs } };
     }, raw));
   }
   report.shownAfterImages = await page.textContent("#predicted");
@@ -74,9 +82,10 @@ try {
     report.drawing = { ...drawn, shown: await page.textContent("#predicted") };
   }
   report.facts = await page.evaluate(() => Object.fromEntries(
-    ["runtime", "model-file", "model-size", "latency", "preprocessing"].map(
+    ["runtime", "model-file", "model-size", "latency", "preprocessing", "reference-file",
+      "reference-latency"].map(
       (id) => [id, document.getElementById(id).textContent])));
-  await page.screenshot({ path: job.screenshot, fullPage: true });
+  if (job.screenshot) await page.screenshot({ path: job.screenshot, fullPage: true });
 } finally {
   await context.close();
 }

@@ -1,13 +1,14 @@
-"""benchmarks/bench_web.py: the phone demo's float and int8 ONNX timed in headless Chromium.
+"""benchmarks/bench_web.py: the phone demo's float and int8 models timed in headless Chromium.
 
 The browser test runs the benchmark's own timing function on the session's tiny converted
-model with a few rounds; the others check its parsing of ORT-web's profiler output, its verdict
+model with a few rounds, on LiteRT.js and on onnxruntime-web; the others check its parsing of ORT-web's profiler output, its verdict
 and the WASM instruction count on small inputs.
 """
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.bench_web import (
@@ -62,11 +63,10 @@ def test_wasm_instruction_counts_read_simd_opcodes(tmp_path):
                                              "relaxed SIMD": 1}
 
 
+@pytest.mark.parametrize("runtime", ["litert", "onnx"])
 def test_float_and_int8_timed_through_the_page_in_headless_chromium(
-        converted_run, browser_tools, tmp_path):
-    site = build_bench_site(Path(converted_run.out_dir), tmp_path / "site")
-    assert (site / "bench" / "model.onnx").read_bytes() == \
-        (Path(converted_run.out_dir) / "model.onnx").read_bytes()
+        converted_run, browser_tools, tmp_path, runtime):
+    site = build_bench_site(Path(converted_run.out_dir), tmp_path / "site", runtime)
     result = time_in_browser(site, browser_tools, rounds=2, runs=40, block=10, warmup=20)
 
     for kind in ("float", "int8"):
@@ -74,15 +74,45 @@ def test_float_and_int8_timed_through_the_page_in_headless_chromium(
         assert 0 < result[kind]["run"]["min_ms"] <= result[kind]["run"]["p50_ms"]
         assert result[kind]["run"]["p50_ms"] <= result[kind]["run"]["p90_ms"]
         assert result[kind]["wall"]["p50_ms"] > 0
-        assert sum(result["profile_us"][kind].values()) > 0
     assert result["ratio"] == pytest.approx(
         result["int8"]["run"]["p50_ms"] / result["float"]["run"]["p50_ms"])
     assert len(result["round_ratios"]) == 2
     assert result["agreement"] >= 0.8
     assert result["timed_images"] == 40 and result["images"] == 20
+    assert result["runtime"] == runtime and result["cross_origin_isolated"] is False
+    config = json.loads((site / "config.json").read_text())
+    assert result["runtime_version"] == config["runtime"]["version"]
+    if runtime == "litert":
+        assert result["files"] == {"float": "model_float.tflite",
+                                   "int8": "model_int8_xnnpack.tflite"}
+        assert len(result["wasm_files"]) == 1
+        assert result["wasm_files"][0].startswith("/vendor/litertjs/wasm/litert_wasm_")
+        assert result["kernels"] == {"float": {}, "int8": {}}
+        return
+    assert result["files"] == {"float": "model.onnx", "int8": "model_int8.onnx"}
     assert result["wasm"]["numThreads"] == 1 and result["wasm"]["proxy"] is False
     assert result["wasm_files"] == ["/vendor/onnxruntime-web/ort-wasm-simd-threaded.wasm"]
-    assert result["ort_web"] == json.loads((site / "config.json").read_text())["runtime"]["version"]
+    assert all(sum(result["profile_us"][kind].values()) > 0 for kind in ("float", "int8"))
     assert "QLinearConv" in result["kernels"]["int8"]
     assert "QLinearConv" not in result["kernels"]["float"]
     assert set(result["kernels"]["int8"]) <= INT8_KERNELS | LAYOUT_OPS
+
+
+def test_single_op_models_hold_one_op_each_with_its_weights(converted_run):
+    from benchmarks.bench_web import single_op_models
+    from edgeship.tflite_graph import read_graph
+
+    source = (Path(converted_run.out_dir) / "model_int8_xnnpack.tflite").read_bytes()
+    graph = read_graph(source)
+    models = single_op_models(source)
+    assert [op for op, _ in models] == [op for op in graph.op_names()]
+    for (op, model_bytes), original in zip(models, graph.operators, strict=True):
+        single = read_graph(model_bytes)
+        assert single.op_names() == [op]
+        assert [single.tensors[index].name for index in single.operators[0].outputs] == \
+            [graph.tensors[original.outputs[0]].name]
+        weights = [graph.tensors[index] for index in original.inputs
+                   if index >= 0 and graph.tensors[index].data is not None]
+        kept = {tensor.name: tensor for tensor in single.tensors}
+        for weight in weights:
+            np.testing.assert_array_equal(kept[weight.name].data, weight.data)

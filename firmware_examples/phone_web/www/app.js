@@ -1,7 +1,8 @@
 // The page: a drawing pad and test images in, the prediction and per-class bars out.
 //
-// Every input goes through `classifyRaw`, which calls Classifier.classify (classifier.js) and
-// draws the result; `window.edgeship.classify` is that same function, for the browser test.
+// Every input goes through `classifyRaw`, which calls Classifier.classify (classifier.js) on the
+// run's int8 model, then on its float model (the same input, for comparison), and draws the
+// int8 result; `window.edgeship.classify` is that same function, for the browser test.
 import { Classifier, rasterizeDrawing } from "./classifier.js";
 
 const LATENCY_WINDOW = 50;
@@ -10,11 +11,13 @@ const STROKE_FRACTION = 1 / 14;
 const elements = Object.fromEntries(
   ["title", "status", "pad", "clear", "preview", "predicted", "confidence", "bars",
     "test-images", "test-source", "runtime", "model-file", "model-size", "latency",
-    "preprocessing", "runtime-note"].map((id) => [id, document.getElementById(id)]),
+    "preprocessing", "runtime-note", "reference-file", "reference-latency"].map((id) => [id, document.getElementById(id)]),
 );
 const latencies = [];
+const referenceLatencies = [];
 let classifiedCount = 0;
 let classifier = null;
+let reference = null;
 let queue = Promise.resolve();
 
 function formatBytes(bytes) {
@@ -70,16 +73,26 @@ function showResult(result, raw) {
   elements.predicted.textContent = config.class_names[result.predicted];
   elements.confidence.textContent =
     `score ${result.scores[result.predicted].toFixed(3)} of ${config.class_names.length} classes`;
-  latencies.push(result.latencyMs);
-  if (latencies.length > LATENCY_WINDOW) latencies.shift();
-  elements.latency.textContent = `${result.latencyMs.toFixed(2)} ms this inference, median ` +
-    `${median(latencies).toFixed(2)} ms over the last ${latencies.length}`;
+  elements.latency.textContent = describeLatency(latencies, result.latencyMs);
+  if (result.reference) {
+    elements["reference-latency"].textContent =
+      describeLatency(referenceLatencies, result.reference.latencyMs) +
+      `, top-1 ${config.class_names[result.reference.predicted]}`;
+  }
+}
+
+function describeLatency(recent, latencyMs) {
+  recent.push(latencyMs);
+  if (recent.length > LATENCY_WINDOW) recent.shift();
+  return `${latencyMs.toFixed(2)} ms this inference, median ` +
+    `${median(recent).toFixed(2)} ms over the last ${recent.length}`;
 }
 
 /** The one path every input takes: classify raw pixels, then draw the result. */
 function classifyRaw(raw) {
   const run = queue.then(async () => {
     const result = await classifier.classify(raw);
+    if (reference) result.reference = await reference.classify(raw);
     showResult(result, raw);
     classifiedCount += 1;
     return result;
@@ -172,8 +185,13 @@ function showFacts(config) {
   const { model, runtime, preprocessing } = config;
   elements.title.textContent = config.title;
   elements.runtime.textContent = `${runtime.name} ${runtime.version}, ${runtime.backend}`;
-  elements["model-file"].textContent = `${model.name} (${model.kind})`;
+  elements["model-file"].textContent = `${model.name} (${model.kind}` +
+    `${model.site_change ? `; ${model.site_change}` : ""})`;
   elements["model-size"].textContent = `${formatBytes(model.bytes)} (${model.bytes} bytes)`;
+  const referenceModel = config.reference_model;
+  elements["reference-file"].textContent = referenceModel
+    ? `${referenceModel.name} (${formatBytes(referenceModel.bytes)}), same runtime and input`
+    : "none in this run";
   elements.preprocessing.textContent = `x = raw * ${preprocessing.scale.toPrecision(6)} + ` +
     `${preprocessing.offset}, ${preprocessing.image_size.join("x")}x${preprocessing.channels} ` +
     `${preprocessing.layout}, raw 0..${preprocessing.raw_max}`;
@@ -197,6 +215,9 @@ async function start() {
   showFacts(config);
   buildBars(config.class_names);
   classifier = await Classifier.load(config, document.baseURI);
+  if (config.reference_model) {
+    reference = await Classifier.load(config, document.baseURI, "reference_model");
+  }
   setUpPad();
   testImageSet = await fetchJson(config.test_images);
   setUpTestImages(testImageSet);

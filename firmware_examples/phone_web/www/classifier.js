@@ -86,32 +86,134 @@ export function rasterizeDrawing(rgba, sourceWidth, sourceHeight, preprocessing)
   return raw;
 }
 
-/** The run's model in onnxruntime-web (WASM, one thread: no cross-origin isolation needed). */
-export class Classifier {
-  constructor(ort, session, config) {
-    this.ort = ort;
-    this.session = session;
-    this.config = config;
-    this.inputName = session.inputNames[0];
-    this.outputName = session.outputNames[0];
+/**
+ * Float32 values -> int8/uint8 as edgeship.quantization.quantize_values (and TFLite):
+ * round(x / scale) + zero_point, halves away from zero, the division in float32, clipped.
+ */
+export function quantize(values, io) {
+  const [low, high, ArrayType] = io.dtype === "uint8" ? [0, 255, Uint8Array] : [-128, 127, Int8Array];
+  const scale = f32(io.scale);
+  const out = new ArrayType(values.length);
+  for (let index = 0; index < values.length; index += 1) {
+    const scaled = f32(f32(values[index]) / scale);
+    const rounded = Math.sign(scaled) * Math.floor(f32(Math.abs(scaled) + 0.5)) + io.zero_point;
+    out[index] = Math.min(high, Math.max(low, rounded));
+  }
+  return out;
+}
+
+/** int8/uint8 values -> float32 scores: (q - zero_point) * scale, in float32. */
+export function dequantize(values, io) {
+  const scale = f32(io.scale);
+  return Float32Array.from(values, (value) => f32((value - io.zero_point) * scale));
+}
+
+let liteRtPromise = null;
+
+/** LiteRT.js, loaded once per page (its WebAssembly is a global of the module). */
+function loadLiteRt(runtime, baseUrl) {
+  if (!liteRtPromise) {
+    liteRtPromise = (async () => {
+      const litert = await import(new URL(runtime.module, baseUrl).href);
+      await litert.loadLiteRt(new URL(runtime.wasm_dir, baseUrl).href);
+      return litert;
+    })();
+  }
+  return liteRtPromise;
+}
+
+/** A .tflite in LiteRT.js: XNNPACK's WebAssembly kernels on the CPU, one thread. */
+class LiteRtModel {
+  static async open(runtime, entry, baseUrl) {
+    const litert = await loadLiteRt(runtime, baseUrl);
+    const response = await fetch(new URL(entry.file, baseUrl));
+    if (!response.ok) throw new Error(`cannot load ${entry.file}: HTTP ${response.status}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const model = await litert.loadAndCompile(bytes, { accelerator: "wasm", cpuOptions: { numThreads: 1 } });
+    return new LiteRtModel(litert, model, entry);
   }
 
-  static async load(config, baseUrl) {
-    const ort = await import(new URL(config.runtime.module, baseUrl).href);
-    ort.env.wasm.wasmPaths = new URL(config.runtime.wasm_dir, baseUrl).href;
+  constructor(litert, model, entry) {
+    this.litert = litert;
+    this.model = model;
+    this.io = entry.io;
+    this.shape = Array.from(model.getInputDetails()[0].shape);
+  }
+
+  /** float32 model input -> {scores, rawOutput, latencyMs}; int8/uint8 I/O quantized here. */
+  async run(input) {
+    const quantized = this.io.input.dtype !== "float32";
+    const tensor = new this.litert.Tensor(quantized ? quantize(input, this.io.input) : input, this.shape);
+    let outputs = null;
+    try {
+      const start = performance.now();
+      outputs = await this.model.run([tensor]);
+      const latencyMs = performance.now() - start;
+      const rawOutput = outputs[0].toTypedArray().slice();
+      const scores = this.io.output.dtype === "float32" ? rawOutput : dequantize(rawOutput, this.io.output);
+      return { scores, rawOutput, latencyMs };
+    } finally {
+      tensor.delete();
+      for (const output of outputs || []) output.delete();
+    }
+  }
+}
+
+/** An ONNX file in onnxruntime-web (WASM, one thread: no cross-origin isolation needed). */
+class OrtModel {
+  static async open(runtime, entry, baseUrl) {
+    const ort = await import(new URL(runtime.module, baseUrl).href);
+    ort.env.wasm.wasmPaths = new URL(runtime.wasm_dir, baseUrl).href;
     ort.env.wasm.numThreads = 1;
     ort.env.wasm.proxy = false;
-    const response = await fetch(new URL(config.model.file, baseUrl));
-    if (!response.ok) throw new Error(`cannot load ${config.model.file}: HTTP ${response.status}`);
+    const response = await fetch(new URL(entry.file, baseUrl));
+    if (!response.ok) throw new Error(`cannot load ${entry.file}: HTTP ${response.status}`);
     const bytes = new Uint8Array(await response.arrayBuffer());
     const session = await ort.InferenceSession.create(bytes, {
       executionProviders: ["wasm"],
       graphOptimizationLevel: "all",
     });
-    return new Classifier(ort, session, config);
+    return new OrtModel(ort, session);
   }
 
-  /** Raw pixels (HWC, 0..raw_max) -> {input, scores, predicted, latencyMs}. */
+  constructor(ort, session) {
+    this.ort = ort;
+    this.session = session;
+    this.inputName = session.inputNames[0];
+    this.outputName = session.outputNames[0];
+  }
+
+  async run(input, shape) {
+    const tensor = new this.ort.Tensor("float32", input, shape);
+    const start = performance.now();
+    const outputs = await this.session.run({ [this.inputName]: tensor });
+    const latencyMs = performance.now() - start;
+    const scores = Float32Array.from(outputs[this.outputName].data);
+    tensor.dispose();
+    outputs[this.outputName].dispose();
+    return { scores, rawOutput: scores, latencyMs };
+  }
+}
+
+const MODEL_CLASSES = { litert: LiteRtModel, onnx: OrtModel };
+
+/** One of the run's models in the site's runtime (config.runtime.kind). */
+export class Classifier {
+  constructor(model, config, entry) {
+    this.model = model;
+    this.config = config;
+    this.entry = entry;
+  }
+
+  /** The model config[key] ("model" or "reference_model") names, in the site's runtime. */
+  static async load(config, baseUrl, key = "model") {
+    const entry = config[key];
+    const modelClass = MODEL_CLASSES[config.runtime.kind];
+    if (!modelClass) throw new Error(`unknown runtime ${config.runtime.kind}`);
+    return new Classifier(await modelClass.open(config.runtime, entry, baseUrl), config, entry);
+  }
+
+  /** Raw pixels (HWC, 0..raw_max) -> {input, scores, rawOutput, predicted, latencyMs}. */
   async classify(raw) {
     const [height, width] = this.config.preprocessing.image_size;
     const channels = this.config.preprocessing.channels;
@@ -119,13 +221,7 @@ export class Classifier {
       throw new Error(`expected ${height * width * channels} pixels, got ${raw.length}`);
     }
     const input = preprocess(raw, this.config.preprocessing);
-    const tensor = new this.ort.Tensor("float32", input, [1, height, width, channels]);
-    const start = performance.now();
-    const outputs = await this.session.run({ [this.inputName]: tensor });
-    const latencyMs = performance.now() - start;
-    const scores = Float32Array.from(outputs[this.outputName].data);
-    tensor.dispose();
-    outputs[this.outputName].dispose();
-    return { input, scores, predicted: argmax(scores), latencyMs };
+    const result = await this.model.run(input, [1, height, width, channels]);
+    return { input, ...result, predicted: argmax(result.scores) };
   }
 }
