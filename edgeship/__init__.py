@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 # The Python API (edgeship/api.py), loaded on first use so `import edgeship` stays light.
 # `edgeship.train`, `edgeship.convert`, `edgeship.inspect` and `edgeship.profile` are also the packages/modules of
 # those stages; calling them runs the API function of the same name (see `callable_module`).
-_API = ("validate", "bench", "codegen", "load_data", "dataset_class_names", "Result",
+_API = ("validate", "bench", "codegen", "tune", "load_data", "dataset_class_names", "Result",
         "ConvertResult")
 _CALLABLE_MODULES = ("train", "convert", "inspect", "profile")
 

@@ -478,3 +478,63 @@ def profile(model: str | os.PathLike, **options) -> Result:
         if failed:
             _raise_failed("profile regression: " + "; ".join(failed), result)
     return result
+
+
+def tune(dataset: str | None = None, out: str | os.PathLike | None = None, *,
+         config: str | os.PathLike | None = None, space: dict | None = None,
+         resume: bool = False, show: bool = False, **options) -> Result:
+    """`edgeship tune`: the most accurate model within RAM, flash and latency budgets.
+
+    Args:
+        dataset: any --dataset (mnist5k, folder:PATH, ...); not needed with resume or show.
+        out: the tune folder (study.db, trials/, tune_report.html/.json).
+        config: a TOML file with [tune] and [space] tables, as on the CLI (arguments win).
+        space: SearchSpace fields -> choices (families, widths, prune_sparsities, ...).
+        resume: go on with the study in `out` (or `storage`) with its own settings.
+        show: only write the report of the study as it stands.
+        **options: TuneConfig fields as on the CLI (target, max_ram="64KB" or bytes,
+            max_flash, max_ms, min_accuracy, trials, epochs, sampler, seed, storage, ...) and
+            the dataset options (split_seed, test_size, image_size, channels).
+
+    Returns:
+        The Pareto front as a table; `report` is tune_report.json's payload.
+
+    Raises:
+        CheckFailedError: no trained model met every budget (the report is written; the
+            result is `error.result`).
+    """
+    from edgeship.cli_tune import tune_settings
+    from edgeship.tune_space import SearchSpace
+    from edgeship.tuning import resume_tune, run_tune, show_tune
+
+    values = {**options, "dataset": dataset, "out": str(out) if out is not None else None}
+    settings, file_space = tune_settings(values, str(config) if config else None)
+    if settings.out is None:
+        raise UserInputError("tune needs out= (the tune folder)")
+    try:
+        if show:
+            outcome = show_tune(settings)
+        elif resume:
+            outcome = resume_tune(settings, options)
+        else:
+            if settings.dataset is None:
+                raise UserInputError("tune needs dataset= (or resume=True/show=True on a study "
+                                     "in out=)")
+            outcome = run_tune(settings, _config(SearchSpace, {}, {**file_space,
+                                                                   **(space or {})}))
+    except CheckFailedError as error:
+        outcome = getattr(error, "outcome", None)
+        if outcome is not None:
+            error.result = _tune_result(outcome)
+        raise
+    return _tune_result(outcome)
+
+
+def _tune_result(outcome) -> Result:
+    from edgeship.tune_report import front_rows
+
+    rows = front_rows(outcome.report)
+    return Result(Table.from_records("Pareto front: every budget met", rows,
+                                     tuple(rows[0]) if rows else ("trial",)),
+                  {"tune_report.json": outcome.json_path, "tune_report.html": outcome.html_path},
+                  outcome.report)

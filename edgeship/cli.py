@@ -17,13 +17,14 @@ from pathlib import Path
 from edgeship import __version__
 from edgeship.cli_deploy import add_codegen, add_embed, add_pipeline, add_profile, add_serve_demo
 from edgeship.cli_stages import add_bench, add_convert, add_inspect, add_train, add_validate
+from edgeship.cli_tune import add_tune
 from edgeship.console import error_stream
 from edgeship.errors import EdgeshipError
 
 # --- main ------------------------------------------------------------------------------------
 
 _COMMANDS = [add_train, add_convert, add_pipeline, add_validate, add_inspect, add_bench,
-             add_codegen, add_profile, add_embed, add_serve_demo]
+             add_codegen, add_profile, add_embed, add_serve_demo, add_tune]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,8 @@ if [ "${EDGESHIP_SYSTEM_PACKAGES:-1}" = "1" ]; then
   command -v qemu-x86_64 >/dev/null || missing+=(qemu-user)
   command -v chromium >/dev/null || missing+=(chromium)
   command -v cc >/dev/null || missing+=(gcc)
+  # a PostgreSQL server for the test of `edgeship tune` workers sharing one study
+  command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   # the full Fashion-MNIST, read by `--dataset fashion_mnist` when the Keras cache lacks it
   [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || missing+=(dataset-fashion-mnist)
   if [ ${#missing[@]} -gt 0 ]; then
@@ -33,7 +35,7 @@ if [ "${EDGESHIP_SYSTEM_PACKAGES:-1}" = "1" ]; then
   fi
 fi
 
-# The phone demo's npm packages (onnxruntime-web, playwright-core), pinned by its
+# The phone demo's npm packages (@litertjs/core, onnxruntime-web, playwright-core), pinned by its
 # package-lock.json and reinstalled only when that file changes. Without node and npm the
 # browser tests skip with the reason; `edgeship serve-demo` then says to run npm ci.
 PHONE_WEB=firmware_examples/phone_web
