@@ -14,12 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import edgeship  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from benchmarks.results_doc import machine_line, publish_section  # noqa: E402
-from edgeship.convert.run import ConvertConfig, run_convert  # noqa: E402
-from edgeship.reports import markdown_table  # noqa: E402
-from edgeship.train.datasets import DatasetSpec  # noqa: E402
-from edgeship.train.fit import TrainConfig, train  # noqa: E402
+import edgeship  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from benchmarks.results_doc import machine_line, publish_section
+from edgeship.convert.run import ConvertConfig, run_convert
+from edgeship.reports import markdown_table
+from edgeship.train.datasets import DatasetSpec
+from edgeship.train.fit import TrainConfig, train
 
 VARIANTS = {
     "post-training int8": dict(),

@@ -79,8 +79,9 @@ def mlperf_inputs(path: Path, image_size: tuple[int, int] | None, count: int
 
 def measure_ops(int8_path: Path, raw: np.ndarray) -> dict:
     """per_op_parity on every runtime, timed, with its per-runtime summary."""
-    from edgeship.runtime.op_parity import REFERENCE_BACKEND, per_op_parity
     from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgeship.runtime.op_parity import REFERENCE_BACKEND, per_op_parity
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(int8_path.read_bytes()))
     started = time.perf_counter()

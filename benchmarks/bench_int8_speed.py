@@ -22,11 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgeship.runtime.bench import BenchConfig, bench, describe_execution
-from edgeship.train.datasets import DatasetSpec
-
 from benchmarks.results_doc import machine_line, publish_section
 from edgeship.reports import markdown_table
+from edgeship.runtime.bench import BenchConfig, bench, describe_execution
+from edgeship.train.datasets import DatasetSpec
 
 MODELS = ("lenet5", "simple_cnn", "keras_cnn", "dscnn", "mobilenet_v2")
 IMAGE_SIZE = {"mobilenet_v2": (32, 32)}
@@ -47,11 +46,10 @@ VARIANTS = {
 def prepare_run(model: str, out: Path) -> Path:
     """Train one epoch (once), convert with the defaults (`--int8 --onnx`), and write the
     result-changing variants beside: `--xnnpack rounding`'s file and its float-softmax form."""
+    from edgeship.artifacts import write_bytes_atomic
     from edgeship.convert.run import ConvertConfig, run_convert
     from edgeship.convert.xnnpack import float_softmax_output, rewrite_for_xnnpack
     from edgeship.train.fit import TrainConfig, train
-
-    from edgeship.artifacts import write_bytes_atomic
 
     if not (out / "model.keras").is_file():
         spec = DatasetSpec(name="mnist5k", seed=0, image_size=IMAGE_SIZE.get(model))

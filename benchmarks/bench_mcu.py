@@ -86,9 +86,8 @@ def profile_one(model: Path, target: str, kernels: str, clock_mhz: float | None 
 
 def zoo_models(folder: Path) -> dict[str, Path]:
     """lenet5 and dscnn trained 2 epochs on 512 mnist5k images, full int8."""
-    from edgeship.train.datasets import DatasetSpec, load_dataset
-
     from benchmarks.bench_codegen import build_int8_model
+    from edgeship.train.datasets import DatasetSpec, load_dataset
 
     dataset = load_dataset(DatasetSpec(name="mnist5k", seed=0))
     return {name: build_int8_model(name, dataset, folder) for name in ZOO_MODELS}
@@ -247,7 +246,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from edgeship.convert.codegen.kernels import KERNEL_VARIANTS
-
     from edgeship.profile.emulator import check_block_counting
     from edgeship.profile.run import ProfileConfig, model_input
     from edgeship.profile.targets import get_target

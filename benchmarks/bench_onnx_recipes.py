@@ -22,17 +22,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+
+from benchmarks.bench_runtime import RECIPES, exact_without_vnni
+from benchmarks.results_doc import machine_line, publish_section
 from edgeship.convert.onnx import quantize_onnx
 from edgeship.convert.run import ConvertConfig, run_convert
+from edgeship.cpu_features import cpu_features
+from edgeship.reports import markdown_table
 from edgeship.runtime.backends import open_backend
 from edgeship.runtime.emulated_cpu import run_onnx_emulated
 from edgeship.train.datasets import DatasetSpec, class_balanced_indices, load_dataset
 from edgeship.train.fit import TrainConfig, train
-
-from benchmarks.bench_runtime import RECIPES, exact_without_vnni
-from benchmarks.results_doc import machine_line, publish_section
-from edgeship.cpu_features import cpu_features
-from edgeship.reports import markdown_table
 
 CALIBRATION_SAMPLES = 200
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_doc import machine_line, publish_section  # noqa: E402
-from edgeship.reports import markdown_table  # noqa: E402
+from benchmarks.results_doc import machine_line, publish_section
+from edgeship.reports import markdown_table
 
 MAIN_JOB = ["pipeline", "--model", "lenet5", "--dataset", "mnist5k", "--epochs", "5", "--qat", "1"]
 

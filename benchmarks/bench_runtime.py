@@ -31,14 +31,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from edgeship.convert.onnx import OnnxQuantization, quantize_onnx
-from edgeship.runtime.backends import open_backend
-from edgeship.runtime.bench import measure
 
 from benchmarks.results_doc import RESULTS, machine_line, update_results_section
 from edgeship.artifacts import write_json_atomic
+from edgeship.convert.onnx import OnnxQuantization, quantize_onnx
 from edgeship.onnx_saturation import pair_sum_bounds
 from edgeship.reports import environment, markdown_table
+from edgeship.runtime.backends import open_backend
+from edgeship.runtime.bench import measure
 
 MODELS = {"dscnn": ((49, 10, 1), 12), "mobilenet_v2": ((96, 96, 3), 10)}
 CALIBRATION_IMAGES = 64

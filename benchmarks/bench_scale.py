@@ -114,9 +114,9 @@ def in_memory_rate(spec) -> float:
 def streaming_rates(spec, cache_folder: Path) -> tuple[float, float]:
     """images/s through the training tf.data pipeline (batches of 32): first pass, then cached."""
     import numpy as np
-    from edgeship.train.stream import open_dataset, tf_batch_reader
 
     from edgeship.deps import import_tf_keras
+    from edgeship.train.stream import open_dataset, tf_batch_reader
 
     tf, _ = import_tf_keras()
     dataset = open_dataset(spec, streaming="on")

@@ -34,10 +34,9 @@ SPARSITY = 0.75
 
 def zoo_pair(name: str, dataset, folder: Path) -> tuple[Path, Path]:
     """The zoo model int8, and the same trained model pruned to SPARSITY then int8."""
+    from benchmarks.bench_codegen import train_zoo_model
     from edgeship.convert.prune import PruneConfig, prune
     from edgeship.convert.tflite import export_tflite
-
-    from benchmarks.bench_codegen import train_zoo_model
 
     model = train_zoo_model(name, dataset)
     samples = dataset.x_train[:64]

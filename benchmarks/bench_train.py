@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_doc import machine_line, publish_section  # noqa: E402
-from edgeship.reports import markdown_table  # noqa: E402
-from edgeship.train.datasets import DatasetSpec, load_dataset  # noqa: E402
-from edgeship.train.fit import BATCH_NORM_SAMPLES, TrainConfig, train  # noqa: E402
+from benchmarks.results_doc import machine_line, publish_section
+from edgeship.reports import markdown_table
+from edgeship.train.datasets import DatasetSpec, load_dataset
+from edgeship.train.fit import BATCH_NORM_SAMPLES, TrainConfig, train
 
 MODELS = (("dscnn", None), ("mobilenet_v2", (32, 32)))
 

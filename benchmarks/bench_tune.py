@@ -29,10 +29,9 @@ from edgeship.reports import markdown_table
 def default_dscnn(out: Path, epochs: int, target: str) -> dict:
     """The unconstrained default: `edgeship pipeline --model dscnn` minus validate/bench."""
     from edgeship.convert.run import ConvertConfig, run_convert
+    from edgeship.profile.run import ProfileConfig, profile_model
     from edgeship.train.datasets import DatasetSpec
     from edgeship.train.fit import TrainConfig, train
-
-    from edgeship.profile.run import ProfileConfig, profile_model
 
     run_dir = out / "default_dscnn"
     train(TrainConfig(model="dscnn", dataset=DatasetSpec("mnist5k"), out=str(run_dir),

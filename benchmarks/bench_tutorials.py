@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_doc import machine_line, publish_section  # noqa: E402
-from edgeship.reports import markdown_table  # noqa: E402
-from edgeship.train.datasets import DatasetSpec  # noqa: E402
+from benchmarks.results_doc import machine_line, publish_section
+from edgeship.reports import markdown_table
+from edgeship.train.datasets import DatasetSpec
 
 MLP_TARGET_ACCURACY = 0.870
 MAX_DROP_PP = 0.5

@@ -100,7 +100,6 @@ def single_op_models(tflite_bytes: bytes) -> list[tuple[str, bytes]]:
     run call's fixed cost, so the sums compare float and int8 per part, not whole latencies.
     """
     from edgeship.runtime.web_runtimes import with_static_batch
-
     from edgeship.tflite_graph import op_names, read_model, write_model
 
     model = read_model(tflite_bytes)

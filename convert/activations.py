@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from edgeship.convert import granularity as weight_granularity
 
+from edgeship.convert import granularity as weight_granularity
 from edgeship.deps import require
 from edgeship.errors import UserInputError
 from edgeship.run_dir import DELIVERED_INT8, ArtifactKind

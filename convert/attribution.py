@@ -70,8 +70,9 @@ def attribute_layers(model, calibration: np.ndarray, images: np.ndarray, labels:
         The Attribution.
     """
     import_tf_keras()  # the TF_USE_LEGACY_KERAS guard before TensorFlow loads
-    from edgeship.convert.granularity import class_probabilities, output_error
     from tensorflow.lite.python import convert as tflite_convert
+
+    from edgeship.convert.granularity import class_probabilities, output_error
 
     calibrated = calibrate(model, calibration)
     float_outputs = _run(_float_model(model), images)

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeship.artifacts import write_json_atomic, write_text_atomic
 from edgeship.convert.c_source import c_float_literal, c_hex_bytes, c_string
 from edgeship.convert.firmware_sources import (
     FirmwareSourceConfig,
@@ -32,8 +33,6 @@ from edgeship.convert.firmware_sources import (
     read_firmware_model,
     write_samples,
 )
-
-from edgeship.artifacts import write_json_atomic, write_text_atomic
 from edgeship.errors import UserInputError
 from edgeship.reports import REPORT_SCHEMA_VERSION, tool_versions
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from edgeship.convert import granularity as weight_granularity
 
+from edgeship.convert import granularity as weight_granularity
 from edgeship.run_dir import ArtifactKind
 
 POST_TRAINING = "post-training"

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from edgeship.artifacts import sha256_file, write_text_atomic
 from edgeship.convert.c_source import (
     EXTERN_C_CLOSE,
     EXTERN_C_OPEN,
@@ -19,8 +21,6 @@ from edgeship.convert.c_source import (
     check_c_name,
     header_guard,
 )
-
-from edgeship.artifacts import sha256_file, write_text_atomic
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, read_graph
 

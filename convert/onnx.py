@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from edgeship.convert.onnx_speed import speed_up_int8_onnx
 
+from edgeship.convert.onnx_speed import speed_up_int8_onnx
 from edgeship.deps import import_tf_keras, require
 from edgeship.errors import ToolFailureError, UserInputError
 from edgeship.onnx_saturation import saturating_ops

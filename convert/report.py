@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
 from edgeship.convert.activations import delivered_kinds
 from edgeship.convert.predict import REPORT_BACKENDS, predict
 from edgeship.convert.xnnpack import report_lines as xnnpack_report_lines
-
 from edgeship.reports import REPORT_SCHEMA_VERSION, markdown_table
 from edgeship.run_dir import ArtifactKind
 

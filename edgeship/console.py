@@ -49,7 +49,7 @@ def quiet_console() -> Iterator[Path]:
     os.dup2(handle, 2)
     os.close(handle)
     previous_showwarning = warnings.showwarning
-    log_stream = open(name, "a", buffering=1)  # noqa: SIM115 (closed below)
+    log_stream = open(name, "a", buffering=1)
 
     def to_log(message, category, filename, lineno, file=None, line=None):
         log_stream.write(warnings.formatwarning(message, category, filename, lineno, line))

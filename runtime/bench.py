@@ -24,6 +24,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from edgeship.artifacts import sha256_file, write_json_atomic
+from edgeship.cpu_features import cpu_features
+from edgeship.errors import UserInputError
+from edgeship.model_check import check_model_file, check_tflite_file
+from edgeship.options import comma_list, option, positive_int_list
+from edgeship.reports import REPORT_SCHEMA_VERSION, environment, markdown_table
 from edgeship.runtime.backends import (
     DEVICES,
     Backend,
@@ -38,13 +45,6 @@ from edgeship.runtime.isolation import (
     check_timeout,
     is_trusted,
 )
-
-from edgeship.artifacts import sha256_file, write_json_atomic
-from edgeship.cpu_features import cpu_features
-from edgeship.errors import UserInputError
-from edgeship.model_check import check_model_file, check_tflite_file
-from edgeship.options import comma_list, option, positive_int_list
-from edgeship.reports import REPORT_SCHEMA_VERSION, environment, markdown_table
 
 FORMATS = ("edgeship", "gab")
 # What `bench` runs when no --backend is given: the runtime a deployment would use.

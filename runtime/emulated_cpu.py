@@ -74,9 +74,8 @@ def run_onnx_emulated(models: list[Path], images: np.ndarray, cpu_model: str = A
 
 
 def main(argv: list[str]) -> int:
-    from edgeship.runtime.backends import open_backend
-
     from edgeship.cpu_features import cpu_features
+    from edgeship.runtime.backends import open_backend
 
     images = np.load(argv[0])
     for model, out in zip(argv[1::2], argv[2::2]):

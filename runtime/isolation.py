@@ -189,7 +189,7 @@ class IsolatedObject:
     def __init__(self, factory: Callable, args: tuple, timeout_s: float | None):
         context = _mp_context()
         self._connection, child_end = context.Pipe()
-        self._stderr = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by _stop_child
+        self._stderr = tempfile.NamedTemporaryFile(
             prefix="edgeship-child-", suffix=".log")
         self._process = context.Process(target=_object_main, daemon=True,
                                         args=(child_end, self._stderr.name, factory, args))
@@ -274,7 +274,7 @@ def _object_main(connection, stderr_path: str, factory: Callable, args: tuple) -
         outcome = ("ok", None)
     except EdgeshipError as error:
         outcome = ("error", (type(error), str(error)))
-    except Exception as error:  # noqa: BLE001 - a runtime's own exception classes
+    except Exception as error:
         outcome = ("raised", f"{type(error).__name__}: {error}")
     connection.send(outcome)
     while target is not None:
@@ -286,7 +286,7 @@ def _object_main(connection, stderr_path: str, factory: Callable, args: tuple) -
             outcome = ("ok", getattr(target, method)(*call_args))
         except EdgeshipError as error:
             outcome = ("error", (type(error), str(error)))
-        except Exception as error:  # noqa: BLE001 - passed on as ChildFailure
+        except Exception as error:
             outcome = ("raised", f"{type(error).__name__}: {error}")
         connection.send(outcome)
 

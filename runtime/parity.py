@@ -18,6 +18,21 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from edgeship.artifacts import write_json_atomic, write_text_atomic, write_with
+from edgeship.cpu_features import cpu_features
+from edgeship.errors import UserInputError
+from edgeship.model_check import check_tflite_file
+from edgeship.options import comma_list, option
+from edgeship.reports import REPORT_SCHEMA_VERSION, environment
+from edgeship.run_dir import (
+    MODEL_ARTIFACTS,
+    PREDICTIONS_NAME,
+    ArtifactKind,
+    RunDir,
+    is_quantized,
+    precision_of,
+)
 from edgeship.runtime.backends import (
     DEVICES,
     REGISTRY,
@@ -46,21 +61,6 @@ from edgeship.runtime.parity_checks import (
     task_metrics,
 )
 from edgeship.runtime.parity_report import render_markdown
-
-from edgeship.artifacts import write_json_atomic, write_text_atomic, write_with
-from edgeship.cpu_features import cpu_features
-from edgeship.errors import UserInputError
-from edgeship.model_check import check_tflite_file
-from edgeship.options import comma_list, option
-from edgeship.reports import REPORT_SCHEMA_VERSION, environment
-from edgeship.run_dir import (
-    MODEL_ARTIFACTS,
-    PREDICTIONS_NAME,
-    ArtifactKind,
-    RunDir,
-    is_quantized,
-    precision_of,
-)
 
 GPU_BACKENDS = ("keras", "onnxruntime")
 # Test images predictions.npz keeps per pair among those whose top-1 differs from the reference

@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from edgeship.runtime.backends import REGISTRY, open_backend
 
 from edgeship.errors import UserInputError
 from edgeship.onnx_saturation import saturating_ops
 from edgeship.options import option
+from edgeship.runtime.backends import REGISTRY, open_backend
 
 REFERENCE_INT8_BACKEND = "litert-ref"
 

@@ -1,9 +1,8 @@
 """parity.md: validate's payload as Markdown (the verdict, pairs, int8 histograms, per-op
 tables, checks and notes)."""
 
-from edgeship.runtime.parity_checks import format_number
-
 from edgeship.reports import markdown_table
+from edgeship.runtime.parity_checks import format_number
 
 
 def render_markdown(payload: dict) -> str:

@@ -29,12 +29,6 @@ from types import MappingProxyType
 from typing import ClassVar, Self
 
 import numpy as np
-from edgeship.runtime.web_runtimes import (  # noqa: F401  ORT_* re-exported for tests
-    ORT_FILES,
-    ORT_PACKAGE,
-    WebRuntime,
-    web_runtime,
-)
 
 from edgeship.artifacts import (
     describe_file,
@@ -46,6 +40,12 @@ from edgeship.artifacts import (
 from edgeship.deps import require
 from edgeship.errors import UserInputError
 from edgeship.run_dir import ArtifactKind, RunDir
+from edgeship.runtime.web_runtimes import (  # noqa: F401  ORT_* re-exported for tests
+    ORT_FILES,
+    ORT_PACKAGE,
+    WebRuntime,
+    web_runtime,
+)
 
 # The page's sources in a checkout; an installed wheel carries www/ and the npm lock file as
 # the package edgeship.phone_web (pyproject's package-dir maps the same folder).

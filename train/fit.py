@@ -12,6 +12,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from edgeship.artifacts import save_keras, write_json_atomic, write_with
+from edgeship.deps import import_tf_keras, require
+from edgeship.errors import UserInputError
+from edgeship.options import option
+from edgeship.reports import tool_versions
+from edgeship.run_dir import ArtifactKind, RunDir
 from edgeship.train.datasets import Dataset, DatasetSpec
 from edgeship.train.models import MODEL_NAMES, ModelOptions, build_model
 from edgeship.train.stream import (
@@ -22,13 +29,6 @@ from edgeship.train.stream import (
     tf_batch_reader,
     write_split,
 )
-
-from edgeship.artifacts import save_keras, write_json_atomic, write_with
-from edgeship.deps import import_tf_keras, require
-from edgeship.errors import UserInputError
-from edgeship.options import option
-from edgeship.reports import tool_versions
-from edgeship.run_dir import ArtifactKind, RunDir
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 BATCH_NORM_STATISTICS = ("population", "running")

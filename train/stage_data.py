@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from edgeship.train.datasets import Dataset, DatasetSpec, _shape_images, class_balanced_indices
 from edgeship.train.stream import (
     MEMORY_BUDGET_BYTES,

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from edgeship.artifacts import atomic_path, write_json_atomic
+from edgeship.errors import UserInputError
 from edgeship.train.datasets import (
     Dataset,
     DatasetSpec,
@@ -35,9 +38,6 @@ from edgeship.train.datasets import (
     list_folder_files,
     load_dataset,
 )
-
-from edgeship.artifacts import atomic_path, write_json_atomic
-from edgeship.errors import UserInputError
 
 STREAMING_ENV = "EDGESHIP_STREAMING"
 STREAMING_MODES = ("auto", "on", "off")

@@ -55,7 +55,6 @@ from edgeship.convert.firmware_sources import (
     model_labels,
     render_samples,
 )
-
 from edgeship.tflite_graph import Graph, Operator, Tensor, read_graph
 
 __all__ = [

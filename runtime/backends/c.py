@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from edgeship.runtime.backends import Backend, TensorInfo, check_options
 
 from edgeship.errors import UserInputError
+from edgeship.runtime.backends import Backend, TensorInfo, check_options
 
 OPTIONS = ("threads", "device", "optimization")
 WARNING_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")

@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import numpy as np
-from edgeship.runtime.backends import Backend, TensorInfo, check_options
 
 from edgeship.deps import import_tf_keras
 from edgeship.errors import UserInputError
+from edgeship.runtime.backends import Backend, TensorInfo, check_options
 
 _OPTIONS = ("threads", "device", "batch_size")
 
@@ -37,7 +37,7 @@ class KerasBackend(Backend):
             pass
         try:
             self._model = tf_keras.models.load_model(artifact_path, compile=False)
-        except Exception as error:  # noqa: BLE001 (Keras 3 files raise TypeError, zips BadZipFile...)
+        except Exception as error:
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise UserInputError(f"cannot load Keras model {artifact_path} with tf_keras: "
                                  f"{first_line}") from error

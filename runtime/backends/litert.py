@@ -8,10 +8,10 @@ kernels are what a phone runs.
 from pathlib import Path
 
 import numpy as np
-from edgeship.runtime.backends import Backend, TensorInfo, check_options, check_single_io
 
 from edgeship.deps import require
 from edgeship.errors import UserInputError
+from edgeship.runtime.backends import Backend, TensorInfo, check_options, check_single_io
 
 _OPTIONS = ("threads", "device", "reference_kernels", "xnnpack", "multi_input")
 

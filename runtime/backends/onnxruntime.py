@@ -7,10 +7,10 @@ CPU: a latency or parity figure must come from the device it claims.
 from pathlib import Path
 
 import numpy as np
-from edgeship.runtime.backends import Backend, TensorInfo, check_options, check_single_io
 
 from edgeship.deps import require
 from edgeship.errors import UserInputError
+from edgeship.runtime.backends import Backend, TensorInfo, check_options, check_single_io
 
 _OPTIONS = ("threads", "device", "optimization_level", "session_options")
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")

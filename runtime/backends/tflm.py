@@ -31,6 +31,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from edgeship.deps import require
+from edgeship.errors import ToolFailureError, UserInputError
 from edgeship.runtime.backends import Backend, check_options
 from edgeship.runtime.backends.litert import tensor_info
 from edgeship.runtime.isolation import (
@@ -40,9 +43,6 @@ from edgeship.runtime.isolation import (
     is_trusted,
     running_isolated,
 )
-
-from edgeship.deps import require
-from edgeship.errors import ToolFailureError, UserInputError
 
 _OPTIONS = ("threads", "device", "arena_size")
 RUNTIME = "TFLite Micro"

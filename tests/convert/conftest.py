@@ -140,7 +140,6 @@ def float_io_models(tmp_path_factory, mnist5k) -> dict[str, Path]:
     """A tiny int8 model exported with float32 and with uint8 input/output: io type -> path.
     Their first op is a QUANTIZE from that type to int8, which codegen does not generate."""
     from edgeship.convert.tflite import export_tflite
-
     from edgeship.deps import import_tf_keras
 
     _, keras = import_tf_keras()
@@ -160,7 +159,6 @@ def float_io_models(tmp_path_factory, mnist5k) -> dict[str, Path]:
 def unsupported_model(tmp_path_factory, mnist5k) -> Path:
     """An int8 model with a LOG_SOFTMAX op: TFLite Micro runs it, codegen does not generate it."""
     from edgeship.convert.tflite import export_tflite
-
     from edgeship.deps import import_tf_keras
 
     tf, keras = import_tf_keras()

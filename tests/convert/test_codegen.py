@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgeship.convert.codegen import (
     CodegenConfig,
     lower_graph,
@@ -16,10 +17,9 @@ from edgeship.convert.codegen import (
     read_graph,
     softmax_parameters,
 )
-from edgeship.runtime.backends import open_backend
-
 from edgeship.errors import UserInputError
 from edgeship.firmware import generate_c
+from edgeship.runtime.backends import open_backend
 from tests.conftest import REPO, run_cli
 from tests.convert.conftest import (
     CODEGEN_MODEL_NAMES,

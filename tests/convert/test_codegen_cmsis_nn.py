@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgeship.convert.codegen.kernels.cmsis_nn_variant import (
     avgpool_scratch_bytes,
     conv_scratch_bytes,
     depthwise_scratch_bytes,
 )
-
 from edgeship.errors import UserInputError
 from tests.conftest import REPO
 
@@ -117,7 +117,6 @@ def cmsis_models(tmp_path_factory) -> dict[str, Path]:
     portable fallback), dense with softmax.
     """
     from edgeship.convert.tflite import export_tflite
-
     from edgeship.deps import import_tf_keras
 
     _, keras = import_tf_keras()

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgeship.convert.codegen import CodegenConfig, generate_c, lower_graph, read_graph
+from edgeship.errors import UserInputError
 from edgeship.runtime.backends import TensorInfo, open_backend
 from edgeship.runtime.backends.c import CompiledCBackend, compile_shared_library
-
-from edgeship.errors import UserInputError
 
 needs_host_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                    reason="no host C compiler")

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgeship.convert.c_source import c_float_literal
 from edgeship.convert.codegen import CodegenConfig, lower_graph, read_graph
 from edgeship.convert.codegen.lowering import supported_ops_text
-from edgeship.runtime.backends import open_backend
-from edgeship.runtime.backends.c import compile_shared_library
-
 from edgeship.errors import UserInputError
 from edgeship.firmware import collect_samples, generate_c
+from edgeship.runtime.backends import open_backend
+from edgeship.runtime.backends.c import compile_shared_library
 from tests.conftest import REPO, run_cli
 
 QEMU_EXAMPLE = REPO / "firmware_examples" / "cortex_m_qemu"
@@ -66,7 +66,6 @@ def _boundary_ops(path: Path) -> list[str]:
 def io_models(tmp_path_factory) -> dict[str, Path]:
     """name -> .tflite for each entry of IO_MODELS, from one seeded tiny Keras model."""
     from edgeship.convert.activations import quantize_mixed
-
     from edgeship.deps import import_tf_keras
 
     tensorflow, keras = import_tf_keras()

@@ -13,15 +13,15 @@ import shutil
 
 import numpy as np
 import pytest
+
 from edgeship.convert.codegen import CodegenConfig, generate_c, lower_graph, read_graph
 from edgeship.convert.codegen.quant import (
     logistic_tanh_int16_parameters,
     logistic_tanh_parameters,
     sigmoid_table_uint16,
 )
-from edgeship.runtime.backends import open_backend
-
 from edgeship.errors import UserInputError
+from edgeship.runtime.backends import open_backend
 
 needs_host_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                    reason="no host C compiler")

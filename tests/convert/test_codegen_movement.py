@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgeship.convert.codegen import CodegenConfig, generate_c, lower_graph, read_graph
 from edgeship.convert.codegen.lowering.fold import fold_constants
-from edgeship.runtime.backends import open_backend
-
 from edgeship.errors import UserInputError
+from edgeship.runtime.backends import open_backend
 
 needs_host_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                    reason="no host C compiler")

@@ -4,6 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
+
+from edgeship.artifacts import sha256_file
 from edgeship.convert.run import ConvertConfig, run_convert
 from edgeship.convert.tflite import (
     describe_io,
@@ -11,8 +13,6 @@ from edgeship.convert.tflite import (
     tensor_types_by_op,
     weight_sparsity,
 )
-
-from edgeship.artifacts import sha256_file
 from tests.conftest import run_cli
 
 
@@ -173,15 +173,14 @@ def test_max_drop_gate(tmp_path, trained_run):
 
 def test_streamed_run_gives_the_in_memory_numbers(tmp_path, monkeypatch):
     """A tiny folder forced to stream through train -> convert -> validate: same numbers."""
+    from edgeship.firmware import collect_samples
+    from edgeship.inspect import InspectConfig, run_inspect
+    from edgeship.run_dir import RunDir
     from edgeship.runtime.parity import ValidateConfig, validate_run
     from edgeship.runtime.parity_checks import Tolerances
     from edgeship.runtime.serve_demo import _test_images
     from edgeship.train.datasets import DatasetSpec
     from edgeship.train.fit import TrainConfig, train
-
-    from edgeship.firmware import collect_samples
-    from edgeship.inspect import InspectConfig, run_inspect
-    from edgeship.run_dir import RunDir
     from tests.train.test_stream import write_image_folder
 
     folder = write_image_folder(tmp_path / "images", per_class=10)

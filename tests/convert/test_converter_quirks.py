@@ -5,11 +5,11 @@ raw uint8 bytes without quantization for their custom op)."""
 
 import numpy as np
 import pytest
-from edgeship.runtime.backends import open_backend
 
 from edgeship.errors import UserInputError
 from edgeship.firmware import CodegenConfig, generate_c
 from edgeship.model_check import check_tflite_bytes
+from edgeship.runtime.backends import open_backend
 from edgeship.tflite_graph import read_model, write_model
 
 

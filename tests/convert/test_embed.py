@@ -7,11 +7,11 @@ import subprocess
 
 import numpy as np
 import pytest
-from edgeship.convert.embed import EmbedConfig, arena_with_margin, resolver_method
-from edgeship.runtime.backends.tflm import capture_stderr
 
+from edgeship.convert.embed import EmbedConfig, arena_with_margin, resolver_method
 from edgeship.errors import UserInputError
 from edgeship.firmware import embed_model
+from edgeship.runtime.backends.tflm import capture_stderr
 from tests.conftest import run_cli
 
 # The MicroMutableOpResolver methods of TFLite Micro for the ops codegen also supports.

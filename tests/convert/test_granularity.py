@@ -7,9 +7,18 @@ import numpy as np
 import pytest
 
 from edgeship.convert.granularity import (
-    Candidate, GranularityChoice, _search_mix, choose_fine_tuned, class_probabilities,
-    looks_like_probabilities, output_error, selection_indices, splice_per_tensor_layers,
-    weighted_layers, within_tolerance)
+    Candidate,
+    GranularityChoice,
+    _search_mix,
+    choose_fine_tuned,
+    class_probabilities,
+    looks_like_probabilities,
+    output_error,
+    selection_indices,
+    splice_per_tensor_layers,
+    weighted_layers,
+    within_tolerance,
+)
 from edgeship.convert.run import ConvertConfig, run_convert
 from edgeship.convert.tflite import open_interpreter, tensor_types_by_op, weight_scale_counts
 from tests.conftest import quantize_by_hand, run_cli

@@ -6,10 +6,10 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from edgeship.convert import onnx as convert_onnx
-from edgeship.convert.onnx_speed import speed_up_int8_onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edgeship.convert import onnx as convert_onnx
+from edgeship.convert.onnx_speed import speed_up_int8_onnx
 from edgeship.onnx_saturation import pair_sum_bounds, saturating_ops
 
 # first convolutions of the zoo: (kernel, stride, pads, side), from the models' ONNX files

@@ -1,6 +1,7 @@
 """convert's input quantization rounds halves away from zero, as TFLite and TensorInfo do."""
 
 import numpy as np
+
 from edgeship.convert.tflite import TensorQuantization, quantize_input
 from edgeship.runtime.backends import TensorInfo
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from edgeship.convert.xnnpack import float_softmax_output
-from edgeship.runtime.backends import open_backend
 
+from edgeship.convert.xnnpack import float_softmax_output
 from edgeship.errors import UserInputError
+from edgeship.runtime.backends import open_backend
 
 
 def test_float_softmax_output_matches_int8_and_is_delegated(converted_run, mnist5k, tmp_path):
@@ -42,7 +42,6 @@ def test_float_softmax_output_refuses_a_float_model(converted_run):
 def _int8_model(build, input_shape, seed=0, per_tensor=False):
     """A tiny tf_keras model (random weights, biases) exported int8 with edgeship's settings."""
     from edgeship.convert.tflite import export_tflite
-
     from edgeship.deps import import_tf_keras
 
     tf, keras = import_tf_keras()

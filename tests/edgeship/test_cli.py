@@ -85,9 +85,8 @@ sys.exit(console_main(sys.argv[1:]))
 
 
 def test_config_validation_is_bad_input(tmp_path):
-    from edgeship.train.fit import TrainConfig
-
     from edgeship.errors import UserInputError
+    from edgeship.train.fit import TrainConfig
 
     result = run_cli_in_process("convert", tmp_path, "--int8", "--calibration-samples", "0")
     assert result.returncode == 2 and "calibration samples must be >= 1" in result.stderr
@@ -100,17 +99,16 @@ def test_stage_flags_are_generated_from_the_config_fields():
     which scripts use) come from there, and the dataset flags cover every DatasetSpec field."""
     import dataclasses
 
+    from edgeship.cli import build_parser
+    from edgeship.cli_stages import DatasetOptions
     from edgeship.convert.run import ConvertConfig
+    from edgeship.options import declared_options, flag_name
     from edgeship.runtime.bench import BenchConfig
     from edgeship.runtime.parity import ValidateConfig
     from edgeship.runtime.parity_checks import Tolerances
     from edgeship.train.datasets import DatasetSpec
     from edgeship.train.fit import TrainConfig
     from edgeship.train.models import ModelOptions
-
-    from edgeship.cli import build_parser
-    from edgeship.cli_stages import DatasetOptions
-    from edgeship.options import declared_options, flag_name
 
     commands = next(action for action in build_parser()._actions
                     if action.dest == "command").choices

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from edgeship.artifacts import atomic_path, write_bytes_atomic
-from edgeship.run_dir import ArtifactKind, RunDir, precision_of
 from edgeship.errors import UserInputError
+from edgeship.run_dir import ArtifactKind, RunDir, precision_of
 
 
 def _python(code):

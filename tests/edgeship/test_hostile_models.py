@@ -18,11 +18,11 @@ import time
 
 import numpy as np
 import pytest
-from edgeship.runtime.isolation import call_isolated
 
 from benchmarks import bench_fuzz
 from edgeship.errors import UserInputError
 from edgeship.model_check import check_model_file, check_tflite_bytes
+from edgeship.runtime.isolation import call_isolated
 from tests.conftest import run_cli, run_cli_in_process
 
 PER_FORMAT = 160

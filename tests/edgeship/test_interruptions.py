@@ -20,9 +20,9 @@ import zipfile
 import pytest
 
 from edgeship.artifacts import remove_stale_temp_files, sha256_file
-from edgeship.run_dir import MANIFEST_NAME
 from edgeship.model_check import check_tflite_file
 from edgeship.pipeline import LOCK_NAME, STAGES
+from edgeship.run_dir import MANIFEST_NAME
 from tests.edgeship.conftest import pipeline_command
 
 KILLS = 10

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeship.runtime.emulated_cpu import qemu_path, run_onnx_emulated
 
 from edgeship.cpu_features import cpu_features
 from edgeship.onnx_saturation import INT16_MAX, pair_sum_bounds, saturating_ops
+from edgeship.runtime.emulated_cpu import qemu_path, run_onnx_emulated
 
 QEMU_IMAGES = 200
 

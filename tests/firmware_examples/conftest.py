@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from edgeship.runtime.serve_demo import PHONE_WEB_DIR
-from edgeship.runtime.web_runtimes import RUNTIMES
 
 from edgeship.errors import MissingDependencyError
+from edgeship.runtime.serve_demo import PHONE_WEB_DIR
+from edgeship.runtime.web_runtimes import RUNTIMES
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 MIN_NODE_MAJOR = 20  # playwright-core's engines field

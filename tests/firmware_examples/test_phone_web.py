@@ -101,9 +101,8 @@ def test_site_holds_the_run_tflite_its_preprocessing_and_real_test_images(
 
 
 def test_static_batch_copy_changes_nothing_but_the_shape_signatures(converted_run):
-    from edgeship.runtime.web_runtimes import with_static_batch
-
     from edgeship.errors import UserInputError
+    from edgeship.runtime.web_runtimes import with_static_batch
     from edgeship.tflite_graph import read_graph, read_model, write_model
 
     original = (converted_run.out_dir / "model_int8_xnnpack.tflite").read_bytes()
@@ -127,10 +126,9 @@ def test_static_batch_copy_changes_nothing_but_the_shape_signatures(converted_ru
 
 
 def test_litert_module_gets_the_int8_row_or_a_clear_error(ort_installed):
+    from edgeship.errors import MissingDependencyError
     from edgeship.runtime.serve_demo import PHONE_WEB_DIR
     from edgeship.runtime.web_runtimes import add_int8_tensors
-
-    from edgeship.errors import MissingDependencyError
 
     source = (PHONE_WEB_DIR / "node_modules" / "@litertjs" / "core" / "dist" / "index.js"
               ).read_bytes()
@@ -330,9 +328,8 @@ def test_serve_demo_on_a_busy_port_exits_2(phone_site, converted_run):
 
 
 def test_missing_npm_packages_are_one_clear_error(converted_run, tmp_path):
-    from edgeship.runtime.serve_demo import PHONE_WEB_DIR, ServeDemoConfig, build_site
-
     from edgeship.errors import MissingDependencyError
+    from edgeship.runtime.serve_demo import PHONE_WEB_DIR, ServeDemoConfig, build_site
 
     web_dir = tmp_path / "phone_web"
     shutil.copytree(PHONE_WEB_DIR / "www", web_dir / "www")

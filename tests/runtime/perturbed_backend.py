@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from edgeship.runtime.backends.litert import LiteRTBackend
 
 PERTURB_QUANTA = 3

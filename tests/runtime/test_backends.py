@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+
+from edgeship.errors import UserInputError
+from edgeship.onnx_saturation import saturating_ops
 from edgeship.runtime.backends import (
     REGISTRY,
     TensorInfo,
@@ -9,9 +12,6 @@ from edgeship.runtime.backends import (
     default_backend_names,
     open_backend,
 )
-
-from edgeship.errors import UserInputError
-from edgeship.onnx_saturation import saturating_ops
 
 CASES = [("keras", "model.keras"), ("litert", "model_float.tflite"),
          ("litert", "model_int8.tflite"), ("litert-ref", "model_int8.tflite"),

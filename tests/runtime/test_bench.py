@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 import pytest
+
+from edgeship.errors import UserInputError
 from edgeship.runtime.backends import Backend, TensorInfo
 from edgeship.runtime.bench import (
     BenchConfig,
@@ -15,8 +17,6 @@ from edgeship.runtime.bench import (
     load_baseline,
     measure,
 )
-
-from edgeship.errors import UserInputError
 from tests.conftest import run_cli
 
 

@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+
+from edgeship.errors import UserInputError
 from edgeship.runtime.backends import REGISTRY, BackendEntry, open_backend
 from edgeship.runtime.op_parity import (
     OpParity,
@@ -13,8 +15,6 @@ from edgeship.runtime.op_parity import (
     per_op_parity,
 )
 from edgeship.runtime.parity import ValidateConfig, validate_run
-
-from edgeship.errors import UserInputError
 
 
 def test_classify_separates_rounding_from_divergence():

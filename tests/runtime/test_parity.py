@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+
+from edgeship.errors import UserInputError
 from edgeship.runtime.parity import ValidateConfig, fine_tuned_artifacts, validate_run
 from edgeship.runtime.parity_checks import (
     Check,
@@ -15,8 +17,6 @@ from edgeship.runtime.parity_checks import (
     task_checks,
     task_metrics,
 )
-
-from edgeship.errors import UserInputError
 from tests.conftest import run_cli
 
 LIMIT = 300

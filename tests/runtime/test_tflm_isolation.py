@@ -15,11 +15,11 @@ import flatbuffers
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
+
+from edgeship.errors import UserInputError
 from edgeship.runtime.backends import open_backend
 from edgeship.runtime.backends import tflm as tflm_module
 from edgeship.runtime.isolation import ChildFailure, IsolatedObject
-
-from edgeship.errors import UserInputError
 
 _OP = schema.BuiltinOperator
 

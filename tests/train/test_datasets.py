@@ -7,7 +7,11 @@ import pytest
 from edgeship.errors import UserInputError
 from edgeship.train import datasets as datasets_module
 from edgeship.train.datasets import (
-    DatasetSpec, class_balanced_indices, keras_cache_dir, load_dataset)
+    DatasetSpec,
+    class_balanced_indices,
+    keras_cache_dir,
+    load_dataset,
+)
 
 
 def test_mnist5k_shapes_and_stratified_split(mnist5k):

@@ -83,6 +83,7 @@ def test_two_workers_train_one_model_the_chief_writes(tmp_path):
     assert chief["batch_norm_sha256"] == other["batch_norm_sha256"]
     assert manifest["train"]["batch_norm"]["layers"] > 0
     import tf_keras
+
     from edgeship.train.fit import batch_norm_statistics_sha256
 
     saved = tf_keras.models.load_model(out / "model.keras")

@@ -3,6 +3,8 @@ import json
 
 import numpy as np
 import pytest
+
+from edgeship.errors import UserInputError
 from edgeship.train import stream
 from edgeship.train.datasets import DatasetSpec, class_balanced_indices, load_dataset
 from edgeship.train.fit import TrainConfig, train
@@ -16,8 +18,6 @@ from edgeship.train.stream import (
     split_folder,
     write_split,
 )
-
-from edgeship.errors import UserInputError
 
 
 def write_image_folder(root, per_class=12, classes=3, size=(20, 26), suffix=".jpg"):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from edgeship.artifacts import write_text_atomic
 from edgeship.convert.codegen.kernels.variant import PORTABLE, KernelVariant
 from edgeship.convert.codegen.lowering import (
     ConstantArray,
@@ -29,8 +31,6 @@ from edgeship.convert.codegen.lowering import (
     TensorArg,
 )
 from edgeship.convert.codegen.lowering.base import WINDOW_FIELDS
-
-from edgeship.artifacts import write_text_atomic
 from edgeship.errors import UserInputError
 
 NAME = "cmsis-nn"

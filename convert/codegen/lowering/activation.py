@@ -12,6 +12,7 @@ Micro kernel, so codegen has none either.
 """
 
 import numpy as np
+
 from edgeship.convert.codegen.lowering.arithmetic import broadcast_strides, dims4
 from edgeship.convert.codegen.lowering.base import (
     ConstantArray,
@@ -32,7 +33,6 @@ from edgeship.convert.codegen.quant import (
     round_half_away,
     sigmoid_table_uint16,
 )
-
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 

@@ -14,6 +14,7 @@ giving inputs and output one quantization. int16 tensors have zero point 0.
 """
 
 import numpy as np
+
 from edgeship.convert.c_source import ACTIVATION_CTYPES
 from edgeship.convert.codegen.lowering.base import (
     ConstantArray,
@@ -30,7 +31,6 @@ from edgeship.convert.codegen.quant import (
     quantize_multiplier,
     squared_difference_parameters,
 )
-
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 

@@ -5,8 +5,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from edgeship.convert.codegen.quant import activation_range, padding_and_size
 
+from edgeship.convert.codegen.quant import activation_range, padding_and_size
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 

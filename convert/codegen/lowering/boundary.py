@@ -9,9 +9,9 @@ and multiplies by exactly the float TFLite Micro uses.
 """
 
 import numpy as np
+
 from edgeship.convert.codegen.lowering.base import LoweredOp, TensorArg, lowers
 from edgeship.convert.codegen.quant import quantize_multiplier
-
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 

@@ -11,7 +11,6 @@ from edgeship.convert.codegen.lowering.base import (
     lowers,
 )
 from edgeship.convert.codegen.quant import activation_range, add_parameters
-
 from edgeship.tflite_graph import Graph, Operator
 
 

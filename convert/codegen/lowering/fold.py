@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
+
 from edgeship.convert.codegen.lowering.movement import (
     slice_indices,
     strided_slice_indices,
     take,
 )
-
 from edgeship.tflite_graph import Graph, Operator, Tensor
 
 Evaluate = Callable[[Operator, list[Tensor], list[Tensor]], list[np.ndarray]]

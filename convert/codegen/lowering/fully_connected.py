@@ -1,6 +1,7 @@
 """FULLY_CONNECTED: per-tensor or per-channel requantization, input offset folded into the bias."""
 
 import numpy as np
+
 from edgeship.convert.codegen.lowering.base import (
     ConstantArray,
     LinearParams,
@@ -15,7 +16,6 @@ from edgeship.convert.codegen.lowering.base import (
 )
 from edgeship.convert.codegen.lowering.linear16 import lower_fully_connected_16x8
 from edgeship.convert.codegen.quant import activation_range, per_channel_multipliers
-
 from edgeship.tflite_graph import Graph, Operator
 
 

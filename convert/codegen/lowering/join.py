@@ -8,6 +8,7 @@ as TFLite Micro does; int16 inputs need zero point 0 and are copied whatever the
 """
 
 import numpy as np
+
 from edgeship.convert.c_source import ACTIVATION_CTYPES
 from edgeship.convert.codegen.lowering.base import (
     ACTIVATION_BYTES,
@@ -19,7 +20,6 @@ from edgeship.convert.codegen.lowering.base import (
     lowers,
 )
 from edgeship.convert.codegen.lowering.movement import SAME_TYPES, constant_values
-
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 

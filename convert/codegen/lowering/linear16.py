@@ -9,6 +9,7 @@ multipliers are computed as for int8 (quant.per_channel_multipliers).
 """
 
 import numpy as np
+
 from edgeship.convert.codegen.lowering.base import (
     ConstantArray,
     LoweredOp,
@@ -21,7 +22,6 @@ from edgeship.convert.codegen.lowering.base import (
     window_struct,
 )
 from edgeship.convert.codegen.quant import activation_range, per_channel_multipliers
-
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 

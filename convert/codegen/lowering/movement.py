@@ -12,6 +12,7 @@ for int8 and int16. RESIZE_BILINEAR is reference_ops::ResizeBilinearInteger: pos
 """
 
 import numpy as np
+
 from edgeship.convert.codegen.lowering.base import (
     ACTIVATION_BYTES,
     ConstantArray,
@@ -21,7 +22,6 @@ from edgeship.convert.codegen.lowering.base import (
     check_dtype,
     lowers,
 )
-
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 

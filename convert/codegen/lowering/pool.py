@@ -12,7 +12,6 @@ from edgeship.convert.codegen.lowering.base import (
     window_struct,
 )
 from edgeship.convert.codegen.lowering.overlap import element_overlap
-
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 

@@ -8,6 +8,7 @@ scale; ARG_MAX and ARG_MIN write int32 only (TFLite Micro refuses int64 indices)
 """
 
 import numpy as np
+
 from edgeship.convert.codegen.lowering.base import (
     ConstantArray,
     LoweredOp,
@@ -20,7 +21,6 @@ from edgeship.convert.codegen.lowering.base import (
 )
 from edgeship.convert.codegen.lowering.overlap import mean_overlap
 from edgeship.convert.codegen.quant import quantize_multiplier
-
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 

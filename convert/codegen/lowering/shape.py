@@ -2,6 +2,7 @@
 MEAN."""
 
 import numpy as np
+
 from edgeship.convert.codegen.lowering.base import (
     ACTIVATION_BYTES,
     ConstantArray,
@@ -15,7 +16,6 @@ from edgeship.convert.codegen.lowering.base import (
 )
 from edgeship.convert.codegen.lowering.overlap import mean_overlap
 from edgeship.convert.codegen.quant import mean_parameters
-
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+
 from edgeship.convert.codegen.lowering.base import (
     ConstantArray,
     LoweredOp,
@@ -17,7 +18,6 @@ from edgeship.convert.codegen.quant import (
     softmax_int16_tables,
     softmax_parameters,
 )
-
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 

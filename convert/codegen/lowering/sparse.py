@@ -20,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+
 from edgeship.convert.codegen.lowering.base import (
     ConstantArray,
     LoweredOp,
