@@ -101,8 +101,9 @@ def run_codegen(args) -> int:
     config = CodegenConfig(**_firmware_options(args), **option_values(args, CodegenConfig))
     result = generate_c(config)
     _print_written(result, f"{len(result.ops)} ops ({', '.join(sorted(set(result.ops)))}), "
-                   f"{config.variant} kernels; activations {result.arena_bytes} bytes (all "
-                   f"tensors: {result.sum_of_tensors}); weights and constants "
+                   f"{config.variant} kernels; RAM buffer {result.arena_bytes} bytes "
+                   f"(activations, input, output and scratch planned together; all tensors "
+                   f"apart: {result.sum_of_tensors}); weights and constants "
                    f"{result.weight_bytes} bytes; {result.samples} samples")
     if result.portable_fallbacks:
         print(f"portable kernels where {config.variant} has none: "

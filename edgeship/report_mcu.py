@@ -67,6 +67,15 @@ def _bytes_breakdown(section: dict, parts: tuple[tuple[str, str], ...], suffix: 
     return f"{section.get('total', 0):,} B ({details}{suffix})"
 
 
+def _ram_breakdown(ram: dict) -> str:
+    """The one static buffer (activations with the input, output and scratch planned inside
+    it) plus the measured stack."""
+    return (f"{ram.get('total', 0):,} B (one buffer of {ram.get('activations', 0):,}: "
+            f"activations with input {ram.get('input', 0):,}, output {ram.get('output', 0):,} "
+            f"and scratch {ram.get('scratch', 0):,} inside; stack {ram.get('stack', 0):,} "
+            "measured)")
+
+
 def profile_rows(profile: dict) -> list[list[str]]:
     """The profile's totals, flash and RAM as (what, value) rows."""
     total = profile["total"]
@@ -82,10 +91,7 @@ def profile_rows(profile: dict) -> list[list[str]]:
         ["flash", _bytes_breakdown(profile["flash"], (("text", "code"),
                                                       ("rodata", "weights and constants"),
                                                       ("data", "data")))],
-        ["RAM", _bytes_breakdown(profile["ram"], (("activations", "activations"),
-                                                  ("input", "input"), ("output", "output"),
-                                                  ("scratch", "scratch"), ("stack", "stack")),
-                                 " measured")],
+        ["RAM", _ram_breakdown(profile["ram"])],
     ]
 
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeship.artifacts import write_json_atomic, write_text_atomic
 from edgeship.convert.codegen.emit import render_header, render_source
 from edgeship.convert.codegen.kernels import KERNEL_CHOICES, kernel_variant, resolve_kernels
 from edgeship.convert.codegen.kernels.cmsis_nn_variant import (
@@ -11,7 +12,7 @@ from edgeship.convert.codegen.kernels.cmsis_nn_variant import (
     write_cmsis_nn_build,
 )
 from edgeship.convert.codegen.lowering import lower_graph
-from edgeship.convert.codegen.plan import plan_memory
+from edgeship.convert.codegen.order import order_for_memory
 from edgeship.convert.firmware_sources import (
     FirmwareSourceConfig,
     QuantizedIO,
@@ -19,8 +20,7 @@ from edgeship.convert.firmware_sources import (
     read_firmware_model,
     write_samples,
 )
-
-from edgeship.artifacts import write_json_atomic, write_text_atomic
+from edgeship.errors import UserInputError
 from edgeship.options import option
 from edgeship.reports import REPORT_SCHEMA_VERSION
 
@@ -38,6 +38,8 @@ class CodegenConfig(FirmwareSourceConfig):
         target: the core the C is for ("cortex-m4"), which "auto" decides by; "" when unknown.
         cmsis_nn: the CMSIS-NN folder, needed by kernels="cmsis-nn" (NAME_cmsis_nn.mk lists
             the sources to compile with -IDIR/Include).
+        keep_input: keep the input's bytes intact through the run (the plan reuses them once
+            the model has read them, otherwise), for applications that read it afterwards.
     """
 
     kernels: str = option("auto", choices=KERNEL_CHOICES,
@@ -49,11 +51,14 @@ class CodegenConfig(FirmwareSourceConfig):
     cmsis_nn: str | None = option(None, metavar="DIR",
                                   help="CMSIS-NN folder (Include/, Source/) that --kernels "
                                        "cmsis-nn compiles against")
+    keep_input: bool = option(False, help="keep the input intact through the run (costs its "
+                                          "bytes in RAM; by default they are reused once "
+                                          "the model has read them)")
 
     def __post_init__(self):
         super().__post_init__()
         if self.kernels not in KERNEL_CHOICES:
-            raise ValueError(f"kernels must be one of {', '.join(KERNEL_CHOICES)}, "
+            raise UserInputError(f"kernels must be one of {', '.join(KERNEL_CHOICES)}, "
                              f"got {self.kernels!r}")
 
     @property
@@ -79,8 +84,10 @@ class OpRecord:
 
 @dataclass(frozen=True)
 class CodegenResult:
-    """What generate_c wrote. arena_bytes is the whole static buffer: activations and the
-    kernels' scratch buffers (planned like tensors, live during their op only)."""
+    """What generate_c wrote. arena_bytes is the whole static buffer, all the RAM the model
+    takes besides the stack: activations, the input and output, and the kernels' scratch
+    buffers, planned together (input_bytes, output_bytes and scratch_bytes lie inside it).
+    memory_timeline holds the bytes live while each op runs; peak_op is where they peak."""
 
     out_dir: Path
     files: tuple[Path, ...]
@@ -96,6 +103,12 @@ class CodegenResult:
     c_sources: tuple[Path, ...] = ()  # other C files to compile beside NAME.c (CMSIS-NN's)
     include_dirs: tuple[Path, ...] = ()  # their -I folders
     portable_fallbacks: tuple[str, ...] = ()  # "op N NAME" left on portable kernels
+    input_bytes: int = 0
+    output_bytes: int = 0
+    scratch_bytes: int = 0
+    keep_input: bool = False
+    memory_timeline: tuple[int, ...] = ()
+    peak_op: int | None = None
 
     @property
     def macs(self) -> int:
@@ -109,7 +122,12 @@ class CodegenResult:
                 "output": self.output.to_dict(), "samples": self.samples,
                 "c_sources": [str(path) for path in self.c_sources],
                 "include_dirs": [str(path) for path in self.include_dirs],
-                "portable_fallbacks": list(self.portable_fallbacks)}
+                "portable_fallbacks": list(self.portable_fallbacks),
+                "ram": {"arena": self.arena_bytes, "input": self.input_bytes,
+                        "output": self.output_bytes, "scratch": self.scratch_bytes,
+                        "keep_input": self.keep_input,
+                        "note": "input, output and scratch lie inside the arena"},
+                "memory_timeline": list(self.memory_timeline), "peak_op": self.peak_op}
 
 
 def generate_c(config: CodegenConfig, samples: Samples | None = None) -> CodegenResult:
@@ -134,13 +152,14 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
     variant = kernel_variant(config.variant)
     cmsis_root = check_cmsis_nn_dir(config.cmsis_nn) if variant is CMSIS_NN else None
     lowered = variant.specialize_ops(lower_graph(model.graph))
-    plan = plan_memory(model.graph, lowered)
+    # Branches run in the order that needs the least memory (the model's order otherwise).
+    lowered, plan = order_for_memory(model.graph, lowered, keep_input=config.keep_input)
     source = render_source(config.name, model.graph, lowered, plan, model.labels, model.note,
                            variant)
     # The ops NAME_run executes: shape arithmetic folded at generation time is not among them.
     ops = [low.name for low in lowered]
     header = render_header(config.name, model.input, model.output, plan.arena_bytes,
-                           model.labels, ops)
+                           model.labels, ops, keep_input=config.keep_input)
     out = model.out
     files = [write_text_atomic(out / f"{config.name}.h", header),
              write_text_atomic(out / f"{config.name}.c", source),
@@ -167,6 +186,9 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
                            kernels=variant.name,
                            c_sources=build.sources if build else (),
                            include_dirs=build.include_dirs if build else (),
-                           portable_fallbacks=build.fallbacks if build else ())
+                           portable_fallbacks=build.fallbacks if build else (),
+                           input_bytes=plan.input_bytes, output_bytes=plan.output_bytes,
+                           scratch_bytes=plan.scratch_bytes, keep_input=config.keep_input,
+                           memory_timeline=plan.timeline, peak_op=plan.peak_op)
     write_json_atomic(report_path, {**identity, **result.to_dict()})
     return result

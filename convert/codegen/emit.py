@@ -17,7 +17,6 @@ from edgeship.convert.codegen.kernels import KernelVariant
 from edgeship.convert.codegen.lowering import LoweredOp
 from edgeship.convert.codegen.plan import MemoryPlan, tensor_bytes
 from edgeship.convert.firmware_sources import QuantizedIO
-
 from edgeship.tflite_graph import Graph
 
 # Profiling hook: NAME_run calls EDGESHIP_OP_HOOK(i) before op i (execution order, 0-based)
@@ -44,25 +43,42 @@ def render_source(name: str, graph: Graph, lowered: list[LoweredOp], plan: Memor
         for constant in low.constants:
             parts.append(f"static const {constant.ctype} {constant.name}[{constant.values.size}] "
                          f"= {{\n{c_array_literal(constant.values)}\n}};")
+    input_type, output_type = (f"{name}_input_t", f"{name}_output_t")
+    input_size = tensor_bytes(graph, graph.inputs[0])
+    output_size = tensor_bytes(graph, graph.outputs[0])
     words = max(1, plan.arena_bytes // 4)
-    parts += ["", (f"/* Activations: {plan.arena_bytes} bytes, planned at generation time "
-                   f"(the tensors alone would take {plan.sum_of_tensors}). */"),
+    parts += ["", (f"/* One static buffer of {plan.arena_bytes} bytes, planned at generation time: "
+                   "activations, input,"),
+              (f" * output and scratch together (each in its own buffer they would take "
+               f"{plan.sum_of_tensors}). */"),
               f"static int32_t activation_words[{words}];", "",
               f"const char *const {name}_labels[{name.upper()}_NUM_CLASSES] = {{",
               "    " + ", ".join(c_string(label) for label in labels), "};", "",
-              f"int {name}_run({run_parameters(*_io_dtypes(graph))}) {{",
-              "  int8_t *arena = (int8_t *)activation_words;" if plan.uses_arena
-              else "  (void)activation_words;"]
+              f"{input_type} *{name}_input(void) {{",
+              f"  return ({input_type} *)((int8_t *)activation_words + {plan.input_offset});",
+              "}", "",
+              f"const {output_type} *{name}_output(void) {{",
+              (f"  return (const {output_type} *)((int8_t *)activation_words + "
+               f"{plan.output_offset});"),
+              "}", "",
+              f"int {name}_invoke(void) {{",
+              "  int8_t *arena = (int8_t *)activation_words;"]
     for low in lowered:
         parts.append(f"  {OP_HOOK}({low.index});")
         parts.append(f"  /* op {low.index}: {low.name} {low.summary} */")
         if not low.alias:
             parts.append("  " + variant.call(low, plan.pointer))
-    parts.append(f"  {OP_HOOK}({len(lowered)});")
-    if plan.final_copy is not None:
-        size = tensor_bytes(graph, graph.outputs[0])
-        parts.append(f"  memcpy(output, {plan.pointer(plan.final_copy)}, {size});")
-    parts += ["  return 0;", "}"]
+    parts += [f"  {OP_HOOK}({len(lowered)});", "  (void)arena;", "  return 0;", "}", "",
+              f"int {name}_run({run_parameters(*_io_dtypes(graph))}) {{",
+              "  int status;",
+              f"  if (input != {name}_input()) {{",
+              f"    memcpy({name}_input(), input, {input_size});",
+              "  }",
+              f"  status = {name}_invoke();",
+              f"  if (output != {name}_output()) {{",
+              f"    memcpy(output, {name}_output(), {output_size});",
+              "  }",
+              "  return status;", "}"]
     return "\n".join(parts) + "\n"
 
 
@@ -101,7 +117,8 @@ def _unquantized_note(io: QuantizedIO, role: str) -> str:
 
 
 def render_header(name: str, input_io: QuantizedIO, output_io: QuantizedIO,
-                  arena_bytes: int, labels: list[str], ops: list[str]) -> str:
+                  arena_bytes: int, labels: list[str], ops: list[str],
+                  keep_input: bool = False) -> str:
     """NAME.h: the run function and everything a firmware needs to feed it.
 
     NAME_input_t and NAME_output_t are the C types of the model's input and output (what the
@@ -137,14 +154,25 @@ def render_header(name: str, input_io: QuantizedIO, output_io: QuantizedIO,
     else:
         lines.append(_unquantized_note(output_io, "output"))
     lines += [
-        f"/* Bytes of the static activation buffer inside {name}.c (.bss). */",
+        f"/* Bytes of the one static buffer inside {name}.c (.bss): activations, input, output",
+        " * and scratch, planned together; all the RAM the model takes besides the stack. */",
         f"#define {upper}_ARENA_BYTES {arena_bytes}",
         f"#define {upper}_NUM_OPS {len(ops)}",
         f"#define {upper}_NUM_CLASSES {len(labels)}", "",
         f"extern const char *const {name}_labels[{upper}_NUM_CLASSES];", "",
+        f"/* Zero-copy use: write the input where {name}_input() points, call {name}_invoke(),",
+        f" * read {upper}_OUTPUT_SIZE outputs where {name}_output() points. Both point into the",
+        " * static buffer: the output is valid until the next invoke, and the input's bytes",
+        (" * are reused once the model has read them (they stay intact through the run)."
+         if keep_input else
+         " * are reused once the model has read them (codegen --keep-input keeps them intact)."),
+        " * Calls must not overlap (one model, one thread). */",
+        f"{name}_input_t *{name}_input(void);",
+        f"const {name}_output_t *{name}_output(void);",
+        f"int {name}_invoke(void);", "",
         f"/* Runs the model on one {input_io.ctype} input of {upper}_INPUT_SIZE values and writes",
-        f" * {upper}_OUTPUT_SIZE {output_io.ctype} outputs; returns 0. Uses a static activation",
-        " * buffer, so calls must not overlap (one model, one thread). */",
+        f" * {upper}_OUTPUT_SIZE {output_io.ctype} outputs; returns 0. Copies the input in and",
+        f" * the output out unless they are {name}_input() and {name}_output() themselves. */",
         f"int {name}_run({run_parameters(input_io.dtype, output_io.dtype)});", "",
         *EXTERN_C_CLOSE, "", *guard_close]
     return "\n".join(lines) + "\n"

@@ -1,15 +1,17 @@
-"""The static memory plan: every activation's place, decided at generation time.
+"""The static memory plan: every tensor's place, decided at generation time.
 
 Each tensor gets an offset in one buffer, and tensors whose lifetimes do not overlap share
-bytes, so the buffer is the peak of live tensors rather than their sum. A kernel's scratch
-buffer (LoweredOp.scratch_bytes, passed as ScratchArg) is planned the same way, as a tensor
-live during its op only: arena_bytes includes it.
+bytes, so the buffer is the peak of live tensors rather than their sum. The model's input
+and output are planned there too: the input is live from before the first op to its last
+reader (to the end with keep_input), so its bytes are reused once it is consumed, and the
+output from its writer to after the last op. A kernel's scratch buffer
+(LoweredOp.scratch_bytes, passed as ScratchArg) is planned as a tensor live during its op
+only. arena_bytes is therefore all the RAM the model needs besides the stack.
 """
 
 from dataclasses import dataclass
 
 from edgeship.convert.codegen.lowering import ACTIVATION_BYTES, LoweredOp
-
 from edgeship.tflite_graph import Graph
 
 ARENA_ALIGNMENT = 4
@@ -22,63 +24,96 @@ def scratch_key(op_index: int) -> int:
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """Where every activation lives: the caller's input/output buffers or an arena offset."""
+    """Where every tensor lives: an offset in the one static buffer (the arena).
 
-    storage: dict[int, tuple[str, int]]  # tensor index -> ("input"|"output"|"arena", offset)
+    Attributes:
+        storage: tensor index (or scratch_key) -> ("arena", offset).
+        arena_bytes: the buffer's size: activations, input, output and scratch together.
+        sum_of_tensors: what the tensors would take each in its own buffer.
+        scratch_bytes: the largest scratch buffer of one op (inside arena_bytes).
+        input_bytes, output_bytes: the model input's and output's bytes (inside arena_bytes).
+        keep_input: whether the input's bytes stay intact through the run.
+        timeline: bytes live while each op runs (its inputs, outputs, scratch and every
+            tensor alive across it), in execution order.
+    """
+
+    storage: dict[int, tuple[str, int]]
     arena_bytes: int
-    final_copy: int | None  # tensor whose bytes are copied to the output buffer at the end
     sum_of_tensors: int
-    scratch_bytes: int = 0  # largest scratch buffer of one op (inside arena_bytes)
+    input_tensor: int
+    output_tensor: int
+    scratch_bytes: int = 0
+    input_bytes: int = 0
+    output_bytes: int = 0
+    keep_input: bool = False
+    timeline: tuple[int, ...] = ()
 
     def pointer(self, tensor: int) -> str:
-        """The C expression of a tensor's first byte inside NAME_run."""
-        kind, offset = self.storage[tensor]
-        if kind == "arena":
-            return f"arena + {offset}" if offset else "arena"
-        return kind
+        """The C expression of a tensor's first byte inside the generated code."""
+        _, offset = self.storage[tensor]
+        return f"arena + {offset}" if offset else "arena"
 
     @property
-    def uses_arena(self) -> bool:
-        return any(kind == "arena" for kind, _ in self.storage.values())
+    def input_offset(self) -> int:
+        return self.storage[self.input_tensor][1]
+
+    @property
+    def output_offset(self) -> int:
+        return self.storage[self.output_tensor][1]
+
+    @property
+    def peak_op(self) -> int | None:
+        """The op during which the most bytes are live (the first of equals)."""
+        if not self.timeline:
+            return None
+        return max(range(len(self.timeline)), key=lambda index: (self.timeline[index], -index))
 
 
-def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
-    """Offsets for all activations: greedy by size, sharing bytes between disjoint lifetimes.
+def plan_memory(graph: Graph, lowered: list[LoweredOp], keep_input: bool = False,
+                io_in_arena: bool = True) -> MemoryPlan:
+    """Offsets for all tensors: greedy by size, sharing bytes between disjoint lifetimes.
 
-    A tensor is live from the op that writes it to the last op that reads it. Two tensors
-    live at the same time get disjoint bytes, except an op's output and an input it reads
-    for the last time: those may overlap as far as the kernel's loop order allows (the op's
-    `overlap`). The outputs of ops that are no code (RESHAPE) alias their input.
+    A tensor is live from the op that writes it to the last op that reads it; the model's
+    input from before the first op (to after the last with keep_input), its output to after
+    the last. Two tensors live at the same time get disjoint bytes, except an op's output
+    and an input it reads for the last time: those may overlap as far as the kernel's loop
+    order allows (the op's `overlap`). The outputs of ops that are no code (RESHAPE) alias
+    their input.
+
+    Args:
+        graph: the model's graph.
+        lowered: its ops, lowered, in execution order.
+        keep_input: keep the input's bytes intact for the whole run (never reused).
+        io_in_arena: False plans without the input and output (the layout of caller-owned
+            I/O buffers, before they joined the plan): for comparisons only, such a plan has
+            no place for them and arena_bytes leaves their bytes out.
     """
     root = {}
     for low in lowered:
         if low.alias:
             root[low.outputs[0]] = root.get(low.inputs[0], low.inputs[0])
-    graph_input, graph_output = graph.inputs[0], graph.outputs[0]
-    output_root = root.get(graph_output, graph_output)
-    first, last = {}, {}
+    graph_input = graph.inputs[0]
+    output_root = root.get(graph.outputs[0], graph.outputs[0])
+    end = len(lowered)  # "after the last op": the caller reads the output then
+    first, last = {graph_input: -1}, {graph_input: end if keep_input else -1}
     for low in lowered:
         for index in low.inputs:
-            last[root.get(index, index)] = low.index
+            base = root.get(index, index)
+            last[base] = max(last.get(base, low.index), low.index)
         if not low.alias:
             for index in low.outputs:  # SPLIT and UNPACK write several
                 first[index] = low.index
                 last.setdefault(index, low.index)
-    final_copy = None
-    if output_root != graph_output or output_root == graph_input:
-        final_copy = output_root
-        last[output_root] = len(lowered)
+    last[output_root] = end
+    outside = set() if io_in_arena else {graph_input, graph.outputs[0]}
     overlap: dict[tuple[int, int], int] = {}  # (output, input root) -> largest output shift
     for low in lowered:
         for index, limit in low.overlap:
             base = root.get(index, index)
-            if last.get(base) == low.index and base != graph_input:
+            if last.get(base) == low.index and base not in outside:
                 key = (low.outputs[0], base)
                 overlap[key] = min(limit, overlap.get(key, limit))
-    storage = {graph_input: ("input", 0)}
-    if final_copy is None:
-        storage[graph_output] = ("output", 0)
-    tensors = [tensor for tensor in first if tensor not in storage]
+    tensors = [tensor for tensor in first if tensor not in outside]
     sizes = {tensor: tensor_bytes(graph, tensor) for tensor in tensors}
     scratch = []
     for low in lowered:
@@ -97,14 +132,20 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp]) -> MemoryPlan:
     tensors += scratch
     placed = min((_place(order, sizes, first, last, overlap) for order in orders),
                  key=lambda offsets: max((offsets[t] + sizes[t] for t in offsets), default=0))
-    for tensor in tensors:
-        storage[tensor] = ("arena", placed[tensor])
+    storage = {tensor: ("arena", placed[tensor]) for tensor in tensors}
     for tensor, base in root.items():
-        storage[tensor] = storage[base]
+        if base in storage:
+            storage[tensor] = storage[base]
     arena_bytes = max((offset + sizes[tensor] for tensor, offset in placed.items()), default=0)
-    return MemoryPlan(storage, _align(arena_bytes), final_copy,
+    timeline = tuple(sum(sizes[tensor] for tensor in tensors
+                         if first[tensor] <= index <= last[tensor]) for index in range(end))
+    return MemoryPlan(storage, _align(arena_bytes),
                       sum(size for tensor, size in sizes.items() if tensor >= 0),
-                      max((sizes[key] for key in scratch), default=0))
+                      graph_input, graph.outputs[0],
+                      max((sizes[key] for key in scratch), default=0),
+                      input_bytes=tensor_bytes(graph, graph_input),
+                      output_bytes=tensor_bytes(graph, graph.outputs[0]),
+                      keep_input=keep_input, timeline=timeline)
 
 
 def tensor_bytes(graph: Graph, tensor: int) -> int:

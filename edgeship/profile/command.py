@@ -1,6 +1,6 @@
 """`edgeship profile`: flags and the command, for registration in edgeship/cli.py.
 
-    edgeship profile MODEL_int8.tflite --target cortex-m4 [--kernels auto]
+    edgeship profile MODEL_int8.tflite --target cortex-m4 [--kernels auto] [--board NAME]
         [--clock-mhz 120] [--input x.npy]
         [--seed 0] [--json out.json] [--baseline old.json --max-regression 0.01]
 
@@ -21,7 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("model", help="full-int8 .tflite")
     parser.add_argument("--target", default="cortex-m4", choices=list(TARGETS),
-                        help="Cortex-M core to compile for and emulate (default cortex-m4)")
+                        help="Cortex-M core to compile for and emulate (default cortex-m4; "
+                             "with --board, the board's core)")
+    parser.add_argument("--board", default=None,
+                        help="model this board's flash wait states and caches (one of "
+                             "nucleo-l4r5zi, nucleo-h7a3zi, nucleo-u575zi; "
+                             "edgeship/profile/boards.py); default: zero-wait memory")
     from edgeship.convert.codegen.kernels import KERNEL_CHOICES
     from edgeship.profile.run import ProfileConfig
 
@@ -54,9 +59,6 @@ def run(args: argparse.Namespace) -> int:
             raise
         say(f"edgeship profile: error: {error}")
         return error.exit_code
-    except ValueError as error:  # config validation
-        say(f"edgeship profile: error: {error}")
-        return 2
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -68,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_regression < 0:
         raise UserInputError(f"--max-regression must be >= 0, got {args.max_regression}")
     baseline = load_baseline(args.baseline) if args.baseline else None
-    report = profile_model(ProfileConfig(model=args.model, target=args.target,
+    report = profile_model(ProfileConfig(model=args.model, target=args.target, board=args.board,
                                          clock_mhz=args.clock_mhz, input=args.input,
                                          seed=args.seed, kernels=args.kernels,
                                          cmsis_nn=args.cmsis_nn))

@@ -7,15 +7,21 @@ capstone and costed with the core's timing table; the transition tells whether t
 that ended the previous block was taken (the next block is not the fall-through address).
 The stack is painted with a pattern before the run; the deepest byte changed afterwards is
 the measured stack. Everything is deterministic: same ELF and input, same counts.
+
+With a board (edgeship.profile.boards), the block hook also runs each block's instruction
+lines through the board's instruction cache, and a UC_HOOK_MEM_READ hook limited to the
+flash range runs every data read from flash through its data cache; the misses' stall cycles
+are added to the op that was running.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgeship.deps import require
 from edgeship.errors import ToolFailureError
+from edgeship.profile.boards import Board, FlashModel
 from edgeship.profile.cycle_model import BlockCost, block_cost, decode, thumb_disassembler
 from edgeship.profile.targets import Target
 
@@ -27,11 +33,13 @@ OUTSIDE = -1  # the op index of code before the first boundary and after the las
 
 @dataclass(frozen=True)
 class OpCount:
-    """What one op executed: instructions, estimated cycles, instruction classes."""
+    """What one op executed: instructions, estimated cycles (memory stalls included),
+    instruction classes, and the board model's flash stall cycles."""
 
     instructions: int
     cycles: float
     classes: dict[str, int]
+    stall_cycles: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,12 +51,14 @@ class EmulatedRun:
         output: the int8 output the model wrote.
         stack_bytes: deepest stack use of the whole program, measured by stack painting.
         blocks: distinct basic blocks decoded.
+        memory: the board model's cache accesses and misses (empty without a board).
     """
 
     ops: dict[int, OpCount]
     output: np.ndarray
     stack_bytes: int
     blocks: int
+    memory: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -183,7 +193,7 @@ def check_block_counting(elf_path: Path, target: Target, input_bytes: bytes) -> 
 
 
 def emulate(elf_path: Path, target: Target, input_bytes: bytes,
-            output_dtype: str = "int8") -> EmulatedRun:
+            output_dtype: str = "int8", board: Board | None = None) -> EmulatedRun:
     """Run the firmware once on the target's CPU model and count per op.
 
     Args:
@@ -192,6 +202,7 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes,
         input_bytes: the input (int8 or int16 values), written into edgeship_input before
             reset.
         output_dtype: the model's output element type.
+        board: add the board's flash stalls (boards.FlashModel); None: zero-wait memory.
 
     Raises:
         MissingDependencyError: unicorn, capstone or pyelftools is not installed.
@@ -209,8 +220,10 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes,
     timing = target.timing
     costs: dict[int, tuple[BlockCost, int]] = {}  # block address -> (cost, fall-through)
     per_op: dict[int, dict[int, int]] = {OUTSIDE: {}}
-    state = {"current": per_op[OUTSIDE], "previous": 0}
+    state = {"current": per_op[OUTSIDE], "previous": 0, "op": OUTSIDE}
     r0 = arm.UC_ARM_REG_R0
+    flash = FlashModel(board) if board is not None else None
+    stalls: dict[int, int] = {}
 
     def on_block(uc, address, size, _):
         # One call per block executed: keep it small. The edge key packs (previous, next).
@@ -221,13 +234,27 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes,
         if address not in costs:
             costs[address] = (block_cost(decode(bytes(uc.mem_read(address, size)), address,
                                                 disassembler), timing), address + size)
+        if flash is not None and address != boundary:
+            stall = flash.fetch(address, size)
+            if stall:
+                stalls[state["op"]] = stalls.get(state["op"], 0) + stall
         if address == boundary:
             index = uc.reg_read(r0)
             state["current"] = per_op.setdefault(index, {})
+            state["op"] = index
         elif address == done:
             uc.emu_stop()
 
+    def on_flash_read(uc, access, address, size, value, _):
+        stall = flash.read(address, size)
+        if stall:
+            stalls[state["op"]] = stalls.get(state["op"], 0) + stall
+
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
+    if flash is not None:
+        flash_end = max(address + size for address, _, size in image.segments
+                        if address < 0x20000000)
+        uc.hook_add(unicorn.UC_HOOK_MEM_READ, on_flash_read, begin=0, end=flash_end - 1)
     _start(uc, image, done)
     pc = uc.reg_read(arm.UC_ARM_REG_PC) & ~1
     if pc != done and state["previous"] != done:
@@ -238,9 +265,12 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes,
                            np.dtype(output_dtype)).copy()
     stack = bytes(uc.mem_read(stack_limit, ram_end - stack_limit))
     untouched = len(stack) - len(stack.lstrip(bytes([STACK_PAINT])))
-    return EmulatedRun(ops={index: _total(edges, costs, boundary) for index, edges in
-                            per_op.items()},
-                       output=output, stack_bytes=len(stack) - untouched, blocks=len(costs))
+    ops = {index: _total(edges, costs, boundary) for index, edges in per_op.items()}
+    for index, stall in stalls.items():
+        count = ops.get(index, OpCount(0, 0.0, {}))
+        ops[index] = replace(count, cycles=count.cycles + stall, stall_cycles=stall)
+    return EmulatedRun(ops=ops, output=output, stack_bytes=len(stack) - untouched,
+                       blocks=len(costs), memory=flash.summary() if flash else {})
 
 
 def _total(edges: dict[int, int], costs: dict, boundary: int) -> OpCount:

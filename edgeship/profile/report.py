@@ -61,6 +61,8 @@ class ProfileReport:
     harness_cycles: float
     flash: dict
     ram: dict
+    # (op index, op type, bytes live while it runs) in execution order: the memory plan's view.
+    memory_timeline: tuple[tuple[int, str, int], ...] = ()
 
     @property
     def instructions(self) -> int:
@@ -80,6 +82,21 @@ class ProfileReport:
                 "cycles_per_mac": per_mac(self.cycles, self.macs),
                 "instructions_per_mac": per_mac(self.instructions, self.macs)}
 
+    @property
+    def peak(self) -> tuple[int, str, int] | None:
+        """The op during which the most bytes are live (the first of equals), or None."""
+        return max(self.memory_timeline, key=lambda entry: entry[2], default=None)
+
+    def memory(self) -> dict:
+        """The memory timeline and its peak, for the JSON."""
+        peak = self.peak
+        return {"timeline": [{"index": index, "op": op, "live_bytes": live}
+                             for index, op, live in self.memory_timeline],
+                "peak": None if peak is None else {"index": peak[0], "op": peak[1],
+                                                   "live_bytes": peak[2]},
+                "note": "bytes of the tensors (and scratch) live while each op runs; the "
+                        "static buffer (ram.activations) is at least the peak"}
+
     def to_dict(self) -> dict:
         return {"schema_version": self.schema_version, "tool": "edgeship profile",
                 "model": self.model, "model_sha256": self.model_sha256, "target": self.target,
@@ -93,7 +110,7 @@ class ProfileReport:
                             "cycles": self.harness_cycles,
                             "note": "start-up (.data copy, .bss clear) and the call, outside "
                                     "the model's numbers"},
-                "flash": self.flash, "ram": self.ram}
+                "flash": self.flash, "ram": self.ram, "memory": self.memory()}
 
     def summary_line(self) -> str:
         """One line: the total estimate, flash and RAM (what `edgeship codegen --target` prints)."""
@@ -108,25 +125,40 @@ class ProfileReport:
 
     def table(self) -> str:
         """The per-op table and the totals, as the console shows them."""
+        live = {index: live_bytes for index, _, live_bytes in self.memory_timeline}
+        peak = self.peak
         rows = [[op.index, op.op, f"{op.instructions:,}", f"{op.cycles:,.0f}",
                  f"{cycles_to_ms(op.cycles, self.clock_mhz):.3f}", f"{op.macs:,}",
-                 _ratio(per_mac(op.cycles, op.macs))] for op in self.ops]
+                 _ratio(per_mac(op.cycles, op.macs)),
+                 _live(live.get(op.index), peak is not None and op.index == peak[0])]
+                for op in self.ops]
         total = self.total()
         rows.append(["", "total", f"{total['instructions']:,}", f"{total['cycles']:,.0f}",
-                     f"{total['ms']:.3f}", f"{total['macs']:,}", _ratio(total["cycles_per_mac"])])
+                     f"{total['ms']:.3f}", f"{total['macs']:,}", _ratio(total["cycles_per_mac"]),
+                     _live(None if peak is None else peak[2], False)])
         header = (f"{Path(self.model).name} ({self.kernels} kernels) on {self.target} at "
                   f"{self.clock_mhz:g} MHz "
                   f"(cycles and ms: an estimate from Arm's instruction timings, zero-wait-state "
                   f"memory; instructions: counted in the emulator)")
         memory = (f"flash {self.flash['total']:,} B (text {self.flash['text']:,}, rodata "
                   f"{self.flash['rodata']:,}, data {self.flash['data']:,}; harness "
-                  f"{self.flash['harness']:,}); RAM {self.ram['total']:,} B (activations "
-                  f"{self.ram['activations']:,}, input {self.ram['input']:,}, output "
-                  f"{self.ram['output']:,}, scratch {self.ram['scratch']:,}, stack "
-                  f"{self.ram['stack']:,} measured)")
-        return "\n".join([header, markdown_table(
-            ["op", "type", "instructions", "est. cycles", "est. ms", "MACs", "cycles/MAC"],
-            rows), memory])
+                  f"{self.flash['harness']:,}); RAM {self.ram['total']:,} B (one static "
+                  f"buffer of {self.ram['activations']:,} holding the activations, input "
+                  f"{self.ram['input']:,}, output {self.ram['output']:,} and scratch "
+                  f"{self.ram['scratch']:,}; stack {self.ram['stack']:,} measured)")
+        lines = [header, markdown_table(
+            ["op", "type", "instructions", "est. cycles", "est. ms", "MACs", "cycles/MAC",
+             "live B"], rows), memory]
+        if peak is not None:
+            lines.append(f"memory peak: op {peak[0]} ({peak[1]}), {peak[2]:,} B live "
+                         "(live B: tensors and scratch live while the op runs)")
+        return "\n".join(lines)
+
+
+def _live(value: int | None, peak: bool) -> str:
+    if value is None:
+        return ""
+    return f"{value:,}" + (" (peak)" if peak else "")
 
 
 def _ratio(value: float | None) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.errors import UserInputError
+from edgeship.profile.boards import get_board
 from edgeship.profile.emulator import OUTSIDE, emulate
 from edgeship.profile.firmware import MODEL_NAME, build_firmware, section_bytes
 from edgeship.profile.report import OpProfile, ProfileReport
@@ -34,6 +35,8 @@ class ProfileConfig:
         kernels: codegen's kernel variant, or "auto" (as codegen and the pipeline's profile
             stage resolve it: dsp on a core with the DSP extension, else portable).
         cmsis_nn: the CMSIS-NN folder, for kernels="cmsis-nn".
+        board: a board of edgeship.profile.boards: its flash wait states and caches are
+            modelled, and its clock is the default; None: the core on zero-wait memory.
     """
 
     model: str
@@ -43,12 +46,20 @@ class ProfileConfig:
     seed: int = 0
     kernels: str = "auto"
     cmsis_nn: str | None = None
+    board: str | None = None
 
     def __post_init__(self):
         from edgeship.convert.codegen.kernels import KERNEL_CHOICES
 
         if self.clock_mhz is not None and not self.clock_mhz > 0:
             raise UserInputError(f"clock must be > 0 MHz, got {self.clock_mhz}")
+        if self.board is not None:
+            from edgeship.profile.boards import get_board
+
+            core = get_board(self.board).core
+            if core != self.target:
+                raise UserInputError(f"board {self.board} has a {core}, not a {self.target}; "
+                                     f"pass --target {core}")
         if self.kernels not in KERNEL_CHOICES:
             raise UserInputError(f"codegen has no {self.kernels!r} kernels; choose one of "
                                  f"{', '.join(KERNEL_CHOICES)}")
@@ -125,11 +136,13 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
     from edgeship.convert.codegen import CodegenConfig, generate_c
 
     target = get_target(config.target)
+    board = get_board(config.board) if config.board else None
     model_path = Path(config.model)
     if not model_path.is_file():
         raise UserInputError(f"model {model_path} does not exist")
     model_bytes = model_path.read_bytes()
-    clock_mhz = config.clock_mhz if config.clock_mhz is not None else target.clock_mhz
+    clock_mhz = (config.clock_mhz if config.clock_mhz is not None
+                 else board.clock_mhz if board else target.clock_mhz)
     with tempfile.TemporaryDirectory(prefix="edgeship-profile-") as temporary:
         work = Path(build_dir or temporary)
         work.mkdir(parents=True, exist_ok=True)
@@ -142,7 +155,7 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
                                                    generated.input.zero_point, io_types[0])
         firmware = build_firmware(work / "src", target, work,
                                   generated.c_sources, generated.include_dirs, io_types)
-        run = emulate(firmware.elf, target, input_bytes, io_types[1])
+        run = emulate(firmware.elf, target, input_bytes, io_types[1], board)
         flash = {name.strip("."): section_bytes(firmware.elf, (name,))
                  for name in (".text", ".rodata", ".data")}
     graph_ops = generated.op_records
@@ -160,18 +173,17 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
     harness_cycles = sum(count.cycles for count in (outside, after) if count)
     flash["total"] = sum(flash.values())
     flash["harness"] = firmware.harness_flash
-    ram = {"activations": generated.arena_bytes, "input": generated.input.nbytes,
-           "output": generated.output.nbytes,
-           # Portable kernels need no scratch; variants that do will report it in CodegenResult.
-           "scratch": int(getattr(generated, "scratch_bytes", 0)),
-           "stack": run.stack_bytes}
-    ram["total"] = sum(ram.values())
+    # One static buffer holds the activations, the input, the output and the scratch buffers,
+    # planned together: the parts overlap in time, so the RAM is that buffer plus the stack.
+    ram = {"activations": generated.arena_bytes, "input": generated.input_bytes,
+           "output": generated.output_bytes, "scratch": generated.scratch_bytes,
+           "stack": run.stack_bytes, "total": generated.arena_bytes + run.stack_bytes}
     import unicorn
 
     return ProfileReport(
         schema_version=SCHEMA_VERSION, model=str(model_path),
         model_sha256=hashlib.sha256(model_bytes).hexdigest(), target=target.name,
-        board=target.board, clock_mhz=clock_mhz,
+        board=board.title if board else target.board, clock_mhz=clock_mhz,
         compiler={"version": firmware.compiler, "compile_flags": list(firmware.compile_flags),
                   "link_flags": list(firmware.link_flags),
                   "hook_inserted_by_profile": firmware.hook_inserted},
@@ -179,7 +191,18 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
                   "cpu_model": target.unicorn_cpu, "basic_blocks": run.blocks},
         kernels=config.variant,
         cycle_model={"kind": "estimate from the core's instruction timings, not a measurement",
-                     **target.timing.to_dict()},
+                     **target.timing.to_dict(), **_board_model(board, run)},
         input=input_described, output=run.output.tolist(), ops=tuple(ops),
         harness_instructions=harness_instructions, harness_cycles=harness_cycles,
-        flash=flash, ram=ram)
+        flash=flash, ram=ram,
+        memory_timeline=tuple(zip((op.index for op in graph_ops), (op.op for op in graph_ops),
+                                  generated.memory_timeline)))
+
+
+def _board_model(board, run) -> dict:
+    """The cycle model's board entries: none without a board (zero-wait memory)."""
+    if board is None:
+        return {"board": None}
+    return {"board": board.to_dict(),
+            "memory_stall_cycles": sum(count.stall_cycles for count in run.ops.values()),
+            "memory": run.memory}

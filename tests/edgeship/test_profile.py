@@ -108,7 +108,6 @@ def test_block_totals_charge_the_refill_only_when_the_branch_is_taken():
 def tiny_int8_model(tmp_path_factory) -> Path:
     """An untrained 12x12x1 conv -> depthwise -> pool -> dense -> softmax, full int8."""
     from edgeship.convert.tflite import export_tflite
-
     from edgeship.deps import import_tf_keras
 
     tensorflow, keras = import_tf_keras()
@@ -165,8 +164,9 @@ def test_profile_reports_every_op_and_matches_tflite_micro(tiny_int8_model, prof
     assert report["clock_mhz"] == 120 and "-mcpu=cortex-m4" in report["compiler"]["compile_flags"]
     assert report["flash"]["rodata"] > 0 and report["flash"]["total"] >= report["flash"]["text"]
     assert 0 < report["ram"]["stack"] < 4096
-    assert report["ram"]["total"] == sum(value for key, value in report["ram"].items()
-                                         if key != "total")
+    ram = report["ram"]  # input, output and scratch are planned inside the one buffer
+    assert ram["total"] == ram["activations"] + ram["stack"]
+    assert 0 < ram["input"] + ram["output"] + ram["scratch"] <= ram["activations"]
     assert "CONV_2D" in stdout and "total" in stdout
     # The counted program computed the right thing: TFLite Micro's output, bit for bit.
     input_bytes, described = model_input(ProfileConfig(model=str(tiny_int8_model)), 144,
@@ -240,9 +240,8 @@ int model_run(const int8_t *input, int8_t *output) {
 def test_profile_defaults_agree_with_codegen_and_the_pipeline_stage():
     """`edgeship profile` resolves --kernels auto as codegen and the pipeline's stage do
     (the stage's auto and the command's default once disagreed: 7.0 M vs 31.6 M cycles)."""
-    from edgeship.convert.codegen import CodegenConfig
-
     from edgeship.cli import build_parser
+    from edgeship.convert.codegen import CodegenConfig
     from edgeship.errors import UserInputError
     from edgeship.pipeline_config import ProfileStage
     from edgeship.profile.run import ProfileConfig
@@ -258,3 +257,59 @@ def test_profile_defaults_agree_with_codegen_and_the_pipeline_stage():
     assert ProfileConfig(model="m.tflite", target="cortex-m0plus").variant == "portable"
     with pytest.raises(UserInputError, match="no 'fast' kernels"):
         ProfileConfig(model="m.tflite", kernels="fast")
+
+
+def test_board_cache_simulation_is_lru_per_set_and_counts_stalls():
+    from edgeship.profile.boards import BOARDS, Cache, CacheSimulation, FlashModel
+
+    cache = CacheSimulation(Cache(lines=4, line_bytes=16, ways=2))  # 2 sets of 2 ways
+    hits = [cache.access(line) for line in (0, 2, 0, 4, 2, 0)]
+    # set 0 holds lines 0, 2, 4...: 4 evicts 2 (least recent after 0's hit), then 2 evicts 0
+    assert hits == [False, False, True, False, False, False]
+    assert (cache.accesses, cache.misses) == (6, 5)
+    l4 = BOARDS["nucleo-l4r5zi"]
+    flash = FlashModel(l4)
+    assert flash.read(0x1000, 4) == l4.wait_states and flash.read(0x1004, 4) == 0
+    assert flash.read(0x100E, 4) == l4.wait_states  # straddles into line 0x1010: one miss
+    assert flash.fetch(0x2000, 8) == l4.wait_states and flash.fetch(0x2000, 8) == 0
+    # the next line was prefetched while 16 bytes (8 halfwords) ran: 5 - 8 -> no stall
+    assert flash.fetch(0x2010, 4) == 0
+
+
+@needs_emulator
+def test_board_model_adds_flash_stalls_deterministically_and_names_the_board(
+        tiny_int8_model, profiled, tmp_path):
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc is not installed")
+    (zero_wait, _), _, _ = profiled
+    runs = []
+    for name in ("board1.json", "board2.json"):
+        completed = profile(tiny_int8_model, "--target", "cortex-m4", "--board", "nucleo-l4r5zi",
+                            "--json", tmp_path / name)
+        assert completed.returncode == 0, completed.stderr
+        runs.append(json.loads((tmp_path / name).read_text()))
+    first, second = runs
+    assert first == second
+    assert "NUCLEO-L4R5ZI" in first["board"] and first["clock_mhz"] == 120.0
+    assert first["cycle_model"]["board"]["wait_states"] == 5
+    assert zero_wait["cycle_model"]["board"] is None
+    assert first["cycle_model"]["memory_stall_cycles"] > 0
+    assert first["cycle_model"]["memory"]["data_misses"] > 0  # weights are read from flash
+    # the same program ran: equal instructions per op, more cycles where weights are read
+    assert [op["instructions"] for op in first["ops"]] == [op["instructions"]
+                                                          for op in zero_wait["ops"]]
+    dense = next(index for index, op in enumerate(first["ops"]) if op["op"] == "FULLY_CONNECTED")
+    assert first["ops"][dense]["cycles"] > zero_wait["ops"][dense]["cycles"]
+    assert first["total"]["cycles"] > zero_wait["total"]["cycles"]
+
+
+@needs_emulator
+def test_bad_board_is_bad_input(tiny_int8_model):
+    from edgeship.errors import UserInputError
+    from edgeship.profile.run import ProfileConfig
+
+    completed = profile(tiny_int8_model, "--board", "nucleo-f000")
+    assert completed.returncode == 2
+    assert "unknown board 'nucleo-f000'" in completed.stderr + completed.stdout
+    with pytest.raises(UserInputError, match="pass --target cortex-m7"):
+        ProfileConfig(model=str(tiny_int8_model), board="nucleo-h7a3zi")

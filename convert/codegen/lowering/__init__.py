@@ -57,7 +57,7 @@ from edgeship.convert.codegen.lowering.base import (
     lowers,
 )
 from edgeship.convert.codegen.lowering.fold import fold_constants
-
+from edgeship.convert.codegen.lowering.fuse import fuse_padding
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 
@@ -111,6 +111,7 @@ def lower_graph(graph: Graph) -> list[LoweredOp]:
             raise UserInputError(f"the model's {role} is {tensor.dtype}; codegen takes "
                                  f"{', '.join(IO_CTYPES)} input and output (edgeship convert "
                                  "writes model_int8.tflite)")
+    graph = fuse_padding(graph)  # PAD read by one convolution: implicit in it, no buffer
     return [LOWERINGS[op.name](graph, op) for op in graph.operators]
 
 

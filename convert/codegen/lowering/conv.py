@@ -1,6 +1,7 @@
 """CONV_2D and DEPTHWISE_CONV_2D: per-channel requantization, input offset folded into the bias."""
 
 import numpy as np
+
 from edgeship.convert.codegen.lowering.base import (
     ConstantArray,
     LinearParams,
@@ -14,10 +15,10 @@ from edgeship.convert.codegen.lowering.base import (
     lowers,
     window_struct,
 )
+from edgeship.convert.codegen.lowering.fuse import PadFusedOptions
 from edgeship.convert.codegen.lowering.linear16 import lower_convolution_16x8
 from edgeship.convert.codegen.lowering.overlap import conv_overlap, element_overlap
 from edgeship.convert.codegen.quant import per_channel_multipliers
-
 from edgeship.tflite_graph import Graph, Operator
 
 
@@ -37,7 +38,7 @@ def lower_convolution(graph: Graph, op: Operator) -> LoweredOp:
         check_int8(tensor, role, op)
     check_symmetric_weights(weights, op)
     depthwise = op.name == "DEPTHWISE_CONV_2D"
-    values, summary, depth_multiplier = convolution_window(op, input_tensor, weights, output)
+    values, summary, depth_multiplier = _fused_window(graph, op, input_tensor, weights, output)
     out_c, k_h, k_w = values["out_c"], values["k_h"], values["k_w"]
     weight_values = np.asarray(weights.data, np.int8)
     prefix = f"op{op.index}"
@@ -77,3 +78,23 @@ def lower_convolution(graph: Graph, op: Operator) -> LoweredOp:
                      outputs=(op.outputs[0],), summary=summary, constants=tuple(constants),
                      structs=(struct,), overlap=((op.inputs[0], overlap),), macs=int(macs),
                      linear=linear)
+
+
+def _fused_window(graph: Graph, op: Operator, input_tensor, weights, output
+                  ) -> tuple[dict, str, int]:
+    """convolution_window, and for a conv with a fused PAD (lowering.fuse) the window over the
+    PAD's input: the padded tensor's shape decides the conv's own padding, then the PAD's top
+    and left pads add to it (bottom and right follow from the output size)."""
+    options = op.options
+    if not isinstance(options, PadFusedOptions):
+        return convolution_window(op, input_tensor, weights, output)
+    padded = graph.tensors[options.padded_tensor]
+    values, summary, depth_multiplier = convolution_window(op, padded, weights, output)
+    _, in_h, in_w, _ = input_tensor.shape
+    values = {**values, "in_h": in_h, "in_w": in_w, "pad_h": values["pad_h"] + options.pad_top,
+              "pad_w": values["pad_w"] + options.pad_left}
+    bottom = padded.shape[1] - in_h - options.pad_top
+    right = padded.shape[2] - in_w - options.pad_left
+    summary += (f", PAD fused ({options.pad_top},{bottom})x({options.pad_left},{right}) "
+                f"from {in_h}x{in_w}")
+    return values, summary, depth_multiplier
