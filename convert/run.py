@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from edgeship.artifacts import write_bytes_atomic, write_json_atomic, write_text_atomic
+from edgeship.console import say
 from edgeship.convert import activations, finetune, keras3, xnnpack
 from edgeship.convert import granularity as weight_granularity
 from edgeship.convert.onnx import check_onnx, export_onnx, quantize_onnx
@@ -28,6 +31,11 @@ from edgeship.convert.tflite import (
     weight_scale_counts,
     weight_sparsity,
 )
+from edgeship.deps import import_tf_keras
+from edgeship.errors import CheckFailedError, UserInputError
+from edgeship.options import option
+from edgeship.reports import tool_versions
+from edgeship.run_dir import ArtifactKind, RunDir
 from edgeship.train.datasets import Dataset, DatasetSpec, class_balanced_indices
 from edgeship.train.stage_data import (
     CACHE_FOLDER_NAME,
@@ -37,14 +45,6 @@ from edgeship.train.stage_data import (
     open_run_dataset,
     open_stage_dataset,
 )
-
-from edgeship.artifacts import write_bytes_atomic, write_json_atomic, write_text_atomic
-from edgeship.console import say
-from edgeship.deps import import_tf_keras
-from edgeship.errors import CheckFailedError, UserInputError
-from edgeship.options import option
-from edgeship.reports import tool_versions
-from edgeship.run_dir import ArtifactKind, RunDir
 
 MODEL_SUFFIXES = (".keras", ".h5")
 
@@ -445,7 +445,7 @@ def _fine_tune(tf_keras, model, config: ConvertConfig, dataset: Dataset | RowDat
             _copy_model(tf_keras, tuned),
             QatConfig(epochs=config.qat_epochs, preserve_sparsity=config.pruning,
                       per_tensor_weights=per_tensor, learning_rate=config.qat_learning_rate,
-                      seed=config.seed), x_tune, y_tune)
+                      seed=config.seed), x_tune, y_tune, calibration)
         float_exports[per_tensor] = export_tflite(strip_quantization(qat_model, tuned))
         return export_tflite(qat_model, calibration, config.io_type, per_tensor)
 

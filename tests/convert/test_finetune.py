@@ -138,3 +138,43 @@ def test_qat_drop_is_split_into_fine_tuning_and_quantization(qat_converted_run, 
     text = (out / "convert_report.md").read_text()
     assert "| fine-tuning (pp) | quantization (pp) | float reference |" in text
     assert f"| `{tuned_name}` | litert |" in text and "`model_finetuned_float.tflite` |" in text
+
+
+# Ops whose output range tfmot learns (a Conv/Dense activation, the logits before softmax);
+# pools and reshapes share their input's range and softmax's is fixed.
+LEARNED_RANGE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def test_qat_activation_ranges_are_the_fine_tuned_weights_own(qat_converted_run, mnist5k):
+    """Each activation range of the QAT int8 file is the min/max of the fine-tuned float
+    model's activation on convert's calibration images: post-training calibration's rule, on
+    the weights the file holds (issue 28: tfmot's moving averages trailed the fine-tune, and
+    the logits' range clipped them, 4 dB below post-training int8)."""
+    from edgeship.layer_error import capture_reference_tensors
+    from edgeship.tflite_graph import align_ops, graph_ops, read_graph
+    from edgeship.train.datasets import class_balanced_indices
+
+    out = qat_converted_run.out_dir
+    convert = json.loads((out / "manifest.json").read_text())["convert"]
+    tuned = (out / convert["fine_tuned_files"][0]).read_bytes()
+    tuned_float = (out / "model_finetuned_float.tflite").read_bytes()
+    options = convert["options"]
+    calibration = mnist5k.x_train[class_balanced_indices(
+        mnist5k.y_train, options["calibration_samples"], options["seed"])]
+    activations = capture_reference_tensors(tuned_float, np.asarray(calibration, np.float32))
+    tensors = read_graph(tuned).tensors
+    int8_ops = graph_ops(tuned)
+    same_op = align_ops(int8_ops, graph_ops(tuned_float))
+    checked = []
+    for op in int8_ops:
+        if op.op not in LEARNED_RANGE_OPS:
+            continue
+        value = activations[same_op[op.index].output_tensor]
+        low, high = min(float(value.min()), 0.0), max(float(value.max()), 0.0)
+        tensor = tensors[op.output_tensor]
+        scale, zero_point = tensor.scale, tensor.zero_point
+        # The converter nudges the range so that zero is a level: up to a quantum off.
+        assert abs((-128 - zero_point) * scale - low) <= scale, (op, low, zero_point, scale)
+        assert abs((127 - zero_point) * scale - high) <= scale, (op, high, zero_point, scale)
+        checked.append(op.op)
+    assert checked.count("FULLY_CONNECTED") == 2 and checked.count("CONV_2D") == 3, checked

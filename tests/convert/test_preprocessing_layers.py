@@ -26,7 +26,7 @@ def test_prune_and_qat_with_preprocessing_layers(mnist5k, tmp_path):
     pruned = prune(model, PruneConfig(sparsity=0.5, epochs=1), images, labels)
     assert pruned.get_layer("rescale").scale == 2.0
     qat = quantize_aware_finetune(pruned, QatConfig(epochs=1, preserve_sparsity=True),
-                                  images, labels)
+                                  images, labels, images[:64])
     data = export_tflite(qat, images[:64])
     operators = tensor_types_by_op(data)
     # The converter requantizes the int8 input through float once (DEQUANTIZE, QUANTIZE) to
