@@ -3,9 +3,8 @@
 Run: .venv/bin/python examples/fashion_mnist_mlp.py   (about a minute on 2 cores)
 """
 
-import tensorflow as tf  # after `import edgeship`, tf.keras is tf_keras (what tfmot needs)
-
 import edgeship
+import tensorflow as tf  # after `import edgeship`, tf.keras is tf_keras (what tfmot needs)
 
 (x_train, y_train), (x_test, y_test) = edgeship.load_data("fashion_mnist")
 model = tf.keras.Sequential([tf.keras.layers.Flatten(input_shape=(28, 28, 1)),

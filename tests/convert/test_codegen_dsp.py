@@ -2,9 +2,14 @@
 on the host (the plain-C build of the intrinsics) and on an emulated Cortex-M4/M33 (the ACLE
 build), on tiny untrained models that cover the kernel paths: conv (kernel sizes 1x1, 3x3,
 5x4, 2x3; strides 1 and 2; same and valid padding; 1, 3 and odd input channels; odd output
-channels), depthwise (multiplier 1 and 2; 3x3, 5x3 stride 2, 2x2; channel counts
-not a multiple of 4), fully connected (depth a multiple of 8 or not), and a pruned model
-whose layers go sparse; and the dsp requantization against TFLite's on random and extreme
+channels), depthwise (multiplier 1 and 2; 3x3 stride 1 and 2, 5x3 stride 2, 2x2; channel
+counts not a multiple of 4), fully connected (depth a multiple of 8 or not), ADD of two
+activations with a fused ReLU (the dsp table path, an element count not a multiple of 4),
+a pruned model
+whose layers go sparse, and a GEMM model (pointwise with 6 and 7 input channels, through
+im2col, and with 8, read in place at stride 2; 3x3 stride 2 with odd output channels; fused
+ReLU6; a dead filter with a large bias, stored as a constant channel); and the dsp
+requantization (with the output offset folded in) against TFLite's on random and extreme
 values."""
 
 import dataclasses
@@ -14,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgeship.convert.codegen import CodegenConfig, generate_c, lower_graph, plan_memory, read_graph
 from edgeship.convert.codegen.kernels import dsp_variant, kernel_variant, resolve_kernels
 from edgeship.convert.codegen.lowering.sparse import decode_sparse, encode_sparse
@@ -97,12 +103,35 @@ def layer_models(tmp_path_factory) -> dict[str, Path]:
         layers.Conv2D(24, 1, activation="relu"),
         layers.Flatten(),
         layers.Dense(6)])  # depth 1536: gaps over 255 taps need bridge entries
+    inputs = keras.Input((7, 7, 3))
+    pointwise = layers.Conv2D(7, 1, activation="relu")(inputs)  # 1x1, odd channels in and out
+    branch = layers.DepthwiseConv2D(3, padding="same", activation="relu")(pointwise)  # 3x3 s1
+    branch = layers.Conv2D(7, 1)(branch)
+    summed = layers.ReLU()(layers.Add()([pointwise, branch]))  # ADD + ReLU, 343 values
+    tail = layers.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2)(summed)
+    tail = layers.DepthwiseConv2D(3, strides=2, padding="same")(tail)  # 3x3 s2, 14 channels
+    residual = keras.Model(inputs, layers.Dense(4)(layers.Flatten()(tail)))
+    gemm = keras.Sequential([
+        layers.Input((9, 7, 6)),
+        layers.Conv2D(5, 1, activation="relu6"),                              # 1x1, 6 in: im2col
+        layers.Conv2D(7, 3, strides=2, padding="same", activation="relu6"),   # 3x3 s2, odd out
+        layers.Conv2D(8, 1, activation="relu6"),                              # 1x1, 7 in, ReLU6
+        layers.Conv2D(12, 1, strides=2),                                      # 1x1 s2, direct
+        layers.Flatten(),
+        layers.Dense(6, activation="relu6"),                                  # depth 72
+        layers.Dense(3)])
     models = {}
     for seed, (name, model) in enumerate((("mixed", mixed), ("kws_like", kws_like),
-                                          ("pruned", pruned), ("depthwise", depthwise))):
+                                          ("pruned", pruned), ("depthwise", depthwise),
+                                          ("residual", residual), ("gemm", gemm))):
         _randomize_biases(model, seed)
         if name == "pruned":
-            _prune(model, 0.92, seed)
+            _prune(model, 0.96, seed)
+        if name == "gemm":  # a dead filter with a large bias: a constant channel
+            kernel, bias = model.layers[2].get_weights()
+            kernel[..., 3] = 0
+            bias[3] = 2.5
+            model.layers[2].set_weights([kernel, bias])
         models[name] = _export(model, model.input_shape[1:], folder / f"{name}_int8.tflite")
     return models
 
@@ -129,7 +158,8 @@ def _micro(model: Path, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @needs_host_cc
-@pytest.mark.parametrize("name", ("mixed", "kws_like", "pruned", "depthwise"))
+@pytest.mark.parametrize("name", ("mixed", "kws_like", "pruned", "depthwise", "residual",
+                                  "gemm"))
 @pytest.mark.parametrize("kernels", ("portable", "dsp"))
 def test_variant_is_bit_exact_with_tflite_micro_on_the_host(layer_models, name, kernels):
     raw, expected = _micro(layer_models[name], 8, seed=2)
@@ -137,7 +167,7 @@ def test_variant_is_bit_exact_with_tflite_micro_on_the_host(layer_models, name, 
     np.testing.assert_array_equal(generated, expected)
     assert len({row.tobytes() for row in expected}) > 4  # not a constant function
     used = {record.kernel for record in result.op_records}
-    if kernels == "dsp" and name != "pruned":
+    if kernels == "dsp" and name not in ("pruned", "gemm"):
         assert {"dsp_conv_2d", "dsp_depthwise_conv_2d"} <= used
     if name == "mixed":  # depth multiplier 2 and depth 10 stay portable
         assert "depthwise_conv_2d" in used and "fully_connected" in used
@@ -145,8 +175,32 @@ def test_variant_is_bit_exact_with_tflite_micro_on_the_host(layer_models, name, 
         assert "dsp_fully_connected" in used  # depth 16
     if name == "depthwise" and kernels == "dsp":
         assert {"dsp_depthwise_conv_2d", "dsp_conv_2d"} <= used
+    if name == "residual" and kernels == "dsp":  # mult 2 stays portable
+        assert {"dsp_add", "dsp_depthwise_conv_2d", "depthwise_conv_2d"} <= used
     if name == "pruned":
         assert {"conv_2d_sparse", "fully_connected_sparse"} <= used
+    if name == "gemm" and kernels == "dsp":  # every conv on the GEMM path, FC depth 72
+        assert used >= {"dsp_conv_2d", "dsp_fully_connected"} and "conv_2d" not in used
+
+
+def _staged_flags(model: Path) -> list[int]:
+    """The `staged` argument of each dsp conv and depthwise call codegen would emit."""
+    lowered = kernel_variant("dsp").specialize_ops(lower_graph(read_graph(model.read_bytes())))
+    position = {"dsp_conv_2d": 7, "dsp_depthwise_conv_2d": 8}
+    return [op.arguments[position[op.kernel]] for op in lowered if op.kernel in position]
+
+
+@needs_host_cc
+def test_dsp_without_staged_constants_is_bit_exact_too(layer_models, monkeypatch):
+    """The test models' layers stage their constants in scratch (SRAM); with staging off the
+    kernels read them in place (flash), and must give the same integers."""
+    assert set(_staged_flags(layer_models["gemm"])) == {1}
+    monkeypatch.setattr(dsp_variant, "STAGE_BYTES", 0)
+    for name in ("gemm", "depthwise"):
+        assert set(_staged_flags(layer_models[name])) == {0}
+        raw, expected = _micro(layer_models[name], 8, seed=4)
+        generated, _ = _c_outputs(layer_models[name], "dsp", raw)
+        np.testing.assert_array_equal(generated, expected)
 
 
 def test_dsp_specializations_and_weight_layouts():
@@ -218,7 +272,7 @@ def _profile(model: Path, target: str, kernels: str):
 @needs_profile
 @pytest.mark.parametrize("target", ("cortex-m4", "cortex-m33"))
 def test_dsp_is_bit_exact_on_emulated_dsp_cores(layer_models, target):
-    for name in ("mixed", "kws_like", "depthwise"):
+    for name in ("mixed", "kws_like", "depthwise", "residual", "gemm"):
         report = _profile(layer_models[name], target, "dsp")  # asserts: equals TFLite Micro
         assert report.kernels == "dsp" and report.target == target
         assert report.cycles > 0 and all(op.instructions > 0 for op in report.ops
@@ -234,8 +288,8 @@ def test_dsp_beats_portable_and_sparse_beats_dense_on_cortex_m4(layer_models, mo
     monkeypatch.setattr(dsp_variant, "DSP_RULE",
                         dataclasses.replace(dsp_variant.DSP_RULE, max_density=0.0))
     dense = _profile(layer_models["pruned"], "cortex-m4", "dsp")
-    assert sparse.cycles < 0.95 * dense.cycles  # 0.88x measured since the dense dsp kernels
-    # got faster (assembly inner loops, one-SMLAL requantization)
+    assert sparse.cycles < 0.95 * dense.cycles  # at 4% entries; at 8% the dense GEMM
+    # kernels (widened windows, staged constants) take the same cycles (dsp_variant.DSP_RULE)
     assert sparse.flash["rodata"] < 0.5 * dense.flash["rodata"]
 
 
@@ -300,3 +354,53 @@ def test_requant_table_refuses_shifts_it_cannot_compute_exactly():
     assert table.tolist() == [1 << 30, 8, 4, 0, 1, 1, 0, 1, 1]  # {M, 2^(e-2), e-1}, padded
     assert dsp_variant.requant_table(linear([1 << 30], [-1]), 1) is None
     assert dsp_variant.requant_table(linear([1 << 30], [0]), 1) is None
+
+
+def test_add_tables_equal_the_reference_arithmetic_and_refuse_outside_it():
+    """The dsp ADD's rescaling table entry for byte b is TFLite's rescaling of int8(b)."""
+    table = dsp_variant.add_rescale_table(offset=3, left_shift=20, multiplier=1 << 30, shift=0)
+    # multiplier 2^30 with shift 0 halves: (v + 3) * 2^20 / 2, exactly
+    assert table[5] == (5 + 3) << 19 and table[0xFF] == (-1 + 3) << 19
+    assert table[0x80] == (-128 + 3) << 19
+    assert dsp_variant.reference_requantize(7, 1 << 30, -1) == 2  # 7 / 4 = 1.75 -> 2
+    assert dsp_variant.reference_requantize(-6, 1 << 30, -1) == -2  # -1.5: ties away from 0
+    assert dsp_variant.requant_words([1 << 30], [-1], 1) is None  # e = 1: not exact
+
+
+def _dsp_requantize(x: int, q) -> int:
+    """es_dsp_requantize in exact integers (int32 and int64 wrap-around as in C)."""
+    def wrap(value, bits):
+        return (value + 2 ** (bits - 1)) % 2**bits - 2 ** (bits - 1)
+
+    low = 0x40000000 | (x & 0x80000000)
+    high = wrap(int(q[1]) + (x >> 31), 32)
+    total = wrap(((high % 2**32) << 32 | low) + x * int(q[0]), 64)
+    return wrap(total >> 32, 32) >> int(q[2])
+
+
+def test_requant_words_fold_the_output_offset_and_constant_channels_exactly():
+    """With the output offset folded into the high word, es_dsp_requantize gives TFLite's
+    requantize + offset for every accumulator within the bound; a dead channel gives its
+    constant; a fold that could overflow int32 is refused."""
+    rng = np.random.default_rng(3)
+    multipliers = [1 << 30, 1_500_000_000, 2**31 - 1, 0, 1_320_764_593]
+    shifts = [-2, -9, -20, -7, -27]
+    bound = [2**31, 2**24, 2**20, 2**31, 2**30]
+    constant = dsp_variant.reference_requantize(2**30, multipliers[4], shifts[4]) - 128
+    table = dsp_variant.requant_words(multipliers, shifts, 6, -128, bound, {4: constant})
+    assert table is not None and table[4 * 3] == 0
+    q = table.reshape(6, 3)
+    for channel in range(4):
+        limit = min(bound[channel], 2**31 - 1)
+        values = np.concatenate([rng.integers(-limit, limit, 3000), [0, 1, -1, limit, -limit]])
+        for x in values.tolist():
+            expected = dsp_variant.reference_requantize(x, multipliers[channel],
+                                                        shifts[channel]) - 128
+            assert _dsp_requantize(x, q[channel]) == expected, (channel, x)
+    assert _dsp_requantize(2**30, q[4]) == constant
+    assert _dsp_requantize(12345, q[5]) == -128  # padding channel: the offset alone
+    # e = 27 with any live accumulator near 2^30: the offset cannot fold
+    assert dsp_variant.requant_words([1 << 30], [-27], 1, -128, [2**30]) is None
+    # the same channel bounded to 2^20: its result is always 0, stored as M = 0
+    folded = dsp_variant.requant_words([1 << 30], [-27], 1, -128, [2**20])
+    assert folded[0] == 0 and _dsp_requantize(2**20, folded) == -128

@@ -289,8 +289,9 @@ def test_plan_sizes_int16_tensors_in_bytes(models):
     plan = plan_memory(graph, lower_graph(graph))
     features = ROWS * FEATURES
     # SUB's output (int16, 2 bytes a value) and MUL's output (aliased by RESHAPE) are live
-    # together; the FC outputs are smaller.
-    assert plan.sum_of_tensors == 2 * (features + features + 8)
+    # together; the FC outputs are smaller; the model's input and output are planned too.
+    assert plan.input_bytes == 2 * features and plan.output_bytes == 2 * 3
+    assert plan.sum_of_tensors == 2 * (features + features + 8) + plan.input_bytes + plan.output_bytes
     assert plan.arena_bytes >= 2 * features
 
 

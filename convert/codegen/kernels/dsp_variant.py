@@ -5,22 +5,28 @@ C otherwise, so host builds are bit-exact too). At generation time each op is sp
 - mostly-zero conv and fully connected layers are stored sparse (lowering.sparse, DSP_RULE);
 - CONV_2D -> dsp_conv_2d: weights in output-channel pairs interleaved by 4 bytes, rows
   zero-padded to a multiple of 8 (2x2 register blocking); scratch holds the two windows
-  interleaved (and their im2col rows unless the window is one pixel of a multiple of 8
-  channels);
+  widened to int16 and interleaved (4 bytes per tap), and their im2col rows unless the window
+  is one pixel of a multiple of 8 channels; the output offset folded into the requantization
+  words (requant_words);
 - DEPTHWISE_CONV_2D with depth multiplier 1 -> dsp_depthwise_conv_2d: weights as int16 pairs
   in channel quads (depthwise weights are small: 2x their bytes), scratch a band of k_h padded
-  input rows;
+  input rows, the output offset folded into the requantization words;
+- both, when their constants are at most STAGE_BYTES, copy them into scratch (SRAM) first;
 - FULLY_CONNECTED with depth a multiple of 8 -> dsp_fully_connected: units in fours
   interleaved by 4 bytes.
+- ADD of two same-shape int8 tensors -> dsp_add: each input's rescaling a 256-entry int32
+  table (reference arithmetic, reference_requantize, run at generation time), so an element
+  costs two table reads, an add and one es_dsp_requantize.
 Each needs every channel's requantization in es_dsp_requantize's range (requant_table: right
 shifts of 2 or more); an op outside it stays portable.
-Everything else (pooling, add, softmax, depth multiplier > 1...) is the portable kernel.
+Everything else (pooling, softmax, depth multiplier > 1...) is the portable kernel.
 """
 
 import dataclasses
 import math
 
 import numpy as np
+
 from edgeship.convert.codegen.kernels.variant import KernelVariant
 from edgeship.convert.codegen.lowering import (
     ConstantArray,
@@ -31,11 +37,22 @@ from edgeship.convert.codegen.lowering import (
 )
 from edgeship.convert.codegen.lowering.sparse import SparseRule, sparsify, window_is_pixel
 
-# Measured (benchmarks/bench_sparse.py, Cortex-M4 estimate): dscnn pruned to 0.75 (entries
-# ~25% of the weights) took 1.02x the dense dsp cycles when stored sparse, so sparse pays for
-# the dsp kernels only well below 25%; 0.2 keeps a margin (sparse bytes are then < 0.4x dense).
-DSP_RULE = SparseRule(0.2, "dsp dense and sparse break even near 25% entries (dscnn pruned "
-                           "0.75, bench_sparse.py); and sparse bytes < dense")
+# Constants a kernel reads again for every pixel (pair), up to this many bytes, are copied
+# into its scratch (SRAM) first: from flash, each read would go through the flash cache (the
+# STM32L4R5's ART keeps 8 lines of 16 bytes for data; 5 wait states per miss at 120 MHz), and
+# a layer's weights do not fit. Staging costs RAM (the scratch grows by this much at most)
+# and one copy per inference. Measured with --board nucleo-l4r5zi: 6 KB holds every KWS
+# layer (7.09 -> 6.06 M cycles); 20 KB also ResNet-8's 3x3 convolutions up to 32 -> 64
+# channels (23.30 -> 22.73 M; RAM 37,068 -> 44,552 B, below X-CUBE-AI's 56,672).
+STAGE_BYTES = 20480
+
+# Measured (Cortex-M4 estimate): once the dense GEMM kernels widened each window once per
+# pixel pair and staged their constants, tests/convert's pruned model (8% entries) took the
+# same cycles sparse as dense (it took 0.88x before); VWW's sparse layers are sparser (the
+# model's cycles are the same with 0.1 and 0.2 here, 1.01x with 0.05). 0.1 keeps sparse where
+# it still pays (sparse bytes are then < 0.2x dense).
+DSP_RULE = SparseRule(0.1, "dsp dense and sparse break even near 8% entries (the dense GEMM "
+                           "kernels); and sparse bytes < dense")
 
 
 def interleave_rows(weights: np.ndarray, block: int, width: int) -> np.ndarray:
@@ -65,7 +82,7 @@ def _conv(op: LoweredOp) -> LoweredOp:
     window = linear.window
     taps = linear.weights.shape[1]
     row = (taps + 7) // 8 * 8
-    requant = requant_table(linear, len(linear.folded_bias))
+    requant = requant_table(linear, len(linear.folded_bias), linear.output_offset)
     if requant is None:
         return op
     direct = window_is_pixel(window) and window["in_c"] % 8 == 0
@@ -73,19 +90,64 @@ def _conv(op: LoweredOp) -> LoweredOp:
     constants = (ConstantArray("int8_t", f"{prefix}_weights", interleave_rows(linear.weights, 2, row)),
                  ConstantArray("int32_t", f"{prefix}_folded_bias", linear.folded_bias),
                  ConstantArray("int32_t", f"{prefix}_requant", requant))
+    # Every pixel pair reads all of them: staged in SRAM when small and read more than once.
+    constant_bytes = window["out_c"] * (row + 16)
+    staged = window["out_h"] * window["out_w"] > 2 and constant_bytes <= STAGE_BYTES
     arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
                  SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_requant"), row,
-                 int(direct), ScratchArg(op.index), TensorArg(op.outputs[0]))
+                 int(direct), int(staged), ScratchArg(op.index), TensorArg(op.outputs[0]))
+    scratch = (4 if direct else 6) * row + (constant_bytes if staged else 0)
     return dataclasses.replace(op, kernel="dsp_conv_2d", arguments=arguments,
-                               constants=constants, scratch_bytes=(2 if direct else 4) * row)
+                               constants=constants, scratch_bytes=scratch)
 
 
-def requant_table(linear, channels: int) -> np.ndarray | None:
-    """{M, 2^(e - 2), e - 1} per channel for es_dsp_requantize (e = -shift), int32, padded
-    to `channels` with zero multipliers; None when a channel is outside what it computes
-    exactly (a right shift below 2 with a nonzero multiplier: scales of 1/4 and more)."""
-    multipliers = np.asarray(linear.multipliers, np.int64)
-    shifts = -np.asarray(linear.shifts, np.int64)
+def requant_table(linear, channels: int, output_offset: int = 0,
+                  taps_axis: int = 1) -> np.ndarray | None:
+    """{M, 2^(e - 2) + offset * 2^(e - 1), e - 1} per channel for es_dsp_requantize (e =
+    -shift), int32, padded to `channels` with zero multipliers; None when a channel is outside
+    what it computes exactly (a right shift below 2 with a nonzero multiplier: scales of 1/4
+    and more). With an output offset, each channel's accumulator bound (|folded bias| + 128
+    sum |w|, the weights' taps along `taps_axis`: 1 for conv, 0 for depthwise) goes to
+    requant_words."""
+    if not output_offset:
+        return requant_words(linear.multipliers, linear.shifts, channels)
+    taps = np.abs(np.asarray(linear.weights, np.int64)).sum(axis=taps_axis)
+    folded = np.asarray(linear.folded_bias, np.int64)
+    bound = np.abs(folded) + 128 * taps
+    multipliers = np.broadcast_to(np.asarray(linear.multipliers, np.int64), folded.shape)
+    shifts = np.broadcast_to(np.asarray(linear.shifts, np.int64), folded.shape)
+    # A channel with no nonzero weight outputs one value: requantize(folded bias) + offset,
+    # computed here (dead channels of trained models, whose huge biases would not fold).
+    constants = {channel: reference_requantize(int(folded[channel]), int(multipliers[channel]),
+                                               int(shifts[channel])) + output_offset
+                 for channel in np.flatnonzero(taps == 0)}
+    return requant_words(multipliers, shifts, channels, output_offset, bound, constants)
+
+
+def requant_words(multipliers, shifts, channels: int, output_offset: int = 0,
+                  accumulator_bound=2**31, constants: dict | None = None) -> np.ndarray | None:
+    """requant_table of bare multipliers and (TFLite, left-positive) shifts.
+
+    With an output offset, es_dsp_requantize returns requantize(x) + offset: the offset times
+    2^(e - 1) added to the high word shifts out exactly as `offset` (the word's low e - 1 bits
+    do not change). The high word is at most |x| M / 2^32 + 2^(e - 2) + 1 in magnitude before
+    it (|x| <= accumulator_bound, per channel or one for all), so the sum fits in int32 when
+    that plus |offset| 2^(e - 1) is below 2^31; otherwise None. `constants` (channel ->
+    output value, offset included) stores those channels as M = 0 with the value in the high
+    word: es_dsp_requantize returns it for any accumulator.
+    """
+    multipliers = np.asarray(multipliers, np.int64).reshape(-1)
+    shifts = -np.asarray(shifts, np.int64).reshape(-1)
+    bound = np.broadcast_to(np.minimum(np.asarray(accumulator_bound, np.int64), 2**31),
+                            multipliers.shape)
+    # A channel whose result is 0 for every accumulator within the bound (TFLite's first
+    # rounding gives |v| <= bound M / 2^31 + 1, the second rounds |v| < 2^(e - 1) to 0; dead
+    # channels with tiny scales) is stored as M = 0, which es_dsp_requantize computes for any e.
+    zero = (shifts >= 2) & ((bound * multipliers) // 2**31 + 2 < 2.0 ** (shifts - 1))
+    multipliers = np.where(zero, 0, multipliers)
+    constant = np.zeros(multipliers.shape, bool)
+    constant[list(constants or {})] = True
+    multipliers = np.where(constant, 0, multipliers)
     if np.any((multipliers < 0) | (multipliers >= 2**31) | (shifts > 31)
               | ((shifts < 2) & (multipliers != 0))):
         return None
@@ -93,6 +155,17 @@ def requant_table(linear, channels: int) -> np.ndarray | None:
     table = np.zeros((channels, 3), np.int64)
     table[:, 1:] = [1, 1]
     table[:len(multipliers)] = np.stack([multipliers, 2 ** (shifts - 2), shifts - 1], axis=1)
+    if output_offset:
+        padded = np.zeros(channels, np.int64)
+        padded[:len(multipliers)] = bound
+        bound = padded
+        exponents = table[:, 2] + 1
+        high = (bound * table[:, 0]) // 2**32 + 2 ** (exponents - 2) + 1
+        if np.any(high + abs(output_offset) * 2 ** (exponents - 1) >= 2**31):
+            return None
+        table[:, 1] += output_offset * 2 ** (exponents - 1)
+    for channel, value in (constants or {}).items():
+        table[channel] = [0, 1 + 2 * value, 1]  # (2 value + 1 + (x >> 31)) >> 1 = value
     return table.reshape(-1).astype(np.int32)
 
 
@@ -125,7 +198,7 @@ def _depthwise(op: LoweredOp) -> LoweredOp:
     linear, prefix = op.linear, f"op{op.index}"
     window = linear.window
     depth = (window["out_c"] + 3) // 4 * 4
-    requant = requant_table(linear, depth)
+    requant = requant_table(linear, depth, linear.output_offset, taps_axis=0)
     if requant is None or window["k_h"] > 16:  # ES_DSP_MAX_K_H
         return op
     width = (window["out_w"] - 1) * window["stride_w"] + (window["k_w"] - 1) * window["dil_w"] + 1
@@ -135,13 +208,17 @@ def _depthwise(op: LoweredOp) -> LoweredOp:
                                depthwise_weight_words(linear.weights, depth)),
                  ConstantArray("int32_t", f"{prefix}_folded_bias", folded),
                  ConstantArray("int32_t", f"{prefix}_requant", requant))
+    constant_bytes = depth * (2 * window["k_h"] * window["k_w"] + 16)
+    staged = window["out_h"] * window["out_w"] > 1 and constant_bytes <= STAGE_BYTES
     arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
                  SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_requant"), depth,
-                 width, int(math.gcd(window["dil_h"], window["k_h"]) == 1), ScratchArg(op.index), TensorArg(op.outputs[0]))
+                 width, int(math.gcd(window["dil_h"], window["k_h"]) == 1), int(staged),
+                 ScratchArg(op.index), TensorArg(op.outputs[0]))
     overlap = tuple((tensor, min(limit, band_overlap(window))) for tensor, limit in op.overlap)
     return dataclasses.replace(op, kernel="dsp_depthwise_conv_2d", arguments=arguments,
                                constants=constants, overlap=overlap,
-                               scratch_bytes=window["k_h"] * width * depth)
+                               scratch_bytes=window["k_h"] * width * depth
+                               + (constant_bytes if staged else 0))
 
 
 def _fully_connected(op: LoweredOp) -> LoweredOp:
@@ -161,8 +238,54 @@ def _fully_connected(op: LoweredOp) -> LoweredOp:
                                constants=constants)
 
 
+def reference_requantize(x: int, multiplier: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier on one int32 (es_requantize in common.c)."""
+    x = ((x << max(shift, 0)) + 2**31) % 2**32 - 2**31
+    if x == multiplier == -2**31:
+        high = 2**31 - 1
+    else:
+        product = x * multiplier
+        nudge = 2**30 if product >= 0 else 1 - 2**30
+        total = product + nudge
+        high = abs(total) // 2**31 * (1 if total >= 0 else -1)  # C division: toward zero
+    exponent = max(-shift, 0)
+    mask = (1 << exponent) - 1
+    threshold = (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> exponent) + (1 if (high & mask) > threshold else 0)
+
+
+def add_rescale_table(offset: int, left_shift: int, multiplier: int, shift: int) -> np.ndarray:
+    """One ADD input's rescaled value for each byte 0..255 read as int8 (index: the byte as
+    unsigned), as reference AddElementwise computes it."""
+    values = [reference_requantize((int(np.int8(np.uint8(byte))) + offset) << left_shift,
+                                   multiplier, shift) for byte in range(256)]
+    return np.asarray(values, np.int64).astype(np.int32)
+
+
+def _add(op: LoweredOp) -> LoweredOp:
+    (offset1, offset2, output_offset, left_shift, multiplier1, multiplier2, output_multiplier,
+     shift1, shift2, output_shift, act_min, act_max) = op.structs[0].values
+    requant = requant_words([output_multiplier], [output_shift], 1)
+    if requant is None:
+        return op
+    prefix = f"op{op.index}"
+    constants = (ConstantArray("int32_t", f"{prefix}_table1",
+                               add_rescale_table(offset1, left_shift, multiplier1, shift1)),
+                 ConstantArray("int32_t", f"{prefix}_table2",
+                               add_rescale_table(offset2, left_shift, multiplier2, shift2)),
+                 ConstantArray("int32_t", f"{prefix}_requant", requant))
+    _, size, first, second, output = op.arguments
+    arguments = (size, first, second, SymbolArg(f"{prefix}_table1"),
+                 SymbolArg(f"{prefix}_table2"), SymbolArg(f"{prefix}_requant"), output_offset,
+                 act_min, act_max, output)
+    return dataclasses.replace(op, kernel="dsp_add", arguments=arguments, constants=constants,
+                               structs=())
+
+
 def specialize(op: LoweredOp) -> LoweredOp:
     """The op as the dsp variant computes it (see the module docstring)."""
+    if op.kernel == "add":
+        return _add(op)
     sparse = sparsify(op, DSP_RULE)
     if sparse is not None:
         return sparse

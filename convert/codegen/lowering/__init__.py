@@ -101,7 +101,8 @@ def lower_graph(graph: Graph) -> list[LoweredOp]:
     if unsupported:
         raise UserInputError(
             f"codegen does not support op(s) {', '.join(unsupported)}; the model's ops are "
-            f"{', '.join(graph.op_names())}. {_WHAT_TO_DO} Supported: {supported_ops_text()}")
+            f"{', '.join(graph.op_names())}. {_WHAT_TO_DO} Ops supported: "
+            f"{supported_ops_text()}")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise UserInputError(f"the model has {len(graph.inputs)} input(s) and "
                              f"{len(graph.outputs)} output(s); codegen supports one of each")

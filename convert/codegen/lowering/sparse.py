@@ -12,8 +12,9 @@ The rule, per layer at generation time (SparseRule): store sparse when the entri
 most the variant's `max_density` of the dense weights, so sparse bytes are at most
 2 * max_density of dense (plus 2 per channel) and, from the measured cycles of both forms
 (benchmarks/bench_sparse.py on Cortex-M4), fewer cycles: portable 0.45 (lenet5 pruned 0.75:
-2.1x fewer cycles sparse), dsp 0.2 (its dense kernels are ~2x faster, so sparse breaks even
-near 25%). Depthwise layers stay dense (one tap row per channel: no gain).
+2.1x fewer cycles sparse), dsp 0.1 (its blocked dense GEMM breaks even with sparse near 8%
+entries; kernels.dsp_variant.DSP_RULE). Depthwise layers stay dense (one tap row per channel:
+no gain).
 """
 
 import dataclasses

@@ -86,6 +86,15 @@ static inline int32_t es_dsp_dot4(int32_t acc, uint32_t low, uint32_t high, uint
 static inline void es_store_word(int8_t *bytes, uint32_t word) {
   es_copy_word(bytes, &word);
 }
+/* The low two bytes of a word: one STRH. */
+static inline void es_store_half(int8_t *bytes, uint32_t word) {
+  const uint16_t half = (uint16_t)word;
+#if defined(__GNUC__)
+  __builtin_memcpy(bytes, &half, 2);
+#else
+  memcpy(bytes, &half, 2);
+#endif
+}
 
 /* TFLite's requantization (es_requantize: SaturatingRoundingDoublingHighMul, then
  * RoundingDivideByPOT by e = -shift) in one SMLAL and one shift, exact for every int32
@@ -105,13 +114,46 @@ static inline int32_t es_dsp_requantize(int32_t x, const int32_t *q) {
 }
 
 /* Four requantized values (output offset added) as four int8 bytes in one word, clamped
- * to the activation range: `lows` and `highs` hold act_min and act_max in every byte. */
+ * to the activation range: `lows` and `highs` hold act_min and act_max in every byte. On DSP
+ * cores each value is saturated (SSAT) and inserted with BFI: 8 instructions to pack. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define ES_DSP_INSERT_BYTE(word, value, lsb) \
+  __asm("bfi %0, %1, #" #lsb ", #8" : "+r"(word) : "r"(value))
+static inline uint32_t es_dsp_pack4(int32_t v0, int32_t v1, int32_t v2, int32_t v3,
+                                    uint32_t lows, uint32_t highs) {
+  uint32_t word = (uint8_t)__ssat(v0, 8);
+  ES_DSP_INSERT_BYTE(word, __ssat(v1, 8), 8);
+  ES_DSP_INSERT_BYTE(word, __ssat(v2, 8), 16);
+  ES_DSP_INSERT_BYTE(word, __ssat(v3, 8), 24);
+  return es_min8(es_max8(word, lows), highs);
+}
+#else
 static inline uint32_t es_dsp_pack4(int32_t v0, int32_t v1, int32_t v2, int32_t v3,
                                     uint32_t lows, uint32_t highs) {
   const uint32_t word = (uint32_t)(uint8_t)es_ssat8(v0) | (uint32_t)(uint8_t)es_ssat8(v1) << 8 |
                         (uint32_t)(uint8_t)es_ssat8(v2) << 16 |
                         (uint32_t)(uint8_t)es_ssat8(v3) << 24;
   return es_min8(es_max8(word, lows), highs);
+}
+#endif
+
+/* Copy `bytes` bytes (a multiple of 4) four words at a time, the four loads adjacent so they
+ * pipeline: constants staged from flash into SRAM scratch (dsp_variant.STAGE_BYTES). */
+static inline void es_dsp_stage(void *destination, const void *source, int32_t bytes) {
+  int8_t *to = (int8_t *)destination;
+  const int8_t *from = (const int8_t *)source;
+  int32_t i = 0;
+  for (; i + 16 <= bytes; i += 16) {
+    const uint32_t w0 = es_word(from + i), w1 = es_word(from + i + 4);
+    const uint32_t w2 = es_word(from + i + 8), w3 = es_word(from + i + 12);
+    es_store_word(to + i, w0);
+    es_store_word(to + i + 4, w1);
+    es_store_word(to + i + 8, w2);
+    es_store_word(to + i + 12, w3);
+  }
+  for (; i < bytes; i += 4) {
+    es_store_word(to + i, es_word(from + i));
+  }
 }
 
 /* act_min or act_max in each byte of a word. */

@@ -6,7 +6,10 @@
  * in pairs (SXTB16: channels 0 and 2, 1 and 3), times two words of int16 weights laid out at
  * generation time ([channel group][tap][(w0, w2), (w1, w3)]), into four single
  * multiply-adds (SMLABB/SMLATT: the channels must not be summed). Requantization is
- * es_dsp_requantize; four outputs are clamped together and stored as one word. */
+ * es_dsp_requantize, its words holding the output offset too (dsp_variant.requant_words);
+ * four outputs are saturated, packed (es_dsp_pack4), clamped together and stored as one
+ * word. With `staged`, the weights, folded biases and requantization words are first copied
+ * after the band (SRAM), as in dsp_conv_2d. */
 /* @section dsp_depthwise_conv_2d needs common linear_common dsp_common */
 #define ES_DSP_DW_TAP(OFFSET)                                        \
   do {                                                               \
@@ -19,6 +22,44 @@
     acc3 = es_smlatt(x_high, w_high, acc3);                          \
     w += 2;                                                          \
   } while (0)
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* Three taps of one band row (a 3-wide window row) in ARM assembly. Register plan (11 of
+ * the core's 14): x (the row at this window's column and channel group), t (bytes between
+ * taps), w (the weights, advanced by 6 words), acc0..acc3, and four temporaries: xv (the
+ * tap's four input bytes, then its odd channels), xl (its even channels), wl and wh (the
+ * tap's weights: (w0, w2) and (w1, w3)). The three loads of a tap are adjacent, so they
+ * pipeline (2 + 1 + 1 cycles on the M4). In C, gcc kept the row pointers and the tap
+ * stride on the stack. */
+#define ES_DSP_DW_TAP_ASM(ADDRESS)                 \
+  "ldr %[xv], " ADDRESS "\n\t"                     \
+  "ldr %[wl], [%[w]], #4\n\t"                     \
+  "ldr %[wh], [%[w]], #4\n\t"                     \
+  "sxtb16 %[xl], %[xv]\n\t"                       \
+  "sxtb16 %[xv], %[xv], ror #8\n\t"               \
+  "smlabb %[a0], %[xl], %[wl], %[a0]\n\t"         \
+  "smlatt %[a2], %[xl], %[wl], %[a2]\n\t"         \
+  "smlabb %[a1], %[xv], %[wh], %[a1]\n\t"         \
+  "smlatt %[a3], %[xv], %[wh], %[a3]\n\t"
+#define ES_DSP_DW_ROW3(row, stride)                                                            \
+  do {                                                                                    \
+    uint32_t xv, xl, wl, wh;                                                              \
+    __asm__(ES_DSP_DW_TAP_ASM("[%[x]]") ES_DSP_DW_TAP_ASM("[%[x], %[t]]")                 \
+            ES_DSP_DW_TAP_ASM("[%[x], %[t], lsl #1]")                                     \
+            : [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2), [a3] "+r"(acc3),         \
+              [w] "+r"(w), [xv] "=&r"(xv), [xl] "=&r"(xl), [wl] "=&r"(wl), [wh] "=&r"(wh)  \
+            : [x] "r"(row), [t] "r"(stride)                                                  \
+            : "memory");                                                                  \
+  } while (0)
+#else
+#define ES_DSP_DW_ROW3(x_row, t)         \
+  do {                                   \
+    const int8_t *x = (x_row);           \
+    ES_DSP_DW_TAP(0);                    \
+    ES_DSP_DW_TAP(t);                    \
+    ES_DSP_DW_TAP(2 * (t));              \
+  } while (0)
+#endif
 
 /* Fill `bytes` bytes (a multiple of 4) with the word `fill`. */
 static void es_dsp_fill(int8_t *destination, uint32_t fill, int32_t bytes) {
@@ -64,14 +105,24 @@ static void es_dsp_band_row(const es_window *p, const int8_t *input, int32_t in_
 static void es_dsp_depthwise_conv_2d(const es_window *p, const int8_t *input,
                                      const int32_t *weights, const int32_t *folded_bias,
                                      const int32_t *requant, int32_t depth, int32_t width,
-                                     int ring, int8_t *band, int8_t *output) {
+                                     int ring, int staged, int8_t *band, int8_t *output) {
   const uint32_t lows = es_dsp_bytes(p->act_min), highs = es_dsp_bytes(p->act_max);
   const int32_t row_bytes = width * depth, tap_bytes = p->dil_w * depth;
-  const int32_t out_c = p->out_c, offset = p->output_offset, k_h = p->k_h;
+  const int32_t out_c = p->out_c, k_h = p->k_h;
   const int three = p->k_h == 3 && p->k_w == 3;
   int32_t slot_rows[ES_DSP_MAX_K_H];
   const int8_t *rows[ES_DSP_MAX_K_H];
   int32_t out_y, out_x, c, k_y, k_x;
+  if (staged) {  /* every output pixel reads them all: copy them to SRAM once */
+    int8_t *copy = band + k_h * row_bytes;
+    const int32_t weight_bytes = 2 * p->k_h * p->k_w * depth;
+    es_dsp_stage(copy, weights, weight_bytes);
+    weights = (const int32_t *)(void *)copy;
+    es_dsp_stage(copy + weight_bytes, folded_bias, 4 * depth);
+    folded_bias = (const int32_t *)(void *)(copy + weight_bytes);
+    es_dsp_stage(copy + weight_bytes + 4 * depth, requant, 12 * depth);
+    requant = (const int32_t *)(void *)(copy + weight_bytes + 4 * depth);
+  }
   for (k_y = 0; k_y < k_h; ++k_y) {
     slot_rows[k_y] = INT32_MIN;
   }
@@ -85,6 +136,7 @@ static void es_dsp_depthwise_conv_2d(const es_window *p, const int8_t *input,
       }
       rows[k_y] = band + slot * row_bytes;
     }
+    const int8_t *row0 = rows[0], *row1 = three ? rows[1] : row0, *row2 = three ? rows[2] : row0;
     for (out_x = 0; out_x < p->out_w; ++out_x) {
       const int32_t column = out_x * p->stride_w * depth;
       int8_t *out = output + (out_y * p->out_w + out_x) * out_c;
@@ -96,18 +148,9 @@ static void es_dsp_depthwise_conv_2d(const es_window *p, const int8_t *input,
         const int8_t *x;
         uint32_t packed;
         if (three) {
-          x = rows[0] + column + c;
-          ES_DSP_DW_TAP(0);
-          ES_DSP_DW_TAP(tap_bytes);
-          ES_DSP_DW_TAP(2 * tap_bytes);
-          x = rows[1] + column + c;
-          ES_DSP_DW_TAP(0);
-          ES_DSP_DW_TAP(tap_bytes);
-          ES_DSP_DW_TAP(2 * tap_bytes);
-          x = rows[2] + column + c;
-          ES_DSP_DW_TAP(0);
-          ES_DSP_DW_TAP(tap_bytes);
-          ES_DSP_DW_TAP(2 * tap_bytes);
+          ES_DSP_DW_ROW3(row0 + column + c, tap_bytes);
+          ES_DSP_DW_ROW3(row1 + column + c, tap_bytes);
+          ES_DSP_DW_ROW3(row2 + column + c, tap_bytes);
         } else {
           for (k_y = 0; k_y < k_h; ++k_y) {
             x = rows[k_y] + column + c;
@@ -116,10 +159,9 @@ static void es_dsp_depthwise_conv_2d(const es_window *p, const int8_t *input,
             }
           }
         }
-        packed = es_dsp_pack4(es_dsp_requantize(acc0, q) + offset,
-                              es_dsp_requantize(acc1, q + 3) + offset,
-                              es_dsp_requantize(acc2, q + 6) + offset,
-                              es_dsp_requantize(acc3, q + 9) + offset, lows, highs);
+        packed = es_dsp_pack4(es_dsp_requantize(acc0, q), es_dsp_requantize(acc1, q + 3),
+                              es_dsp_requantize(acc2, q + 6), es_dsp_requantize(acc3, q + 9),
+                              lows, highs);
         if (c + 4 <= out_c) {
           es_store_word(out + c, packed);
         } else {

@@ -22,22 +22,31 @@
   "ldr %[wv], [%[w]], #4\n\t"                                       \
   "ldr %[wv2], [%[w]], #4\n\t"                                      \
   ES_DSP_FC_UNIT_ASM("a2", "wv") ES_DSP_FC_UNIT_ASM("a3", "wv2")
-/* a0..a3 += the input at x times four units' interleaved weights at w, until x == end. */
-#define ES_DSP_FC_DOT(x, w, end)                                                          \
+/* a0..a3 += the input at x times four units' interleaved weights at w, until x == end:
+ * eight inputs first when the depth is an odd multiple of 8, then sixteen per iteration. */
+#define ES_DSP_FC_OPERANDS                                                                \
+  : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w), \
+    [xl] "=&r"(xl), [xh] "=&r"(xh), [wv] "=&r"(wv), [wv2] "=&r"(wv2), [wh] "=&r"(wh)      \
+  : [end] "r"(end)                                                                        \
+  : "cc", "memory"
+#define ES_DSP_FC_DOT(x, w, end, odd_eights)                                              \
   do {                                                                                    \
     uint32_t xl, xh, wv, wv2, wh;                                                         \
-    __asm__("1:\n\t" ES_DSP_FC_STEP_ASM ES_DSP_FC_STEP_ASM                                \
+    if (odd_eights) {                                                                     \
+      __asm__(ES_DSP_FC_STEP_ASM ES_DSP_FC_STEP_ASM ES_DSP_FC_OPERANDS);                  \
+    }                                                                                     \
+    __asm__("cmp %[x], %[end]\n\t"                                                        \
+            "beq 2f\n\t"                                                                  \
+            "1:\n\t" ES_DSP_FC_STEP_ASM ES_DSP_FC_STEP_ASM ES_DSP_FC_STEP_ASM               \
+            ES_DSP_FC_STEP_ASM                                                            \
             "cmp %[x], %[end]\n\t"                                                        \
             "bne 1b\n\t"                                                                  \
-            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),    \
-              [w] "+r"(w), [xl] "=&r"(xl), [xh] "=&r"(xh), [wv] "=&r"(wv), [wv2] "=&r"(wv2), \
-              [wh] "=&r"(wh)                                                              \
-            : [end] "r"(end)                                                              \
-            : "cc", "memory");                                                            \
+            "2:\n\t" ES_DSP_FC_OPERANDS);                                                 \
   } while (0)
 #else
-#define ES_DSP_FC_DOT(x, w, end)                                                     \
+#define ES_DSP_FC_DOT(x, w, end, odd_eights)                                         \
   do {                                                                               \
+    (void)(odd_eights);                                                              \
     while ((x) != (end)) {                                                           \
       const uint32_t xv = es_word(x);                                                \
       const uint32_t xl = es_sxtb16_low(xv), xh = es_sxtb16_high(xv);                \
@@ -61,6 +70,7 @@ static void es_dsp_fully_connected(int32_t batches, int32_t depth, int32_t units
   const int32_t groups = depth / 4;
   const int32_t quads = units / 4;
   const int32_t step = per_channel ? 3 : 0;
+  const int odd_eights = depth % 16 != 0;
   const uint32_t lows = es_dsp_bytes(act_min), highs = es_dsp_bytes(act_max);
   int32_t batch, quad, unit, g;
   for (batch = 0; batch < batches; ++batch) {
@@ -73,7 +83,7 @@ static void es_dsp_fully_connected(int32_t batches, int32_t depth, int32_t units
       int32_t a0 = folded_bias[4 * quad], a1 = folded_bias[4 * quad + 1];
       int32_t a2 = folded_bias[4 * quad + 2], a3 = folded_bias[4 * quad + 3];
       const int8_t *x = in;
-      ES_DSP_FC_DOT(x, w, end);
+      ES_DSP_FC_DOT(x, w, end, odd_eights);
       es_store_word(out + 4 * quad,
                     es_dsp_pack4(es_dsp_requantize(a0, q) + output_offset,
                                  es_dsp_requantize(a1, q + step) + output_offset,
