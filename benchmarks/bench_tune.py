@@ -120,12 +120,23 @@ def main() -> int:
         "'s per discarded' is the wall time of the cheap check of a candidate discarded "
         "before training (0 when a Keras lower bound or an earlier trial's identical graph "
         "decided it)."), "",
-        markdown_table(rows, list(rows[0])), ""])
+        markdown_table(list(rows[0]), [[_cell(row[key]) for key in rows[0]] for row in rows]), ""])
     if args.trials < 30:
         markdown += (f"\nRun with {args.trials} trials instead of the target's 30 (time on a "
                      "shared 2-core machine); the front's full pipeline was skipped.\n")
     publish_section("tune", markdown)
     return 0
+
+
+def _cell(value) -> str:
+    """A table cell: numbers with thousands separators, missing values as a dash."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.4f}" if value < 1 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
 
 
 def _bytes(text: str) -> int:
