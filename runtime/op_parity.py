@@ -157,7 +157,7 @@ def cut_single_ops(tflite_bytes: bytes) -> list[_CutOp]:
         single_graph.outputs = np.asarray([remap[int(op.outputs[0])]], np.int32)
         single.signatureDefs = None
         cut.append(_CutOp(index=index, op=names[index],
-                          output=graph.tensors[op.outputs[0]].name.decode(),
+                          output=_tensor_name(graph.tensors[op.outputs[0]], op.outputs[0]),
                           output_tensor=int(op.outputs[0]), input_tensors=tuple(activations),
                           model=bytes(flatbuffer_utils.convert_object_to_bytearray(single))))
     return cut
@@ -236,3 +236,8 @@ def _first_line(error: Exception) -> str:
     if diagnostic is None:
         return lines[0]
     return f"{lines[0].split(' (')[0]}: {_TEMPORARY_FOLDER.sub('', diagnostic.strip())}"
+
+
+def _tensor_name(tensor, index: int) -> str:
+    """A tensor's name; the schema allows none (TFLite Micro's own keyword_scrambled model)."""
+    return tensor.name.decode() if tensor.name else f"tensor {index}"

@@ -84,3 +84,17 @@ def test_a_not_covered_op_says_why_without_figures():
     assert _first_line(ValueError("one line\nanother")) == "one line"
     uncovered = OpParity(3, "ADD", "add", "c", "not covered", cause="takes one input")
     assert uncovered.describe() == "op 3 ADD (add) on c: not covered (takes one input)"
+
+
+def test_tensors_without_names_are_cut_too(artifacts_dir):
+    """The schema allows unnamed tensors (TFLite Micro's keyword_scrambled model has them);
+    inspect's per-op cut named every op's output and exited 3 on them."""
+    from edgeship.tflite_graph import read_model, write_model
+
+    model = read_model((artifacts_dir / "model_int8.tflite").read_bytes())
+    for tensor in model.subgraphs[0].tensors:
+        tensor.name = None
+    cut = cut_single_ops(write_model(model))
+    named = cut_single_ops((artifacts_dir / "model_int8.tflite").read_bytes())
+    assert [op.op for op in cut] == [op.op for op in named]
+    assert all(op.output.startswith("tensor ") for op in cut)
