@@ -132,7 +132,7 @@ def test_no_model_within_budget_exits_1_and_records_why(tmp_path, small_dataset,
     assert report["discarded_by"]["ram"]["untrained"] == 2
     # recorded, not bounded here: the 10 s target is a benchmark (benchmarks/bench_tune.py),
     # and wall time depends on the machine
-    assert report["seconds_per_discarded_candidate"]["max"] > 0
+    assert report["seconds_per_discarded_candidate"]["max"] >= 0
     assert not (out / "trials").exists()  # nothing trained
 
 
