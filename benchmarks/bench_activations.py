@@ -69,8 +69,8 @@ def measure_case(name: str, model, data, out: Path) -> dict:
 
     rows = {}
     options = {"calibration_samples": min(500, len(data[0][0]))} if isinstance(data, tuple) else {}
-    int16 = edgeship.convert(model, data=data, out=out / "int16", activations="int16", **options)
-    auto = edgeship.convert(model, data=data, out=out / "auto", activations="auto", **options)
+    int16 = edgeship.api.convert(model, data=data, out=out / "int16", activations="int16", **options)
+    auto = edgeship.api.convert(model, data=data, out=out / "auto", activations="auto", **options)
     choice = auto.report["activations"]
     scores = {row["file"]: row for row in auto.report["artifacts"]}
     scores.update({row["file"]: row for row in int16.report["artifacts"]

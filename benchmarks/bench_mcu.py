@@ -84,8 +84,8 @@ def published_results(readme: Path) -> dict:
 def profile_one(model: Path, target: str, kernels: str, clock_mhz: float | None = None,
                 build_dir: Path | None = None, board: str | None = None) -> dict:
     """One profile, its wall time, and whether the emulated output equals TFLite Micro's."""
-    from edgeship.profile.fidelity import matches_tflite_micro
     from edgeship.profile.run import ProfileConfig, model_input, profile_model
+    from tests.helpers import matches_tflite_micro
 
     config = ProfileConfig(model=str(model), target=target, clock_mhz=clock_mhz, kernels=kernels,
                            cmsis_nn=str(CMSIS_NN_DIR) if kernels == "cmsis-nn" else None,

@@ -11,6 +11,11 @@ needs besides the stack (activations + input + output + scratch), after each ste
 - order: branches run in the order with the smallest buffer (codegen.order) = what
   `edgeship codegen` generates now; keep-input: the same with --keep-input.
 
+Beside them, TFLite Micro's own arena (its RecordingMicroAllocator) for the model as it is and
+for the model with edgeship's offline plan (`edgeship embed --offline-plan`,
+edgeship.convert.offline_plan), total and non-persistent part, with TFLite Micro's outputs
+checked unchanged by the plan.
+
 Every generated model is compiled for the host and compared with TFLite Micro bit for bit on
 random inputs. Models: the four MLPerf Tiny ones ($EDGESHIP_MLPERF_TINY, default
 ../shared/models/mlperf_tiny), a small untrained one with PADs (padded_96), and every .tflite in $EDGESHIP_OUTSIDE_MODELS (skipped when
@@ -154,11 +159,22 @@ def bit_exact(path: Path, kernels: str, samples: int) -> bool:
     return bool(np.array_equal(generated.view(np.uint8), expected.view(np.uint8)))
 
 
-def tflm_arena(path: Path) -> int:
-    from edgeship.runtime.backends import open_backend
+def tflm_arenas(path: Path) -> dict:
+    """TFLite Micro's arena (total and head, its non-persistent part) without and with
+    edgeship's offline plan, and the plan's own size; the plan's failure as text."""
+    from edgeship.errors import EdgeshipError
+    from edgeship.firmware import measure_offline_plan, measure_tflm_arena
 
-    with open_backend("tflm", path) as backend:
-        return int(backend.arena_usage()["total_bytes"])
+    without = measure_tflm_arena(path)
+    arenas = {"total": int(without["total_bytes"]), "head": without.get("head_bytes")}
+    try:
+        planned = measure_offline_plan(path)
+    except EdgeshipError as error:
+        return {**arenas, "plan_failed": str(error)}
+    return {**arenas, "planned_total": int(planned.arena_with_plan["total_bytes"]),
+            "planned_head": planned.arena_with_plan.get("head_bytes"),
+            "plan_bytes": planned.plan.plan_bytes,
+            "plan_lower_bound": planned.plan.lower_bound_bytes}
 
 
 def cycles_with_and_without_fusion(path: Path, kernels: str) -> tuple[float, float]:
@@ -194,7 +210,13 @@ def render(rows: list[dict], refused: dict[str, str], published: dict[str, int],
               "then input and output planned with the activations (the input's bytes reused "
               "once read), then the execution order of branches searched (what `edgeship "
               "codegen` generates); keep-input: the same with `--keep-input`. TFLite Micro "
-              "arena: its RecordingMicroAllocator's total (I/O included). X-CUBE-AI: its "
+              "arena: its RecordingMicroAllocator's total (I/O included), for the model as it "
+              "is and with edgeship's plan as its OfflineMemoryAllocation metadata (`edgeship "
+              "embed --offline-plan`; TFLite Micro's outputs checked unchanged on 4 random "
+              "inputs); non-persistent: that arena's head (activations, input, output, kernels' "
+              "scratch), the part a memory plan decides, the rest being TFLite Micro's "
+              "persistent data (tensor and node structs, kernels' per-channel data; 64-bit host "
+              "pointers); ratios are to the generated C's plan (order B). X-CUBE-AI: its "
               "published RAM (activations, I/O included) from the MLPerf Tiny README. "
               "Bit-exact: the generated C against TFLite Micro on random inputs (host)."), ""]
     table = []
@@ -204,14 +226,15 @@ def render(rows: list[dict], refused: dict[str, str], published: dict[str, int],
         table.append([row["name"], row["kernels"], f"{ram['pads']} ({ram['pads_left']} left)",
                       f"{ram['before']:,}", f"{ram['pad_fused']:,}", f"{ram['io_in_plan']:,}",
                       f"{ram['order']:,}", f"{ram['keep_input']:,}",
-                      f"{row['tflm_arena']:,}" if row["tflm_arena"] else "—",
+                      *_tflm_cells(row["tflm"], ram["order"]),
                       f"{xcube:,}" if xcube else "—",
                       "—" if not xcube else ("yes" if ram["order"] <= xcube else "NO"),
                       {True: "yes", False: "NO", None: "not run"}[row["bit_exact"]]])
     lines.append(markdown_table(
         ["model", "kernels", "PADs", "before B", "PAD fused B", "I/O in plan B", "order B",
-         "keep-input B", "TFLite Micro arena B", "X-CUBE-AI B", "≤ X-CUBE-AI",
-         "bit-exact"], table))
+         "keep-input B", "TFLite Micro arena B", "TFLite Micro arena with offline plan B",
+         "with plan / order", "non-persistent with plan B (without)",
+         "non-persistent with plan / order", "X-CUBE-AI B", "≤ X-CUBE-AI", "bit-exact"], table))
     if cycles:
         lines += ["", ("Estimated Cortex-M4 cycles of the ops (edgeship profile), PAD fusion "
                        "on and off:"), "", markdown_table(
@@ -223,9 +246,46 @@ def render(rows: list[dict], refused: dict[str, str], published: dict[str, int],
     if refused:
         lines += ["", "Not generated (codegen refuses them, by name): "
                   + "; ".join(f"{name} ({reason})" for name, reason in refused.items()) + "."]
-    lines += ["", ("TFLite Micro with edgeship's plan as offline metadata (`embed "
-                   "--offline-plan`) is not built yet: no figure.")]
+    failed = {row["name"]: row["tflm"]["plan_failed"] for row in rows
+              if "plan_failed" in row["tflm"]}
+    if failed:
+        lines += ["", "Offline plan refused or failed: " + "; ".join(
+            f"{name} ({reason})" for name, reason in failed.items()) + "."]
+    planned = {row["name"]: row["tflm"] for row in rows if "planned_total" in row["tflm"]}
+    at_bound = [name for name, arenas in planned.items()
+                if arenas["plan_bytes"] == arenas["plan_lower_bound"]]
+    as_planned = [name for name, arenas in planned.items()
+                  if arenas["planned_head"] == arenas["plan_bytes"]]
+    lines += ["", (f"The offline plan places the tensors TFLite Micro allocates, in its own "
+                   f"execution order, under its rule that tensors live during the same op never "
+                   f"share bytes, so no such plan is smaller than the most bytes live during one "
+                   f"op (16-byte aligned). edgeship's plan equals that bound on "
+                   f"{len(at_bound)} of {len(planned)} models"
+                   + (f" (not on {', '.join(sorted(set(planned) - set(at_bound)))})"
+                      if len(at_bound) < len(planned) else "")
+                   + f", and TFLite Micro's non-persistent arena with the plan equals the plan "
+                   f"on {len(as_planned)} of {len(planned)} (larger where kernels request "
+                   f"scratch buffers, which TFLite Micro still places online). The generated C "
+                   f"goes below the bound by writing an op's output over its dying input; "
+                   f"TFLite Micro's kernels rely on the two being apart (CMSIS-NN's 1x1 "
+                   f"convolution, arm_nn_mat_mult_nt_t_s8, reads every input row again for "
+                   f"each pair of output channels), so an offline plan cannot overlap them "
+                   f"safely. And the generated C keeps per-channel requantization data in "
+                   f"flash, where TFLite Micro computes it into its persistent arena. Hence "
+                   f"the ratios above 1.")]
     return "\n".join(lines)
+
+
+def _tflm_cells(arenas: dict, codegen: int) -> list[str]:
+    """The TFLite Micro columns: total, total with the plan and its ratio, head with the plan
+    (head without) and its ratio."""
+    total = f"{arenas['total']:,}"
+    if "planned_total" not in arenas:
+        return [total, "failed", "—", "—", "—"]
+    head = arenas.get("planned_head")
+    return [total, f"{arenas['planned_total']:,}", f"{arenas['planned_total'] / codegen:.2f}x",
+            f"{head:,} ({arenas['head']:,})" if head is not None else "—",
+            f"{head / codegen:.2f}x" if head is not None else "—"]
 
 
 def main(argv=None) -> int:
@@ -250,12 +310,12 @@ def main(argv=None) -> int:
         except UserInputError as error:
             refused[path.stem] = str(error).split(";")[0].split(". ")[0]
             continue
-        arena = tflm_arena(path)
+        arenas = tflm_arenas(path)
         for kernels, ram in per_variant.items():
             exact = bit_exact(path, kernels, args.samples)
             rows.append({"key": key, "name": path.stem, "kernels": kernels, "steps": ram,
-                         "tflm_arena": arena, "bit_exact": exact})
-            print(f"{path.stem} {kernels}: {ram}, TFLite Micro {arena}, bit-exact {exact}",
+                         "tflm_arena": arenas["total"], "tflm": arenas, "bit_exact": exact})
+            print(f"{path.stem} {kernels}: {ram}, TFLite Micro {arenas}, bit-exact {exact}",
                   flush=True)
             if ram["pads"] > ram["pads_left"] and 0 < macs(path) <= args.cycles_max_macs:
                 fused, unfused = cycles_with_and_without_fusion(path, kernels)

@@ -1,13 +1,15 @@
 """`edgeship tune` against the unconstrained default dscnn and against random search.
 
-Usage: python benchmarks/bench_tune.py [--trials 30] [--epochs 3] [--out runs/bench_tune]
-    [--max-ram 16KB --max-flash 64KB --max-ms 20]
+Usage: python benchmarks/bench_tune.py [--trials 30] [--epochs 5] [--out runs/bench_tune]
+    [--max-ram 16KB --max-flash 64KB --max-ms 20] [--pruner median|none] [--full-space]
 
 1. The default dscnn (width 64), trained `--epochs` on mnist5k, converted to int8 and profiled
    on cortex-m4: its int8 test accuracy and whether it meets the budget (it should not).
-2. `edgeship tune` (TPE, constrained multi-objective) with `--trials` and seed 0.
-3. The same search with Optuna's random sampler, same trial count and seed, in the same study
-   storage (another study name).
+2. `edgeship tune` (TPE, constrained multi-objective) with `--trials` and seed 0, over
+   BENCH_SPACE (the default space without QAT and with one pruning level: both only cost
+   fine-tuning time at this budget; `--full-space` searches the default space).
+3. The same search with Optuna's random sampler, same trial count, seed and space, in the same
+   study storage (another study name).
 Writes the `tune` section of docs/results.md: the best model meeting every budget of each
 search (test accuracy, ms, RAM, flash), its gap to the default, the trial where it was first
 found, and the wall time per discarded candidate. The front's full pipeline is skipped here.
@@ -24,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.results_doc import machine_line, publish_section
 from edgeship.reports import markdown_table
+
+BENCH_SPACE = {"prune_sparsities": [0.0, 0.5], "qat_epochs": [0]}
 
 
 def default_dscnn(out: Path, epochs: int, target: str) -> dict:
@@ -55,8 +59,9 @@ def search(args, sampler: str, storage: str) -> dict:
         report = edgeship.tune(dataset="mnist5k", out=out, target=args.target,
                                max_ram=args.max_ram, max_flash=args.max_flash,
                                max_ms=args.max_ms, trials=args.trials, epochs=args.epochs,
-                               sampler=sampler, seed=0, storage=storage,
-                               study_name=f"bench-{sampler}", front_pipeline=False).report
+                               sampler=sampler, seed=0, storage=storage, pruner=args.pruner,
+                               study_name=f"bench-{sampler}", front_pipeline=False,
+                               space=None if args.full_space else BENCH_SPACE).report
     except CheckFailedError as error:
         report = error.result.report
     seconds = time.perf_counter() - started
@@ -71,12 +76,17 @@ def search(args, sampler: str, storage: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5,
+                        help="epochs of the default dscnn and of each trial (edgeship train's "
+                        "default)")
     parser.add_argument("--target", default="cortex-m4")
     parser.add_argument("--max-ram", default="16KB")
     parser.add_argument("--max-flash", default="64KB")
     parser.add_argument("--max-ms", type=float, default=20.0)
     parser.add_argument("--out", default="runs/bench_tune")
+    parser.add_argument("--pruner", default="median", choices=("median", "none"))
+    parser.add_argument("--full-space", action="store_true",
+                        help="search the default space instead of BENCH_SPACE")
     args = parser.parse_args()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -86,7 +96,8 @@ def main() -> int:
     results = [search(args, sampler, storage) for sampler in ("tpe", "random")]
     rows = [{"model": "default dscnn (width 64), unconstrained", "test accuracy": default["accuracy"],
              "gap to default (pp)": 0.0, "ms": round(default["ms"], 2), "RAM B": default["ram"],
-             "flash B": default["flash"], "found at trial": "-", "discarded": "-",
+             "flash B": default["flash"], "found at trial": "-", "trained": "-", "pruned": "-",
+             "discarded": "-",
              "s per discarded (mean / max)": "-", "wall s": "-"}]
     for result in results:
         best, report = result["best"], result["report"]
@@ -99,22 +110,31 @@ def main() -> int:
                                     if best else None),
             "ms": round(measured["ms"], 2) if best else None, "RAM B": measured.get("ram"),
             "flash B": measured.get("flash"), "found at trial": best["trial"] if best else None,
+            "trained": report["counts"]["trained"], "pruned": report["counts"]["pruned"],
             "discarded": report["counts"]["discarded"],
             "s per discarded (mean / max)": f"{per['mean']} / {per['max']}",
             "wall s": round(result["seconds"])})
-    (out / "bench_tune.json").write_text(json.dumps({"default": default, "rows": rows}, indent=1,
-                                                    default=str))
+    from edgeship.tune_space import SearchSpace
+
+    space = SearchSpace().to_dict() | ({} if args.full_space else BENCH_SPACE)
+    (out / "bench_tune.json").write_text(json.dumps({"default": default, "rows": rows,
+                                                     "space": space}, indent=1, default=str))
     budget = f"RAM {args.max_ram}, flash {args.max_flash}, {args.max_ms:g} ms"
     meets = (default["ram"] <= _bytes(args.max_ram) and default["flash"] <= _bytes(args.max_flash)
              and default["ms"] <= args.max_ms)
     markdown = "\n".join([
         "## Tune: the most accurate model within a Cortex-M4 budget (mnist5k)", "",
-        (f"`python benchmarks/bench_tune.py --trials {args.trials} --epochs {args.epochs}`. "
-        f"{machine_line()}"), "",
+        (f"`python benchmarks/bench_tune.py --trials {args.trials} --epochs {args.epochs}"
+         f"{' --pruner none' if args.pruner == 'none' else ''}"
+         f"{' --full-space' if args.full_space else ''}`. {machine_line()}"), "",
         (f"Budget on {args.target} (120 MHz): {budget}; the default dscnn "
         f"{'meets' if meets else 'does not meet'} it. Each search ran {args.trials} trials "
-        f"with seed 0 in one SQLite storage, every trial trained {args.epochs} epochs (as the "
-        "default). Searches rank by int8 accuracy on the training split's validation hold-out; "
+        f"with seed 0 in one SQLite storage over the space {_space_text(space)}; every trial "
+        f"trained up to {args.epochs} epochs (as the default)"
+        + (", stopped early when its validation accuracy after an epoch was below the median "
+           "of the trained trials' (pruned)" if args.pruner == "median" else "")
+        + ". A trial with the parameters of an earlier one reuses its result (counted as a "
+        "trial). Searches rank by int8 accuracy on the training split's validation hold-out; "
         "the table gives the int8 test accuracy of the best model meeting every budget. ms, "
         "RAM and flash are `edgeship profile`'s (cycles estimated from Arm's timings). "
         "'s per discarded' is the wall time of the cheap check of a candidate discarded "
@@ -126,6 +146,11 @@ def main() -> int:
                      "shared 2-core machine); the front's full pipeline was skipped.\n")
     publish_section("tune", markdown)
     return 0
+
+
+def _space_text(space: dict) -> str:
+    return "; ".join(f"{name} {', '.join(map(str, values)) or '-'}"
+                     for name, values in space.items())
 
 
 def _cell(value) -> str:

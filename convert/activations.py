@@ -3,7 +3,10 @@
 Full int8 is right for most CNNs, but a wide dynamic range (unnormalized features fed to a
 Normalization layer, audio features, regression outputs) loses real accuracy in 8-bit
 activations. TFLite's converter makes 16x8 only for a whole model, so the files here come from
-ai-edge-quantizer's per-op static recipes applied to model_float.tflite: every op int8 except
+ai-edge-quantizer's per-op static recipes applied to the float file model_int8.tflite was
+quantized from (model_float.tflite, or model_finetuned_float.tflite when the delivered int8 file
+is the fine-tuned one, so a QAT model is ranked on what quantization cost, not on what the
+fine-tune changed): every op int8 except
 the chosen ones, which get int16 activations (int8 channelwise weights); the quantizer puts the
 QUANTIZE ops between int8 and int16 parts, and the graph input (output) is int16 when the first
 (last) op is. One calibration sample, the one convert calibrates int8 with, sets every range.
@@ -210,7 +213,7 @@ def choose(requested: str, int8_path: Path, float_path: Path, calibration: np.nd
     Args:
         requested: "int16" or "auto".
         int8_path: model_int8.tflite as written.
-        float_path: model_float.tflite.
+        float_path: the float file model_int8.tflite was quantized from.
         calibration: convert's calibration images.
         train_images: the training split with the recorded preprocessing.
         train_labels: its labels.

@@ -5,17 +5,16 @@ import re
 import numpy as np
 
 from edgeship.errors import UserInputError
+from edgeship.quantization import C_TYPES
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 # C type of each integer activation dtype generated C computes in (int16: 16x8 models).
 ACTIVATION_CTYPES = {"int8": "int8_t", "int16": "int16_t"}
-# C type of each dtype a model's input or output may have in firmware sources: the activation
-# types, the uint8 and float32 that TensorFlow's converter leaves at a quantized model's
-# boundary (its QUANTIZE and DEQUANTIZE ops convert them), and int32 (ARG_MAX's indices).
-IO_CTYPES = {"uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
-             "float32": "float"}
+# C type of each dtype a model's input or output may have in firmware sources (the one table,
+# edgeship.quantization.C_TYPES, that TensorInfo.ctype reads too).
+IO_CTYPES = C_TYPES
 
 
 def c_array_literal(values: np.ndarray, per_line: int = 24, indent: str = "    ") -> str:

@@ -204,54 +204,61 @@ def per_tensor_wins(tensor: Candidate, channel: Candidate,
 
 
 def choose_fine_tuned(requested: str, post_training: GranularityChoice,
-                      train_and_export: Callable[[bool], bytes], float_tflite: Path,
+                      train_and_export: Callable[[bool], tuple[bytes, bytes]],
                       train_images: np.ndarray, seed: int,
-                      tolerance: float = OUTPUT_ERROR_TOLERANCE) -> tuple[GranularityChoice, bytes]:
+                      tolerance: float = OUTPUT_ERROR_TOLERANCE
+                      ) -> tuple[GranularityChoice, bytes, bytes]:
     """Granularity of a quantization-aware fine-tuned int8 file, measured on fine-tuned files.
 
     QAT trains one granularity for the whole model, so a choice is a training run. With
     `auto`, per-channel (tfmot's default scheme) is always trained; per-tensor is trained too
     only when post-training int8 was best per-tensor for the whole model (after a mixed or
-    per-channel choice, per-tensor already costs fidelity before any training). The two
-    fine-tuned files are then measured against the float model on the same selection images,
-    and the post-training rule picks between them.
+    per-channel choice, per-tensor already costs fidelity before any training). Each
+    fine-tuned file is then measured against its own fine-tuned float weights (what
+    quantization cost it, not what the fine-tune changed from the trained model) on the same
+    selection images, and the post-training rule picks between them.
 
     Args:
         requested: "auto", "per-channel" or "per-tensor".
         post_training: the choice `choose` made for the post-training file.
-        train_and_export: per_tensor flag -> fine-tuned int8 .tflite bytes (a training run).
-        float_tflite: the float .tflite the candidates are measured against.
+        train_and_export: per_tensor flag -> (fine-tuned int8 .tflite bytes, the same
+            fine-tuned weights as a float .tflite): a training run.
         train_images: the training split with the recorded preprocessing.
         seed: seeds the selection sample (the post-training measurement's images).
         tolerance: as in `choose`.
 
     Returns:
-        The fine-tuned file's choice (measured_on "fine-tuned") and its bytes.
+        The fine-tuned file's choice (measured_on "fine-tuned"), its bytes and its float
+        reference's bytes.
     """
     if requested != "auto":
         return (GranularityChoice(requested=requested, chosen=requested,
                                   measured_on="fine-tuned"),
-                train_and_export(requested == "per-tensor"))
+                *train_and_export(requested == "per-tensor"))
     if post_training.chosen != "per-tensor":
         basis = (f"auto: post-training int8 is {post_training.chosen}, so per-tensor weights "
                  "already cost fidelity before fine-tuning; quantization-aware training trains "
                  "tfmot's default scheme (conv and depthwise weights per channel, dense per tensor)")
         return (GranularityChoice(requested="auto", chosen="per-channel", basis=basis,
                                   measured_on="fine-tuned"),
-                train_and_export(False))
+                *train_and_export(False))
     images = train_images[selection_indices(len(train_images), seed)]
     files = {"per-channel": train_and_export(False), "per-tensor": train_and_export(True)}
+    candidates = {}
     with tempfile.TemporaryDirectory(prefix="edgeship-granularity-") as folder:
-        measure = _Measurer(float_tflite, images, Path(folder))
-        channel = measure("per-channel", files["per-channel"])
-        tensor = measure("per-tensor", files["per-tensor"])
+        for granularity, (int8_bytes, float_bytes) in files.items():
+            reference = Path(folder) / f"{granularity}_float.tflite"
+            reference.write_bytes(float_bytes)
+            candidates[granularity] = _Measurer(reference, images, Path(folder))(
+                granularity, int8_bytes)
+    channel, tensor = candidates["per-channel"], candidates["per-tensor"]
     chosen = "per-tensor" if per_tensor_wins(tensor, channel, tolerance) else "per-channel"
     choice = GranularityChoice(requested="auto", chosen=chosen,
-                               layers=tuple(weighted_layers(files["per-channel"])),
+                               layers=tuple(weighted_layers(files["per-channel"][0])),
                                selection_images=len(images), selection_seed=seed,
                                tolerance=tolerance, candidates=(channel, tensor),
                                measured_on="fine-tuned")
-    return choice, files[chosen]
+    return (choice, *files[chosen])
 
 
 class _Measurer:

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import numpy as np
 
-# Which runtime evaluates each artifact format for the report (validate covers the rest).
-REPORT_BACKENDS = {".keras": "keras", ".h5": "keras", ".tflite": "litert", ".onnx": "onnxruntime"}
+from edgeship.backend_registry import primary_backend
 
 
 def predict(artifact_path: Path, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities of an artifact through its report backend."""
+    """Class probabilities of an artifact through its format's primary backend (the registry's
+    BackendEntry.primary; validate covers the rest)."""
     from edgeship.backend_registry import open_backend
 
-    backend_name = REPORT_BACKENDS[artifact_path.suffix.lower()]
+    backend_name = primary_backend(artifact_path)
     outputs = []
     with open_backend(backend_name, artifact_path) as backend:
         for start in range(0, len(images), batch_size):

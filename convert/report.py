@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.backend_registry import primary_backend
 from edgeship.convert.activations import delivered_kinds
-from edgeship.convert.predict import REPORT_BACKENDS, predict
+from edgeship.convert.predict import predict
 from edgeship.convert.xnnpack import report_lines as xnnpack_report_lines
 from edgeship.reports import REPORT_SCHEMA_VERSION, markdown_table
 from edgeship.run_dir import ArtifactKind
@@ -87,7 +88,7 @@ def score_artifacts(reference_path: Path, artifacts: dict[str, Path], images: np
         accuracy = float(np.mean(top1 == labels))
         change = (class_accuracy(top1, labels, num_classes) - reference_classes) * 100
         scores.append(ArtifactScore(
-            name=name, file=path.name, backend=REPORT_BACKENDS[path.suffix.lower()],
+            name=name, file=path.name, backend=primary_backend(path),
             accuracy=accuracy, drop_pp=(reference_accuracy - accuracy) * 100,
             agreement=float(np.mean(top1 == reference_top1)), bytes=path.stat().st_size,
             gzipped_bytes=gzipped_size(path), sparsity=sparsity.get(name),

@@ -2,7 +2,6 @@
 
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,27 +9,12 @@ import numpy as np
 from edgeship.backend_registry import open_backend
 from edgeship.deps import import_tf_keras, require
 from edgeship.errors import ToolFailureError, UserInputError
-from edgeship.quantization import quantize_values
+from edgeship.quantization import TensorInfo
 from edgeship.tflite_graph import Tensor, read_graph
 
 IO_TYPES = ("int8", "uint8", "float32")
 # The converter's switch from per-channel to per-tensor weight quantization (all weight ops).
 PER_CHANNEL_SWITCH = "_experimental_disable_per_channel"
-
-
-@dataclass(frozen=True)
-class TensorQuantization:
-    """dtype, shape and affine quantization of a model input or output (scale 0: float)."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    scale: float
-    zero_point: int
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape),
-                "scale": self.scale, "zero_point": self.zero_point}
 
 
 def export_tflite(model, representative_samples: np.ndarray | None = None,
@@ -104,18 +88,11 @@ def open_interpreter(tflite_bytes: bytes, reference_kernels: bool = False):
     return interpreter
 
 
-def describe_io(tflite_bytes: bytes) -> dict[str, TensorQuantization]:
-    """The first input's and first output's dtype, shape, scale and zero point."""
-    interpreter = open_interpreter(tflite_bytes, reference_kernels=True)  # no delegate nodes
-    described = {}
-    for role, details in (("input", interpreter.get_input_details()[0]),
-                          ("output", interpreter.get_output_details()[0])):
-        scale, zero_point = details["quantization"]
-        described[role] = TensorQuantization(
-            name=details["name"], dtype=np.dtype(details["dtype"]).name,
-            shape=tuple(int(side) for side in details["shape"]), scale=float(scale),
-            zero_point=int(zero_point))
-    return described
+def describe_io(tflite_bytes: bytes) -> dict[str, TensorInfo]:
+    """The first input's and first output's name, dtype, shape, scale and zero point."""
+    graph = read_graph(tflite_bytes)
+    return {"input": graph.tensors[graph.inputs[0]].info(),
+            "output": graph.tensors[graph.outputs[0]].info()}
 
 
 def tensor_types_by_op(tflite_bytes: bytes) -> list[dict]:
@@ -140,13 +117,10 @@ def run_tflite_micro(tflite_bytes: bytes, sample: np.ndarray) -> np.ndarray:
             return backend.infer_raw(sample)
 
 
-def quantize_input(images: np.ndarray, quantization: TensorQuantization) -> np.ndarray:
+def quantize_input(images: np.ndarray, quantization: TensorInfo) -> np.ndarray:
     """Float images to the model's input dtype with its scale and zero point (halves away
-    from zero, as TFLite rounds)."""
-    if quantization.dtype == "float32" or quantization.scale == 0:
-        return images.astype(np.float32)
-    return quantize_values(images, quantization.scale, quantization.zero_point,
-                           quantization.dtype)
+    from zero, as TFLite rounds: TensorInfo.quantize)."""
+    return quantization.quantize(images)
 
 
 def check_tflite(tflite_bytes: bytes, sample: np.ndarray) -> None:

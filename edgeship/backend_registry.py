@@ -35,6 +35,21 @@ class BackendEntry:
         exact_with: a backend this one must match bit for bit (generated code vs the runtime
             it reproduces), checked by validate in addition to the usual comparisons.
         description: one line for help texts and reports.
+        devices: the devices it runs on (validate's --device gpu applies to those with "gpu";
+            the others run on the CPU).
+        primary: the backend a stage opens its suffixes with when none is named (convert's
+            report, bench); one per suffix.
+        int8_reference: the int8 reference every int8 runtime is compared with, op by op and
+            end to end (TFLite's reference kernels); exactly one backend.
+        multi_input: opens models with several inputs when passed multi_input=True (the
+            one-op models of per-op parity); others take one input.
+        preload: modules a child process imports ahead (edgeship.runtime.isolation's fork
+            server), so each isolated run of this backend starts warm; none may start a
+            thread at import.
+        rounding_causes: op name -> why this backend's int8 op may differ from the reference
+            kernels by one quantum (per-op parity names it beside a "rounding" verdict).
+        pair_sum_saturation: its int8 kernels may saturate 16-bit pair sums on x86-64 without
+            VNNI (ONNX Runtime's vpmaddubsw), so validate names the ops that can.
     """
 
     module: str
@@ -45,24 +60,52 @@ class BackendEntry:
     int8_only: bool = False
     exact_with: str | None = None
     description: str = ""
+    devices: tuple[str, ...] = ("cpu",)
+    primary: bool = False
+    int8_reference: bool = False
+    multi_input: bool = False
+    preload: tuple[str, ...] = ()
+    rounding_causes: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    pair_sum_saturation: bool = False
+
+
+# Ops whose int8 kernels requantize an int32 accumulator to int8.
+_REQUANTIZING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL",
+                     "AVERAGE_POOL_2D", "MEAN")
+_XNNPACK_ROUNDING = MappingProxyType(dict.fromkeys(
+    (*_REQUANTIZING_OPS, "SOFTMAX", "LOGISTIC", "TANH"),
+    "XNNPACK requantizes in float (a float multiplier, not TFLite's fixed-point one)"))
+_MICRO_ROUNDING = MappingProxyType(dict.fromkeys(
+    _REQUANTIZING_OPS, "single vs double rounding in the fixed-point requantization "
+    "(LiteRT's reference kernels vs TFLite Micro; tflite-micro issue 3252)"))
+_LITERT_PRELOAD = ("ai_edge_litert.interpreter", "ai_edge_litert.schema_py_generated")
 
 
 REGISTRY: dict[str, BackendEntry] = {
     "keras": BackendEntry("edgeship.runtime.backends.keras", (".keras", ".h5"),
-                          description="tf_keras model (CPU, or GPU when TensorFlow sees one)"),
+                          description="tf_keras model (CPU, or GPU when TensorFlow sees one)",
+                          devices=DEVICES, primary=True),
     "litert": BackendEntry("edgeship.runtime.backends.litert", (".tflite",),
-                           description="ai_edge_litert Interpreter, default kernels (XNNPACK)"),
+                           description="ai_edge_litert Interpreter, default kernels (XNNPACK)",
+                           primary=True, multi_input=True, preload=_LITERT_PRELOAD,
+                           rounding_causes=_XNNPACK_ROUNDING),
     "litert-ref": BackendEntry("edgeship.runtime.backends.litert", (".tflite",),
                                options=MappingProxyType({"reference_kernels": True}),
                                reference_kernels=True,
-                               description="ai_edge_litert Interpreter, reference kernels"),
+                               description="ai_edge_litert Interpreter, reference kernels",
+                               int8_reference=True, multi_input=True, preload=_LITERT_PRELOAD),
     "tflm": BackendEntry("edgeship.runtime.backends.tflm", (".tflite",), reference_kernels=True,
-                         description="TFLite Micro Python interpreter (microcontroller kernels)"),
+                         description="TFLite Micro Python interpreter (microcontroller kernels)",
+                         preload=("tflite_micro", "edgeship.runtime.backends.tflm"),
+                         rounding_causes=_MICRO_ROUNDING),
     "onnxruntime": BackendEntry("edgeship.runtime.backends.onnxruntime", (".onnx",),
-                                description="ONNX Runtime, CPU or CUDA execution provider"),
+                                description="ONNX Runtime, CPU or CUDA execution provider",
+                                devices=DEVICES, primary=True, preload=("onnx", "onnxruntime"),
+                                pair_sum_saturation=True),
     "c": BackendEntry("edgeship.c_backend", (".tflite",), default=False,
                       reference_kernels=True, int8_only=True, exact_with="tflm",
-                      description="generated C inference code, compiled and run on the host"),
+                      description="generated C inference code, compiled and run on the host",
+                      rounding_causes=_MICRO_ROUNDING),
 }
 
 
@@ -72,6 +115,27 @@ def backend_names() -> tuple[str, ...]:
 
 def default_backend_names() -> tuple[str, ...]:
     return tuple(name for name, entry in REGISTRY.items() if entry.default)
+
+
+def int8_reference_backend() -> str:
+    """The name of the backend every int8 runtime is compared with ("litert-ref")."""
+    return next(name for name, entry in REGISTRY.items() if entry.int8_reference)
+
+
+def primary_backend(artifact_path: str | os.PathLike) -> str | None:
+    """The backend that opens this artifact's format when none is named, or None."""
+    suffix = Path(artifact_path).suffix.lower()
+    return next((name for name, entry in REGISTRY.items()
+                 if entry.primary and suffix in entry.suffixes), None)
+
+
+def gpu_backend_names() -> tuple[str, ...]:
+    return tuple(name for name, entry in REGISTRY.items() if "gpu" in entry.devices)
+
+
+def preload_modules() -> tuple[str, ...]:
+    """Every backend's preload modules, once each, in registry order."""
+    return tuple(dict.fromkeys(module for entry in REGISTRY.values() for module in entry.preload))
 
 
 def backends_for(artifact_path: str | os.PathLike, names: tuple[str, ...] | None = None

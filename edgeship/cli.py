@@ -1,8 +1,7 @@
 """The `edgeship` command: a thin shell over one library call per command.
 
 parse flags -> config object -> library call -> report -> exit code
-(the commands live in cli_stages.py: train, convert, validate, inspect, bench; and
-cli_deploy.py: pipeline, codegen, embed, serve-demo)
+(each command is one spec in edgeship/commands/, which also makes its API function)
 (0 ok, 1 a check failed, 2 bad input, 3 an internal failure: one line naming the command and
 the log file with the traceback). Heavy frameworks are imported inside the library calls, so
 `edgeship --help` stays fast. Run as the `edgeship` command (console_main), the frameworks'
@@ -15,16 +14,9 @@ import sys
 from pathlib import Path
 
 from edgeship import __version__
-from edgeship.cli_deploy import add_codegen, add_embed, add_pipeline, add_profile, add_serve_demo
-from edgeship.cli_stages import add_bench, add_convert, add_inspect, add_train, add_validate
-from edgeship.cli_tune import add_tune
+from edgeship.commands import all_commands
 from edgeship.console import error_stream
 from edgeship.errors import EdgeshipError
-
-# --- main ------------------------------------------------------------------------------------
-
-_COMMANDS = [add_train, add_convert, add_pipeline, add_validate, add_inspect, add_bench,
-             add_codegen, add_profile, add_embed, add_serve_demo, add_tune]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the frameworks' logs on the console (default: edgeship.log in "
                         "the output folder)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_command in _COMMANDS:
-        add_command(subparsers)
+    for command in all_commands():
+        command.add_to(subparsers)
     return parser
 
 

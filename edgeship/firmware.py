@@ -2,9 +2,12 @@
 
 The writers live in convert (edgeship.convert.codegen, edgeship.convert.embed) and know no
 runtime; what they embed from TFLite Micro (the expected outputs of the sample images, the
-arena size) is measured here, the layer above convert and runtime, and handed to them.
+arena size, and with `embed --offline-plan` the arena with edgeship's plan and the check that
+the plan changes no output) is measured here, the layer above convert and runtime, and handed
+to them.
 """
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +17,21 @@ from edgeship.convert.codegen import generate_c as write_generated_c
 from edgeship.convert.embed import EmbedConfig, EmbedResult
 from edgeship.convert.embed import embed_model as write_embedded_model
 from edgeship.convert.firmware_sources import Samples, random_inputs, run_directory_dataset
-from edgeship.errors import UserInputError
+from edgeship.convert.offline_plan import (
+    OfflinePlan,
+    PlannedModel,
+    plan_candidates,
+    read_offline_plan,
+    with_offline_plan,
+)
+from edgeship.errors import ToolFailureError, UserInputError
 from edgeship.runtime.backends import open_backend
 from edgeship.tflite_graph import read_graph
 
 __all__ = ["CodegenConfig", "EmbedConfig", "collect_samples", "embed_model", "generate_c",
-           "measure_tflm_arena"]
+           "measure_offline_plan", "measure_tflm_arena"]
+
+OFFLINE_PLAN_CHECKS = 4  # random inputs run with and without the offline plan
 
 
 def collect_samples(model_path: Path, count: int, images: np.ndarray | None = None,
@@ -42,13 +54,12 @@ def collect_samples(model_path: Path, count: int, images: np.ndarray | None = No
         else:
             dataset_entry = run_directory_dataset(model_path)
             if dataset_entry is not None:
-                from edgeship.train.datasets import DatasetSpec, class_balanced_indices
+                from edgeship.train.datasets import class_balanced_indices
                 from edgeship.train.stage_data import close_dataset, open_stage_dataset
 
                 # a streamed run: only the chosen images are decoded
-                dataset = open_stage_dataset(DatasetSpec.from_dict(dataset_entry["spec"]),
-                                             run_dir=Path(model_path).parent,
-                                             streamed=bool(dataset_entry.get("streamed")))
+                dataset = open_stage_dataset(dataset_entry.spec, run_dir=Path(model_path).parent,
+                                             streamed=dataset_entry.streamed)
                 chosen = class_balanced_indices(dataset.y_test, min(count, len(dataset.y_test)),
                                                 seed)
                 images, labels = dataset.x_test[chosen], dataset.y_test[chosen]
@@ -77,6 +88,74 @@ def measure_tflm_arena(model_path: Path) -> dict:
     if "total_bytes" not in usage:
         raise UserInputError(f"TFLite Micro did not report arena usage for {model_path}")
     return usage
+
+
+def measure_offline_plan(model_path: Path, checks: int = OFFLINE_PLAN_CHECKS,
+                         seed: int = 0) -> PlannedModel:
+    """The model with edgeship's offline memory plan, TFLite Micro's arena with it, and the
+    check that TFLite Micro computes the same outputs with it as without.
+
+    The smallest plan comes first; where TFLite Micro's head with it is larger than the plan
+    (kernels' scratch buffers, placed online, did not fit in its gaps), the other candidate
+    layouts are measured too and the smallest arena TFLite Micro reports is kept.
+
+    Args:
+        model_path: the .tflite (one TFLite Micro has already loaded).
+        checks: seeded random inputs to compare outputs on, bit for bit.
+        seed: their seed.
+
+    Raises:
+        UserInputError: the file is not a .tflite edgeship can rewrite.
+        ToolFailureError: a plan is invalid, TFLite Micro refuses the planned model, or
+            its outputs differ with the plan (edgeship's fault, exit 3).
+    """
+    model_path = Path(model_path)
+    data = model_path.read_bytes()
+    inputs = random_inputs(read_graph(data), checks, seed)
+    with open_backend("tflm", model_path) as backend:
+        expected = np.asarray(backend.infer_raw(inputs))
+    best = None
+    with tempfile.TemporaryDirectory(prefix="edgeship-offline-plan-") as folder:
+        for plan in plan_candidates(data):
+            planned = _run_planned(model_path, data, plan, inputs, expected, Path(folder))
+            if (best is None or planned.arena_with_plan["total_bytes"]
+                    < best.arena_with_plan["total_bytes"]):
+                best = planned
+            if planned.arena_with_plan.get("head_bytes") == plan.plan_bytes:
+                break  # nothing went after this plan; the later ones are no smaller
+    return best
+
+
+def _run_planned(model_path: Path, data: bytes, plan: OfflinePlan, inputs: np.ndarray,
+                 expected: np.ndarray, folder: Path) -> PlannedModel:
+    """One plan written into the model and run by TFLite Micro: its arena, outputs checked."""
+    if plan.overlaps():
+        raise ToolFailureError(f"edgeship's offline plan for {model_path} puts tensors live "
+                               f"at the same time on the same bytes: {plan.overlaps()[:3]}")
+    planned = with_offline_plan(data, plan)
+    if read_offline_plan(planned) != list(plan.offsets):
+        raise ToolFailureError(f"the offline plan written into {model_path.name} does not "
+                               "read back")
+    planned_path = folder / model_path.name
+    planned_path.write_bytes(planned)
+    try:
+        with open_backend("tflm", planned_path) as backend:
+            got = np.asarray(backend.infer_raw(inputs))
+            usage = backend.arena_usage()
+    except UserInputError as error:  # the file is edgeship's, not the user's
+        raise ToolFailureError(f"TFLite Micro refused {model_path.name} with edgeship's "
+                               f"offline plan: {error}") from error
+    if got.shape != expected.shape or not np.array_equal(got.view(np.uint8),
+                                                         expected.view(np.uint8)):
+        differ = int(np.sum(got != expected)) if got.shape == expected.shape else got.size
+        raise ToolFailureError(f"TFLite Micro's outputs for {model_path.name} change with "
+                               f"edgeship's offline plan ({differ} of {expected.size} values "
+                               f"differ on {len(inputs)} random inputs); not embedding it")
+    if "total_bytes" not in usage:
+        raise ToolFailureError(f"TFLite Micro did not report arena usage for {model_path.name} "
+                               "with the offline plan")
+    return PlannedModel(plan=plan, model_data=planned, arena_with_plan=usage,
+                        checked_inputs=len(inputs))
 
 
 def _samples(config, sample_images, sample_labels) -> Samples | None:
@@ -112,15 +191,18 @@ def embed_model(config: EmbedConfig, sample_images: np.ndarray | None = None,
     """`edgeship embed`: TFLite Micro firmware sources, with the arena TFLite Micro measured.
 
     Args:
-        config: the model, output folder, name and sample count.
+        config: the model, output folder, name, sample count and offline_plan.
         sample_images: images to embed instead of the run directory's test split.
         sample_labels: their labels, if known.
 
     Returns:
-        The files written and the footprint (model bytes, arena bytes, ops).
+        The files written and the footprint (model bytes, arena bytes, ops; with
+        config.offline_plan, the arenas with and without edgeship's plan).
     """
     model_path = Path(config.model)
     if not model_path.is_file():
         raise UserInputError(f"model {model_path} does not exist")
-    return write_embedded_model(config, measure_tflm_arena(model_path),
-                                _samples(config, sample_images, sample_labels))
+    arena_usage = measure_tflm_arena(model_path)
+    planned = measure_offline_plan(model_path, seed=config.seed) if config.offline_plan else None
+    return write_embedded_model(config, arena_usage,
+                                _samples(config, sample_images, sample_labels), planned)

@@ -9,6 +9,7 @@ TOML key and a reproduce command cannot name an option the config does not have.
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -28,6 +29,9 @@ class Option:
         parse: turns the flag's text into the field's value (default: from the field's type).
         format: turns a value back into the flag's text (default: str).
         aliases: other spellings accepted on the stage's own command (e.g. --backends).
+        positional: given as a positional argument on the command line (and first, in order,
+            to the API function), e.g. convert's RUN_DIR_OR_MODEL.
+        nargs: a positional's argparse nargs ("+": one or more, as bench's ARTIFACT...).
     """
 
     help: str
@@ -37,6 +41,8 @@ class Option:
     parse: Callable[[str], object] | None = None
     format: Callable[[object], str] | None = None
     aliases: tuple[str, ...] = ()
+    positional: bool = False
+    nargs: str | None = None
 
 
 def option(default=MISSING, *, help: str, factory: Callable[[], object] | None = None,
@@ -101,15 +107,19 @@ def add_options(parser: argparse.ArgumentParser, config_class, *, exclude: tuple
             continue
         details: Option = item.metadata["option"]
         default = defaults.get(item.name, default_of(item))
+        dest = dest_prefix + item.name
+        if details.positional:
+            parser.add_argument(dest, metavar=details.metavar or item.name.upper(),
+                                nargs=details.nargs, type=details.parse, help=details.help)
+            dests.append(dest)
+            continue
         flag = flag_name(item, flag_prefix)
         names = [flag] + ([f"--{alias}" for alias in details.aliases] if not flag_prefix else [])
-        dest = dest_prefix + item.name
         if _base_type(item) is bool:
-            negative = default is True
-            names = [f"--no-{name[2:]}" for name in names] if negative else names
-            parser.add_argument(*names, dest=dest, action="store_false" if negative
-                                else "store_true", default=None if unset else default,
-                                help=details.help)
+            # a switch on by default is turned off with --no-FLAG (--FLAG still accepted)
+            action = argparse.BooleanOptionalAction if default is True else "store_true"
+            parser.add_argument(*names, dest=dest, action=action,
+                                default=None if unset else default, help=details.help)
         else:
             must_give = item.name in required or (
                 not unset and item.name not in defaults and item.default is MISSING
@@ -138,6 +148,28 @@ def option_values(args: argparse.Namespace, config_class, *, dest_prefix: str = 
     return values
 
 
+def api_name(item: dataclasses.Field, prefix: str = "") -> str:
+    """The Python API's name of an option: its flag in snake case (qat, max_drop, bench_runs)."""
+    return flag_name(item, prefix)[2:].replace("-", "_")
+
+
+def is_positional(item: dataclasses.Field) -> bool:
+    return item.metadata["option"].positional
+
+
+def parse_text(item: dataclasses.Field, value):
+    """A value given as text to the API ("litert,tflm", "96x96", "64KB") parsed as its flag
+    would be; other values unchanged (a list becomes a tuple)."""
+    if isinstance(value, list):
+        return tuple(value)
+    details: Option = item.metadata["option"]
+    if isinstance(value, str) and details.parse is not None and _base_type(item) is not str:
+        return details.parse(value)
+    if isinstance(value, str) and typing.get_origin(_base_type(item)) is tuple:
+        return comma_list(value)
+    return value
+
+
 def format_value(item: dataclasses.Field, value) -> str:
     details: Option = item.metadata["option"]
     if details.format is not None:
@@ -160,7 +192,7 @@ def option_flags(config, *, flag_prefix: str = "", exclude: tuple[str, ...] = ()
     defaults = defaults or {}
     flags = []
     for item in declared_options(type(config)):
-        if item.name in exclude:
+        if item.name in exclude or is_positional(item):
             continue
         value = getattr(config, item.name)
         default = defaults.get(item.name, default_of(item))
@@ -214,3 +246,21 @@ def image_size(text: str) -> tuple[int, int]:
 def format_image_size(size: tuple[int, int]) -> str:
     return "x".join(str(side) for side in size)
 
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024 ** 2, "mb": 1024 ** 2,
+          "mib": 1024 ** 2}
+
+
+def parse_bytes(text: str | int) -> int:
+    """"64KB" -> 65536 (KB = 1024 bytes, as MCU datasheets count), "4096" -> 4096."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"expected a size like 64KB, 1MB or 4096, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def format_bytes(value: int) -> str:
+    """65536 -> "64KB"; a size that is no whole KB stays in bytes."""
+    return f"{value // 1024}KB" if value % 1024 == 0 else str(value)

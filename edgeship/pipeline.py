@@ -21,11 +21,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 from edgeship.artifacts import remove_stale_temp_files, sha256_file
 from edgeship.errors import CheckFailedError, UserInputError
 from edgeship.pipeline_config import PipelineConfig, reproduce_commands
-from edgeship.run_dir import MODEL_ARTIFACTS, PREDICTIONS_NAME, ArtifactKind, RunDir
+from edgeship.run_dir import (
+    MODEL_ARTIFACTS,
+    PREDICTIONS_NAME,
+    ArtifactKind,
+    ManifestRecord,
+    RunDir,
+)
 
 STAGES = ("train", "convert", "validate", "bench", "embed", "profile", "report")
 PROFILE_NAME = "profile.json"
@@ -204,10 +211,12 @@ def _run_bench(config: PipelineConfig, run_dir: Path) -> str:
             backends += ("c",)  # the generated C, compiled -O2 on this host
         plan.append((artifact, backends))
     # one bench over every file, in rounds: the report compares them side by side
+    from edgeship.commands.bench import BenchRecord
+
     records = bench(config.bench, plan=plan)
     path = write_json_atomic(run_dir / "bench.json", bench_document(records))
-    run.update("bench", {"runs": config.bench.runs, "warmup": config.bench.warmup},
-               artifacts={"bench.json": path})
+    run.write(BenchRecord(runs=config.bench.runs, warmup=config.bench.warmup),
+              artifacts={"bench.json": path})
     return f"{len(records)} measurements"
 
 
@@ -217,9 +226,11 @@ def _run_embed(config: PipelineConfig, run_dir: Path) -> str:
     result = embed_model(EmbedConfig(model=str(RunDir(run_dir).path_of(ArtifactKind.INT8_TFLITE)),
                                      out=str(run_dir / "firmware"), name="model",
                                      samples=config.embed_samples, seed=config.train.seed))
-    RunDir(run_dir).update("embed", {"arena_bytes": result.arena_bytes,
-                                     "arena_size": result.arena_size, "ops": list(result.ops)},
-                           artifacts={f"firmware/{path.name}": path for path in result.files})
+    from edgeship.commands.embed import EmbedRecord
+
+    RunDir(run_dir).write(EmbedRecord(arena_bytes=result.arena_bytes,
+                                      arena_size=result.arena_size, ops=tuple(result.ops)),
+                          artifacts={f"firmware/{path.name}": path for path in result.files})
     return (f"{result.model_bytes:,} model bytes, TFLM arena {result.arena_bytes:,} bytes "
             f"measured, {len(result.ops)} ops")
 
@@ -243,21 +254,18 @@ def _profile_unavailable(config: PipelineConfig, run_dir: Path) -> str | None:
 
 def _run_profile(config: PipelineConfig, run_dir: Path) -> str:
     from edgeship.artifacts import write_json_atomic
-    from edgeship.profile.run import ProfileConfig, profile_model
+    from edgeship.commands.profile import ProfileRecord
+    from edgeship.profile.run import profile_model
 
-    stage = config.profile
     run = RunDir(run_dir)
-    report = profile_model(ProfileConfig(model=str(run.path_of(ArtifactKind.INT8_TFLITE)),
-                                         target=stage.target, clock_mhz=stage.clock_mhz,
-                                         kernels=stage.variant, cmsis_nn=stage.cmsis_nn))
+    # the stage is `edgeship profile` on the run's int8 model, with the same options
+    report = profile_model(replace(config.profile,
+                                   model=str(run.path_of(ArtifactKind.INT8_TFLITE))))
     profile = report.to_dict()
     profile["model"] = ArtifactKind.INT8_TFLITE.file_name  # a copied run keeps its meaning
     path = write_json_atomic(run_dir / PROFILE_NAME, profile)
     total = profile["total"]
-    run.update("profile", {"target": report.target, "clock_mhz": report.clock_mhz,
-                           "kernels": report.kernels, "total": total,
-                           "flash_bytes": report.flash["total"], "ram_bytes": report.ram["total"]},
-               artifacts={PROFILE_NAME: path})
+    run.write(ProfileRecord.of(report), artifacts={PROFILE_NAME: path})
     per_mac = (f", {total['cycles_per_mac']:.2f} cycles/MAC"
                if total["cycles_per_mac"] is not None else "")
     return (f"{total['cycles'] / 1e6:.2f} M cycles estimated = {total['ms']:.2f} ms on "
@@ -297,7 +305,9 @@ def _stage_plan(config: PipelineConfig) -> list[_Stage]:
         _Stage("bench", _run_bench, lambda c: _options(c.bench), every_artifact),
         _Stage("embed", _run_embed, lambda c: {"samples": c.embed_samples, "seed": c.train.seed},
                _artifact_names((ArtifactKind.INT8_TFLITE,))),
-        _Stage("profile", _run_profile, lambda c: _options(c.profile),
+        _Stage("profile", _run_profile,
+               lambda c: {key: value for key, value in _options(c.profile).items()
+                          if key != "model"},  # the run's own model_int8.tflite
                _artifact_names((ArtifactKind.INT8_TFLITE,)), _profile_unavailable),
         _Stage("report", _run_report, lambda c: {"reproduce": reproduce_commands(c)},
                _artifact_names(MODEL_ARTIFACTS, ("convert_report.json", "parity.json",
@@ -319,13 +329,45 @@ def _key_digest(run_dir: Path, key: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class StageRecord(ManifestRecord):
+    """One stage's run as the pipeline records it."""
+
+    key: str  # hash of the stage's options and input files (_key_digest)
+    outputs: tuple[str, ...]  # the artifacts it wrote, hashed in the manifest
+    seconds: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PipelineRecord(ManifestRecord):
+    """The manifest's "pipeline" section: stage name -> StageRecord (stored flat)."""
+
+    SECTION: ClassVar[str] = "pipeline"
+    stages: dict[str, StageRecord] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {name: stage.to_dict() for name, stage in self.stages.items()}
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> "PipelineRecord":
+        return cls({name: StageRecord.from_dict(stage) for name, stage in entry.items()
+                    if isinstance(stage, dict)})
+
+
+def _stage_records(run_dir: Path) -> dict[str, StageRecord]:
+    recorded = RunDir(run_dir).read(PipelineRecord)
+    return dict(recorded.stages) if recorded else {}
+
+
 def _up_to_date(run_dir: Path, stage: str, key: dict) -> bool:
-    manifest = RunDir(run_dir).manifest_or_empty()
-    recorded = manifest.get("pipeline", {}).get(stage)
-    if not recorded or recorded.get("key") != _key_digest(run_dir, key):
+    run = RunDir(run_dir)
+    recorded = _stage_records(run_dir).get(stage)
+    if recorded is None or recorded.key != _key_digest(run_dir, key):
         return False
-    for name in recorded.get("outputs", []):
-        info = manifest.get("artifacts", {}).get(name)
+    artifacts = run.manifest_or_empty().get("artifacts", {})
+    for name in recorded.outputs:
+        info = artifacts.get(name)
         path = run_dir / name
         if info is None or not path.is_file() or sha256_file(path) != info.get("sha256"):
             return False
@@ -336,30 +378,24 @@ def _forget_stage(run_dir: Path, stage: str) -> None:
     """Before a stage reruns, drop its records and old outputs: a kill mid-stage then leaves
     no stale hash, and a file the new options no longer make does not linger."""
     run = RunDir(run_dir)
-    manifest = run.forget(stage, remove_files=True)
-    if stage in manifest.get("pipeline", {}):
-        stages = dict(manifest["pipeline"])
-        del stages[stage]
-        run.update("pipeline", stages)
+    run.forget(stage, remove_files=True)
+    stages = _stage_records(run_dir)
+    if stages.pop(stage, None) is not None:
+        run.write(PipelineRecord(stages))
 
 
 def _record_stage(run_dir: Path, stage: str, key: dict, seconds: float, note: str) -> None:
     run = RunDir(run_dir)
-    manifest = run.manifest_or_empty()
-    outputs = list(run.stage_outputs(stage))
-    stages = dict(manifest.get("pipeline", {}))
-    stages[stage] = {"key": _key_digest(run_dir, key), "outputs": outputs,
-                     "seconds": round(seconds, 3), "note": note}
+    stages = _stage_records(run_dir)
+    stages[stage] = StageRecord(key=_key_digest(run_dir, key),
+                                outputs=tuple(run.stage_outputs(stage)),
+                                seconds=round(seconds, 3), note=note)
     # Later stages depend on this one's outputs; their keys change with the hashes anyway.
-    run.update("pipeline", stages)
+    run.write(PipelineRecord(stages))
 
 
 def _failures_recorded(run_dir: Path, already: list[str]) -> list[str]:
     """Failed checks of skipped stages still count: the run is not green until they pass."""
-    manifest = RunDir(run_dir).manifest_or_empty()
-    failures = []
-    for stage, entry in manifest.get("pipeline", {}).items():
-        note = entry.get("note", "")
-        if note.startswith("check failed") and not any(item.startswith(stage) for item in already):
-            failures.append(f"{stage}: {note}")
-    return failures
+    return [f"{stage}: {record.note}" for stage, record in _stage_records(run_dir).items()
+            if record.note.startswith("check failed")
+            and not any(item.startswith(stage) for item in already)]

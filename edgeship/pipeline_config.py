@@ -1,23 +1,26 @@
-"""The pipeline's configuration: the stage configs composed, never a second copy of their options.
+"""The pipeline's configuration: the stage commands' configs composed, never a second copy of
+their options.
 
 PipelineConfig holds a TrainConfig, a ConvertConfig, a ValidateConfig, a BenchConfig and a
-ProfileStage; its flags, its TOML tables ([pipeline], [train], [convert], [validate], [bench],
-[profile]) and report.html's reproduce commands are all generated from those dataclasses'
-option fields (edgeship.options).
+ProfileStage (ProfileConfig plus the switch); its flags, its TOML tables ([pipeline],
+[train], [convert], [validate], [bench], [profile]) and report.html's reproduce commands are
+all generated from those dataclasses' option fields through the command specs
+(edgeship/commands/), so an option added to a stage's config is a pipeline flag and key too.
+The pipeline's own defaults where they differ from the stage command's are the `defaults`
+of its GROUPS below, and nowhere else.
 """
 
-import argparse
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgeship.cli_stages import CONVERT_DEFAULTS, DatasetOptions
-from edgeship.console import say
-from edgeship.convert.codegen.kernels import KERNEL_CHOICES, resolve_kernels
+from edgeship.commands import OptionGroup, get_command, option_values_of
+from edgeship.commands.dataset import DatasetOptions
 from edgeship.convert.run import ConvertConfig
 from edgeship.errors import UserInputError
-from edgeship.options import add_options, option, option_flags, option_values
+from edgeship.options import option
+from edgeship.profile.run import ProfileConfig
 from edgeship.profile.targets import TARGETS
 from edgeship.runtime.bench import BenchConfig
 from edgeship.runtime.parity import ValidateConfig
@@ -40,102 +43,69 @@ class PipelineOptions:
 
 # The cores the emulator has a model of (cortex-m55 is a codegen target, not a profile one).
 PROFILE_TARGETS = tuple(name for name, target in TARGETS.items() if target.unicorn_cpu)
+PROFILED_MODEL = "model_int8.tflite"
 
 
 @dataclass(frozen=True)
-class ProfileStage:
-    """The profile stage: model_int8.tflite's generated C on an emulated Cortex-M core.
+class ProfileStage(ProfileConfig):
+    """The profile stage: `edgeship profile` (ProfileConfig's options) on the run's
+    model_int8.tflite, writing profile.json, plus the switch that turns the stage off.
 
-    The stage writes profile.json (`edgeship profile --json`): per-op instructions and
-    estimated cycles, flash and RAM. It is skipped, with one console line, when disabled or
-    when the Arm toolchain or the emulator is not installed.
+    It is skipped, with one console line, when disabled or when the Arm toolchain or the
+    emulator is not installed.
     """
 
+    model: str = PROFILED_MODEL  # the pipeline sets it to RUN_DIR/model_int8.tflite
     enabled: bool = option(True, flag="profile", help="profile the int8 model's generated C on "
                            "an emulated Cortex-M core (--no-profile: skip the stage)")
-    target: str = option("cortex-m4", choices=PROFILE_TARGETS,
-                         help="Cortex-M core to compile for and emulate")
-    kernels: str = option("auto", choices=KERNEL_CHOICES,
-                          help="codegen's kernel variant (auto: dsp on cores with the DSP "
-                               "extension, else portable)")
-    clock_mhz: float | None = option(None, help="clock for the ms estimate (default: the "
-                                     "target's typical board, 120 for cortex-m4)")
-    cmsis_nn: str | None = option(None, metavar="DIR", help="CMSIS-NN folder, for "
-                                  "--profile-kernels cmsis-nn")
 
     def __post_init__(self):
-        for what, value, allowed in (("target", self.target, PROFILE_TARGETS),
-                                     ("kernels", self.kernels, KERNEL_CHOICES)):
-            if value not in allowed:
-                raise UserInputError(f"profile {what} must be one of {', '.join(allowed)}, "
-                                 f"got {value!r}")
-        if self.clock_mhz is not None and not self.clock_mhz > 0:
-            raise UserInputError(f"profile clock must be > 0 MHz, got {self.clock_mhz}")
+        if self.target not in PROFILE_TARGETS:
+            raise UserInputError(f"profile target must be one of {', '.join(PROFILE_TARGETS)}, "
+                                 f"got {self.target!r}")
         if self.kernels == "cmsis-nn" and not self.cmsis_nn:
             raise UserInputError("--profile-kernels cmsis-nn needs --profile-cmsis-nn DIR "
-                             "(the CMSIS-NN folder)")
-
-    @property
-    def variant(self) -> str:
-        """The kernel variant profiled: `kernels` with "auto" resolved for the target."""
-        return resolve_kernels(self.kernels, self.target)
-
-    def command(self, model: str, json_path: str) -> str:
-        """The `edgeship profile` command that writes the same profile.json."""
-        parts = [f"edgeship profile {model}", f"--target {self.target}",
-                 f"--kernels {self.variant}"]
-        if self.clock_mhz is not None:
-            parts.append(f"--clock-mhz {self.clock_mhz:g}")
-        if self.cmsis_nn:
-            parts.append(f"--cmsis-nn {self.cmsis_nn}")
-        return " ".join(parts + [f"--json {json_path}"])
+                                 "(the CMSIS-NN folder)")
+        super().__post_init__()
 
 
-@dataclass(frozen=True)
-class OptionGroup:
-    """One config class's options as the pipeline exposes them.
-
-    Attributes:
-        key: prefix of the argparse dests and of the merged values ("convert").
-        table: the TOML table that holds them.
-        config_class: the dataclass declaring them.
-        flag_prefix: prepended to the stage's own flag names ("bench-" gives --bench-runs).
-        exclude: options the pipeline sets itself.
-        defaults: the pipeline's defaults where they differ from the stage command's.
-    """
-
-    key: str
-    table: str
-    config_class: type
-    flag_prefix: str = ""
-    exclude: tuple[str, ...] = ()
-    defaults: dict = field(default_factory=dict)
+def _all_but(config_class, *names: str) -> tuple[str, ...]:
+    return tuple(name for name in config_class.__dataclass_fields__ if name not in names)
 
 
+# The stage commands' option groups under the pipeline's keys, tables and flag prefixes.
 # convert's and bench's seeds get a prefix: --seed is train's, as it always was.
 GROUPS = (
-    OptionGroup("pipeline", "pipeline", PipelineOptions),
-    OptionGroup("train", "train", TrainConfig, exclude=("out",), defaults={"model": "lenet5"}),
-    OptionGroup("dataset", "train", DatasetOptions, defaults={"dataset": "mnist5k"}),
-    OptionGroup("model_options", "train", ModelOptions),
-    OptionGroup("convert", "convert", ConvertConfig, exclude=("int8", "seed"),
+    OptionGroup(PipelineOptions, "pipeline", "pipeline"),
+    OptionGroup(TrainConfig, "train", "train", exclude=("out",), defaults={"model": "lenet5"}),
+    OptionGroup(DatasetOptions, "dataset", "train", defaults={"dataset": "mnist5k"}),
+    OptionGroup(ModelOptions, "model_options", "train"),
+    OptionGroup(ConvertConfig, "convert", "convert", exclude=("int8", "seed"),
                 defaults={"onnx": True}),
-    OptionGroup("convert_seed", "convert", ConvertConfig, flag_prefix="convert-",
-                exclude=tuple(name for name in ConvertConfig.__dataclass_fields__ if name != "seed")),
-    OptionGroup("validate", "validate", ValidateConfig, flag_prefix="validate-"),
-    OptionGroup("tolerances", "validate", Tolerances, flag_prefix="validate-"),
-    OptionGroup("bench", "bench", BenchConfig, flag_prefix="bench-", exclude=("backends",),
+    OptionGroup(ConvertConfig, "convert_seed", "convert", flag_prefix="convert-",
+                exclude=_all_but(ConvertConfig, "seed")),
+    OptionGroup(ValidateConfig, "validate", "validate", flag_prefix="validate-"),
+    OptionGroup(Tolerances, "tolerances", "validate", flag_prefix="validate-"),
+    OptionGroup(BenchConfig, "bench", "bench", flag_prefix="bench-", exclude=("backends",),
                 defaults={"runs": 100, "warmup": 10}),
-    # --no-profile turns the stage off; its other options are --profile-target and so on.
-    OptionGroup("profile_switch", "profile", ProfileStage,
-                exclude=tuple(name for name in ProfileStage.__dataclass_fields__
-                              if name != "enabled")),
-    OptionGroup("profile", "profile", ProfileStage, flag_prefix="profile-", exclude=("enabled",)),
+    # --no-profile turns the stage off; ProfileConfig's options are --profile-target and so on.
+    OptionGroup(ProfileStage, "profile_switch", "profile", exclude=_all_but(ProfileStage,
+                                                                            "enabled")),
+    OptionGroup(ProfileStage, "profile", "profile", flag_prefix="profile-",
+                exclude=("enabled", "model")),
 )
 
 
+@dataclass(frozen=True)
+class PipelineFile:
+    config: str | None = option(None, metavar="TOML", help="TOML file: tables [pipeline], "
+                                "[train], [convert], [validate], [bench], [profile] of the same "
+                                "options (flags win)")
+
+
 def _default_train() -> TrainConfig:
-    return TrainConfig(model="lenet5", dataset=DatasetSpec("mnist5k"), out=DEFAULT_OUT)
+    return TrainConfig(model=GROUPS[1].defaults["model"],
+                       dataset=DatasetSpec(GROUPS[2].defaults["dataset"]), out=DEFAULT_OUT)
 
 
 @dataclass(frozen=True)
@@ -150,11 +120,11 @@ class PipelineConfig:
 
     out: str = DEFAULT_OUT
     train: TrainConfig = field(default_factory=_default_train)
-    convert: ConvertConfig = field(default_factory=lambda: ConvertConfig(source=DEFAULT_OUT,
-                                                                         onnx=True))
+    convert: ConvertConfig = field(default_factory=lambda: ConvertConfig(
+        source=DEFAULT_OUT, **GROUPS[4].defaults))
     validate: ValidateConfig = field(default_factory=lambda: ValidateConfig(run_dir=DEFAULT_OUT))
-    bench: BenchConfig = field(default_factory=lambda: BenchConfig(artifacts=(DEFAULT_OUT,),
-                                                                   runs=100, warmup=10))
+    bench: BenchConfig = field(default_factory=lambda: BenchConfig(
+        artifacts=(DEFAULT_OUT,), **GROUPS[8].defaults))
     profile: ProfileStage = field(default_factory=ProfileStage)
     embed_samples: int = 10
     force: bool = False
@@ -167,6 +137,8 @@ class PipelineConfig:
                                                     out=None))
         object.__setattr__(self, "validate", replace(self.validate, run_dir=self.out))
         object.__setattr__(self, "bench", replace(self.bench, artifacts=(self.out,)))
+        object.__setattr__(self, "profile", replace(self.profile,
+                                                    model=str(Path(self.out) / PROFILED_MODEL)))
 
 
 def _group_config(config: PipelineConfig, key: str):
@@ -202,51 +174,27 @@ def build_config(values: dict[str, dict]) -> PipelineConfig:
         force=bool(pipeline.get("force", defaults.force)))
 
 
-# --- flags -----------------------------------------------------------------------------------
+# --- flags ---------------------------------------------------------------------------------
 
-def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
-    """Every group's options as flags; all default to None so flags merge over a config file."""
-    for group in GROUPS:
-        add_options(parser, group.config_class, exclude=group.exclude,
-                    flag_prefix=group.flag_prefix, dest_prefix=f"{group.key}.",
-                    defaults=group.defaults, unset=True)
-
-
-def flag_values(args: argparse.Namespace) -> dict[str, dict]:
-    """group key -> the options given on the command line."""
-    return {group.key: option_values(args, group.config_class, dest_prefix=f"{group.key}.",
-                                     exclude=group.exclude, given_only=True)
-            for group in GROUPS}
+def flag_values(values: dict) -> dict[str, dict]:
+    """group key -> the options given on the command line (values: "group.name" -> value,
+    None when not given)."""
+    given: dict[str, dict] = {group.key: {} for group in GROUPS}
+    for dest, value in values.items():
+        key, _, name = dest.partition(".")
+        if key in given and value is not None:
+            given[key][name] = value
+    return given
 
 
 # --- the config file -------------------------------------------------------------------------
-
-# Today's flat keys (a [pipeline] table or top-level keys) -> (group, option), read for one
-# release with a warning.
-LEGACY_KEYS = {
-    "model": ("train", "model"), "dataset": ("dataset", "dataset"),
-    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
-    "learning_rate": ("train", "learning_rate"), "augment": ("train", "augment"),
-    "batch_norm_statistics": ("train", "batch_norm_statistics"),
-    "image_size": ("dataset", "image_size"), "channels": ("dataset", "channels"),
-    "alpha": ("model_options", "alpha"), "qat": ("convert", "qat_epochs"),
-    "prune": ("convert", "prune_sparsity"), "prune_structure": ("convert", "prune_structure"),
-    "prune_epochs": ("convert", "prune_epochs"), "onnx": ("convert", "onnx"),
-    "calibration_samples": ("convert", "calibration_samples"), "io": ("convert", "io_type"),
-    "weight_granularity": ("convert", "weight_granularity"),
-    "max_drop": ("convert", "max_drop_pp"), "validate_limit": ("validate", "limit"),
-    "bench_runs": ("bench", "runs"), "bench_warmup": ("bench", "warmup"),
-}
-
 
 def load_config_file(path: str | os.PathLike) -> dict[str, dict]:
     """Read a pipeline TOML file into group key -> {option: value}.
 
     Tables: [pipeline] (out, embed_samples, force), [train] (TrainConfig's options, the
     dataset's and the model's), [convert], [validate] (ValidateConfig's and the tolerances'),
-    [bench], [profile] (ProfileStage's: enabled, target, kernels, clock_mhz, cmsis_nn); keys
-    are the options' field names. Flat keys of the earlier format are mapped
-    (LEGACY_KEYS) with a warning; `seed` there sets train's, convert's and bench's seeds.
+    [bench], [profile] (ProfileConfig's, and enabled); keys are the options' field names.
     """
     path = Path(path)
     try:
@@ -255,34 +203,28 @@ def load_config_file(path: str | os.PathLike) -> dict[str, dict]:
         raise UserInputError(f"cannot read config {path}: {error}") from error
     values: dict[str, dict] = {group.key: {} for group in GROUPS}
     tables = {group.table for group in GROUPS}
-    legacy = {key: value for key, value in payload.items() if not isinstance(value, dict)}
     for table, entries in payload.items():
         if not isinstance(entries, dict):
-            continue
+            raise UserInputError(f"config {path}: key {table} outside a table; use the tables "
+                                 f"{', '.join(f'[{name}]' for name in sorted(tables))} (see "
+                                 "pipeline.example.toml)")
         if table not in tables:
             raise UserInputError(f"config {path}: unknown table [{table}]; tables: "
                                  f"{', '.join(sorted(tables))}")
         for key, value in entries.items():
             name = key.replace("-", "_")
             owner = _owner(table, name)
-            if owner is None and table == "pipeline" and (name in LEGACY_KEYS or name == "seed"):
-                legacy[name] = value
-                continue
             if owner is None:
                 known = sorted(name for group in GROUPS if group.table == table
                                for name in _names(group))
                 raise UserInputError(f"config {path}: unknown key(s) {key} in [{table}]; known "
                                      f"keys: {', '.join(known)}")
             values[owner][name] = _from_toml(value)
-    if legacy:
-        _read_legacy(path, legacy, values)
     return values
 
 
 def _names(group: OptionGroup) -> list[str]:
-    return [name for name in group.config_class.__dataclass_fields__
-            if "option" in group.config_class.__dataclass_fields__[name].metadata
-            and name not in group.exclude]
+    return [item.name for item in group.options()]
 
 
 def _owner(table: str, name: str) -> str | None:
@@ -294,28 +236,6 @@ def _from_toml(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-def _read_legacy(path: Path, legacy: dict, values: dict[str, dict]) -> None:
-    unknown = sorted(set(legacy) - set(LEGACY_KEYS) - {"seed", "out", "embed_samples", "force"})
-    if unknown:
-        raise UserInputError(f"config {path}: unknown key(s) {', '.join(unknown)}; use the "
-                             "tables [pipeline], [train], [convert], [validate], [bench], "
-                             "[profile] "
-                             "(see pipeline.example.toml)")
-    say(f"warning: config {path} uses the flat keys of edgeship 0.1 "
-        f"({', '.join(sorted(legacy))}); read this release only: move them into the tables "
-        "[pipeline], [train], [convert], [validate], [bench], [profile] (see "
-        "pipeline.example.toml)")
-    for key, value in legacy.items():
-        if key == "seed":  # one seed for every stage then (not the split: that is split_seed)
-            for group in ("train", "convert_seed", "bench"):
-                values[group]["seed"] = value
-        elif key in ("out", "embed_samples", "force"):
-            values["pipeline"][key] = value
-        else:
-            group, name = LEGACY_KEYS[key]
-            values[group][name] = _from_toml(value)
-
-
 def config_from_sources(file_values: dict[str, dict], flags: dict[str, dict]) -> PipelineConfig:
     """Defaults < config file < flags given on the command line."""
     merged = {group.key: {**file_values.get(group.key, {}), **flags.get(group.key, {})}
@@ -325,32 +245,46 @@ def config_from_sources(file_values: dict[str, dict], flags: dict[str, dict]) ->
 
 # --- reproduce commands ----------------------------------------------------------------------
 
+def pipeline_values(config: PipelineConfig) -> dict:
+    """"group.name" -> value of every pipeline option in config."""
+    values = {}
+    for group in GROUPS:
+        values.update(option_values_of(_group_config(config, group.key), group))
+    return values
+
+
 def reproduce_commands(config: PipelineConfig) -> list[str]:
     """The pipeline command, then the stage commands, that recreate this run exactly.
 
-    Generated from the configs' option fields, so an option cannot be left out: each command
-    names every option that differs from that command's default, and parses back to the same
-    configs (tests/edgeship/test_pipeline.py).
+    Each is its command spec's command line (edgeship/commands/), so an option cannot be left
+    out: it names every option that differs from that command's default, and parses back to
+    the same configs (tests/edgeship/test_pipeline.py).
     """
-    pipeline = ["edgeship pipeline", f"--model {config.train.model}",
-                f"--dataset {config.train.dataset.name}", f"--out {config.out}"]
-    for group in GROUPS:
-        exclude = group.exclude + {"pipeline": ("out", "force"), "train": ("model",),
-                                   "dataset": ("dataset",)}.get(group.key, ())
-        pipeline += option_flags(_group_config(config, group.key), flag_prefix=group.flag_prefix,
-                                 exclude=exclude, defaults=group.defaults)
+    always = {"train.model", "dataset.dataset", "pipeline.out"}
+    values = {dest: value for dest, value in pipeline_values(config).items()
+              if dest != "pipeline.force"}
+    defaults = {dest: (object() if dest in always else value)
+                for dest, value in pipeline_values(PipelineConfig()).items()}
+    pipeline = get_command("pipeline").command_line(values, defaults) + " --force"
     out = config.out
     dataset = DatasetOptions.from_spec(config.train.dataset)
-    train = (["edgeship train"] + option_flags(config.train)
-             + option_flags(dataset) + option_flags(config.train.model_options))
-    convert = ([f"edgeship convert {out}"]
-               + option_flags(config.convert, defaults=CONVERT_DEFAULTS))
-    validate = ([f"edgeship validate {out}"] + option_flags(config.validate)
-                + option_flags(config.validate.tolerances))
-    bench = ([f"edgeship bench {out}/model_int8.tflite {out}/model_float.tflite"]
-             + option_flags(config.bench, exclude=("backends",)))
-    commands = [" ".join(command) for command in (pipeline + ["--force"], train, convert,
-                                                   validate, bench)]
+    commands = [
+        pipeline,
+        get_command("train").command_line({
+            **option_values_of(config.train, OptionGroup(TrainConfig)),
+            **option_values_of(dataset, OptionGroup(DatasetOptions)),
+            **option_values_of(config.train.model_options, OptionGroup(ModelOptions))}),
+        get_command("convert").command_line({
+            "source": out, **option_values_of(config.convert, OptionGroup(ConvertConfig))}),
+        get_command("validate").command_line({
+            "run_dir": out, **option_values_of(config.validate, OptionGroup(ValidateConfig)),
+            **option_values_of(config.validate.tolerances, OptionGroup(Tolerances))}),
+        get_command("bench").command_line({
+            "artifacts": (f"{out}/model_int8.tflite", f"{out}/model_float.tflite"),
+            **option_values_of(config.bench, OptionGroup(BenchConfig, exclude=("backends",)))}),
+    ]
     if config.profile.enabled:
-        commands.append(config.profile.command(f"{out}/model_int8.tflite", f"{out}/profile.json"))
+        commands.append(get_command("profile").command_line({
+            **option_values_of(config.profile, OptionGroup(ProfileConfig)),
+            "model": f"{out}/{PROFILED_MODEL}", "json": f"{out}/profile.json"}))
     return commands

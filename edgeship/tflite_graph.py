@@ -16,6 +16,7 @@ import numpy as np
 
 from edgeship.deps import require
 from edgeship.errors import UserInputError
+from edgeship.quantization import TensorInfo
 
 # Ops that only move data between float and int8 at the edges of a graph.
 CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")
@@ -43,6 +44,18 @@ def write_model(model) -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=_FILE_IDENTIFIER)
     return bytes(builder.Output())
+
+
+def tensor_dtype(tensor) -> str:
+    """The numpy dtype name of a schema tensor's type ("int8"; "typeN" for one numpy lacks)."""
+    return _TENSOR_TYPES.get(tensor.type, f"type{tensor.type}")
+
+
+def is_constant(model, tensor) -> bool:
+    """The tensor's values are in the file: a non-empty buffer, inline or at an offset."""
+    buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
+    return buffer is not None and ((buffer.data is not None and len(buffer.data) > 0)
+                                   or (getattr(buffer, "offset", 0) or 0) > 1)
 
 
 def builtin_code(model, op) -> int:
@@ -99,6 +112,10 @@ class Tensor:
     def zero_point(self) -> int:
         return int(self.zero_points[0]) if self.zero_points.size else 0
 
+    def info(self) -> TensorInfo:
+        """Its name, shape, dtype and per-tensor quantization (a model input or output)."""
+        return TensorInfo(self.name, self.shape, self.dtype, self.scale, self.zero_point)
+
 
 @dataclass(frozen=True)
 class Operator:
@@ -124,6 +141,17 @@ class Graph:
         return [op.name for op in self.operators]
 
 
+def read_user_model(tflite_bytes: bytes):
+    """`read_model` on a file a user gave: unreadable or without a subgraph is bad input."""
+    try:
+        model = read_model(tflite_bytes)
+    except Exception as error:  # flatbuffers raises struct.error, IndexError, ...
+        raise UserInputError(f"not a readable .tflite flatbuffer: {error}") from error
+    if not model.subgraphs:
+        raise UserInputError("the .tflite holds no subgraph")
+    return model
+
+
 def read_graph(tflite_bytes: bytes) -> Graph:
     """Parse a .tflite flatbuffer's only subgraph into a Graph.
 
@@ -136,12 +164,7 @@ def read_graph(tflite_bytes: bytes) -> Graph:
     from edgeship.model_check import check_tflite_bytes
 
     check_tflite_bytes(tflite_bytes)
-    try:
-        model = read_model(tflite_bytes)
-    except Exception as error:  # flatbuffers raises struct.error, IndexError, ...
-        raise UserInputError(f"not a readable .tflite flatbuffer: {error}") from error
-    if not model.subgraphs:
-        raise UserInputError("the .tflite holds no subgraph")
+    model = read_user_model(tflite_bytes)
     if len(model.subgraphs) > 1:
         raise UserInputError(f"the .tflite holds {len(model.subgraphs)} subgraphs; edgeship "
                              "reads single-graph classifiers")
@@ -153,7 +176,7 @@ def read_graph(tflite_bytes: bytes) -> Graph:
                             and quantization.scale is not None else [], np.float32)
         zero_points = np.asarray(quantization.zeroPoint if quantization is not None
                                  and quantization.zeroPoint is not None else [], np.int64)
-        dtype = _TENSOR_TYPES.get(tensor.type, f"type{tensor.type}")
+        dtype = tensor_dtype(tensor)
         shape = tuple(int(side) for side in (tensor.shape if tensor.shape is not None else []))
         data = buffer_data(model.buffers[tensor.buffer], tflite_bytes, dtype, shape)
         name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)

@@ -51,7 +51,9 @@ def trial_records(study) -> list[dict]:
             "run_dir": attrs.get("run_dir"), "worker": attrs.get("worker"),
             "estimate": attrs.get("estimate"), "measured": attrs.get("measured"),
             "exceeded": attrs.get("exceeded", []), "error": attrs.get("error"),
-            "retry_of": attrs.get("retry_of"),
+            "retry_of": attrs.get("retry_of"), "same_as": attrs.get("same_as"),
+            "epoch_accuracy": attrs.get("epoch_accuracy"),
+            "pruned_at_epoch": attrs.get("pruned_at_epoch") if status == "pruned" else None,
             "seconds": (round((trial.datetime_complete - trial.datetime_start).total_seconds(), 1)
                         if trial.datetime_complete and trial.datetime_start else None)})
     return records
@@ -111,10 +113,10 @@ def recorded_pipeline(entry: dict) -> dict:
 
 
 def _counts(records: list[dict]) -> dict:
-    counts = {"trials": len(records), "trained": 0, "discarded": 0, "failed": 0,
+    counts = {"trials": len(records), "trained": 0, "discarded": 0, "pruned": 0, "failed": 0,
               "meeting_budgets": 0}
     for record in records:
-        if record["status"] in ("trained", "discarded"):
+        if record["status"] in ("trained", "discarded", "pruned"):
             counts[record["status"]] += 1
         else:
             counts["failed"] += 1
@@ -242,10 +244,15 @@ def render_html(payload: dict) -> str:
     trial_rows = []
     for record in payload["trials"]:
         numbers = record["measured"] or record["estimate"] or {}
+        status = record["status"]
+        if record.get("pruned_at_epoch"):
+            status += f" after epoch {record['pruned_at_epoch']}"
+        if record["retry_of"] is not None:
+            status += f" (retry of {record['retry_of']})"
+        if record.get("same_as") is not None:
+            status += f" (as trial {record['same_as']})"
         trial_rows.append([record["trial"], html.escape(record["candidate"]),
-                           html.escape(record["status"] + (f" (retry of {record['retry_of']})"
-                                                           if record["retry_of"] is not None
-                                                           else "")),
+                           html.escape(status),
                            html.escape(", ".join(record["exceeded"]) or "-"),
                            _number((record["measured"] or {}).get("validation_accuracy")),
                            _number(numbers.get("ms"), 3), _number(numbers.get("ram")),
@@ -267,7 +274,9 @@ code{{font-size:12px}}</style></head><body>
 <p>Budgets: {html.escape(budget_text)} (RAM and flash in bytes). Study
 {html.escape(payload['study']['name'])} in <code>{html.escape(payload['study']['storage'])}</code>,
 sampler {html.escape(payload['study']['sampler'])}: {counts['trials']} trials,
-{counts['trained']} trained, {counts['discarded']} discarded untrained, {counts['failed']} failed,
+{counts['trained']} trained, {counts['discarded']} discarded untrained,
+{counts.get('pruned', 0)} pruned (training stopped early: validation accuracy below the trained
+trials' median at that epoch), {counts['failed']} failed,
 {counts['meeting_budgets']} meeting every budget. A discarded candidate took
 {_number(per_discard['mean'], 2)} s on average ({_number(per_discard['max'], 2)} s at most).
 Cycles and ms are estimates from Arm's instruction timings (edgeship profile), not measurements.</p>

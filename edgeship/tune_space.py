@@ -1,39 +1,20 @@
 """What `edgeship tune` searches and under which budgets: TuneConfig, SearchSpace, Candidate.
 
-A candidate is one zoo model with its width, pruning, QAT, weight granularity, activation
-precision and kernel variant. Each becomes a PipelineConfig, so its run directory is what
+A candidate is one zoo model with its width, depth, input resolution (folder datasets),
+pruning, QAT, weight granularity, activation precision and kernel variant. Each becomes a PipelineConfig, so its run directory is what
 `edgeship pipeline` would make and its reproduce command is the pipeline's own.
 """
 
-import argparse
-import re
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from edgeship.errors import UserInputError
-from edgeship.options import option
+from edgeship.options import format_bytes, option, parse_bytes
 
 FAMILIES = ("dscnn", "mobilenet_v2", "simple_cnn", "keras_cnn", "lenet5")
 SAMPLERS = ("tpe", "random", "nsga2")
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024 ** 2, "mb": 1024 ** 2,
-          "mib": 1024 ** 2}
-
-
-def parse_bytes(text: str | int) -> int:
-    """"64KB" -> 65536 (KB = 1024 bytes, as MCU datasheets count), "4096" -> 4096."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
-    if not match or match.group(2).lower() not in _UNITS:
-        raise argparse.ArgumentTypeError(f"expected a size like 64KB, 1MB or 4096, got {text!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def format_bytes(value: int) -> str:
-    return f"{value // 1024}KB" if value % 1024 == 0 else str(value)
-
-
+PRUNERS = ("median", "none")
 def _profile_targets() -> tuple[str, ...]:
     from edgeship.profile.targets import TARGETS
 
@@ -61,12 +42,22 @@ class TuneConfig:
     min_accuracy: float | None = option(None, metavar="FRACTION",
                                         help="smallest int8 validation accuracy kept, e.g. 0.95")
     trials: int = option(20, help="trials in the study (a resumed or shared study stops there)")
-    epochs: int = option(3, help="training epochs of each trial")
+    epochs: int = option(5, help="training epochs of each trial (the pruner may stop one "
+                         "earlier); as many as `edgeship train` trains by default")
     batch_size: int = option(32, help="training batch size")
     calibration_samples: int = option(200, help="training images that calibrate int8 ranges")
     sampler: str = option("tpe", choices=SAMPLERS,
                           help="Optuna sampler: tpe (constrained multi-objective), random, nsga2")
     seed: int = option(0, help="seed of the sampler, weight init and training")
+    pruner: str = option("median", choices=PRUNERS,
+                         help="stop a training early: median stops a trial whose validation "
+                         "accuracy after an epoch is below the median of the trained trials' "
+                         "at that epoch; none trains every trial fully")
+    pruner_startup_trials: int = option(3, help="fully trained trials before the pruner "
+                                        "stops any")
+    pruner_warmup_epochs: int = option(2, help="epochs every trial trains before the pruner "
+                                       "may stop it (families that start slowly, dscnn "
+                                       "with BatchNorm, catch up after the first two)")
     storage: str | None = option(None, metavar="URL", help="Optuna storage shared by workers, "
                                  "e.g. postgresql://user@host/db (default: sqlite in --out)")
     study_name: str = option("edgeship-tune", help="study name inside the storage")
@@ -86,6 +77,12 @@ class TuneConfig:
         if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
             raise UserInputError(f"--min-accuracy is a fraction in [0, 1], got "
                                  f"{self.min_accuracy}")
+        if self.pruner not in PRUNERS:
+            raise UserInputError(f"--pruner must be one of {', '.join(PRUNERS)}")
+        for name in ("pruner_startup_trials", "pruner_warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise UserInputError(f"--{name.replace('_', '-')} must be >= 0, got "
+                                     f"{getattr(self, name)}")
         if self.sampler not in SAMPLERS:
             raise UserInputError(f"--sampler must be one of {', '.join(SAMPLERS)}")
         if self.target not in _profile_targets():
@@ -128,6 +125,9 @@ class SearchSpace:
     Attributes:
         families: zoo models tried (those the input is too small for are left out).
         widths: dscnn's channel counts.
+        blocks: dscnn's depths (depthwise-separable blocks).
+        image_sizes: square input sides tried on folder datasets (images resized as they are
+            loaded); empty keeps the dataset's size.
         alphas: mobilenet_v2's width multipliers.
         prune_sparsities: magnitude-pruning targets; 0 is no pruning.
         qat_epochs: quantization-aware fine-tuning epochs; 0 is post-training int8.
@@ -137,7 +137,9 @@ class SearchSpace:
     """
 
     families: tuple[str, ...] = FAMILIES
-    widths: tuple[int, ...] = (8, 12, 16, 24, 32, 48, 64)
+    widths: tuple[int, ...] = (8, 12, 16, 20, 24, 32, 48, 64)
+    blocks: tuple[int, ...] = (1, 2, 3, 4)
+    image_sizes: tuple[int, ...] = ()
     alphas: tuple[float, ...] = (0.35, 0.5, 0.75)
     prune_sparsities: tuple[float, ...] = (0.0, 0.5, 0.75)
     qat_epochs: tuple[int, ...] = (0, 1)
@@ -151,7 +153,7 @@ class SearchSpace:
             if isinstance(value, (str, int, float)):
                 value = (value,)
             value = tuple(value)
-            if not value:
+            if not value and item.name != "image_sizes":
                 raise UserInputError(f"search space: {item.name} needs at least one choice")
             object.__setattr__(self, item.name, value)
         self._check("families", FAMILIES)
@@ -160,6 +162,10 @@ class SearchSpace:
         self._check("kernels", ("dsp", "portable"))
         if min(self.widths) < 8:
             raise UserInputError("search space: dscnn widths must be >= 8")
+        if min(self.blocks) < 1:
+            raise UserInputError("search space: dscnn blocks must be >= 1")
+        if self.image_sizes and min(self.image_sizes) < 1:
+            raise UserInputError("search space: image sizes must be >= 1")
         if not all(0 < alpha <= 1.4 for alpha in self.alphas):
             raise UserInputError("search space: mobilenet_v2 alphas must be in (0, 1.4]")
         if not all(0 <= sparsity < 1 for sparsity in self.prune_sparsities):
@@ -203,7 +209,9 @@ class Candidate:
 
     model: str
     width: int = 64
+    blocks: int = 4
     alpha: float = 0.35
+    image_size: int | None = None  # square side; None: the dataset's own
     prune_sparsity: float = 0.0
     qat_epochs: int = 0
     weight_granularity: str = "per-channel"
@@ -212,6 +220,8 @@ class Candidate:
 
     @classmethod
     def from_params(cls, params: dict) -> "Candidate":
+        params = {("image_size" if key.startswith("image_size_") else key): value
+                  for key, value in params.items()}
         return cls(**{item.name: params[key] for item in fields(cls)
                       for key in (_PARAM_NAMES.get(item.name, item.name),) if key in params})
 
@@ -219,12 +229,16 @@ class Candidate:
         """Everything RAM, flash and cycles depend on (not QAT epochs: same graph)."""
         return "|".join(str(part) for part in (
             self.model, self.width if self.model == "dscnn" else "",
-            self.alpha if self.model == "mobilenet_v2" else "", self.prune_sparsity,
+            self.blocks if self.model == "dscnn" else "",
+            self.alpha if self.model == "mobilenet_v2" else "", self.image_size or "",
+            self.prune_sparsity,
             self.weight_granularity, self.activations, self.kernels))
 
     def describe(self) -> str:
-        parts = [self.model + (f" width {self.width}" if self.model == "dscnn" else "")
-                 + (f" alpha {self.alpha:g}" if self.model == "mobilenet_v2" else "")]
+        parts = [self.model + (f" width {self.width} blocks {self.blocks}"
+                               if self.model == "dscnn" else "")
+                 + (f" alpha {self.alpha:g}" if self.model == "mobilenet_v2" else "")
+                 + (f" at {self.image_size}x{self.image_size}" if self.image_size else "")]
         if self.prune_sparsity:
             parts.append(f"pruned {self.prune_sparsity:g}")
         if self.qat_epochs:
@@ -233,6 +247,14 @@ class Candidate:
                   f"{self.kernels} kernels"]
         return ", ".join(parts)
 
+    def dataset_spec(self, spec):
+        """The study's DatasetSpec at this candidate's input resolution."""
+        from dataclasses import replace
+
+        if self.image_size is None or spec is None:
+            return spec
+        return replace(spec, image_size=(self.image_size, self.image_size))
+
     def pipeline_config(self, config: TuneConfig, run_dir: Path):
         """The PipelineConfig that trains and converts this candidate into run_dir."""
         from edgeship.convert.run import ConvertConfig
@@ -240,10 +262,13 @@ class Candidate:
         from edgeship.train.fit import TrainConfig
         from edgeship.train.models import ModelOptions
 
-        options = ModelOptions(width=self.width if self.model == "dscnn" else 64,
-                               alpha=self.alpha if self.model == "mobilenet_v2" else 0.35)
+        defaults = ModelOptions()
+        dscnn = self.model == "dscnn"
+        options = ModelOptions(width=self.width if dscnn else defaults.width,
+                               blocks=self.blocks if dscnn else defaults.blocks,
+                               alpha=self.alpha if self.model == "mobilenet_v2" else defaults.alpha)
         out = str(run_dir)
-        train = TrainConfig(model=self.model, dataset=config.dataset, out=out,
+        train = TrainConfig(model=self.model, dataset=self.dataset_spec(config.dataset), out=out,
                             epochs=config.epochs, batch_size=config.batch_size,
                             seed=config.seed, model_options=options)
         convert = ConvertConfig(source=out, onnx=True, qat_epochs=self.qat_epochs,
@@ -261,21 +286,35 @@ class Candidate:
 _PARAM_NAMES = {"prune_sparsity": "prune", "qat_epochs": "qat"}
 
 
+def searched_sides(space: SearchSpace, input_shape: tuple[int, int, int]) -> list[int]:
+    """The input sides a trial may get: the searched sizes, or the dataset's smaller side."""
+    return list(space.image_sizes) or [min(input_shape[:2])]
+
+
 def suggest(trial, space: SearchSpace, input_shape: tuple[int, int, int],
             target: str) -> Candidate:
-    """Draw a candidate from the space (define-by-run: width only for dscnn, alpha only for
-    mobilenet_v2; families whose minimum input side exceeds the images are left out)."""
+    """Draw a candidate from the space (define-by-run: width and blocks only for dscnn, alpha
+    only for mobilenet_v2, image_size only when the space searches sizes; families whose
+    minimum input side exceeds the largest searched side are left out, and a family's input
+    side is drawn from the sizes it takes)."""
     from edgeship.convert.codegen.kernels import DSP_CORES
     from edgeship.train.models import MIN_INPUT_SIDE
 
-    families = [name for name in space.families if min(input_shape[:2]) >= MIN_INPUT_SIDE[name]]
+    sides = searched_sides(space, input_shape)
+    families = [name for name in space.families if max(sides) >= MIN_INPUT_SIDE[name]]
     if not families:
         raise UserInputError(f"no model family of {', '.join(space.families)} takes "
-                             f"{input_shape[0]}x{input_shape[1]} images")
+                             f"{max(sides)}x{max(sides)} images")
     model = trial.suggest_categorical("model", families)
     chosen = {"model": model}
+    if space.image_sizes:
+        fitting = [side for side in sides if side >= MIN_INPUT_SIDE[model]]
+        # one parameter per list of choices: Optuna's categorical choices cannot change
+        name = "image_size" if fitting == sides else f"image_size_{model}"
+        chosen["image_size"] = trial.suggest_categorical(name, fitting)
     if model == "dscnn":
         chosen["width"] = trial.suggest_categorical("width", list(space.widths))
+        chosen["blocks"] = trial.suggest_categorical("blocks", list(space.blocks))
     if model == "mobilenet_v2":
         chosen["alpha"] = trial.suggest_categorical("alpha", list(space.alphas))
     chosen["prune_sparsity"] = trial.suggest_categorical("prune", list(space.prune_sparsities))

@@ -1,14 +1,20 @@
 """`edgeship tune`: the most accurate model that fits a device's RAM, flash and latency budgets.
 
 A multi-objective Optuna study (int8 validation accuracy up, estimated ms and RAM down) over
-the zoo's families, widths, pruning, QAT, weight granularity, activation precision and kernel
-variant, under hard budgets (Optuna constraints). Every candidate is first built untrained,
+the zoo's families, widths, depths, input resolutions (folder datasets), pruning, QAT, weight
+granularity, activation precision and kernel variant, under hard budgets (Optuna constraints). Every candidate is first built untrained,
 converted and profiled (edgeship/tune_check.py): one over budget is discarded in seconds and
 recorded with the budgets it broke. The others are trained and converted into their own run
 directory (DIR/trials/trial_NNNN, what `edgeship pipeline` makes, with its reproduce command),
 and the delivered int8 file is profiled again. The Pareto front of the trials that meet every
 budget then gets the full pipeline (validate, bench, embed, profile, report), and
 tune_report.html/.json are written (edgeship/tune_report.py).
+
+A training whose validation accuracy after an epoch is below the median of the fully trained
+trials' at that epoch is stopped there (the rule of Optuna's MedianPruner; Optuna's pruners
+themselves read `Trial.report`, which multi-objective studies do not support) and recorded as
+pruned. A candidate with the same parameters as an earlier trained or pruned trial is not
+trained again: training is seeded and deterministic, so it gets that trial's numbers.
 
 The study lives in Optuna's RDB storage: by default DIR/study.db (SQLite), so a killed tune
 resumes (its killed trial is retried with the same parameters); `--storage postgresql://...`
@@ -29,6 +35,9 @@ from edgeship.errors import CheckFailedError, EdgeshipError, MissingDependencyEr
 from edgeship.tune_check import Footprint, check_candidate, constraint_values, over_budget
 from edgeship.tune_report import TuneOutcome
 from edgeship.tune_space import Candidate, SearchSpace, TuneConfig, suggest
+
+REUSED_ATTRS = ("status", "exceeded", "measured", "constraints", "estimate", "run_dir",
+                "epoch_accuracy", "pruned_at_epoch")
 
 STUDY_FILE = "study.db"
 TRIALS_FOLDER = "trials"
@@ -217,7 +226,16 @@ class _Objective:
     def __init__(self, config: TuneConfig, space: SearchSpace, dataset):
         self.config, self.space, self.dataset = config, space, dataset
         self.trials_dir = Path(config.out) / TRIALS_FOLDER
-        self.calibration = dataset.x_train[:64]
+        self.datasets = {None: dataset}  # image side -> the dataset loaded at it
+
+    def dataset_for(self, candidate: Candidate):
+        """The dataset at the candidate's input resolution (loaded once per side)."""
+        if candidate.image_size not in self.datasets:
+            from edgeship.train.datasets import load_dataset
+
+            self.datasets[candidate.image_size] = load_dataset(
+                candidate.dataset_spec(self.config.dataset))
+        return self.datasets[candidate.image_size]
 
     def __call__(self, trial):
         import optuna
@@ -227,23 +245,32 @@ class _Objective:
             raise optuna.TrialPruned(f"the study already holds {self.config.trials} trials")
         trial.set_user_attr("worker", _worker())
         candidate = suggest(trial, self.space, self.dataset.input_shape, self.config.target)
+        earlier = _same_params(trial)
+        if earlier is not None:
+            return self._reuse(trial, candidate, earlier)
+        dataset = self.dataset_for(candidate)
         run_dir = self.trials_dir / f"trial_{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
         trial.set_user_attr("candidate", candidate.describe())
-        footprint, exceeded = self._footprint(trial, candidate)
+        try:
+            footprint, exceeded = self._footprint(trial, candidate, dataset)
+        except MissingDependencyError:
+            raise
+        except Exception as error:  # one candidate's failure, not the study's
+            return self._failed(trial, candidate, error, 0.0)
         trial.set_user_attr("estimate", footprint.to_dict())
         if exceeded:
             return self._discard(trial, candidate, footprint, exceeded)
+        pruning = pruning_callback(trial, self.config)
         try:
-            measured = train_and_measure(candidate, self.config, run_dir, self.dataset)
-        except EdgeshipError as error:  # this candidate, not the study: record, go on
-            if isinstance(error, MissingDependencyError):
-                raise
-            trial.set_user_attr("status", "failed")
-            trial.set_user_attr("error", " ".join(str(error).split()))
-            trial.set_user_attr("constraints", [1.0])
-            say(f"trial {trial.number}: {candidate.describe()}: failed: {error}")
-            return 0.0, UNMEASURED_MS, float(footprint.ram)
+            measured = train_and_measure(candidate, self.config, run_dir, dataset,
+                                         callbacks=(pruning,))
+        except MissingDependencyError:
+            raise
+        except Exception as error:  # one candidate's failure, not the study's
+            return self._failed(trial, candidate, error, float(footprint.ram))
+        if measured is None:
+            return self._pruned(trial, candidate, footprint, pruning)
         constraints = constraint_values(measured, self.config, measured["validation_accuracy"])
         exceeded = over_budget(Footprint(measured["ram"], measured["flash"], measured["ms"], ""),
                                self.config)
@@ -261,7 +288,47 @@ class _Objective:
             f"{verdict} ({measured['seconds']:.0f} s)")
         return measured["validation_accuracy"], measured["ms"], float(measured["ram"])
 
-    def _footprint(self, trial, candidate: Candidate) -> tuple[Footprint, list[str]]:
+    def _failed(self, trial, candidate: Candidate, error: Exception, ram: float):
+        """A candidate that could not be checked, trained or converted: recorded (with the
+        traceback in the log when it is edgeship's own failure), and the study goes on."""
+        import traceback
+
+        internal = not isinstance(error, EdgeshipError)
+        message = (f"{type(error).__name__}: " if internal else "") + " ".join(str(error).split())
+        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("error", message)
+        trial.set_user_attr("constraints",
+                            [1.0] * len(constraint_values({}, self.config, None)) or [1.0])
+        say(f"trial {trial.number}: {candidate.describe()}: failed: {message}")
+        if internal:
+            say(traceback.format_exc())
+        return 0.0, UNMEASURED_MS, ram
+
+    def _pruned(self, trial, candidate: Candidate, footprint: Footprint, pruning):
+        """A training the pruner stopped: its last validation accuracy (float model) and the
+        untrained footprint are its objective values; it is never on the front."""
+        accuracy = pruning.accuracies[-1]
+        trial.set_user_attr("status", "pruned")
+        trial.set_user_attr("exceeded", [])
+        trial.set_user_attr("constraints", constraint_values(
+            {"ram": footprint.ram, "flash": footprint.flash, "ms": footprint.ms}, self.config,
+            accuracy))
+        say(f"trial {trial.number}: {candidate.describe()}: pruned after epoch "
+            f"{pruning.pruned_at} of {self.config.epochs} (validation accuracy {accuracy:.4f} "
+            f"< median {pruning.median:.4f} of the trained trials)")
+        return accuracy, footprint.ms, float(footprint.ram)
+
+    def _reuse(self, trial, candidate: Candidate, earlier):
+        """An earlier trial with the same parameters: its numbers, not a second training."""
+        for name in REUSED_ATTRS:
+            if name in earlier.user_attrs:
+                trial.set_user_attr(name, earlier.user_attrs[name])
+        trial.set_user_attr("same_as", earlier.number)
+        say(f"trial {trial.number}: {candidate.describe()}: the parameters of trial "
+            f"{earlier.number}: its result, not trained again")
+        return tuple(earlier.values)
+
+    def _footprint(self, trial, candidate: Candidate, dataset) -> tuple[Footprint, list[str]]:
         """The cheap check, or its result for the same graph from an earlier trial."""
         key = candidate.footprint_key()
         trial.set_user_attr("footprint_key", key)
@@ -272,8 +339,8 @@ class _Objective:
                 footprint = Footprint(estimate["ram"], estimate["flash"], estimate["ms"],
                                       f"{estimate['source']} (trial {earlier.number}'s)", 0.0)
                 return footprint, over_budget(footprint, self.config)
-        return check_candidate(candidate, self.config, self.dataset.input_shape,
-                               self.dataset.num_classes, self.calibration)
+        return check_candidate(candidate, self.config, dataset.input_shape,
+                               dataset.num_classes, dataset.x_train[:64])
 
     def _discard(self, trial, candidate: Candidate, footprint: Footprint, exceeded: list[str]):
         measured = {"ram": footprint.ram, "flash": footprint.flash, "ms": footprint.ms}
@@ -289,6 +356,73 @@ class _Objective:
                 float(footprint.ram))
 
 
+def _same_params(trial):
+    """The earliest complete trial (trained or pruned, not failed) with trial's parameters."""
+    from optuna.trial import TrialState
+
+    for earlier in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if (earlier.number < trial.number and earlier.params == trial.params
+                and earlier.user_attrs.get("status") in ("trained", "pruned")):
+            return earlier
+    return None
+
+
+def median_to_beat(trained: list[list[float]], epoch: int, config: TuneConfig) -> float | None:
+    """The validation accuracy a training must reach after `epoch` (0-based) to go on: the
+    median of the fully trained trials' at that epoch (MedianPruner's rule), or None where
+    the pruner does not judge (off, warm-up epochs, the last epoch, too few trained trials)."""
+    if (config.pruner == "none" or epoch + 1 <= config.pruner_warmup_epochs
+            or epoch + 1 >= config.epochs):
+        return None
+    at_epoch = [history[epoch] for history in trained if len(history) > epoch]
+    if not at_epoch or len(at_epoch) < max(1, config.pruner_startup_trials):
+        return None
+    return float(np.median(at_epoch))
+
+
+def stops(accuracy: float, median: float | None) -> bool:
+    """Whether a training at `accuracy` stops below `median` (median_to_beat's). Compared as
+    recorded (6 decimals): a training that ties the median, as a retraining of the same
+    graph with the same seed does, goes on."""
+    return median is not None and round(float(accuracy), 6) < median
+
+
+def pruning_callback(trial, config: TuneConfig):
+    """A Keras callback that records the validation accuracy of each epoch in the trial and
+    stops the training when it falls below `median_to_beat`."""
+    from optuna.trial import TrialState
+
+    from edgeship.deps import import_tf_keras
+
+    _, tf_keras = import_tf_keras()
+
+    class MedianPruning(tf_keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.accuracies: list[float] = []
+            self.pruned_at: int | None = None
+            self.median: float | None = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            accuracy = (logs or {}).get("val_accuracy")
+            if accuracy is None:  # no validation hold-out: nothing to judge by
+                return
+            self.accuracies.append(round(float(accuracy), 6))
+            trial.set_user_attr("epoch_accuracy", self.accuracies)
+            trained = [earlier.user_attrs["epoch_accuracy"] for earlier in trial.study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE,))
+                if earlier.user_attrs.get("status") == "trained"
+                and "same_as" not in earlier.user_attrs
+                and earlier.user_attrs.get("epoch_accuracy")]
+            median = median_to_beat(trained, epoch, config)
+            if stops(accuracy, median):
+                self.pruned_at, self.median = epoch + 1, median
+                trial.set_user_attr("pruned_at_epoch", epoch + 1)
+                self.model.stop_training = True
+
+    return MedianPruning()
+
+
 def validation_rows(train_images: int, seed: int) -> np.ndarray:
     """The training split's rows `edgeship train` held out (never fitted): the search ranks
     candidates on them, so the test split stays unseen by the search."""
@@ -298,12 +432,15 @@ def validation_rows(train_images: int, seed: int) -> np.ndarray:
     return _validation_rows(train_images, fraction, seed)[1]
 
 
-def train_and_measure(candidate: Candidate, config: TuneConfig, run_dir: Path, dataset) -> dict:
+def train_and_measure(candidate: Candidate, config: TuneConfig, run_dir: Path, dataset,
+                      callbacks: tuple = ()) -> dict | None:
     """Train and convert the candidate into run_dir (as `edgeship pipeline` would), then
-    profile the delivered file; its int8 accuracy on the validation hold-out and the test split."""
+    profile the delivered file; its int8 accuracy on the validation hold-out and the test split.
+    None when a callback (the pruner) stopped the training: nothing is converted."""
     from dataclasses import replace
 
     from edgeship.artifacts import write_json_atomic
+    from edgeship.commands import OptionGroup, get_command, option_values_of
     from edgeship.convert.report import predict
     from edgeship.convert.run import run_convert
     from edgeship.deps import import_tf_keras
@@ -316,7 +453,10 @@ def train_and_measure(candidate: Candidate, config: TuneConfig, run_dir: Path, d
     pipeline = candidate.pipeline_config(config, run_dir)
     _, tf_keras = import_tf_keras()
     tf_keras.backend.clear_session()
-    train(pipeline.train, dataset=dataset)
+    train(pipeline.train, dataset=dataset, callbacks=callbacks)
+    if any(getattr(callback, "pruned_at", None) for callback in callbacks):
+        tf_keras.backend.clear_session()
+        return None
     # ONNX files and the XNNPACK rewrite do not change the MCU file: the front's pipeline makes them.
     converted = run_convert(replace(pipeline.convert, onnx=False, xnnpack="off"))
     kind = (ArtifactKind.INT16_TFLITE if candidate.activations == "int16"
@@ -331,7 +471,9 @@ def train_and_measure(candidate: Candidate, config: TuneConfig, run_dir: Path, d
                                          clock_mhz=config.clock_mhz, kernels=candidate.kernels))
     profile = report.to_dict()
     profile_path = write_json_atomic(run_dir / "tune_profile.json", profile)
-    profile_command = pipeline.profile.command(str(model_path), str(profile_path))
+    profile_command = get_command("profile").command_line({
+        **option_values_of(pipeline.profile, OptionGroup(ProfileConfig)),
+        "model": str(model_path), "json": str(profile_path)})
     measured = {"model": str(model_path.resolve()), "accuracy": float(accuracy),
                 "validation_accuracy": round(validation_accuracy, 6),
                 "ms": float(profile["total"]["ms"]), "ram": int(report.ram["total"]),
@@ -379,6 +521,9 @@ def run_tune(config: TuneConfig, space: SearchSpace | None = None) -> TuneOutcom
     if config.out is None or config.dataset is None:
         raise UserInputError("edgeship tune needs --dataset and --out")
     space = space or SearchSpace()
+    if space.image_sizes and not config.dataset.name.startswith("folder:"):
+        raise UserInputError(f"search space: image_sizes are searched on folder datasets only, "
+                             f"not {config.dataset.name}")
     require_optuna()
     check_tools()
     Path(config.out).mkdir(parents=True, exist_ok=True)

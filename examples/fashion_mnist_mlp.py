@@ -3,10 +3,10 @@
 Run: .venv/bin/python examples/fashion_mnist_mlp.py   (about a minute on 2 cores)
 """
 
-import edgeship
-import tensorflow as tf  # after `import edgeship`, tf.keras is tf_keras (what tfmot needs)
+from edgeship import api
+import tensorflow as tf  # after importing edgeship, tf.keras is tf_keras (what tfmot needs)
 
-(x_train, y_train), (x_test, y_test) = edgeship.load_data("fashion_mnist")
+(x_train, y_train), (x_test, y_test) = api.load_data("fashion_mnist")
 model = tf.keras.Sequential([tf.keras.layers.Flatten(input_shape=(28, 28, 1)),
                              tf.keras.layers.Dense(128, activation="relu"),
                              tf.keras.layers.Dense(10)])
@@ -14,8 +14,7 @@ model.compile(optimizer="adam", metrics=["accuracy"],
               loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 model.fit(x_train, y_train, epochs=10, verbose=2)
 
-result = edgeship.convert(model, data=((x_train, y_train), (x_test, y_test)), int8=True,
-                          class_names=edgeship.dataset_class_names("fashion_mnist"),
-                          out="runs/fashion_mlp")
+result = api.convert(model, data=((x_train, y_train), (x_test, y_test)),
+                     class_names=api.dataset_class_names("fashion_mnist"), out="runs/fashion_mlp")
 print(result)
 print(f"int8 accuracy drop: {result.drop_pp:+.2f} pp")

@@ -37,6 +37,7 @@ from edgeship.runtime.backends import (
     backends_for,
     check_backend_name,
     open_backend,
+    primary_backend,
 )
 from edgeship.runtime.isolation import (
     DEFAULT_TIMEOUT_S,
@@ -47,8 +48,6 @@ from edgeship.runtime.isolation import (
 )
 
 FORMATS = ("edgeship", "gab")
-# What `bench` runs when no --backend is given: the runtime a deployment would use.
-DEFAULT_BACKENDS = {".tflite": "litert", ".onnx": "onnxruntime", ".keras": "keras", ".h5": "keras"}
 
 
 @dataclass(frozen=True)
@@ -290,7 +289,8 @@ def _plan(config: BenchConfig) -> list[tuple[Path, tuple[str, ...]]]:
         if config.backends:
             names = backends_for(path, config.backends)
         else:
-            default = DEFAULT_BACKENDS.get(path.suffix.lower())
+            # The runtime a deployment would use: the format's primary backend.
+            default = primary_backend(path)
             names = (default,) if default else ()
         if not names:
             wanted = ", ".join(config.backends) if config.backends else "any backend"

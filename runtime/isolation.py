@@ -34,18 +34,18 @@ import types
 import weakref
 from collections.abc import Callable
 
+from edgeship.backend_registry import preload_modules
 from edgeship.errors import EdgeshipError, UserInputError
 from edgeship.run_dir import find_run_dir_for
 
 DEFAULT_TIMEOUT_S = 300.0
 TIMEOUT_HELP = ("time limit per model run in a child process: model files no manifest.json beside "
                 "them vouches for are loaded there, so a crash or hang is an error (exit 2)")
-# Imported once by the fork server, so children start warm; none of these starts a thread
-# at import (tests/edgeship/test_hostile_models.py checks), so forking after them is safe.
+# Imported once by the fork server, so children start warm: edgeship's own modules and each
+# backend's BackendEntry.preload. None of these starts a thread at import
+# (tests/edgeship/test_hostile_models.py checks), so forking after them is safe.
 _PRELOAD = ["numpy", "edgeship.runtime.isolation", "edgeship.runtime.parity",
-            "edgeship.runtime.bench", "edgeship.model_check", "ai_edge_litert.interpreter",
-            "ai_edge_litert.schema_py_generated", "onnx", "onnxruntime", "tflite_micro",
-            "edgeship.runtime.backends.tflm"]
+            "edgeship.runtime.bench", "edgeship.model_check", *preload_modules()]
 _context = None
 _isolated = False  # True in a child process started here
 

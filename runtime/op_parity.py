@@ -26,33 +26,28 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.backend_registry import REGISTRY, int8_reference_backend
 from edgeship.errors import UserInputError
 from edgeship.layer_error import capture_reference_tensors
+from edgeship.tflite_graph import is_constant, op_names, read_model, tensor_dtype, write_model
 
-REFERENCE_BACKEND = "litert-ref"
-# TensorType codes of quantized tensors: UINT8, INT16, INT8.
-QUANTIZED_TYPES = (3, 7, 9)
+REFERENCE_BACKEND = int8_reference_backend()
+# The dtypes of quantized tensors.
+QUANTIZED_TYPES = ("uint8", "int16", "int8")
 # A mean difference beyond this many quanta is a systematic error, not rounding.
 BIAS_LIMIT = 0.25
 DEFAULT_IMAGES = 64
 _COMPILER_ERROR = re.compile(r":\d+:\d+: (fatal )?error: ")
 _TEMPORARY_FOLDER = re.compile(r"\S*/(?=[^/\s]+:\d+:\d+:)")
 
-# (runtime, op) -> why the runtime differs from TFLite's reference kernels by rounding.
-_REQUANTIZING_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL",
-                     "AVERAGE_POOL_2D", "MEAN"}
-
 
 def known_cause(runtime: str, op: str) -> str:
-    """The documented reason a runtime's int8 op may differ by a quantum, or ""."""
-    if runtime == "litert" and op in _REQUANTIZING_OPS | {"SOFTMAX", "LOGISTIC", "TANH"}:
-        return "XNNPACK requantizes in float (a float multiplier, not TFLite's fixed-point one)"
-    if runtime in ("tflm", "c") and op in _REQUANTIZING_OPS:
-        return ("single vs double rounding in the fixed-point requantization "
-                "(LiteRT's reference kernels vs TFLite Micro; tflite-micro issue 3252)")
-    if op == "SOFTMAX":
+    """The documented reason a runtime's int8 op may differ by a quantum (its registry
+    entry's rounding_causes), or ""."""
+    cause = REGISTRY[runtime].rounding_causes.get(op, "")
+    if not cause and op == "SOFTMAX":
         return "exp and reciprocal approximations differ between implementations"
-    return ""
+    return cause
 
 
 @dataclass(frozen=True)
@@ -127,11 +122,7 @@ class _CutOp:
 def cut_single_ops(tflite_bytes: bytes) -> list[_CutOp]:
     """One model per op: the op alone, its activation inputs as graph inputs, its first
     output as the graph output; constants (weights, biases, shapes) stay in place."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    from edgeship.tflite_graph import op_names
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
+    model = read_model(tflite_bytes)
     if len(model.subgraphs) != 1:
         raise UserInputError("per-op parity handles single-subgraph models only")
     graph = model.subgraphs[0]
@@ -139,11 +130,11 @@ def cut_single_ops(tflite_bytes: bytes) -> list[_CutOp]:
     cut = []
     for index, op in enumerate(graph.operators):
         activations = [int(tensor) for tensor in op.inputs
-                       if tensor >= 0 and not _is_constant(model, graph.tensors[tensor])]
+                       if tensor >= 0 and not is_constant(model, graph.tensors[tensor])]
         if (not activations or len(op.outputs) != 1
-                or graph.tensors[op.outputs[0]].type not in QUANTIZED_TYPES):
+                or tensor_dtype(graph.tensors[op.outputs[0]]) not in QUANTIZED_TYPES):
             continue  # shape arithmetic (int32) and float ops are not quantized kernels
-        single = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
+        single = read_model(tflite_bytes)
         single_graph = single.subgraphs[0]
         used = sorted({int(tensor) for tensor in op.inputs if tensor >= 0} | {int(op.outputs[0])})
         remap = {old: new for new, old in enumerate(used)}
@@ -159,7 +150,7 @@ def cut_single_ops(tflite_bytes: bytes) -> list[_CutOp]:
         cut.append(_CutOp(index=index, op=names[index],
                           output=_tensor_name(graph.tensors[op.outputs[0]], op.outputs[0]),
                           output_tensor=int(op.outputs[0]), input_tensors=tuple(activations),
-                          model=bytes(flatbuffer_utils.convert_object_to_bytearray(single))))
+                          model=write_model(single)))
     return cut
 
 
@@ -189,7 +180,7 @@ def per_op_parity(tflite_path: str | Path, raw_images: np.ndarray,
             for runtime in (REFERENCE_BACKEND, *[r for r in runtimes if r != REFERENCE_BACKEND]):
                 try:
                     with open_backend(runtime, path, verify=False,
-                                      **({"multi_input": True} if runtime.startswith("litert")
+                                      **({"multi_input": True} if REGISTRY[runtime].multi_input
                                          else {})) as backend:
                         outputs = np.stack([
                             np.asarray(backend.infer_raw_inputs([value[i] for value in inputs]))
@@ -218,12 +209,6 @@ def summarize(results: list[OpParity]) -> dict:
         if result.failed:
             entry["divergent_ops"].append(result.describe())
     return summary
-
-
-def _is_constant(model, tensor) -> bool:
-    buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
-    return buffer is not None and buffer.data is not None and len(buffer.data) > 0 or (
-        buffer is not None and getattr(buffer, "size", 0) > 0)
 
 
 def _first_line(error: Exception) -> str:

@@ -16,9 +16,9 @@ import numpy as np
 from edgeship.errors import UserInputError
 from edgeship.onnx_saturation import saturating_ops
 from edgeship.options import option
-from edgeship.runtime.backends import REGISTRY, open_backend
+from edgeship.runtime.backends import REGISTRY, int8_reference_backend, open_backend
 
-REFERENCE_INT8_BACKEND = "litert-ref"
+REFERENCE_INT8_BACKEND = int8_reference_backend()
 
 
 @dataclass(frozen=True)

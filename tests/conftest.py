@@ -5,16 +5,11 @@ mnist5k a single time per session.
 """
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -33,13 +28,6 @@ def trained_run(tmp_path_factory, mnist5k):
     config = TrainConfig(model="lenet5", dataset=mnist5k.spec, out=str(out), epochs=3, seed=0)
     result = train(config, dataset=mnist5k)
     return result
-
-
-def run_cli(*args, env=None, timeout=600, cwd=None):
-    """Run the real `edgeship` console entry point in a subprocess."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "edgeship.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
 
 
 @pytest.fixture(scope="session")
@@ -73,36 +61,3 @@ def qat_converted_run(tmp_path_factory, trained_run):
     shutil.copytree(trained_run.run_dir, run_dir)
     return run_convert(ConvertConfig(source=str(run_dir), int8=True, qat_epochs=1,
                                      weight_granularity="per-tensor", calibration_samples=200))
-
-
-def run_cli_in_process(*args):
-    """Call edgeship.cli.main in this process (no TensorFlow start-up per call).
-
-    Same code path as the console script from argument parsing to the exit code; use
-    run_cli where a separate process matters (import cost, signals, locks).
-    """
-    import contextlib
-    import io
-    from types import SimpleNamespace
-
-    from edgeship.cli import main
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            code = main([str(arg) for arg in args])
-        except SystemExit as exit_:  # argparse errors
-            code = exit_.code
-    return SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
-
-
-def quantize_by_hand(detail: dict, image):
-    """One image as an interpreter input: float, or quantized by hand with the input's
-    recorded scale and zero point (independent of edgeship's own quantize code)."""
-    import numpy as np
-
-    value = image[np.newaxis]
-    if detail["dtype"] != np.float32:
-        scale, zero_point = detail["quantization"]
-        value = np.clip(np.round(value / scale) + zero_point, -128, 127)
-    return value.astype(detail["dtype"])

@@ -32,12 +32,14 @@ class ModelOptions:
         weights: path of backbone weights for mobilenet_v2 (None: random init).
         freeze: number of leading backbone layers frozen for transfer learning.
         width: dscnn's channel count in the separable blocks.
+        blocks: dscnn's number of depthwise-separable blocks (its depth).
     """
 
     alpha: float = option(0.35, help="mobilenet_v2 width multiplier")
     weights: str | None = option(None, help="mobilenet_v2 backbone weights file")
     freeze: int = option(0, help="freeze the first N backbone layers (transfer learning)")
     width: int = option(64, help="dscnn's channel count in the separable blocks")
+    blocks: int = option(4, help="dscnn's number of depthwise-separable blocks (its depth)")
 
     def __post_init__(self):
         if not 0 < self.alpha <= 1.4:
@@ -46,6 +48,8 @@ class ModelOptions:
             raise UserInputError(f"freeze must be >= 0, got {self.freeze}")
         if self.width < 8:
             raise UserInputError(f"width must be >= 8, got {self.width}")
+        if self.blocks < 1:
+            raise UserInputError(f"blocks must be >= 1, got {self.blocks}")
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
@@ -132,7 +136,7 @@ def _dscnn(keras, input_shape, num_classes, options):
     x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
-    for block in range(1, 5):
+    for block in range(1, options.blocks + 1):
         x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{block}")(x)
         x = layers.BatchNormalization(name=f"dw{block}_bn")(x)
         x = layers.ReLU(name=f"dw{block}_relu")(x)

@@ -17,6 +17,7 @@ One module per concern:
 - quant.py: TFLite's quantization arithmetic (multipliers, activation ranges, padding).
 - lowering/: each op family lowered to a kernel call (`@lowers`; SUPPORTED_OPS is that registry).
 - plan.py: the static memory plan.
+- patches.py: patch-based inference of the first stage (--patches N|auto).
 - kernels/: the kernel variants and their C sources (package data).
 - emit.py: NAME.c and NAME.h.
 - api.py: CodegenConfig, CodegenResult, generate_c.

@@ -1,5 +1,6 @@
 """The library call behind `edgeship codegen`: generate_c and its config and result."""
 
+from argparse import ArgumentTypeError
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from edgeship.convert.codegen.kernels.cmsis_nn_variant import (
     write_cmsis_nn_build,
 )
 from edgeship.convert.codegen.lowering import lower_graph
-from edgeship.convert.codegen.order import order_for_memory
+from edgeship.convert.codegen.patches import PatchReport, parse_patches, plan_with_patches
 from edgeship.convert.firmware_sources import (
     FirmwareSourceConfig,
     QuantizedIO,
@@ -21,7 +22,7 @@ from edgeship.convert.firmware_sources import (
     write_samples,
 )
 from edgeship.errors import UserInputError
-from edgeship.options import option
+from edgeship.options import format_bytes, option, parse_bytes
 from edgeship.reports import REPORT_SCHEMA_VERSION
 
 MAC_RULE = ("CONV_2D out_h*out_w*out_c*k_h*k_w*in_c; DEPTHWISE_CONV_2D out_h*out_w*out_c*k_h*k_w; "
@@ -40,6 +41,11 @@ class CodegenConfig(FirmwareSourceConfig):
             the sources to compile with -IDIR/Include).
         keep_input: keep the input's bytes intact through the run (the plan reuses them once
             the model has read them, otherwise), for applications that read it afterwards.
+        patches: "off", an integer N (the first, high-resolution stage computed in N x N
+            patches, MCUNetV2's patch-based inference; see codegen.patches) or "auto".
+        max_ram: the largest RAM buffer in bytes (an int, or text like "40KB"); "auto"
+            picks the smallest patch grid that fits, and codegen refuses a model that does
+            not fit. None: no limit.
     """
 
     kernels: str = option("auto", choices=KERNEL_CHOICES,
@@ -54,12 +60,30 @@ class CodegenConfig(FirmwareSourceConfig):
     keep_input: bool = option(False, help="keep the input intact through the run (costs its "
                                           "bytes in RAM; by default they are reused once "
                                           "the model has read them)")
+    patches: str | int = option("off", metavar="N|auto",
+                                help="compute the first, high-resolution stage patch by patch "
+                                     "in an N x N grid (MCUNetV2), bit-exact, recomputing the "
+                                     "overlaps: off, N, or auto (the smallest grid that fits "
+                                     "--max-ram)")
+    max_ram: int | None = option(None, parse=parse_bytes, format=format_bytes, metavar="SIZE",
+                                 help="largest RAM buffer (activations, I/O and scratch), "
+                                      "e.g. 40KB: --patches auto picks the smallest grid that "
+                                      "fits; codegen refuses a model that does not fit")
 
     def __post_init__(self):
         super().__post_init__()
         if self.kernels not in KERNEL_CHOICES:
             raise UserInputError(f"kernels must be one of {', '.join(KERNEL_CHOICES)}, "
                              f"got {self.kernels!r}")
+        parse_patches(self.patches)
+        if self.max_ram is not None:
+            try:
+                max_ram = parse_bytes(self.max_ram)
+            except (TypeError, ValueError, ArgumentTypeError) as error:
+                raise UserInputError(f"max_ram: {error}") from None
+            if max_ram <= 0:
+                raise UserInputError(f"max_ram must be a positive size, got {self.max_ram!r}")
+            object.__setattr__(self, "max_ram", max_ram)
 
     @property
     def variant(self) -> str:
@@ -109,6 +133,7 @@ class CodegenResult:
     keep_input: bool = False
     memory_timeline: tuple[int, ...] = ()
     peak_op: int | None = None
+    patches: PatchReport | None = None  # what patch-based inference saved and cost
 
     @property
     def macs(self) -> int:
@@ -127,7 +152,8 @@ class CodegenResult:
                         "output": self.output_bytes, "scratch": self.scratch_bytes,
                         "keep_input": self.keep_input,
                         "note": "input, output and scratch lie inside the arena"},
-                "memory_timeline": list(self.memory_timeline), "peak_op": self.peak_op}
+                "memory_timeline": list(self.memory_timeline), "peak_op": self.peak_op,
+                "patches": self.patches.to_dict() if self.patches else None}
 
 
 def generate_c(config: CodegenConfig, samples: Samples | None = None) -> CodegenResult:
@@ -151,9 +177,12 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
     model = read_firmware_model(config, samples, "edgeship.firmware.generate_c")
     variant = kernel_variant(config.variant)
     cmsis_root = check_cmsis_nn_dir(config.cmsis_nn) if variant is CMSIS_NN else None
-    lowered = variant.specialize_ops(lower_graph(model.graph))
-    # Branches run in the order that needs the least memory (the model's order otherwise).
-    lowered, plan = order_for_memory(model.graph, lowered, keep_input=config.keep_input)
+    plain = lower_graph(model.graph)
+    lowered = variant.specialize_ops(plain)
+    # Branches run in the order that needs the least memory (the model's order otherwise);
+    # with patches, the first stage runs patch by patch (codegen.patches).
+    lowered, plan, patches = plan_with_patches(model.graph, plain, lowered, config.patches,
+                                               config.max_ram, keep_input=config.keep_input)
     source = render_source(config.name, model.graph, lowered, plan, model.labels, model.note,
                            variant)
     # The ops NAME_run executes: shape arithmetic folded at generation time is not among them.
@@ -189,6 +218,7 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
                            portable_fallbacks=build.fallbacks if build else (),
                            input_bytes=plan.input_bytes, output_bytes=plan.output_bytes,
                            scratch_bytes=plan.scratch_bytes, keep_input=config.keep_input,
-                           memory_timeline=plan.timeline, peak_op=plan.peak_op)
+                           memory_timeline=plan.timeline, peak_op=plan.peak_op,
+                           patches=patches)
     write_json_atomic(report_path, {**identity, **result.to_dict()})
     return result

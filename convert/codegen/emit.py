@@ -15,6 +15,7 @@ from edgeship.convert.c_source import (
 )
 from edgeship.convert.codegen.kernels import KernelVariant
 from edgeship.convert.codegen.lowering import LoweredOp
+from edgeship.convert.codegen.patches import PatchedStage, expand_stages, render_stage
 from edgeship.convert.codegen.plan import MemoryPlan, tensor_bytes
 from edgeship.convert.firmware_sources import QuantizedIO
 from edgeship.tflite_graph import Graph
@@ -33,7 +34,7 @@ def render_source(name: str, graph: Graph, lowered: list[LoweredOp], plan: Memor
              f"/* {OP_HOOK}(i) runs before op i and {OP_HOOK}(number of ops) after the last;",
              " * define it (e.g. to read a cycle counter) before compiling to profile each op. */",
              f"#ifndef {OP_HOOK}", f"#define {OP_HOOK}(index) ((void)0)", "#endif", "",
-             variant.sources(lowered)]
+             variant.sources(expand_stages(lowered))]
     for low in lowered:
         if low.constants or low.structs:
             parts.append(f"/* op {low.index}: {low.name} {low.summary} */")
@@ -66,7 +67,9 @@ def render_source(name: str, graph: Graph, lowered: list[LoweredOp], plan: Memor
     for low in lowered:
         parts.append(f"  {OP_HOOK}({low.index});")
         parts.append(f"  /* op {low.index}: {low.name} {low.summary} */")
-        if not low.alias:
+        if isinstance(low, PatchedStage):
+            parts += render_stage(low, plan.pointer)
+        elif not low.alias:
             parts.append("  " + variant.call(low, plan.pointer))
     parts += [f"  {OP_HOOK}({len(lowered)});", "  (void)arena;", "  return 0;", "}", "",
               f"int {name}_run({run_parameters(*_io_dtypes(graph))}) {{",

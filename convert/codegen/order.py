@@ -34,14 +34,14 @@ def order_for_memory(graph: Graph, lowered: list[LoweredOp], keep_input: bool = 
     order = _lowest_peak_order(graph, lowered, keep_input)
     if order is None or order == list(range(len(lowered))):
         return lowered, plan
-    reordered = [_renumbered(lowered[old], new) for new, old in enumerate(order)]
+    reordered = [renumbered(lowered[old], new) for new, old in enumerate(order)]
     candidate = plan_memory(graph, reordered, keep_input=keep_input)
     if candidate.arena_bytes < plan.arena_bytes:
         return reordered, candidate
     return lowered, plan
 
 
-def _renumbered(low: LoweredOp, index: int) -> LoweredOp:
+def renumbered(low: LoweredOp, index: int) -> LoweredOp:
     arguments = tuple(ScratchArg(index) if isinstance(argument, ScratchArg) else argument
                       for argument in low.arguments)
     return replace(low, index=index, arguments=arguments)

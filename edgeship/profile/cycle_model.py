@@ -1,30 +1,8 @@
-"""Estimated cycles per instruction on Cortex-M cores: a table per core, never a measurement.
+"""Estimated cycles per instruction on Cortex-M cores: each core's table, never a measurement.
 
-The emulator counts instructions exactly; this module turns each executed instruction into an
-estimated cycle count from the core's published instruction timings. Sources:
-
-- Cortex-M0+: Arm Cortex-M0+ Technical Reference Manual (DDI 0484), "Processor instruction
-  timings" (3.3). Data processing 1; LDR/STR 2; LDM/STM/PUSH/POP 1+N; POP with PC 3+N;
-  branch taken 2 (not taken 1); BL 3; BX/BLX 2; MULS 1 (the single-cycle multiplier option;
-  the small multiplier takes 32).
-- Cortex-M4: Arm Cortex-M4 Technical Reference Manual (DDI 0439), table 3-1 "Cortex-M4
-  instruction set summary". Data processing 1; MUL 1; MLA/MLS 2; SMULL/UMULL/SMLAL/UMLAL 1;
-  DSP multiply-accumulate and SIMD (SMLAD, SMLABB, SMULBB, SXTB16, QADD8, SEL, SSAT ...) 1;
-  SDIV/UDIV 2-12 (early termination; charged 7, the middle); LDR/STR 2, but a load or store
-  that immediately follows another load or store pipelines into 1 ("neighbouring load and
-  store single instructions can pipeline their address and data phases", so N in a row cost
-  1+N); LDRD/STRD 3; LDM/STM/PUSH/POP 1+N; branch taken 1+P, not taken 1, with P the
-  pipeline refill of 1-3 cycles (charged 2); BL/BX/BLX 1+P; TBB/TBH 2+P; a load into PC 2+P
-  (POP with PC 1+N+P).
-- Cortex-M33: Arm publishes no per-instruction table for it (the Cortex-M33 TRM has none);
-  it is a 3-stage Armv8-M Mainline core with the same single-cycle DSP MAC as the M4, so the
-  M4 table is used, with SDIV/UDIV (2-11 cycles) charged 6.
-- Cortex-M7: Arm publishes no per-instruction table either; the core is a 6-stage, in-order,
-  dual-issue pipeline with branch prediction. Approximated as: two data-processing or DSP
-  instructions can issue per cycle (0.5 each); one load/store per cycle (1 each, no LDR
-  pairing penalty: the M7 pipelines loads); MUL/MLA and long multiplies 1 (one MAC
-  pipeline); branches predicted correctly (taken 1, not taken 0.5; mispredictions, about
-  8 cycles on the M7, are not modelled); SDIV/UDIV charged 8.
+The emulator counts instructions exactly; this module sorts each executed instruction into a
+timing class and costs basic blocks with the core's published instruction timings (the
+tables are the `timing` of each edgeship.targets.Target, with their sources).
 
 What every table ignores: flash wait states and the flash accelerator or caches (the STM32
 parts behind the MLPerf Tiny results run from flash with an ART accelerator; zero-wait-state
@@ -36,27 +14,28 @@ core running from zero-wait-state memory, to compare kernels and catch regressio
 not what a board measures.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-# Instruction classes. A basic block is costed once; the taken/not-taken cost of the branch
-# that ends it is added per execution from where the next block starts.
-ALU = "alu"
-LOAD = "load"
-STORE = "store"
-LOAD_DOUBLE = "load_double"
-STORE_DOUBLE = "store_double"
-LOAD_MULTIPLE = "load_multiple"  # LDM, POP: 1+N
-STORE_MULTIPLE = "store_multiple"  # STM, PUSH: 1+N
-MULTIPLY = "multiply"
-MULTIPLY_ACCUMULATE = "multiply_accumulate"
-MULTIPLY_LONG = "multiply_long"
-DSP = "dsp"  # DSP-extension multiply-accumulate and SIMD
-DIVIDE = "divide"
-IT = "it"
-BRANCH = "branch"  # B, Bcc, CBZ/CBNZ
-CALL = "call"  # BL, BLX
-RETURN = "return"  # BX, and loads into PC (POP {..., pc}, LDR pc)
-TABLE_BRANCH = "table_branch"  # TBB/TBH
+from edgeship.targets import (
+    ALU,
+    BRANCH,
+    CALL,
+    DIVIDE,
+    DSP,
+    IT,
+    LOAD,
+    LOAD_DOUBLE,
+    LOAD_MULTIPLE,
+    MULTIPLY,
+    MULTIPLY_ACCUMULATE,
+    MULTIPLY_LONG,
+    RETURN,
+    STORE,
+    STORE_DOUBLE,
+    STORE_MULTIPLE,
+    TABLE_BRANCH,
+    CoreTiming,
+)
 
 _LOADS = {"ldr", "ldrb", "ldrh", "ldrsb", "ldrsh", "ldrex", "ldrexb", "ldrexh", "ldrt",
           "ldrbt", "ldrht", "ldrsbt", "ldrsht", "lda", "ldab", "ldah", "pld"}
@@ -68,76 +47,6 @@ _DSP_PREFIXES = ("smla", "smls", "smul", "smua", "smus", "smmul", "smmla", "smml
                  "sadd", "ssub", "uadd", "usub", "shadd", "shsub", "uhadd", "uhsub",
                  "uqadd", "uqsub", "qasx", "qsax", "sasx", "ssax", "uasx", "usax", "sel",
                  "ssat16", "usat16", "usad8", "usada8", "pkhbt", "pkhtb")
-
-
-@dataclass(frozen=True)
-class CoreTiming:
-    """Cycles per instruction class for one core (see the module docstring for sources).
-
-    Attributes:
-        core: the target name.
-        cycles: class -> cycles of one instruction (multiple-register classes: per register,
-            plus `multiple_base`).
-        multiple_base: the 1 of LDM/STM's 1+N.
-        pipelined_load_store: cycles of a load/store that directly follows another one in the
-            same block (None: no pipelining, the class cost applies).
-        branch_taken: extra cycles when a branch is taken (the pipeline refill P, or the
-            whole extra cost on cores where the table gives total figures).
-        pc_load_extra: extra cycles of a load into PC beyond the load itself.
-        source: where the numbers come from, in a few words.
-    """
-
-    core: str
-    cycles: dict[str, float]
-    multiple_base: float
-    pipelined_load_store: float | None
-    branch_taken: float
-    pc_load_extra: float
-    source: str
-    ignores: tuple[str, ...] = field(default=(
-        "flash wait states, caches and flash accelerators", "bus contention",
-        "stalls between dependent instructions", "IT folding",
-        "load/store pipelining across basic blocks", "branch target alignment"))
-
-    def to_dict(self) -> dict:
-        return {"core": self.core, "cycles": dict(self.cycles),
-                "multiple_base": self.multiple_base,
-                "pipelined_load_store": self.pipelined_load_store,
-                "branch_taken_extra": self.branch_taken, "pc_load_extra": self.pc_load_extra,
-                "source": self.source, "ignores": list(self.ignores)}
-
-
-_M4_CYCLES = {ALU: 1, LOAD: 2, STORE: 2, LOAD_DOUBLE: 3, STORE_DOUBLE: 3, LOAD_MULTIPLE: 1,
-              STORE_MULTIPLE: 1, MULTIPLY: 1, MULTIPLY_ACCUMULATE: 2, MULTIPLY_LONG: 1, DSP: 1,
-              DIVIDE: 7, IT: 1, BRANCH: 1, CALL: 1, RETURN: 1, TABLE_BRANCH: 2}
-
-TIMINGS: dict[str, CoreTiming] = {
-    "cortex-m0plus": CoreTiming(
-        core="cortex-m0plus",
-        cycles={ALU: 1, LOAD: 2, STORE: 2, LOAD_DOUBLE: 4, STORE_DOUBLE: 4, LOAD_MULTIPLE: 1,
-                STORE_MULTIPLE: 1, MULTIPLY: 1, MULTIPLY_ACCUMULATE: 2, MULTIPLY_LONG: 1,
-                DSP: 1, DIVIDE: 1, IT: 1, BRANCH: 1, CALL: 2, RETURN: 1, TABLE_BRANCH: 2},
-        multiple_base=1, pipelined_load_store=None, branch_taken=1, pc_load_extra=2,
-        source="Cortex-M0+ TRM (DDI 0484) 3.3, single-cycle multiplier option"),
-    "cortex-m4": CoreTiming(
-        core="cortex-m4", cycles=dict(_M4_CYCLES), multiple_base=1, pipelined_load_store=1,
-        branch_taken=2, pc_load_extra=2,
-        source="Cortex-M4 TRM (DDI 0439) table 3-1; P = 2, SDIV/UDIV = 7"),
-    "cortex-m33": CoreTiming(
-        core="cortex-m33", cycles={**_M4_CYCLES, DIVIDE: 6}, multiple_base=1,
-        pipelined_load_store=1, branch_taken=2, pc_load_extra=2,
-        source="Cortex-M4 TRM table 3-1 as an approximation (no M33 table published); "
-               "SDIV/UDIV = 6"),
-    "cortex-m7": CoreTiming(
-        core="cortex-m7",
-        cycles={ALU: 0.5, LOAD: 1, STORE: 1, LOAD_DOUBLE: 1, STORE_DOUBLE: 1, LOAD_MULTIPLE: 0.5,
-                STORE_MULTIPLE: 0.5, MULTIPLY: 1, MULTIPLY_ACCUMULATE: 1, MULTIPLY_LONG: 1,
-                DSP: 0.5, DIVIDE: 8, IT: 0.5, BRANCH: 0.5, CALL: 1, RETURN: 1,
-                TABLE_BRANCH: 2},
-        multiple_base=1, pipelined_load_store=None, branch_taken=0.5, pc_load_extra=1,
-        source="approximation of the dual-issue pipeline (no M7 table published): 2 ALU/DSP "
-               "per cycle, 1 load/store and 1 multiply per cycle, branches predicted"),
-}
 
 
 def classify(name: str, operands: int = 0, writes_pc: bool = False) -> str:

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.convert.codegen.kernels import KERNEL_CHOICES
 from edgeship.errors import UserInputError
+from edgeship.options import option
 from edgeship.profile.boards import get_board
 from edgeship.profile.emulator import OUTSIDE, emulate
 from edgeship.profile.firmware import MODEL_NAME, build_firmware, section_bytes
 from edgeship.profile.report import OpProfile, ProfileReport
-from edgeship.profile.targets import get_target
+from edgeship.profile.targets import TARGETS, get_target
 from edgeship.quantization import quantize_values
 
 SCHEMA_VERSION = 1
@@ -39,23 +41,31 @@ class ProfileConfig:
             modelled, and its clock is the default; None: the core on zero-wait memory.
     """
 
-    model: str
-    target: str = "cortex-m4"
-    clock_mhz: float | None = None
-    input: str | None = None
-    seed: int = 0
-    kernels: str = "auto"
-    cmsis_nn: str | None = None
-    board: str | None = None
+    model: str = option(positional=True, metavar="MODEL", help="full-int8 .tflite")
+    target: str = option("cortex-m4", choices=tuple(TARGETS),
+                         help="Cortex-M core to compile for and emulate (with --board, the "
+                              "board's core)")
+    clock_mhz: float | None = option(None, help="clock for the ms estimate (default: the "
+                                     "board's, else the target's typical board, 120 for "
+                                     "cortex-m4)")
+    input: str | None = option(None, metavar="NPY", help=".npy input (float or int8); default "
+                               "a seeded random int8 input")
+    seed: int = option(0, help="seed of the random input")
+    kernels: str = option("auto", choices=KERNEL_CHOICES,
+                          help="codegen's kernel variant (auto: dsp on cores with the DSP "
+                               "extension, else portable; as codegen resolves it)")
+    cmsis_nn: str | None = option(None, metavar="DIR", help="CMSIS-NN folder, for --kernels "
+                                  "cmsis-nn")
+    board: str | None = option(None, help="model this board's flash wait states and caches "
+                               "(nucleo-l4r5zi, nucleo-h7a3zi, nucleo-u575zi; "
+                               "edgeship/profile/boards.py); default: zero-wait memory")
 
     def __post_init__(self):
-        from edgeship.convert.codegen.kernels import KERNEL_CHOICES
-
         if self.clock_mhz is not None and not self.clock_mhz > 0:
             raise UserInputError(f"clock must be > 0 MHz, got {self.clock_mhz}")
+        if self.kernels == "cmsis-nn" and not self.cmsis_nn:
+            raise UserInputError("kernels cmsis-nn needs the CMSIS-NN folder (--cmsis-nn DIR)")
         if self.board is not None:
-            from edgeship.profile.boards import get_board
-
             core = get_board(self.board).core
             if core != self.target:
                 raise UserInputError(f"board {self.board} has a {core}, not a {self.target}; "
@@ -183,7 +193,7 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
     return ProfileReport(
         schema_version=SCHEMA_VERSION, model=str(model_path),
         model_sha256=hashlib.sha256(model_bytes).hexdigest(), target=target.name,
-        board=board.title if board else target.board, clock_mhz=clock_mhz,
+        board=board.title if board else target.board_at(clock_mhz), clock_mhz=clock_mhz,
         compiler={"version": firmware.compiler, "compile_flags": list(firmware.compile_flags),
                   "link_flags": list(firmware.link_flags),
                   "hook_inserted_by_profile": firmware.hook_inserted},

@@ -20,7 +20,6 @@ Adding a backend: write runtime/backends/<module>.py with a function
 raises UserInputError, never falls back silently). Unknown options raise UserInputError.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
@@ -36,50 +35,17 @@ from edgeship.backend_registry import (  # noqa: F401
     backends_for,
     check_backend_name,
     default_backend_names,
+    gpu_backend_names,
+    int8_reference_backend,
     open_backend,
+    preload_modules,
+    primary_backend,
 )
 from edgeship.errors import UserInputError
-from edgeship.quantization import quantize_values
 
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One model input or output as the runtime sees it.
-
-    Attributes:
-        name: the tensor's name in the artifact.
-        shape: dimensions; -1 marks a dimension the runtime resizes (usually the batch).
-        dtype: numpy dtype name of the raw tensor ("float32", "int8", "uint8").
-        scale: quantization scale; 0.0 for a float tensor.
-        zero_point: quantization zero point; 0 for a float tensor.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    scale: float = 0.0
-    zero_point: int = 0
-
-    @property
-    def quantized(self) -> bool:
-        return self.scale != 0.0 and np.issubdtype(np.dtype(self.dtype), np.integer)
-
-    def quantize(self, values: np.ndarray) -> np.ndarray:
-        """Float values -> this tensor's raw dtype (round half away from zero, as TFLite)."""
-        if not self.quantized:
-            return np.asarray(values, dtype=self.dtype)
-        return quantize_values(values, self.scale, self.zero_point, self.dtype)
-
-    def dequantize(self, raw: np.ndarray) -> np.ndarray:
-        """This tensor's raw values -> float32."""
-        if not self.quantized:
-            return np.asarray(raw, dtype=np.float32)
-        return ((np.asarray(raw, dtype=np.int32) - self.zero_point)
-                * np.float32(self.scale)).astype(np.float32)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-                "scale": self.scale, "zero_point": self.zero_point}
+# The one input/output description every stage shares (edgeship's core), re-exported here as
+# part of the backend interface.
+from edgeship.quantization import TensorInfo
 
 
 class Backend:

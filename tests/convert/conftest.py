@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeship.tflite_graph import op_names, read_model, write_model
+
 CODEGEN_MODEL_NAMES = ("lenet5", "simple_cnn", "keras_cnn", "dscnn", "mobilenet_v2")
 TEST_IMAGES = 30
 
@@ -122,16 +124,18 @@ def requantizing_model(tmp_path_factory, qat_model) -> Int8Model:
     (TFLite Micro) and single rounding differ; 2.7 shifts left and saturates large values.
     The next CONV_2D reads the new scale, so the model stays consistent.
     """
-    model, schema = _read_model(qat_model.path)
+    model = read_model(qat_model.path.read_bytes())
     subgraph = model.subgraphs[0]
-    quantize_ops = [op for op in subgraph.operators if _builtin(model, op, schema) == "QUANTIZE"]
+    quantize_ops = [op for op, name in zip(subgraph.operators, op_names(model))
+                    if name == "QUANTIZE"]
     assert len(quantize_ops) == len(REQUANTIZATIONS)
     for op, (ratio, offset) in zip(quantize_ops, REQUANTIZATIONS):
         source = subgraph.tensors[op.inputs[0]].quantization
         target = subgraph.tensors[op.outputs[0]].quantization
         target.scale = [float(np.float32(source.scale[0] * ratio))]
         target.zeroPoint = [int(source.zeroPoint[0]) + offset]
-    path = _write_model(model, tmp_path_factory.mktemp("requantizing") / "requantizing.tflite")
+    path = tmp_path_factory.mktemp("requantizing") / "requantizing.tflite"
+    path.write_bytes(write_model(model))
     return Int8Model("requantizing", path, qat_model.images, qat_model.labels)
 
 
@@ -181,33 +185,11 @@ def without_final_softmax(model_path: Path, out_path: Path) -> Path:
     some inputs. Up to the logits both run the same integer reference kernels, so this copy
     lets the generated C be checked bit for bit against both.
     """
-    model, schema = _read_model(model_path)
+    model = read_model(model_path.read_bytes())
     subgraph = model.subgraphs[0]
     last = subgraph.operators[-1]
-    assert _builtin(model, last, schema) == "SOFTMAX"
+    assert op_names(model)[-1] == "SOFTMAX"
     subgraph.operators = subgraph.operators[:-1]
     subgraph.outputs = [int(last.inputs[0])]
-    return _write_model(model, out_path)
-
-
-def _read_model(path: Path):
-    """The .tflite as the schema's mutable object tree, and the schema module."""
-    from edgeship.deps import require
-
-    schema = require("ai_edge_litert.schema_py_generated")
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(path.read_bytes(), 0)), schema
-
-
-def _builtin(model, op, schema) -> str:
-    code = model.operatorCodes[op.opcodeIndex]
-    number = max(code.builtinCode, code.deprecatedBuiltinCode)
-    return next(name for name, value in vars(schema.BuiltinOperator).items() if value == number)
-
-
-def _write_model(model, out_path: Path) -> Path:
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    out_path.write_bytes(bytes(builder.Output()))
+    out_path.write_bytes(write_model(model))
     return out_path

@@ -25,8 +25,8 @@ def auto_run(wine, tmp_path_factory):
 
     model, data = wine
     out = tmp_path_factory.mktemp("auto")
-    return out, edgeship.convert(model, data=data, out=out, activations="auto",
-                                 calibration_samples=len(data[0][0]))
+    return out, edgeship.api.convert(model, data=data, out=out, activations="auto",
+                                     calibration_samples=len(data[0][0]))
 
 
 def test_auto_recovers_most_of_the_int8_drop_with_a_few_int16_layers(auto_run):
@@ -73,8 +73,8 @@ def test_int16_converts_the_whole_model_with_int16_io(wine, tmp_path):
     from edgeship.runtime.backends import open_backend
 
     model, data = wine
-    result = edgeship.convert(model, data=data, out=tmp_path, activations="int16",
-                              calibration_samples=len(data[0][0]))
+    result = edgeship.api.convert(model, data=data, out=tmp_path, activations="int16",
+                                  calibration_samples=len(data[0][0]))
     path = tmp_path / ArtifactKind.INT16_TFLITE.file_name
     choice = result.report["activations"]
     assert choice["delivered"] == path.name and choice["accuracy"]["int16"] > choice["accuracy"]["int8"]

@@ -20,12 +20,12 @@ from edgeship.convert.codegen import (
 from edgeship.errors import UserInputError
 from edgeship.firmware import generate_c
 from edgeship.runtime.backends import open_backend
-from tests.conftest import REPO, run_cli
 from tests.convert.conftest import (
     CODEGEN_MODEL_NAMES,
     REQUANTIZATIONS,
     without_final_softmax,
 )
+from tests.helpers import REPO, run_cli
 
 QEMU_EXAMPLE = REPO / "firmware_examples" / "cortex_m_qemu"
 needs_host_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,

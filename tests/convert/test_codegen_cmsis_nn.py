@@ -25,7 +25,7 @@ from edgeship.convert.codegen.kernels.cmsis_nn_variant import (
     depthwise_scratch_bytes,
 )
 from edgeship.errors import UserInputError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CMSIS_NN = Path(os.environ.get("EDGESHIP_CMSIS_NN",
                                REPO.parent / "shared" / "third_party" / "cmsis-nn"))
@@ -226,8 +226,8 @@ def test_host_build_of_cmsis_nn_plain_c_is_bit_exact_with_tflite_micro(cmsis_mod
                                               ("vision", "cortex-m0plus")])
 def test_emulated_cortex_m_build_is_bit_exact_with_tflite_micro(cmsis_models, name, target):
     """Cortex-M4 takes CMSIS-NN's DSP paths (SMLAD...), Cortex-M0+ its plain C."""
-    from edgeship.profile.fidelity import matches_tflite_micro
     from edgeship.profile.run import ProfileConfig, model_input, profile_model
+    from tests.helpers import matches_tflite_micro
 
     config = ProfileConfig(model=str(cmsis_models[name]), target=target, kernels="cmsis-nn",
                            cmsis_nn=str(CMSIS_NN))

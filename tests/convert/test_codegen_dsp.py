@@ -257,8 +257,8 @@ def test_scratch_buffers_never_share_bytes_with_live_tensors(layer_models):
 
 
 def _profile(model: Path, target: str, kernels: str):
-    from edgeship.profile.fidelity import matches_tflite_micro
     from edgeship.profile.run import ProfileConfig, model_input, profile_model
+    from tests.helpers import matches_tflite_micro
 
     report = profile_model(ProfileConfig(model=str(model), target=target, kernels=kernels))
     graph = read_graph(model.read_bytes())

@@ -5,7 +5,9 @@ with constants, broadcast over rows), converted whole 16x8 by the TFLite convert
 I/O; int64 and int32 biases) and mixed by ai-edge-quantizer (normalization and the first
 dense layer int16, the rest int8, QUANTIZE ops between; an int16 -> int16 QUANTIZE appended); SUB and MUL of two activations with
 broadcasting and ADD in int8 and int16; 16x8 convolutions and pooling; int16 SOFTMAX (TFLite's
-tables); and an op codegen cannot lower in int16 (MEAN), refused by name.
+tables); int16 MEAN (global average pooling, 1-D and 2-D, and over channels) and SUM, each the
+model's output; and an op neither TFLite Micro nor codegen runs in int16 (REDUCE_MAX), refused
+by name.
 """
 
 import ctypes
@@ -136,6 +138,13 @@ def _convolutions(keras, depthwise: bool):
     return keras.Sequential([*layers, keras.layers.Flatten(), keras.layers.Dense(3)])
 
 
+def _reduction(keras, reduce):
+    """A [6, 5, 8] input reduced by `reduce` straight to the output: full-range random int16
+    inputs sum up to 30 values of +-32767, and nothing after the reduction hides a quantum."""
+    inputs = keras.Input((6, 5, 8), batch_size=1)
+    return keras.Model(inputs, reduce(inputs))
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     from edgeship.deps import import_tf_keras
@@ -148,6 +157,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     arithmetic = _arithmetic(keras)
     standard = np.random.default_rng(2).normal(size=(64, ROWS, FEATURES)).astype(np.float32)
     images = np.random.default_rng(3).normal(size=(64, 9, 7, 2)).astype(np.float32)
+    maps = np.random.default_rng(4).normal(size=(64, 6, 5, 8)).astype(np.float32)
     float_path = folder / "classifier_float.tflite"
     float_path.write_bytes(tensorflow.lite.TFLiteConverter.from_keras_model(classifier).convert())
     contents = {
@@ -161,6 +171,14 @@ def models(tmp_path_factory) -> dict[str, Path]:
         "mean16": _convert(tensorflow, keras.Sequential([
             keras.Input((ROWS, FEATURES), batch_size=1), keras.layers.GlobalAveragePooling1D(),
             keras.layers.Dense(3)]), standard, int16=True),
+        "global_average16": _convert(tensorflow, _reduction(
+            keras, keras.layers.GlobalAveragePooling2D()), maps, int16=True),
+        "channel_mean16": _convert(tensorflow, _reduction(keras, keras.layers.Lambda(
+            lambda t: tensorflow.reduce_mean(t, axis=-1, keepdims=True))), maps, int16=True),
+        "sum16": _convert(tensorflow, _reduction(keras, keras.layers.Lambda(
+            lambda t: tensorflow.reduce_sum(t, axis=1))), maps, int16=True),
+        "reduce_max16": _convert(tensorflow, _reduction(keras, keras.layers.Lambda(
+            lambda t: tensorflow.reduce_max(t, axis=[1, 2]))), maps, int16=True),
         "arithmetic_int8": _convert(tensorflow, arithmetic, standard, int16=False),
         "arithmetic_int16": _convert(tensorflow, arithmetic, standard, int16=True),
         "conv16": _convert(tensorflow, _convolutions(keras, True), images, int16=True),
@@ -273,12 +291,38 @@ def test_int16_softmax_tables_are_bit_exact(models):
     _assert_bit_exact(models["whole16_softmax"])
 
 
+@needs_host_cc
+def test_int16_mean_and_sum_are_bit_exact(models):
+    """TFLite Micro's QuantizedMeanOrSum for int16 as for int8: int32 sums, MEAN's 1 / count
+    folded into the multiplier; codegen runs the int8 kernel's loop clamped to int16."""
+    graphs = {name: read_graph(models[name].read_bytes()) for name in (
+        "mean16", "global_average16", "channel_mean16", "sum16")}
+    reductions = {name: [(op.name, graph.tensors[op.inputs[0]].shape,
+                          graph.tensors[op.outputs[0]].shape, op.kernel)
+                         for op in lower_graph(graph) if op.name in ("MEAN", "SUM")]
+                  for name, graph in graphs.items()}
+    assert reductions == {
+        "mean16": [("MEAN", (1, ROWS, FEATURES), (1, FEATURES), "mean_s16")],
+        "global_average16": [("MEAN", (1, 6, 5, 8), (1, 8), "mean_s16")],
+        "channel_mean16": [("MEAN", (1, 6, 5, 8), (1, 6, 5, 1), "mean_s16")],
+        "sum16": [("SUM", (1, 6, 5, 8), (1, 5, 8), "mean_s16")]}
+    for name in ("global_average16", "channel_mean16", "sum16"):
+        graph = graphs[name]
+        reduction = graph.tensors[graph.operators[0].inputs[0]]
+        output = graph.tensors[graph.outputs[0]]
+        assert reduction.dtype == output.dtype == "int16"
+        # MEAN requantizes for real; the converter gives SUM its input's scale.
+        assert (output.scale != reduction.scale) == (name != "sum16")
+        _assert_bit_exact(models[name])
+    _assert_bit_exact(models["mean16"])
+
+
 def test_int16_ops_without_a_kernel_are_named(models, tmp_path):
     with pytest.raises(UserInputError) as raised:
-        generate_c(CodegenConfig(model=str(models["mean16"]), out=str(tmp_path)))
+        generate_c(CodegenConfig(model=str(models["reduce_max16"]), out=str(tmp_path)))
     message = str(raised.value)
-    assert "does not support op(s) MEAN (int16 -> int16)" in message
-    assert "FULLY_CONNECTED (int16 -> int16)" in message.split("supported: ")[1]
+    assert "does not support op(s) REDUCE_MAX (int16 -> int16)" in message
+    assert "MEAN (int16 -> int16)" in message.split("supported: ")[1]
     assert not list(tmp_path.iterdir())  # nothing written
 
 
@@ -327,8 +371,8 @@ def test_int16_header_and_samples_run_on_the_host(models, tmp_path):
 @pytest.mark.parametrize("name", ["mixed", "whole16"])
 def test_int16_models_are_bit_exact_on_emulated_cortex_m4(models, name):
     """int8 I/O (ai-edge-quantizer's mix) and int16 I/O (the whole 16x8 model) alike."""
-    from edgeship.profile.fidelity import matches_tflite_micro
     from edgeship.profile.run import ProfileConfig, model_input, profile_model
+    from tests.helpers import matches_tflite_micro
 
     path = models[name]
     report = profile_model(ProfileConfig(model=str(path), target="cortex-m4"))

@@ -26,7 +26,7 @@ from edgeship.errors import UserInputError
 from edgeship.firmware import collect_samples, generate_c
 from edgeship.runtime.backends import open_backend
 from edgeship.runtime.backends.c import compile_shared_library
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 QEMU_EXAMPLE = REPO / "firmware_examples" / "cortex_m_qemu"
 needs_host_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
@@ -255,8 +255,8 @@ def test_unsupported_boundary_type_is_named(io_models):
 @needs_profile
 def test_float_io_profile_matches_tflite_micro(io_models):
     """`edgeship profile` (and codegen --target) builds and emulates float I/O models too."""
-    from edgeship.profile.fidelity import matches_tflite_micro
     from edgeship.profile.run import ProfileConfig, model_input, profile_model
+    from tests.helpers import matches_tflite_micro
 
     path = io_models["float_io"]
     report = profile_model(ProfileConfig(model=str(path), target="cortex-m7"))

@@ -24,9 +24,9 @@ import pytest
 
 from edgeship.firmware import CodegenConfig, collect_samples, generate_c
 from edgeship.tflite_graph import read_graph
-from tests.conftest import REPO
 from tests.convert.conftest import CODEGEN_MODEL_NAMES, without_final_softmax
 from tests.convert.test_codegen_cmsis_nn import CMSIS_NN, needs_cmsis_nn
+from tests.helpers import REPO
 
 QEMU_EXAMPLE = REPO / "firmware_examples" / "cortex_m_qemu"
 MLPERF_TINY = Path(os.environ.get("EDGESHIP_MLPERF_TINY",

@@ -13,7 +13,7 @@ from edgeship.convert.tflite import (
     tensor_types_by_op,
     weight_sparsity,
 )
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def _accuracy_of_tflite(path, images, labels):

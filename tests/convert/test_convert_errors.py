@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli_in_process as run_cli
+from tests.helpers import run_cli_in_process as run_cli
 
 
 def _snapshot(folder):

@@ -12,7 +12,7 @@ from edgeship.convert.embed import EmbedConfig, arena_with_margin, resolver_meth
 from edgeship.errors import UserInputError
 from edgeship.firmware import embed_model
 from edgeship.runtime.backends.tflm import capture_stderr
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 # The MicroMutableOpResolver methods of TFLite Micro for the ops codegen also supports.
 TFLM_METHODS = {"CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from edgeship.convert.run import ConvertConfig, run_convert
-from tests.conftest import run_cli_in_process
 from tests.convert.test_convert import _accuracy_of_tflite
+from tests.helpers import run_cli_in_process
 
 
 def build_residual_depthwise_model(input_shape, num_classes, seed=0):
@@ -178,3 +178,35 @@ def test_qat_activation_ranges_are_the_fine_tuned_weights_own(qat_converted_run,
         assert abs((127 - zero_point) * scale - high) <= scale, (op, high, zero_point, scale)
         checked.append(op.op)
     assert checked.count("FULLY_CONNECTED") == 2 and checked.count("CONV_2D") == 3, checked
+
+
+@pytest.mark.parametrize("delivered", ["fine-tuned", "post-training"])
+def test_int16_and_mixed_files_take_the_reference_of_the_weights_they_hold(tmp_path, delivered):
+    """--activations with --qat: the int16 or mixed file is quantized from the float file
+    model_int8.tflite came from, so after a delivered fine-tune it is measured against
+    model_finetuned_float.tflite, like model_int8.tflite and its XNNPACK rewrite (issue 28)."""
+    from edgeship.convert.finetune import Delivery
+    from edgeship.convert.run import _fine_tuned_files, _float_references
+
+    names = ["model_float.tflite", "model_finetuned_float.tflite", "model_int8.tflite",
+             "model_int8_xnnpack.tflite", "model_mixed.tflite", "model_int16.tflite",
+             "model_ptq_int8.tflite", "model_finetuned_int8.tflite", "model.onnx",
+             "model_int8.onnx"]
+    written = {name: tmp_path / name for name in names}
+    delivery = Delivery(delivered=delivered, fine_tune="QAT 1 epoch", selection_images=100,
+                        selection_seed=0, accuracy={"post-training": 0.9, "fine-tuned": 0.91})
+    references = _float_references(written, _fine_tuned_files(delivery, written))
+    tuned = "model_finetuned_float.tflite"
+    if delivered == "fine-tuned":
+        expected = {"model_int8.tflite": tuned, "model_int8_xnnpack.tflite": tuned,
+                    "model_mixed.tflite": tuned, "model_int16.tflite": tuned,
+                    "model_ptq_int8.tflite": "model_float.tflite"}
+    else:
+        expected = {"model_int8.tflite": "model_float.tflite",
+                    "model_int8_xnnpack.tflite": "model_float.tflite",
+                    "model_mixed.tflite": "model_float.tflite",
+                    "model_int16.tflite": "model_float.tflite",
+                    "model_finetuned_int8.tflite": tuned}
+    for name, reference in expected.items():
+        assert references[name] == reference, name
+    assert references["model_int8.onnx"] == "model.onnx"

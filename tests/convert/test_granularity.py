@@ -21,7 +21,7 @@ from edgeship.convert.granularity import (
 )
 from edgeship.convert.run import ConvertConfig, run_convert
 from edgeship.convert.tflite import open_interpreter, tensor_types_by_op, weight_scale_counts
-from tests.conftest import quantize_by_hand, run_cli
+from tests.helpers import quantize_by_hand, run_cli
 
 
 def _probabilities(path, images):
@@ -198,36 +198,35 @@ def test_fine_tuned_granularity_is_measured_on_the_fine_tuned_files(
         lenet5_both, trained_run, mnist5k, tmp_path):
     """Post-training per-tensor does not carry over: a per-tensor fine-tune that breaks loses."""
     per_channel, per_tensor, _ = lenet5_both
-    float_tflite = tmp_path / "model_float.tflite"
     shutil.copy(trained_run.run_dir / "model.keras", tmp_path / "model.keras")
     import tf_keras
 
     from edgeship.convert.tflite import export_tflite
 
-    float_tflite.write_bytes(export_tflite(tf_keras.models.load_model(tmp_path / "model.keras")))
+    float_bytes = export_tflite(tf_keras.models.load_model(tmp_path / "model.keras"))
     wrecked = _with_scaled_weight(per_tensor, weighted_layers(per_tensor)[1], 8.0)
     trained = []
 
     def train_and_export(files):
         def run(per_tensor_weights):
             trained.append(per_tensor_weights)
-            return files[per_tensor_weights]
+            return files[per_tensor_weights], float_bytes
         return run
 
     post_training = GranularityChoice(requested="auto", chosen="per-tensor")
-    choice, data = choose_fine_tuned("auto", post_training,
-                                     train_and_export({False: per_channel, True: wrecked}),
-                                     float_tflite, mnist5k.x_train, seed=0)
-    assert trained == [False, True]
+    choice, data, reference = choose_fine_tuned(
+        "auto", post_training, train_and_export({False: per_channel, True: wrecked}),
+        mnist5k.x_train, seed=0)
+    assert trained == [False, True] and reference == float_bytes
     assert (choice.chosen, choice.measured_on, data) == ("per-channel", "fine-tuned", per_channel)
     channel, tensor = choice.candidates
     assert tensor.output_error > 3 * channel.output_error
     assert "beyond" in choice.reason()
     # The same measurement with the healthy per-tensor file follows the rule.
     trained.clear()
-    choice, data = choose_fine_tuned("auto", post_training,
-                                     train_and_export({False: per_channel, True: per_tensor}),
-                                     float_tflite, mnist5k.x_train, seed=0)
+    choice, data, _ = choose_fine_tuned(
+        "auto", post_training, train_and_export({False: per_channel, True: per_tensor}),
+        mnist5k.x_train, seed=0)
     channel, tensor = choice.candidates
     expected = ("per-tensor" if within_tolerance(tensor.output_error, channel.output_error)
                 else "per-channel")
@@ -235,9 +234,9 @@ def test_fine_tuned_granularity_is_measured_on_the_fine_tuned_files(
                                                   "per-tensor": per_tensor}[expected]
     # After a mixed or per-channel post-training choice only per-channel is trained.
     trained.clear()
-    choice, data = choose_fine_tuned("auto", GranularityChoice(requested="auto", chosen="mixed"),
-                                     train_and_export({False: per_channel, True: wrecked}),
-                                     float_tflite, mnist5k.x_train, seed=0)
+    choice, data, _ = choose_fine_tuned(
+        "auto", GranularityChoice(requested="auto", chosen="mixed"),
+        train_and_export({False: per_channel, True: wrecked}), mnist5k.x_train, seed=0)
     assert trained == [False] and choice.chosen == "per-channel" and data == per_channel
     assert "post-training int8 is mixed" in choice.reason()
 

@@ -18,7 +18,7 @@ from edgeship.convert import keras3
 from edgeship.convert.run import ConvertConfig, run_convert
 from edgeship.convert.tflite import tensor_types_by_op, weight_sparsity
 from edgeship.errors import UserInputError
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 KERAS3_TRAINER = r'''
 import os

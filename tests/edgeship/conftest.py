@@ -6,17 +6,13 @@ killed-and-resumed pipeline must reproduce.
 
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-# Small enough for the default suite: simple_cnn, one epoch, a few bench runs and images.
-TINY_PIPELINE = ["--model", "simple_cnn", "--dataset", "mnist5k", "--epochs", "1", "--seed", "0",
-                 "--bench-runs", "5", "--validate-limit", "50", "--calibration-samples", "50",
-                 "--embed-samples", "2"]
+from tests.helpers import pipeline_command
 
 
 @dataclass(frozen=True)
@@ -26,10 +22,6 @@ class PipelineRun:
     seconds: float
     stdout: str
     stderr: str
-
-
-def pipeline_command(out: Path) -> list[str]:
-    return [sys.executable, "-m", "edgeship.cli", "pipeline", *TINY_PIPELINE, "--out", str(out)]
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import pytest
 
 import edgeship
 import edgeship.api as api
+from edgeship.commands import notebook_data
 from edgeship.errors import CheckFailedError, UserInputError
 from edgeship.tables import Table
 
@@ -109,8 +110,8 @@ def test_validate_and_codegen_from_python(example_run):
     assert (folder / "c" / "mlp.c").is_file()
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi-gcc not installed (scripts/setup.sh installs it as root)")
-    profiled = edgeship.profile(run_dir / "model_int8.tflite", target="cortex-m4",
-                                kernels="dsp")
+    profiled = api.profile(run_dir / "model_int8.tflite", target="cortex-m4",
+                           kernels="dsp")
     total = profiled.table.records()[-1]
     assert total["op"] == "total" and total["macs"] == 28 * 28 * 128 + 128 * 10
     assert 0.5 < total["cycles_per_mac"] < 10
@@ -124,26 +125,29 @@ def test_tf_data_equals_arrays():
     labels = rng.integers(0, 3, 10)
     for dataset in (tf.data.Dataset.from_tensor_slices((images, labels)),
                     tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)):
-        got_images, got_labels = api._arrays(dataset, "data")
+        got_images, got_labels = notebook_data._arrays(dataset, "data")
         np.testing.assert_array_equal(got_images, images)
         np.testing.assert_array_equal(got_labels, labels)
-    got_images, got_labels = api._arrays(tf.data.Dataset.from_tensor_slices(images[..., 0]), "x")
+    got_images, got_labels = notebook_data._arrays(tf.data.Dataset.from_tensor_slices(images[..., 0]), "x")
     np.testing.assert_array_equal(got_images, images)
     assert got_labels is None
 
 
 def test_errors_are_typed_and_never_exit(tmp_path):
-    with pytest.raises(UserInputError, match="unknown option 'qatt'"):
-        api._config(__import__("edgeship.convert.run", fromlist=["ConvertConfig"]).ConvertConfig,
-                    {"source": "x"}, {"qatt": 1})
+    with pytest.raises(UserInputError, match="unknown option 'qatt' for convert"):
+        api.convert("x", qatt=1)
     with pytest.raises(UserInputError, match="out= is required"):
-        edgeship.convert(object(), data="mnist5k")
+        api.convert(object(), data="mnist5k")
     with pytest.raises(UserInputError, match="must be a Keras model"):
-        edgeship.convert(object(), data="mnist5k", out=tmp_path / "x")
+        api.convert(object(), data="mnist5k", out=tmp_path / "x")
+    with pytest.raises(UserInputError, match="codegen\\(\\) needs out"):
+        api.codegen("model.tflite")
+    with pytest.raises(UserInputError, match="takes 1 positional"):
+        api.validate(tmp_path, "extra")
     with pytest.raises(UserInputError):
         edgeship.validate(tmp_path)
     with pytest.raises(UserInputError, match="calibration"):
-        api._write_dataset(tmp_path, (np.zeros((2, 4, 4)), np.zeros(2)), None, None)
+        notebook_data.write_dataset(tmp_path, (np.zeros((2, 4, 4)), np.zeros(2)), None, None)
     assert issubclass(CheckFailedError, edgeship.EdgeshipError)
 
 
@@ -162,10 +166,13 @@ def test_table_prints_and_converts():
 
 
 def test_import_stays_light():
-    code = ("import sys, edgeship; edgeship.convert; edgeship.train; edgeship.inspect; "
-            "edgeship.validate; print('tensorflow' in sys.modules, callable(edgeship.convert))")
+    """`edgeship.convert` is the convert package, not also a function (no module whose class
+    is swapped); the API is edgeship.api, and importing it loads no framework."""
+    code = ("import sys, types, edgeship, edgeship.convert, edgeship.train, edgeship.inspect; "
+            "edgeship.validate; print('tensorflow' in sys.modules, callable(edgeship.api.convert),"
+            " type(edgeship.convert) is types.ModuleType, callable(edgeship.convert))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "True"]
+    assert out.stdout.split() == ["False", "True", "True", "False"]
 
 
 def test_convert_keeps_no_copy_of_the_users_data_beyond_what_later_stages_read(tmp_path):
@@ -175,7 +182,8 @@ def test_convert_keeps_no_copy_of_the_users_data_beyond_what_later_stages_read(t
     import numpy as np
 
     import edgeship
-    from edgeship.api import KEPT_TRAINING_IMAGES, _write_dataset
+    from edgeship.commands.notebook_data import KEPT_TRAINING_IMAGES
+    from edgeship.commands.notebook_data import write_dataset as _write_dataset
     from edgeship.train.datasets import load_dataset
 
     (x_train, y_train), (x_test, y_test) = edgeship.load_data("fashion_mnist")

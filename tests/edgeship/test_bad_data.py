@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli_in_process as run_cli
+from tests.helpers import run_cli_in_process as run_cli
 
 
 def _npz(tmp_path, **overrides):

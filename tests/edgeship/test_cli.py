@@ -1,6 +1,6 @@
 import pytest
 
-from tests.conftest import run_cli, run_cli_in_process
+from tests.helpers import run_cli, run_cli_in_process
 
 
 def test_train_unknown_model_exits_2_and_lists_models(tmp_path):
@@ -100,7 +100,7 @@ def test_stage_flags_are_generated_from_the_config_fields():
     import dataclasses
 
     from edgeship.cli import build_parser
-    from edgeship.cli_stages import DatasetOptions
+    from edgeship.commands.dataset import DatasetOptions
     from edgeship.convert.run import ConvertConfig
     from edgeship.options import declared_options, flag_name
     from edgeship.runtime.bench import BenchConfig
@@ -127,3 +127,131 @@ def test_stage_flags_are_generated_from_the_config_fields():
     assert len(dataclasses.fields(DatasetSpec)) == len(declared_options(DatasetOptions))
     spec = DatasetSpec(name="digits", seed=3, test_size=100, image_size=(16, 16), channels=3)
     assert DatasetOptions.from_spec(spec).spec() == spec
+
+
+# What each command needs on the command line; everything else is left at its default.
+MINIMAL_ARGUMENTS = {
+    "train": ["--model", "lenet5", "--out", "r", "--dataset", "mnist5k"],
+    "convert": ["runs/x"], "pipeline": [], "validate": ["runs/x"], "inspect": ["runs/x"],
+    "bench": ["a.tflite"], "codegen": ["m.tflite", "--out", "o"], "profile": ["m.tflite"],
+    "embed": ["m.tflite", "--out", "o"], "serve-demo": ["runs/x"],
+    "tune": ["--out", "t", "--dataset", "mnist5k"],
+}
+
+
+def _given(command, arguments: list[str]) -> set[str]:
+    """The keys of the options MINIMAL_ARGUMENTS sets."""
+    from edgeship.options import flag_name, is_positional
+
+    return {parameter.dest for parameter in command.parameters()
+            if is_positional(parameter.item)
+            or flag_name(parameter.item, parameter.group.flag_prefix) in arguments}
+
+
+def test_every_command_has_the_same_defaults_on_the_cli_and_in_the_api():
+    """The CLI subcommand and the edgeship.api function come from one spec: the same option
+    names (flags in snake case), the same defaults, the same config built."""
+    import inspect
+
+    import edgeship.api as api
+    from edgeship.cli import build_parser
+    from edgeship.commands import COMMAND_NAMES, all_commands
+
+    assert set(MINIMAL_ARGUMENTS) == set(COMMAND_NAMES)
+    parser = build_parser()
+    for command in all_commands():
+        arguments = MINIMAL_ARGUMENTS[command.name]
+        cli_values = command.values(parser.parse_args([command.name, *arguments]))
+        assert set(cli_values) == {parameter.dest for parameter in command.parameters()}
+        signature = inspect.signature(getattr(api, command.api_name))
+        given = _given(command, arguments)
+        for parameter in command.parameters():
+            if parameter.dest in given:
+                continue
+            default = signature.parameters[parameter.name].default
+            assert default == cli_values[parameter.dest], (command.name, parameter.name)
+        # the API called as the command line was gives the same config
+        positional = [cli_values[p.dest] for p in command.positional_parameters()]
+        keywords = {p.name: cli_values[p.dest] for p in command.parameters()
+                    if p.dest in given and p not in command.positional_parameters()}
+        api_values, _ = command.api_values(tuple(positional), keywords)
+        assert command.build(api_values) == command.build(cli_values), command.name
+    # the default that once differed: the CLI exported float unless --int8, the API int8
+    assert inspect.signature(api.convert).parameters["int8"].default is True
+    convert = build_parser().parse_args(["convert", "runs/x"])
+    assert convert.int8 is True and build_parser().parse_args(
+        ["convert", "runs/x", "--no-int8"]).int8 is False
+
+
+def test_the_pipeline_stages_take_the_commands_defaults():
+    """Every stage option of the pipeline defaults to the stage command's default, except the
+    pipeline's own defaults, declared once in its GROUPS (onnx on, fewer bench runs)."""
+    from edgeship.commands import get_command
+    from edgeship.pipeline_config import GROUPS, PipelineConfig, _group_config
+
+    stage_of = {"train": "train", "dataset": "train", "model_options": "train",
+                "convert": "convert", "convert_seed": "convert", "validate": "validate",
+                "tolerances": "validate", "bench": "bench", "profile": "profile"}
+    config = PipelineConfig()
+    declared = {}
+    for group in GROUPS:
+        if group.key not in stage_of:
+            continue
+        command = get_command(stage_of[group.key])
+        defaults = {(p.group.config_class, p.item.name): p.group.default(p.item)
+                    for p in command.parameters()}
+        instance = _group_config(config, group.key)
+        for item in group.options():
+            key = (group.config_class, item.name)
+            if key not in defaults:  # ProfileStage: ProfileConfig's fields
+                key = (group.config_class.__mro__[1], item.name)
+            value = getattr(instance, item.name)
+            if item.name in group.defaults:
+                declared[f"{group.key}.{item.name}"] = value
+                assert value == group.defaults[item.name]
+            else:
+                assert value == defaults[key], (group.key, item.name)
+    assert declared == {"train.model": "lenet5", "dataset.dataset": "mnist5k",
+                        "convert.onnx": True, "bench.runs": 100, "bench.warmup": 10}
+    from edgeship.profile.run import ProfileConfig
+
+    assert config.profile.variant == ProfileConfig(model="m.tflite").variant == "dsp"
+
+
+ADDED_OPTION = r"""
+import dataclasses, inspect, sys
+import edgeship.profile.run as run
+from edgeship.options import option
+
+@dataclasses.dataclass(frozen=True)
+class ProfileConfig(run.ProfileConfig):
+    cache_lines: int = option(4, help="a new option, declared only here")
+
+run.ProfileConfig = ProfileConfig  # as if the field were added in edgeship/profile/run.py
+
+import edgeship.api as api
+from edgeship.cli import build_parser
+from edgeship.pipeline_config import config_from_sources, load_config_file, reproduce_commands
+
+parser = build_parser()
+print(parser.parse_args(["profile", "m.tflite", "--cache-lines", "8"]).cache_lines)
+print(inspect.signature(api.profile).parameters["cache_lines"].default)
+print(parser.parse_args(["pipeline", "--profile-cache-lines", "6"]).__dict__["profile.cache_lines"])
+open(sys.argv[1], "w").write("[profile]\ncache_lines = 5\n")
+config = config_from_sources(load_config_file(sys.argv[1]), {})
+print(config.profile.cache_lines)
+print(reproduce_commands(config)[-1].split("--cache-lines ")[1].split()[0])
+"""
+
+
+def test_an_option_added_to_profile_config_alone_reaches_cli_api_and_pipeline(tmp_path):
+    """A newcomer adds an option to `profile` in one file: ProfileConfig's fields are the
+    flag, the API parameter, the pipeline's --profile-* flag and [profile] key, and the
+    reproduce command."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", ADDED_OPTION, str(tmp_path / "p.toml")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["8", "4", "6", "5", "5"]

@@ -23,7 +23,7 @@ from benchmarks import bench_fuzz
 from edgeship.errors import UserInputError
 from edgeship.model_check import check_model_file, check_tflite_bytes
 from edgeship.runtime.isolation import call_isolated
-from tests.conftest import run_cli, run_cli_in_process
+from tests.helpers import run_cli, run_cli_in_process
 
 PER_FORMAT = 160
 SUBPROCESS_RUNS = 24

@@ -1,10 +1,12 @@
-"""The stages import downward only: convert and runtime never import each other, and train,
-convert and runtime have no import cycle (imports inside functions count too)."""
+"""The packages import downward only: the core (edgeship's errors, run_dir, options, ...)
+imports no stage and no command; convert and runtime never import each other; train, convert
+and runtime have no import cycle, and no module imports itself around a loop (imports inside
+functions count too)."""
 
 import ast
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 STAGES = {"train": "edgeship.train", "convert": "edgeship.convert", "runtime": "edgeship.runtime"}
 
@@ -125,3 +127,39 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
     monkeypatch.setattr(this, "REPO", tmp_path)
     monkeypatch.setattr(this, "_PACKAGES", {"edgeship": "edgeship"})
     assert this.module_import_cycles() == [["edgeship.first", "edgeship.second"]]
+
+
+# The core every stage shares; it imports only itself.
+CORE = ("edgeship.errors", "edgeship.run_dir", "edgeship.tflite_graph", "edgeship.quantization",
+        "edgeship.options", "edgeship.dataset_spec", "edgeship.artifacts", "edgeship.deps",
+        "edgeship.model_check", "edgeship.records")
+
+
+def core_violations(repo: Path) -> dict[str, list[str]]:
+    """core module -> the edgeship modules outside the core it imports."""
+    violations = {}
+    for module in CORE:
+        path = repo / "edgeship" / f"{module.split('.')[-1]}.py"
+        outside = sorted(name for name in _imported_modules(path)
+                         if name.startswith("edgeship.")
+                         and not any(name == core or name.startswith(core + ".") for core in CORE))
+        if outside:
+            violations[module] = outside
+    return violations
+
+
+def test_the_core_imports_no_stage_and_no_command():
+    """errors, run_dir, tflite_graph, quantization, options (and the helpers they use) import
+    nothing from edgeship.commands, train, convert, runtime or the top-level commands."""
+    assert core_violations(REPO) == {}
+
+
+def test_the_core_check_sees_a_stage_import(tmp_path):
+    (tmp_path / "edgeship").mkdir()
+    for module in CORE:
+        (tmp_path / "edgeship" / f"{module.split('.')[-1]}.py").write_text(
+            "from edgeship.errors import UserInputError\n")
+    (tmp_path / "edgeship" / "run_dir.py").write_text(
+        "def spec():\n    from edgeship.train.datasets import DatasetSpec\n")
+    assert core_violations(tmp_path) == {
+        "edgeship.run_dir": ["edgeship.train.datasets", "edgeship.train.datasets.DatasetSpec"]}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeship.runtime.inspect import sqnr_db
-from tests.conftest import quantize_by_hand, run_cli_in_process
+from tests.helpers import quantize_by_hand, run_cli_in_process
 
 
 def test_sqnr_of_two_tensors():

@@ -23,7 +23,7 @@ from edgeship.artifacts import remove_stale_temp_files, sha256_file
 from edgeship.model_check import check_tflite_file
 from edgeship.pipeline import LOCK_NAME, STAGES
 from edgeship.run_dir import MANIFEST_NAME
-from tests.edgeship.conftest import pipeline_command
+from tests.helpers import pipeline_command
 
 KILLS = 10
 SEED = 9

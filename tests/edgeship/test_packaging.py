@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_wheel_maps_the_stage_folders_and_ships_the_c_kernels(tmp_path):
@@ -25,7 +25,8 @@ def test_wheel_maps_the_stage_folders_and_ships_the_c_kernels(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     probe = subprocess.run(
         [sys.executable, "-c", "import edgeship, edgeship.train.models as m, "
-         "edgeship.convert.codegen, edgeship.c_backend; print(m.__file__)"],
+         "edgeship.convert.codegen, edgeship.c_backend, edgeship.api, edgeship.cli; "
+         "print(m.__file__)"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert probe.stdout.strip() == str(tmp_path / "site" / "edgeship" / "train" / "models.py")

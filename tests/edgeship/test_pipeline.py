@@ -11,7 +11,7 @@ import pytest
 from edgeship.errors import UserInputError
 from edgeship.pipeline import STAGES, run_lock
 from edgeship.pipeline_config import PipelineConfig, config_from_sources, load_config_file
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 FAST = ["--model", "lenet5", "--dataset", "mnist5k", "--epochs", "2", "--bench-runs", "20",
         "--validate-limit", "300", "--calibration-samples", "100", "--embed-samples", "4"]
@@ -101,8 +101,10 @@ def test_report_sections(pipeline_run):
     for section in ("<table id='summary'>", "MCU footprint (TFLite Micro)", "Training curves", "Accuracy drop against the float reference",
                     "Per-layer quantization error",
                     "p50 latency per variant", "Latency distribution", "int8 confusion matrix",
-                    "Reproduce", "Library versions", "Artifact SHA-256", "edgeship pipeline --model"):
+                    "Reproduce", "Library versions", "Artifact SHA-256"):
         assert section in page, section
+    pipeline_line = next(line for line in page.splitlines() if "edgeship pipeline --" in line)
+    assert "--model " in pipeline_line and f"--out {out}" in pipeline_line
     assert "http://" not in page and "https://" not in page
     markdown = (out / "report.md").read_text()
     assert "| model_int8.tflite | litert-ref |" in markdown
@@ -286,18 +288,16 @@ def test_config_file_and_flags(tmp_path):
         config_from_sources({"profile": {"kernels": "cmsis-nn"}}, {})
 
 
-def test_flat_keys_of_the_earlier_format_still_load(tmp_path):
-    """One release of compatibility: [pipeline] flat keys map onto the stage tables."""
+def test_flat_keys_outside_the_stage_tables_are_refused(tmp_path):
+    """Each option has one key, in its stage's table; a flat key (edgeship 0.1's format) is
+    bad input naming the tables."""
     config = tmp_path / "pipeline.toml"
-    config.write_text('[pipeline]\nmodel = "dscnn"\nqat = 1\nio = "uint8"\nseed = 3\n'
-                      'validate_limit = 50\nbench_runs = 7\nout = "runs/x"\n')
-    merged = config_from_sources(load_config_file(config), {})
-    assert (merged.train.model, merged.convert.qat_epochs, merged.convert.io_type) == (
-        "dscnn", 1, "uint8")
-    assert (merged.train.seed, merged.convert.seed, merged.bench.seed) == (3, 3, 3)
-    assert merged.train.dataset.seed == 0  # the split has its own seed now
-    assert (merged.validate.limit, merged.bench.runs, merged.out) == (50, 7, "runs/x")
-    assert merged.validate.run_dir == merged.convert.source == merged.train.out == "runs/x"
+    config.write_text('model = "dscnn"\n')
+    with pytest.raises(UserInputError, match=r"key model outside a table; use the tables"):
+        load_config_file(config)
+    config.write_text('[pipeline]\nqat = 1\n')
+    with pytest.raises(UserInputError, match=r"unknown key\(s\) qat in \[pipeline\]"):
+        load_config_file(config)
 
 
 def test_example_config_loads():
@@ -329,13 +329,12 @@ def test_pipeline_flags_are_the_stage_configs_options():
 
 
 def test_reproduce_commands_recreate_the_same_run():
-    """Generated from the configs: parsed back they give the same configs and the same split."""
+    """Generated from the command specs: parsed back they give the same configs and split."""
     import shlex
     from dataclasses import replace
 
     from edgeship import cli
-    from edgeship.cli_deploy import pipeline_config
-    from edgeship.cli_stages import bench_config, convert_config, train_config, validate_config
+    from edgeship.commands import get_command
     from edgeship.pipeline_config import reproduce_commands
 
     config = config_from_sources({}, {
@@ -355,24 +354,32 @@ def test_reproduce_commands_recreate_the_same_run():
         "profile": {"target": "cortex-m7", "kernels": "auto", "clock_mhz": 96.0}})
     pipeline, train, convert, validate, bench, profile = reproduce_commands(config)
     parser = cli.build_parser()
-    assert replace(pipeline_config(parser.parse_args(shlex.split(pipeline)[1:])),
-                   force=False) == config
+
+    def config_of(command_line: str):
+        words = shlex.split(command_line)
+        spec = get_command(words[1])
+        return spec.build(spec.values(parser.parse_args(words[1:])))
+
+    assert replace(config_of(pipeline), force=False) == config
     # The stage commands give the same stage configs, so the same split and training.
-    assert train_config(parser.parse_args(shlex.split(train)[1:])) == config.train
-    assert convert_config(parser.parse_args(shlex.split(convert)[1:])) == config.convert
-    assert validate_config(parser.parse_args(shlex.split(validate)[1:])) == config.validate
-    bench_back = bench_config(parser.parse_args(shlex.split(bench)[1:]))
-    assert replace(bench_back, artifacts=config.bench.artifacts) == config.bench
-    # The profile command profiles what the stage did: auto resolved for the core (dsp on M7).
+    assert config_of(train) == config.train
+    assert config_of(convert) == config.convert
+    assert config_of(validate) == config.validate
+    assert replace(config_of(bench), artifacts=config.bench.artifacts) == config.bench
+    # The profile command profiles what the stage did, with the same options and defaults
+    # (auto resolves to dsp on the M7 in both).
     profile_args = parser.parse_args(shlex.split(profile)[1:])
     assert (profile_args.model, profile_args.json) == ("runs/x/model_int8.tflite",
                                                        "runs/x/profile.json")
-    assert (profile_args.target, profile_args.kernels, profile_args.clock_mhz,
-            profile_args.cmsis_nn) == ("cortex-m7", "dsp", 96.0, None)
+    from edgeship.profile.run import ProfileConfig
+
+    profiled = config_of(profile)
+    stage = ProfileConfig(**{name: getattr(config.profile, name)
+                             for name in ProfileConfig.__dataclass_fields__})
+    assert profiled == stage and profiled.variant == config.profile.variant == "dsp"
     # Turned off: --no-profile in the pipeline command and no profile command.
     off = replace(config, profile=replace(config.profile, enabled=False, kernels="portable",
                                           cmsis_nn=None))
     commands = reproduce_commands(off)
     assert len(commands) == 5 and "--no-profile" in commands[0]
-    assert replace(pipeline_config(parser.parse_args(shlex.split(commands[0])[1:])),
-                   force=False) == off
+    assert replace(config_of(commands[0]), force=False) == off

@@ -18,13 +18,13 @@ from edgeship.profile.cycle_model import (
     LOAD,
     MULTIPLY_ACCUMULATE,
     STORE,
-    TIMINGS,
     BlockCost,
     Instruction,
     block_cost,
     decode,
     thumb_disassembler,
 )
+from edgeship.targets import TARGETS
 
 needs_toolchain = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                      reason="arm-none-eabi-gcc is not installed "
@@ -69,7 +69,7 @@ def test_cycle_model_counts_a_hand_counted_m4_loop():
     instructions = decode(assemble(LOOP), 0, thumb_disassembler())
     assert [insn.klass for insn in instructions] == [
         LOAD, LOAD, MULTIPLY_ACCUMULATE, DSP, ALU, ALU, STORE, BRANCH]
-    cost = block_cost(instructions, TIMINGS["cortex-m4"])
+    cost = block_cost(instructions, TARGETS["cortex-m4"].timing)
     assert cost.instructions == 8
     assert cost.cycles == M4_LOOP_FALL_THROUGH
     assert cost.taken_extra == 2  # P, the pipeline refill
@@ -81,7 +81,7 @@ def test_cycle_model_counts_multiple_register_transfers_on_m0plus():
     code = assemble(M0PLUS_PUSH_POP, cpu="cortex-m0plus")
     instructions = decode(code, 0, thumb_disassembler())
     assert instructions[0].registers == 4 and instructions[-1].writes_pc
-    cost = block_cost(instructions, TIMINGS["cortex-m0plus"])
+    cost = block_cost(instructions, TARGETS["cortex-m0plus"].timing)
     # POP {.., pc} ends the block: its refill is the taken cost, paid when control moves.
     assert cost.cycles + cost.taken_extra == M0PLUS_PUSH_POP_CYCLES
 
@@ -91,7 +91,7 @@ def test_block_totals_charge_the_refill_only_when_the_branch_is_taken():
 
     body = [Instruction("ldr", 2, LOAD), Instruction("adds", 2, ALU),
             Instruction("b", 2, BRANCH, writes_pc=True, conditional=True)]
-    cost = block_cost(body, TIMINGS["cortex-m4"])
+    cost = block_cost(body, TARGETS["cortex-m4"].timing)
     assert (cost.cycles, cost.taken_extra) == (4, 2)
     loop, after = 0x100, 0x106
     costs = {loop: (cost, after)}
@@ -147,8 +147,8 @@ def profiled(tiny_int8_model, tmp_path_factory):
 
 @needs_emulator
 def test_profile_reports_every_op_and_matches_tflite_micro(tiny_int8_model, profiled):
-    from edgeship.profile.fidelity import matches_tflite_micro
     from edgeship.profile.run import ProfileConfig, model_input
+    from tests.helpers import matches_tflite_micro
 
     (report, _), _, stdout = profiled
     assert [op["op"] for op in report["ops"]] == [
@@ -162,6 +162,7 @@ def test_profile_reports_every_op_and_matches_tflite_micro(tiny_int8_model, prof
     assert total["instructions"] == sum(op["instructions"] for op in report["ops"])
     assert total["macs"] == 10 * 10 * 4 * 9 + 10 * 10 * 4 * 9 + 100 * 5
     assert report["clock_mhz"] == 120 and "-mcpu=cortex-m4" in report["compiler"]["compile_flags"]
+    assert report["board"] == "NUCLEO-L4R5ZI, the MLPerf Tiny reference board (120 MHz)"
     assert report["flash"]["rodata"] > 0 and report["flash"]["total"] >= report["flash"]["text"]
     assert 0 < report["ram"]["stack"] < 4096
     ram = report["ram"]  # input, output and scratch are planned inside the one buffer
@@ -196,6 +197,42 @@ def test_gate_passes_on_itself_and_fails_naming_the_regressed_op(tiny_int8_model
     assert regressed.returncode == 1
     failures = [line for line in regressed.stderr.splitlines() if "regression" in line]
     assert len(failures) == 1 and "op 1 DEPTHWISE_CONV_2D: instructions" in failures[0]
+
+
+def test_board_text_follows_the_clock_used():
+    m7 = TARGETS["cortex-m7"]
+    assert m7.board_at(216.0) == "STM32F7 class (216 MHz)"
+    at_400 = m7.board_at(400.0)
+    assert "400 MHz" in at_400 and "(216 MHz)" not in at_400 and at_400.startswith("cortex-m7")
+
+
+@needs_emulator
+def test_profile_board_follows_the_clock_mhz_given(tiny_int8_model, tmp_path):
+    """--clock-mhz 400 on the M7 once said "board": "STM32F7 class (216 MHz)"."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc is not installed")
+    completed = profile(tiny_int8_model, "--target", "cortex-m7", "--clock-mhz", 400,
+                        "--json", tmp_path / "m7.json")
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads((tmp_path / "m7.json").read_text())
+    assert report["clock_mhz"] == 400
+    assert report["board"] == TARGETS["cortex-m7"].board_at(400.0)
+    assert report["board"].startswith("cortex-m7 at 400 MHz")
+    cycles = report["total"]["cycles"]
+    assert report["total"]["ms"] == pytest.approx(cycles / 400_000, rel=1e-4)
+
+
+def test_codegen_and_profile_share_one_target_list():
+    from edgeship.convert.codegen.kernels import DSP_CORES, resolve_kernels
+    from edgeship.profile.targets import PROFILE_TARGETS
+
+    assert DSP_CORES == {name for name, target in TARGETS.items() if target.dsp}
+    assert DSP_CORES <= set(TARGETS)
+    assert set(PROFILE_TARGETS) == {"cortex-m0plus", "cortex-m4", "cortex-m7", "cortex-m33"}
+    for name, target in TARGETS.items():
+        assert target.cpu_flags[0] == f"-mcpu={name}"
+        assert resolve_kernels("auto", name) == ("dsp" if target.dsp else "portable")
+        assert (target.timing is not None and target.timing.core == name) == target.profilable
 
 
 @needs_emulator

@@ -136,6 +136,208 @@ def test_no_model_within_budget_exits_1_and_records_why(tmp_path, small_dataset,
     assert not (out / "trials").exists()  # nothing trained
 
 
+@needs_profile_tools
+@pytest.mark.parametrize("model, kernels", [("dscnn", "dsp"), ("dscnn", "portable"),
+                                            ("simple_cnn", "portable")])
+def test_the_keras_lower_bound_never_exceeds_the_profiled_footprint(small_dataset, model,
+                                                                       kernels):
+    """The bound discards untrained: were it above what the generated C needs (it once
+    counted a layer's input and output, which in-place ops do not hold at once: 25,088 B
+    for the default dscnn, whose plan is 22,556 B), it would discard models that fit."""
+    from edgeship.train.datasets import load_dataset
+    from edgeship.tune_check import lower_bound, profile_untrained, untrained_model
+    from edgeship.tune_space import Candidate
+
+    config = TuneConfig(out="unused")
+    data = load_dataset("mnist5k")
+    candidate = Candidate(model, kernels=kernels)
+    network = untrained_model(candidate, config, data.x_train.shape[1:], 10)
+    bound = lower_bound(network, candidate)
+    profiled = profile_untrained(network, candidate, config, data.x_train[:16])
+    assert 0 < bound.ram <= profiled.ram and 0 < bound.flash <= profiled.flash
+    if model == "dscnn":  # the largest tensor, 14x14x64 int8, not that plus its neighbour
+        assert bound.ram == 14 * 14 * 64
+
+
+# --- depth, input resolution, the pruner ----------------------------------------------------------
+
+def test_dscnn_blocks_set_its_depth_and_the_default_model_is_unchanged():
+    from edgeship.train.models import ModelOptions, build_model
+
+    default = build_model("dscnn", (28, 28, 1), 10)
+    # stem 3x3x64 + BN, 4 x (3x3 depthwise + BN + 64x64 pointwise + BN), dense 64x10 + bias
+    assert default.count_params() == 576 + 256 + 4 * (576 + 256 + 4096 + 256) + 650
+    shallow = build_model("dscnn", (28, 28, 1), 10, ModelOptions(width=16, blocks=2))
+    names = {layer.name for layer in shallow.layers}
+    assert {"dw1", "pw1", "dw2", "pw2"} <= names and "dw3" not in names
+    assert shallow.count_params() == 144 + 64 + 2 * (144 + 64 + 256 + 64) + 170
+    with pytest.raises(UserInputError, match="blocks"):
+        ModelOptions(blocks=0)
+
+
+def test_space_reads_depths_and_image_sizes_from_toml_and_rejects_bad_ones(tmp_path):
+    from edgeship.tune_space import load_config_file
+
+    path = tmp_path / "space.toml"
+    path.write_text("[tune]\npruner = 'none'\n[space]\nblocks = [2, 3]\nimage-sizes = [32, 48]\n"
+                    "widths = [16, 20]\n")
+    tune, space = load_config_file(path)
+    searched = SearchSpace(**space)
+    assert searched.blocks == (2, 3) and searched.image_sizes == (32, 48)
+    assert searched.widths == (16, 20) and TuneConfig(**tune).pruner == "none"
+    assert SearchSpace().image_sizes == () and SearchSpace().blocks == (1, 2, 3, 4)
+    with pytest.raises(UserInputError, match="blocks"):
+        SearchSpace(blocks=(0, 2))
+    with pytest.raises(UserInputError, match="image sizes"):
+        SearchSpace(image_sizes=(0,))
+    with pytest.raises(UserInputError, match="pruner"):
+        TuneConfig(pruner="hyperband")
+    with pytest.raises(UserInputError, match="pruner-warmup-epochs"):
+        TuneConfig(pruner_warmup_epochs=-1)
+
+
+def test_suggest_draws_depth_and_only_the_sizes_a_family_takes(tmp_path):
+    from edgeship.pipeline_config import reproduce_commands
+    from edgeship.train.datasets import DatasetSpec
+    from edgeship.tune_space import Candidate, suggest
+
+    space = SearchSpace(families=("dscnn", "mobilenet_v2"), widths=(16,), blocks=(2, 3),
+                        image_sizes=(24, 48))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = []
+    for _ in range(16):
+        trial = study.ask()
+        candidate = suggest(trial, space, (96, 96, 3), "cortex-m4")
+        assert Candidate.from_params(trial.params) == candidate
+        drawn.append((candidate, set(trial.params)))
+        study.tell(trial, 0.0)
+    dscnns = [candidate for candidate, _ in drawn if candidate.model == "dscnn"]
+    mobilenets = [(candidate, names) for candidate, names in drawn
+                  if candidate.model == "mobilenet_v2"]
+    assert dscnns and mobilenets
+    assert {candidate.blocks for candidate in dscnns} == {2, 3}
+    assert {candidate.image_size for candidate in dscnns} == {24, 48}
+    # mobilenet_v2 needs 32x32: its own parameter, whose only choice is 48
+    assert all(candidate.image_size == 48 and "image_size_mobilenet_v2" in names
+               and "image_size" not in names for candidate, names in mobilenets)
+
+    config = TuneConfig(out=str(tmp_path), dataset=DatasetSpec(f"folder:{tmp_path}"))
+    candidate = Candidate("dscnn", width=16, blocks=2, image_size=48)
+    pipeline = candidate.pipeline_config(config, tmp_path / "run")
+    assert pipeline.train.dataset.image_size == (48, 48)
+    assert (pipeline.train.model_options.width, pipeline.train.model_options.blocks) == (16, 2)
+    command = reproduce_commands(pipeline)[0]
+    assert "--blocks 2" in command and "--image-size 48" in command
+    keys = {candidate.footprint_key(), Candidate("dscnn", width=16, blocks=3, image_size=48)
+            .footprint_key(), Candidate("dscnn", width=16, blocks=2, image_size=24).footprint_key()}
+    assert len(keys) == 3
+
+
+def test_image_sizes_are_searched_on_folder_datasets_only(tmp_path):
+    from edgeship.train.datasets import DatasetSpec
+    from edgeship.tuning import run_tune
+
+    with pytest.raises(UserInputError, match="folder datasets only"):
+        run_tune(TuneConfig(out=str(tmp_path), dataset=DatasetSpec("mnist5k")),
+                 SearchSpace(image_sizes=(32,)))
+
+
+def test_median_to_beat_is_the_median_pruner_rule():
+    from dataclasses import replace
+
+    from edgeship.tuning import median_to_beat
+
+    config = TuneConfig(epochs=4, pruner_startup_trials=2, pruner_warmup_epochs=1)
+    trained = [[0.5, 0.7, 0.8, 0.9], [0.3, 0.5, 0.6, 0.7], [0.4, 0.9, 0.9, 0.95]]
+    assert median_to_beat(trained, 0, config) is None  # warm-up epoch
+    assert median_to_beat(trained, 1, config) == pytest.approx(0.7)
+    assert median_to_beat(trained, 2, config) == pytest.approx(0.8)
+    assert median_to_beat(trained, 3, config) is None  # the last epoch: finish the training
+    assert median_to_beat(trained[:1], 1, config) is None  # fewer than the startup trials
+    assert median_to_beat(trained, 1, replace(config, pruner="none")) is None
+
+
+def test_a_training_that_ties_the_median_goes_on():
+    from edgeship.tuning import stops
+
+    # Keras reports float32 accuracies; the median is of the recorded (rounded) ones
+    assert not stops(float(np.float32(0.8825)), 0.8825)
+    assert not stops(0.88249999, 0.8825)
+    assert stops(0.8824, 0.8825)
+    assert not stops(0.5, None)
+
+
+_PARAMS = {"model": "simple_cnn", "prune": 0.0, "qat": 0, "weight_granularity": "per-channel",
+           "activations": "int8", "kernels": "dsp"}
+_ONE_CHOICE = {"prune_sparsities": (0.0,), "qat_epochs": (0,), "activations": ("int8",),
+               "weight_granularities": ("per-channel",), "kernels": ("dsp",)}
+
+
+def _run_enqueued(config: TuneConfig, space: SearchSpace, params: list[dict]):
+    """The trials of params, in order, through tune's objective on an in-memory study."""
+    from edgeship.train.datasets import load_dataset
+    from edgeship.tuning import DIRECTIONS, _Objective
+
+    study = optuna.create_study(directions=list(DIRECTIONS))
+    for values in params:
+        study.enqueue_trial(values)
+    study.optimize(_Objective(config, space, load_dataset(config.dataset)),
+                   n_trials=len(params))
+    return study
+
+
+@needs_profile_tools
+def test_a_poor_training_is_pruned_and_a_repeated_candidate_is_not_trained_again(
+        tmp_path, small_dataset):
+    from edgeship.train.datasets import DatasetSpec
+    from edgeship.tune_report import _counts, pareto_front, trial_records
+
+    config = TuneConfig(out=str(tmp_path), dataset=DatasetSpec(small_dataset), epochs=2,
+                        calibration_samples=100, pruner_startup_trials=1,
+                        pruner_warmup_epochs=0, max_ram=parse_bytes("16KB"))
+    space = SearchSpace(families=("simple_cnn", "dscnn"), widths=(8,), blocks=(1,),
+                        **_ONE_CHOICE)
+    poor = {**_PARAMS, "model": "dscnn", "width": 8, "blocks": 1}
+    study = _run_enqueued(config, space, [_PARAMS, poor, _PARAMS])
+    first, pruned, repeated = study.trials
+    assert first.user_attrs["status"] == "trained" and len(first.user_attrs["epoch_accuracy"]) == 2
+    assert pruned.user_attrs["status"] == "pruned" and pruned.user_attrs["pruned_at_epoch"] == 1
+    assert pruned.user_attrs["epoch_accuracy"][0] < first.user_attrs["epoch_accuracy"][0]
+    assert pruned.values[0] == pruned.user_attrs["epoch_accuracy"][0]
+    assert not (Path(pruned.user_attrs["run_dir"]) / "model_int8.tflite").exists()  # no convert
+    assert repeated.user_attrs["same_as"] == 0 and repeated.values == first.values
+    assert repeated.user_attrs["run_dir"] == first.user_attrs["run_dir"]
+    records = trial_records(study)
+    assert _counts(records) | {"trials": 3, "trained": 2, "pruned": 1} == _counts(records)
+    assert [record["pruned_at_epoch"] for record in records] == [None, 1, None]
+    assert [entry["trial"] for entry in pareto_front(records)] == [0]
+
+
+@needs_profile_tools
+def test_each_trial_trains_and_is_checked_at_its_image_size(tmp_path):
+    from PIL import Image
+
+    from edgeship.run_dir import RunDir
+    from edgeship.train.datasets import DatasetSpec
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for index in range(12):
+            pixels = rng.integers(0, 255, (20, 20), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{index}.png")
+    config = TuneConfig(out=str(tmp_path / "tune"), epochs=1, calibration_samples=8,
+                        dataset=DatasetSpec(f"folder:{tmp_path / 'images'}"))
+    space = SearchSpace(families=("simple_cnn",), image_sizes=(8, 16), **_ONE_CHOICE)
+    study = _run_enqueued(config, space, [{**_PARAMS, "image_size": side} for side in (8, 16)])
+    shapes = [RunDir(trial.user_attrs["run_dir"]).manifest()["train"]["dataset"]["input_shape"]
+              for trial in study.trials]
+    assert shapes == [[8, 8, 1], [16, 16, 1]]
+    small, large = (trial.user_attrs["estimate"] for trial in study.trials)
+    assert small["ram"] < large["ram"] and small["flash"] < large["flash"]
+    assert "at 16x16" in study.trials[1].user_attrs["candidate"]
+
+
 # --- a finished tune -----------------------------------------------------------------------------
 
 @needs_profile_tools
@@ -156,7 +358,7 @@ def test_front_models_meet_every_budget_when_profiled_again(finished):
         assert profiled.to_dict()["total"]["ms"] == pytest.approx(entry["ms"]) and entry["ms"] <= 20
         manifest = RunDir(entry["run_dir"]).manifest()
         assert {"train", "convert", "tune"} <= set(manifest)
-        assert entry["reproduce"].startswith("edgeship pipeline --model ")
+        assert entry["reproduce"].startswith("edgeship pipeline ") and " --model " in entry["reproduce"]
         assert f"--out {entry['run_dir']}" in entry["reproduce"]
     for record in report["trials"]:  # every keras_cnn is over 16 KB of RAM before training
         if record["params"]["model"] == "keras_cnn":

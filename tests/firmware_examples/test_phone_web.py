@@ -24,7 +24,7 @@ import pytest
 
 from edgeship.onnx_saturation import saturating_ops
 from edgeship.quantization import quantize_values
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 DRIVER = Path(__file__).with_name("phone_web_driver.mjs")
 SCREENSHOT_COPY = REPO / "firmware_examples" / "phone_web" / "build" / "browser_test_screenshot.png"

@@ -93,6 +93,37 @@ def test_registry_lists_every_runtime_and_matches_suffixes():
     assert backends_for("m.onnx") == ("onnxruntime",)
 
 
+def test_backend_facts_are_registry_fields():
+    """Devices, the format's default backend, the int8 reference, the fork server's preload
+    and the known rounding causes come from each BackendEntry, so no comparison names one."""
+    from edgeship.runtime.backends import (
+        gpu_backend_names,
+        int8_reference_backend,
+        preload_modules,
+        primary_backend,
+    )
+    from edgeship.runtime.isolation import _PRELOAD
+    from edgeship.runtime.op_parity import REFERENCE_BACKEND, known_cause
+    from edgeship.runtime.parity_checks import REFERENCE_INT8_BACKEND
+
+    assert gpu_backend_names() == ("keras", "onnxruntime")
+    assert {suffix: primary_backend(f"m{suffix}") for suffix in (".keras", ".h5", ".tflite",
+                                                                 ".onnx", ".bin")} == {
+        ".keras": "keras", ".h5": "keras", ".tflite": "litert", ".onnx": "onnxruntime",
+        ".bin": None}
+    assert REFERENCE_BACKEND == REFERENCE_INT8_BACKEND == int8_reference_backend() == "litert-ref"
+    assert sum(entry.int8_reference for entry in REGISTRY.values()) == 1
+    assert REGISTRY[int8_reference_backend()].reference_kernels
+    assert {"ai_edge_litert.interpreter", "onnxruntime", "tflite_micro",
+            "edgeship.runtime.backends.tflm"} <= set(preload_modules()) <= set(_PRELOAD)
+    assert "XNNPACK" in known_cause("litert", "CONV_2D")
+    assert "tflite-micro issue 3252" in known_cause("tflm", "CONV_2D") == known_cause("c", "ADD")
+    assert known_cause("litert-ref", "CONV_2D") == ""
+    assert "exp and reciprocal" in known_cause("tflm", "SOFTMAX")
+    assert [name for name, entry in REGISTRY.items() if entry.pair_sum_saturation] == [
+        "onnxruntime"]
+
+
 @pytest.mark.parametrize("name,artifact,options,message", [
     ("nope", "model.onnx", {}, "unknown backend 'nope'"),
     ("litert", "model.onnx", {}, "opens .tflite files"),

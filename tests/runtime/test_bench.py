@@ -17,7 +17,7 @@ from edgeship.runtime.bench import (
     load_baseline,
     measure,
 )
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 class SleepingBackend(Backend):

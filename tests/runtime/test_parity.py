@@ -1,11 +1,13 @@
 """validate: passes the session's converted run, fails a broken one, bounds typed by kind."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from edgeship.errors import UserInputError
+from edgeship.records import ConvertRecord
 from edgeship.runtime.parity import ValidateConfig, fine_tuned_artifacts, validate_run
 from edgeship.runtime.parity_checks import (
     Check,
@@ -17,7 +19,7 @@ from edgeship.runtime.parity_checks import (
     task_checks,
     task_metrics,
 )
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 LIMIT = 300
 
@@ -230,12 +232,12 @@ def test_float_and_task_bounds():
 
 
 def test_fine_tuned_int8_is_bound_by_drop_only():
-    manifest = {"convert": {"options": {"qat_epochs": 1, "prune_sparsity": None},
-                            "files": {"int8_tflite": "model_int8.tflite",
-                                      "ptq_int8_tflite": "model_ptq_int8.tflite"}}}
-    assert fine_tuned_artifacts(manifest) == {"model_int8.tflite"}
-    manifest["convert"]["options"]["qat_epochs"] = 0
-    assert fine_tuned_artifacts(manifest) == set()
+    files = {"int8_tflite": "model_int8.tflite", "ptq_int8_tflite": "model_ptq_int8.tflite"}
+    convert = ConvertRecord(options={"qat_epochs": 1, "prune_sparsity": None}, files=files)
+    assert fine_tuned_artifacts(convert) == {"model_int8.tflite"}
+    convert = replace(convert, options={"qat_epochs": 0, "prune_sparsity": None})
+    assert fine_tuned_artifacts(convert) == set()
+    assert fine_tuned_artifacts(None) == set()
     metrics = {"agreement": 0.9, "drop": -0.01}
     (check,) = task_checks("x", metrics, Tolerances(), fine_tuned=True)
     assert check.metric == "accuracy drop (points)" and check.passed
@@ -278,9 +280,10 @@ def test_a_rewrite_of_a_qat_file_is_bound_as_its_source(qat_converted_run, tmp_p
 
 
 def test_an_older_manifest_derives_the_rewrite_of_a_fine_tuned_file():
-    manifest = {"convert": {"fine_tuned_files": ["model_int8.tflite"],
-                            "files": {"int8_tflite": "model_int8.tflite",
-                                      "xnnpack_int8_tflite": "model_int8_xnnpack.tflite"}}}
-    assert fine_tuned_artifacts(manifest) == {"model_int8.tflite", "model_int8_xnnpack.tflite"}
-    manifest["convert"]["fine_tuned_files"] = ["model_finetuned_int8.tflite"]
-    assert fine_tuned_artifacts(manifest) == {"model_finetuned_int8.tflite"}
+    convert = ConvertRecord.from_dict({
+        "options": {}, "fine_tuned_files": ["model_int8.tflite"],
+        "files": {"int8_tflite": "model_int8.tflite",
+                  "xnnpack_int8_tflite": "model_int8_xnnpack.tflite"}})
+    assert fine_tuned_artifacts(convert) == {"model_int8.tflite", "model_int8_xnnpack.tflite"}
+    convert = replace(convert, fine_tuned_files=("model_finetuned_int8.tflite",))
+    assert fine_tuned_artifacts(convert) == {"model_finetuned_int8.tflite"}

@@ -27,9 +27,10 @@ from importlib import import_module
 
 from edgeship.convert.codegen.kernels.variant import PORTABLE, KernelVariant
 
-# Cores whose instruction set has the DSP extension (SMLAD, SXTB16...): `auto` picks dsp there.
-DSP_CORES = frozenset({"cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p", "cortex-m55",
-                       "cortex-m85"})
+# DSP_CORES: the cores whose instruction set has the DSP extension (SMLAD, SXTB16...), where
+# `auto` picks dsp; each an edgeship.targets.Target with dsp=True, shared with profile.
+from edgeship.targets import DSP_CORES
+
 # Module (under kernels/) -> the name of its KernelVariant.
 _VARIANT_MODULES = {"dsp_variant": "DSP", "cmsis_nn_variant": "CMSIS_NN"}
 

@@ -1,15 +1,18 @@
-"""Reductions over constant axes: REDUCE_MAX, REDUCE_MIN, SUM (MEAN: lowering.shape), and
-ARG_MAX, ARG_MIN to int32 indices.
+"""Reductions over constant axes: MEAN, SUM, REDUCE_MAX, REDUCE_MIN, and ARG_MAX, ARG_MIN to
+int32 indices.
 
-TFLite Micro (reduce_common.cc, arg_min_max.cc): REDUCE_MAX and REDUCE_MIN compare raw values
-and need input and output quantized alike; int8 SUM is QuantizedMeanOrSum without the
-1 / count, so it runs MEAN's kernel (kernels/portable/mean.c) with the plain input / output
-scale; ARG_MAX and ARG_MIN write int32 only (TFLite Micro refuses int64 indices).
+TFLite Micro (reduce_common.cc, arg_min_max.cc): int8 and int16 MEAN and SUM are one
+QuantizedMeanOrSum (int32 sums; the multiplier of input / output scale, in double, from
+Prepare; MEAN folds 1 / count into it at Eval), so both run kernels/portable/mean_loop.c;
+REDUCE_MAX and REDUCE_MIN compare raw int8 values (TFLite Micro has no int16 ones) and need
+input and output quantized alike; ARG_MAX and ARG_MIN write int32 only (TFLite Micro refuses
+int64 indices).
 """
 
 import numpy as np
 
 from edgeship.convert.codegen.lowering.base import (
+    ACTIVATION_BYTES,
     ConstantArray,
     LoweredOp,
     SymbolArg,
@@ -20,7 +23,7 @@ from edgeship.convert.codegen.lowering.base import (
     shape4,
 )
 from edgeship.convert.codegen.lowering.overlap import mean_overlap
-from edgeship.convert.codegen.quant import quantize_multiplier
+from edgeship.convert.codegen.quant import mean_parameters, quantize_multiplier
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 
@@ -70,19 +73,27 @@ def lower_reduce_max_min(graph: Graph, op: Operator) -> LoweredOp:
                      overlap=((op.inputs[0], overlap),))
 
 
-@lowers("SUM")
-def lower_sum(graph: Graph, op: Operator) -> LoweredOp:
-    """MEAN's kernel with the multiplier of input / output scale alone (no 1 / count)."""
-    input_tensor, output = io_tensors(graph, op)
+@lowers("MEAN", "SUM", types=(("int8", "int8"), ("int16", "int16")))
+def lower_mean_sum(graph: Graph, op: Operator) -> LoweredOp:
+    """SUM's multiplier is input / output scale; MEAN's folds in 1 / count (mean_parameters)."""
+    input_tensor, output = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    check_dtype(input_tensor, "input", op, ("int8", "int16"))
+    check_dtype(output, "output", op, (input_tensor.dtype,))
     constants, axes, count, overlap = _reduction(graph, op, input_tensor)
-    multiplier, shift = quantize_multiplier(input_tensor.scale / output.scale)
+    if op.name == "MEAN":
+        multiplier, shift = mean_parameters(input_tensor.scale, output.scale, count)
+    else:
+        multiplier, shift = quantize_multiplier(input_tensor.scale / output.scale)
     arguments = (SymbolArg(constants[0].name), SymbolArg(constants[1].name),
                  TensorArg(op.inputs[0]), input_tensor.zero_point * count, multiplier, shift,
                  output.zero_point, TensorArg(op.outputs[0]))
-    return LoweredOp(op.index, op.name, "mean", arguments, inputs=(op.inputs[0],),
-                     outputs=(op.outputs[0],),
-                     summary=f"{list(input_tensor.shape)} summed over axes {axes}",
-                     constants=constants, overlap=((op.inputs[0], overlap),))
+    # mean_overlap counts values; the plan counts bytes.
+    limit = overlap * ACTIVATION_BYTES[input_tensor.dtype]
+    return LoweredOp(op.index, op.name, "mean_s16" if input_tensor.dtype == "int16" else "mean",
+                     arguments, inputs=(op.inputs[0],), outputs=(op.outputs[0],),
+                     summary=f"{input_tensor.dtype} {list(input_tensor.shape)} "
+                     f"{'averaged' if op.name == 'MEAN' else 'summed'} over axes {axes}",
+                     constants=constants, overlap=((op.inputs[0], limit),))
 
 
 @lowers("ARG_MAX", "ARG_MIN", types=(("int8", "int32"),))

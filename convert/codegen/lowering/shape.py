@@ -1,5 +1,5 @@
-"""Ops that reshape, pad or reduce values: RESHAPE, SQUEEZE, EXPAND_DIMS (no code), PAD, PADV2,
-MEAN."""
+"""Ops that reshape or pad values: RESHAPE, SQUEEZE, EXPAND_DIMS (no code), PAD, PADV2
+(MEAN: lowering.reduce)."""
 
 import numpy as np
 
@@ -10,12 +10,8 @@ from edgeship.convert.codegen.lowering.base import (
     SymbolArg,
     TensorArg,
     check_dtype,
-    io_tensors,
     lowers,
-    shape4,
 )
-from edgeship.convert.codegen.lowering.overlap import mean_overlap
-from edgeship.convert.codegen.quant import mean_parameters
 from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator, Tensor
 
@@ -46,30 +42,6 @@ def _constant_input(graph: Graph, op: Operator, what: str) -> Tensor:
         raise UserInputError(f"op {op.index} ({op.name}) has computed {what}; codegen needs "
                              "them constant")
     return constant
-
-
-@lowers("MEAN")
-def lower_mean(graph: Graph, op: Operator) -> LoweredOp:
-    input_tensor, output = io_tensors(graph, op)
-    axis = _constant_input(graph, op, "axes")
-    rank = len(input_tensor.shape)
-    axes = sorted({int(a) % rank for a in np.asarray(axis.data).reshape(-1)})
-    dims = shape4(input_tensor)
-    reduce = [0] * 4
-    for a in axes:
-        reduce[a + 4 - rank] = 1
-    count = int(np.prod([input_tensor.shape[a] for a in axes]))
-    multiplier, shift = mean_parameters(input_tensor.scale, output.scale, count)
-    prefix = f"op{op.index}"
-    constants = (ConstantArray("int32_t", f"{prefix}_dims", np.asarray(dims)),
-                 ConstantArray("int8_t", f"{prefix}_reduce", np.asarray(reduce)))
-    arguments = (SymbolArg(f"{prefix}_dims"), SymbolArg(f"{prefix}_reduce"),
-                 TensorArg(op.inputs[0]), input_tensor.zero_point * count, multiplier, shift,
-                 output.zero_point, TensorArg(op.outputs[0]))
-    return LoweredOp(op.index, op.name, "mean", arguments, inputs=(op.inputs[0],),
-                     outputs=(op.outputs[0],),
-                     summary=f"{list(input_tensor.shape)} over axes {axes}", constants=constants,
-                     overlap=((op.inputs[0], mean_overlap(dims, reduce)),))
 
 
 def _pad_value(graph: Graph, op: Operator, output: Tensor) -> int:
