@@ -5,7 +5,6 @@ The sample outputs come from TFLite Micro, a runtime: edgeship.firmware collects
 layer above convert and runtime) and hands them to the writers here as a Samples value.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,9 @@ from edgeship.convert.c_source import (
     header_guard,
 )
 from edgeship.errors import UserInputError
+from edgeship.quantization import TensorInfo
+from edgeship.records import DatasetRecord, TrainRecord
+from edgeship.run_dir import RunDir
 from edgeship.tflite_graph import Graph, read_graph
 
 
@@ -49,36 +51,10 @@ class FirmwareSourceConfig:
             raise UserInputError(f"samples must be >= 0, got {self.samples}")
 
 
-@dataclass(frozen=True)
-class QuantizedIO:
-    """The model's input or output: shape, scale, zero point and type (IO_CTYPES: int8,
-    int16, uint8; float32, which the model quantizes itself, or int32 indices: those two with
-    scale 0.0 and zero point 0)."""
-
-    shape: tuple[int, ...]
-    scale: float
-    zero_point: int
-    dtype: str = "int8"
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * np.dtype(self.dtype).itemsize
-
-    @property
-    def quantized(self) -> bool:
-        return self.scale > 0
-
-    @property
-    def ctype(self) -> str:
-        return IO_CTYPES[self.dtype]
-
-    def to_dict(self) -> dict:
-        return {"shape": list(self.shape), "scale": self.scale, "zero_point": self.zero_point,
-                "dtype": self.dtype}
+# The model's input or output (edgeship.quantization.TensorInfo: shape, scale, zero point and
+# type, C_TYPES: int8, int16, uint8; float32, which the model quantizes itself, or int32
+# indices: those two with scale 0.0 and zero point 0). QuantizedIO is the name codegen uses.
+QuantizedIO = TensorInfo
 
 
 @dataclass(frozen=True)
@@ -89,8 +65,8 @@ class FirmwareModel:
     data: bytes
     sha256: str
     graph: Graph
-    input: QuantizedIO
-    output: QuantizedIO
+    input: TensorInfo
+    output: TensorInfo
     labels: list[str]
     out: Path
 
@@ -142,12 +118,10 @@ def write_samples(out: Path, name: str, samples: "Samples | None", tool: str) ->
             write_text_atomic(out / f"{name}_samples.c", source)]
 
 
-def model_io(graph: Graph) -> tuple[QuantizedIO, QuantizedIO]:
-    """The first input's and first output's QuantizedIO (a float tensor's scale is 0.0)."""
+def model_io(graph: Graph) -> tuple[TensorInfo, TensorInfo]:
+    """The first input's and first output's TensorInfo (a float tensor's scale is 0.0)."""
     tensors = graph.tensors
-    first, last = tensors[graph.inputs[0]], tensors[graph.outputs[0]]
-    return (QuantizedIO(first.shape, first.scale, first.zero_point, first.dtype),
-            QuantizedIO(last.shape, last.scale, last.zero_point, last.dtype))
+    return tensors[graph.inputs[0]].info(), tensors[graph.outputs[0]].info()
 
 
 def random_inputs(graph: Graph, count: int, seed: int) -> np.ndarray:
@@ -180,23 +154,20 @@ def _quantize_input_range(graph: Graph) -> tuple[float, float]:
     return -1.0, 1.0
 
 
-def run_directory_dataset(model_path: Path) -> dict | None:
-    """The training section of the manifest beside a .tflite, if it sits in a run directory."""
-    manifest_path = Path(model_path).parent / "manifest.json"
-    if not manifest_path.is_file():
+def run_directory_dataset(model_path: Path) -> DatasetRecord | None:
+    """The dataset train recorded beside a .tflite, if it sits in a run directory."""
+    run = RunDir(Path(model_path).parent)
+    try:  # read under the run directory's lock, as every manifest access is
+        train = run.read(TrainRecord)
+    except UserInputError:  # a corrupt manifest vouches for no dataset
         return None
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError):
-        return None
-    dataset = manifest.get("train", {}).get("dataset") if isinstance(manifest, dict) else None
-    return dataset if isinstance(dataset, dict) and "spec" in dataset else None
+    return train.dataset if train else None
 
 
 def model_labels(model_path: Path | None, output_size: int) -> list[str]:
     """Class names from the run's manifest when they fit the output, else "0".."N-1"."""
     dataset = run_directory_dataset(model_path) if model_path is not None else None
-    names = list(dataset.get("class_names", [])) if dataset else []
+    names = list(dataset.class_names) if dataset else []
     if len(names) == output_size:
         return [str(label) for label in names]
     return [str(index) for index in range(output_size)]

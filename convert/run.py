@@ -34,6 +34,7 @@ from edgeship.convert.tflite import (
 from edgeship.deps import import_tf_keras
 from edgeship.errors import CheckFailedError, UserInputError
 from edgeship.options import option
+from edgeship.records import ConvertRecord, DatasetRecord, ModelRecord, TrainRecord, XnnpackRecord
 from edgeship.reports import tool_versions
 from edgeship.run_dir import ArtifactKind, RunDir
 from edgeship.train.datasets import Dataset, DatasetSpec, class_balanced_indices
@@ -179,20 +180,21 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
         CheckFailedError: --max-drop was exceeded (artifacts and reports are written first).
     """
     source = Path(config.source)
-    model_path, out_dir, dataset_spec, manifest = _resolve_source(source, config)
-    if manifest is not None and source.is_dir():
+    model_path, out_dir, dataset_spec, trained = _resolve_source(source, config)
+    if trained is not None and source.is_dir():
         dataset = open_run_dataset(source, config.dataset)
     else:
         dataset = open_stage_dataset(dataset_spec, cache_folder=out_dir / CACHE_FOLDER_NAME)
     try:
-        return _convert(config, model_path, out_dir, dataset_spec, manifest, dataset)
+        return _convert(config, model_path, out_dir, dataset_spec, trained, dataset)
     finally:
         close_dataset(dataset)
 
 
 def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spec: DatasetSpec,
-             manifest: dict | None, dataset: Dataset | RowDataset) -> ConvertResult:
-    """run_convert on an opened dataset (arrays, or a streamed split's rows)."""
+             trained: TrainRecord | None, dataset: Dataset | RowDataset) -> ConvertResult:
+    """run_convert on an opened dataset (arrays, or a streamed split's rows); trained: the
+    output directory's train record (None: a bare model file, recorded here)."""
     _, tf_keras = import_tf_keras()
     fine_tuned = config.int8 and (config.pruning or config.qat_epochs > 0)
     keras3_export = None
@@ -239,8 +241,7 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
         int8_bytes = ptq_bytes
         if fine_tuned:
             fine_tuned_granularity, tuned_bytes, tuned_float_bytes = _fine_tune(
-                tf_keras, model, config, dataset, calibration, granularity,
-                written["float_tflite"])
+                tf_keras, model, config, dataset, calibration, granularity)
             # The fine-tuned weights in float: the reference of the int8 files made from them.
             written["finetuned_float_tflite"] = write_bytes_atomic(
                 out_dir / ArtifactKind.FINETUNED_FLOAT_TFLITE.file_name, tuned_float_bytes)
@@ -263,7 +264,12 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
         sparsity["int8_tflite"] = _file_sparsity(int8_bytes)
         int8_io = {role: quant.to_dict() for role, quant in describe_io(int8_bytes).items()}
         if config.activations != "int8":
-            activation_choice = _convert_activations(config, written, dataset, calibration)
+            # From the weights model_int8.tflite holds: the fine-tuned ones when it is the
+            # fine-tuned file, so the layers are ranked on what quantization cost (issue 28).
+            tuned_delivered = delivery is not None and delivery.delivered == finetune.FINE_TUNED
+            activation_choice = _convert_activations(
+                config, written, dataset, calibration,
+                written["finetuned_float_tflite" if tuned_delivered else "float_tflite"])
         if ArtifactKind.INT8_TFLITE in activations.delivered_kinds(
                 activation_choice.delivered if activation_choice else None):
             xnnpack_record = _write_xnnpack_file(config.xnnpack, written, int8_bytes, dataset)
@@ -294,7 +300,7 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
         "test_images": len(dataset.x_test), "options": config.to_dict(),
         "max_drop_pp": config.max_drop_pp, "int8_io": int8_io,
         "activations": activation_choice.to_dict() if activation_choice else None,
-        "xnnpack": xnnpack_record,
+        "xnnpack": xnnpack_record.to_dict() if xnnpack_record else None,
         "weight_granularity": _granularity_record(granularity),
         "fine_tuned_weight_granularity": _granularity_record(fine_tuned_granularity),
         "delivery": delivery.to_dict() if delivery else None,
@@ -309,31 +315,32 @@ def _convert(config: ConvertConfig, model_path: Path, out_dir: Path, dataset_spe
     report_md = write_text_atomic(out_dir / "convert_report.md",
                                   render_markdown(scores, list(dataset.class_names), context)
                                   + (keras3.render_markdown(keras3_entry) if keras3_entry else ""))
-    if manifest is None:
-        RunDir(out_dir).update("train", {"dataset": {
-            "spec": dataset_spec.to_dict(), "preprocessing": dataset.preprocessing,
-            "class_names": list(dataset.class_names), "input_shape": list(dataset.input_shape)},
-            "model": {"name": model_path.name, "source": str(model_path.resolve())}})
+    if trained is None:
+        RunDir(out_dir).write(TrainRecord(
+            dataset=DatasetRecord(spec=dataset_spec, preprocessing=dict(dataset.preprocessing),
+                                  class_names=tuple(dataset.class_names),
+                                  input_shape=tuple(dataset.input_shape)),
+            model=ModelRecord(name=model_path.name, source=str(model_path.resolve()))))
     outputs = [*written.values(), report_json, report_md]
     if keras3_entry and keras3_entry["rebuilt_model"]:
         outputs.append(reference_path)  # the verified tf_keras rebuild of a Keras 3 model
     _remove_stale_outputs(out_dir, {path.name for path in outputs})
-    RunDir(out_dir).update("convert", {
-        "options": config.to_dict(), "int8_io": int8_io, "versions": tool_versions(),
-        "weight_granularity": _granularity_record(granularity),
-        "fine_tuned_weight_granularity": _granularity_record(fine_tuned_granularity),
-        "delivery": delivery.to_dict() if delivery else None,
-        "fine_tuned_files": fine_tuned_files,
-        "float_references": float_references,
-        "rejected_files": ([delivery.kept_name] if delivery
-                           and delivery.delivered == finetune.POST_TRAINING else [])
-        + activations.replaced_files(activation_choice),
-        "files": {name: path.name for name, path in written.items()},
-        "accuracy": {score.file: score.accuracy for score in scores},
-        "reference": reference_path.name, "keras3": keras3_entry,
-        "activations": activation_choice.to_dict() if activation_choice else None,
-        "xnnpack": xnnpack_record,
-    }, artifacts={path.name: path for path in outputs})
+    RunDir(out_dir).write(ConvertRecord(
+        options=config.to_dict(), int8_io=int8_io, versions=tool_versions(),
+        weight_granularity=_granularity_record(granularity),
+        fine_tuned_weight_granularity=_granularity_record(fine_tuned_granularity),
+        delivery=delivery.to_dict() if delivery else None,
+        fine_tuned_files=tuple(fine_tuned_files),
+        float_references=float_references,
+        rejected_files=tuple(([delivery.kept_name] if delivery
+                              and delivery.delivered == finetune.POST_TRAINING else [])
+                             + activations.replaced_files(activation_choice)),
+        files={name: path.name for name, path in written.items()},
+        accuracy={score.file: score.accuracy for score in scores},
+        reference=reference_path.name, keras3=keras3_entry,
+        activations=activation_choice.to_dict() if activation_choice else None,
+        xnnpack=xnnpack_record,
+    ), artifacts={path.name: path for path in outputs})
     _apply_gate(scores, config.max_drop_pp, activation_choice, reference_path.name)
     return ConvertResult(out_dir=out_dir, artifacts=written, report=payload)
 
@@ -346,15 +353,17 @@ def _remove_stale_outputs(out_dir: Path, current: set[str]) -> None:
 
 
 def _resolve_source(source: Path, config: ConvertConfig):
-    """(model path, output dir, dataset spec, run manifest or None) for a run dir or a file."""
+    """(model path, output dir, dataset spec, the train record or None) for a run dir or a
+    model file (None: the output directory records no training yet)."""
     if source.is_dir():
         run_dir = RunDir(source)
-        manifest = run_dir.manifest()
-        if "train" not in manifest or not run_dir.has(ArtifactKind.KERAS_MODEL):
+        run_dir.manifest()  # none at all: one line saying so
+        trained = run_dir.read(TrainRecord)
+        if trained is None or not run_dir.has(ArtifactKind.KERAS_MODEL):
             raise UserInputError(f"{source} is not a trained run directory (no train entry or "
                                  "model.keras); pass a run from `edgeship train` or a .keras file")
-        spec = config.dataset or run_dir.dataset_spec()
-        return run_dir.path_of(ArtifactKind.KERAS_MODEL), Path(config.out or source), spec, manifest
+        spec = config.dataset or trained.dataset.spec
+        return run_dir.path_of(ArtifactKind.KERAS_MODEL), Path(config.out or source), spec, trained
     if not source.is_file():
         raise UserInputError(f"{source} does not exist")
     if source.suffix.lower() not in MODEL_SUFFIXES:
@@ -363,8 +372,7 @@ def _resolve_source(source: Path, config: ConvertConfig):
         raise UserInputError(f"converting the bare model {source.name} needs --dataset (the data "
                              "to calibrate and evaluate on)")
     out = Path(config.out or source.parent)
-    manifest = RunDir(out).manifest() if RunDir(out).has_manifest() else None
-    return source, out, config.dataset, manifest
+    return source, out, config.dataset, RunDir(out).read(TrainRecord)
 
 
 def _load_model(tf_keras, model_path: Path):
@@ -406,7 +414,7 @@ def _granularity_record(choice) -> dict | None:
 
 
 def _fine_tune(tf_keras, model, config: ConvertConfig, dataset: Dataset | RowDataset,
-               calibration: np.ndarray, post_training, float_tflite: Path):
+               calibration: np.ndarray, post_training):
     """Prune and/or QAT a copy of the model; (granularity choice, int8 bytes, float bytes).
 
     The float bytes are the fine-tuned weights exported without quantization (for QAT, the
@@ -438,21 +446,18 @@ def _fine_tune(tf_keras, model, config: ConvertConfig, dataset: Dataset | RowDat
                 reference, dataset.x_train, config.seed)
         return dataclasses.replace(choice, measured_on="fine-tuned"), data, tuned_float
 
-    float_exports: dict[bool, bytes] = {}
-
-    def train_and_export(per_tensor: bool) -> bytes:
+    def train_and_export(per_tensor: bool) -> tuple[bytes, bytes]:
         qat_model = quantize_aware_finetune(
             _copy_model(tf_keras, tuned),
             QatConfig(epochs=config.qat_epochs, preserve_sparsity=config.pruning,
                       per_tensor_weights=per_tensor, learning_rate=config.qat_learning_rate,
                       seed=config.seed), x_tune, y_tune, calibration)
-        float_exports[per_tensor] = export_tflite(strip_quantization(qat_model, tuned))
-        return export_tflite(qat_model, calibration, config.io_type, per_tensor)
+        return (export_tflite(qat_model, calibration, config.io_type, per_tensor),
+                export_tflite(strip_quantization(qat_model, tuned)))
 
-    choice, data = weight_granularity.choose_fine_tuned(
-        config.weight_granularity, post_training, train_and_export, float_tflite,
-        dataset.x_train, config.seed)
-    return choice, data, float_exports[choice.chosen == "per-tensor"]
+    return weight_granularity.choose_fine_tuned(
+        config.weight_granularity, post_training, train_and_export, dataset.x_train,
+        config.seed)
 
 
 def _fine_tuned_files(delivery, written: dict[str, Path]) -> list[str]:
@@ -462,8 +467,11 @@ def _fine_tuned_files(delivery, written: dict[str, Path]) -> list[str]:
         return []
     if delivery.delivered != finetune.FINE_TUNED:
         return [delivery.kept_name]
+    # The int16 or mixed file is quantized from the fine-tuned float weights too.
     rewritten = [path.name for path in written.values()
-                 if ArtifactKind.of(path) is ArtifactKind.XNNPACK_INT8_TFLITE]
+                 if ArtifactKind.of(path) in (ArtifactKind.XNNPACK_INT8_TFLITE,
+                                              ArtifactKind.INT16_TFLITE,
+                                              ArtifactKind.MIXED_TFLITE)]
     return [ArtifactKind.INT8_TFLITE.file_name, *rewritten]
 
 
@@ -513,11 +521,12 @@ def _file_sparsity(tflite_bytes: bytes) -> float:
 
 
 def _convert_activations(config: ConvertConfig, written: dict[str, Path], dataset,
-                         calibration: np.ndarray):
+                         calibration: np.ndarray, float_source: Path):
     """--activations int16|auto: write model_int16.tflite or model_mixed.tflite beside the
-    int8 file (see convert/activations.py); the choice, for the report and the manifest."""
+    int8 file (see convert/activations.py), quantized from float_source (the float file
+    model_int8.tflite was made from); the choice, for the report and the manifest."""
     choice, data = activations.choose(
-        config.activations, written["int8_tflite"], written["float_tflite"], calibration,
+        config.activations, written["int8_tflite"], float_source, calibration,
         dataset.x_train, dataset.y_train, config.seed, config.max_drop_pp)
     if data is not None:
         kind = ArtifactKind.of(choice.delivered)
@@ -529,17 +538,16 @@ def _convert_activations(config: ConvertConfig, written: dict[str, Path], datase
 
 
 def _write_xnnpack_file(mode: str, written: dict[str, Path], int8_bytes: bytes,
-                        dataset) -> dict:
+                        dataset) -> XnnpackRecord:
     """model_int8_xnnpack.tflite where a rewrite applies (convert/xnnpack.py); its record."""
     data, rewrites = xnnpack.rewrite_for_xnnpack(int8_bytes, mode)
-    record = {"mode": mode, "rewrites": [rewrite.describe() for rewrite in rewrites],
-              "exact": all(rewrite.exact for rewrite in rewrites), "file": None}
+    kind = ArtifactKind.XNNPACK_INT8_TFLITE
     if rewrites:
-        kind = ArtifactKind.XNNPACK_INT8_TFLITE
         written[kind.name.lower()] = write_bytes_atomic(written["int8_tflite"].parent / kind.file_name, data)
         xnnpack.check_runs(data, dataset.x_test[0])
-        record["file"] = kind.file_name
-    return record
+    return XnnpackRecord(mode=mode, rewrites=tuple(rewrite.describe() for rewrite in rewrites),
+                         exact=all(rewrite.exact for rewrite in rewrites),
+                         file=kind.file_name if rewrites else None)
 
 
 def _apply_gate(scores, max_drop_pp: float | None, activation_choice=None,

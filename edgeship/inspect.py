@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.errors import UserInputError
+from edgeship.records import ConvertRecord, TrainRecord
 from edgeship.run_dir import ArtifactKind, RunDir
 
 
@@ -88,7 +89,6 @@ def run_inspect(config: InspectConfig) -> dict:
                              f"{ArtifactKind.FLOAT_TFLITE.file_name}; run "
                              "`edgeship convert RUN_DIR --int8` first")
     float_path = run.path / run.float_reference(int8_path)
-    manifest = run.manifest()
     images, _, dataset_entry = load_test_split(run, None, config.images)
     images = images[:]  # the first config.images rows as an array (a streamed split's too)
     layers = sorted(layer_errors(int8_path, float_path, images), key=lambda e: e.sqnr_db)
@@ -96,7 +96,7 @@ def run_inspect(config: InspectConfig) -> dict:
         raw = backend.quantize_input(images)
     # No runtimes: per-layer error only (the pipeline's validate already compared every op).
     ops = per_op_parity(int8_path, raw, config.runtimes) if config.runtimes else []
-    attribution = (_attribute(run, manifest, [layer.index for layer in layers], config)
+    attribution = (_attribute(run, [layer.index for layer in layers], config)
                    if config.restore else None)
     payload = {"schema_version": REPORT_SCHEMA_VERSION, "run_dir": str(run_dir),
                "dataset": dataset_entry, "int8": int8_path.name, "float": float_path.name,
@@ -164,8 +164,7 @@ def _inspect_file(path: Path, config: InspectConfig) -> dict:
     return payload
 
 
-def _attribute(run: RunDir, manifest: dict, worst_first: list[int],
-               config: InspectConfig) -> dict | None:
+def _attribute(run: RunDir, worst_first: list[int], config: InspectConfig) -> dict | None:
     """Restore the worst layers (int8 op indices, worst first) to float one at a time.
 
     The int8 file's ops are matched to the calibrated float model's by position (a QAT file's
@@ -180,7 +179,8 @@ def _attribute(run: RunDir, manifest: dict, worst_first: list[int],
     from edgeship.train.stage_data import close_dataset, open_run_dataset
 
     model_path = run.path / run.reference_model()
-    source = ((manifest.get("train") or {}).get("model") or {}).get("source")
+    train = run.read(TrainRecord)
+    source = train.model.source if train else None
     if not model_path.is_file() and source and Path(source).is_file():
         model_path = Path(source)  # a bare model file converted into this folder
     if not model_path.is_file():
@@ -188,7 +188,8 @@ def _attribute(run: RunDir, manifest: dict, worst_first: list[int],
     _, tf_keras = import_tf_keras()
     model = tf_keras.models.load_model(model_path, compile=False)
     dataset = open_run_dataset(run.path)  # a streamed run: only the rows read below
-    options = (manifest.get("convert") or {}).get("options") or {}
+    convert = run.read(ConvertRecord)
+    options = convert.options if convert else {}
     samples = min(int(options.get("calibration_samples", 500)), len(dataset.x_train))
     calibration = dataset.x_train[class_balanced_indices(dataset.y_train, samples,
                                                          int(options.get("seed", 0)))]
@@ -307,8 +308,3 @@ def sqnr_chart_values(payload: dict) -> list[tuple[str, float]]:
     layers = sorted(payload.get("layers", []), key=lambda layer: layer["index"])
     return [(f"{layer['index']} {layer['op']}", layer["sqnr_db"]) for layer in layers
             if np.isfinite(layer["sqnr_db"])]
-
-
-from edgeship import callable_module  # noqa: E402  (edgeship.inspect(...) runs the API)
-
-callable_module(__name__, "inspect")

@@ -17,6 +17,7 @@ import numpy as np
 from edgeship.artifacts import write_bytes_atomic, write_text_atomic
 from edgeship.deps import require
 from edgeship.figures import figure_png, pyplot
+from edgeship.records import ConvertRecord, TrainRecord, ValidateRecord
 from edgeship.reports import markdown_table
 from edgeship.run_dir import PREDICTIONS_NAME, ArtifactKind, RunDir, precision_of
 
@@ -334,7 +335,6 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
     """
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
-    manifest = run.manifest_or_empty()
     rows = collect_rows(run_dir)
     figures: list[tuple[str, str, bytes]] = []  # (file name, caption, png)
     curves = run_dir / "training_curves.png"
@@ -371,7 +371,7 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
             figures.append(("changed.png", (f"Test images whose prediction changed between float "
                             f"and int8 ({changed_count}, first {min(changed_count, CHANGED_GRID_LIMIT)} "
                             "shown)"), grid))
-    context = _context(run_dir, manifest, reproduce, changed_count)
+    context = _context(run, reproduce, changed_count)
     written = list(figures)
     if context["profile"].get("ops"):  # drawn inside the MCU section, not with the figures
         from edgeship.report_mcu import CHART_NAME, chart_caption, cycles_chart
@@ -388,22 +388,24 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
     return [html_path, md_path]
 
 
-def _context(run_dir: Path, manifest: dict, reproduce: list[str], changed_count: int) -> dict:
-    train = manifest.get("train", {})
-    validate = manifest.get("validate", {})
+def _context(run: RunDir, reproduce: list[str], changed_count: int) -> dict:
+    run_dir = run.path
+    train, convert = run.read(TrainRecord), run.read(ConvertRecord)
+    validate = run.read(ValidateRecord)
     embed = _load_json(run_dir / "firmware" / "model_footprint.json")
-    versions = (manifest.get("convert", {}).get("versions") or train.get("versions") or {})
+    versions = (convert.versions if convert else {}) or (train.versions if train else {})
     return {
-        "title": f"edgeship report: {train.get('model', {}).get('name', '?')} on "
-                 f"{train.get('dataset', {}).get('spec', {}).get('name', '?')}",
-        "run_dir": str(run_dir), "reproduce": reproduce, "versions": versions,
-        "hashes": {name: info["sha256"] for name, info in sorted(manifest.get("artifacts", {}).items())
+        "title": f"edgeship report: {train.model.name if train else '?'} on "
+                 f"{train.dataset.spec.name if train else '?'}",
+        "run_dir": str(run_dir), "reproduce": reproduce, "versions": dict(versions),
+        "hashes": {name: digest for name, digest in sorted(run.artifact_hashes().items())
                    if name.startswith("model") or name.endswith((".tflite", ".onnx"))},
-        "validate": {"passed": validate.get("passed"), "failures": validate.get("failures", [])},
-        "int8_io": manifest.get("convert", {}).get("int8_io"),
+        "validate": {"passed": validate.passed if validate else None,
+                     "failures": list(validate.failures) if validate else []},
+        "int8_io": convert.int8_io if convert else None,
         "changed": changed_count, "footprint": embed,
         "profile": _load_json(run_dir / "profile.json"), "mcu_chart": None,
-        "test_accuracy": train.get("test_accuracy"),
+        "test_accuracy": train.test_accuracy if train else None,
         "drop_split": drop_split_rows(_load_json(run_dir / "convert_report.json")),
         "cpu": _load_json(run_dir / "bench.json").get("cpu"),
     }

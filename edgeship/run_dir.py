@@ -1,7 +1,8 @@
 """The run directory: one type for the manifest, the artifacts by kind, and the dataset it holds.
 
 Every stage reads and writes manifest.json through RunDir, under one lock (flock on the
-directory, see `manifest_lock`), and names its model files through ArtifactKind, which carries
+directory, see `manifest_lock`), as typed records (`RunDir.read(TrainRecord)`,
+`RunDir.write(record)`; edgeship.records), and names its model files through ArtifactKind, which carries
 each file's name, format and precision: nothing guesses a precision from a file name.
 """
 
@@ -12,9 +13,14 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from edgeship.artifacts import describe_file, sha256_file, write_json_atomic
+from edgeship.dataset_spec import DatasetSpec
 from edgeship.errors import UserInputError
+from edgeship.records import ConvertRecord, DatasetRecord, ManifestRecord, TrainRecord
+
+R = TypeVar("R", bound="ManifestRecord")
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
@@ -201,6 +207,20 @@ class RunDir:
             write_json_atomic(self.manifest_path, manifest)
             return manifest
 
+    def write(self, record: ManifestRecord,
+              artifacts: dict[str, str | os.PathLike] | None = None) -> dict:
+        """Store a stage's record as its section (see `update` for artifacts)."""
+        if not record.SECTION:
+            raise ValueError(f"{type(record).__name__} names no manifest SECTION")
+        return self.update(record.SECTION, record.to_dict(), artifacts)
+
+    def read(self, record_type: type[R]) -> R | None:
+        """The stage's record, read under the lock; None when that stage recorded none."""
+        entry = self.manifest_or_empty().get(record_type.SECTION)
+        if not isinstance(entry, dict):
+            return None
+        return record_type.from_dict(entry)
+
     def forget(self, section: str, remove_files: bool = False) -> dict:
         """Drop a stage's entry and its artifacts' records before the stage runs again.
 
@@ -239,6 +259,18 @@ class RunDir:
                 for name, info in self.manifest_or_empty().get("artifacts", {}).items()
                 if isinstance(info, dict) and info.get("stage") == section}
 
+    def recorded_paths(self) -> list[str]:
+        """Every file a stage recorded, by its path relative to the run directory."""
+        return [info.get("path", name)
+                for name, info in self.manifest_or_empty().get("artifacts", {}).items()
+                if isinstance(info, dict)]
+
+    def artifact_hashes(self) -> dict[str, str]:
+        """name -> SHA-256 of every file a stage recorded."""
+        return {name: info["sha256"]
+                for name, info in self.manifest_or_empty().get("artifacts", {}).items()
+                if isinstance(info, dict) and isinstance(info.get("sha256"), str)}
+
     def records(self, digest: str) -> bool:
         """True when the manifest records a file with this SHA-256 (edgeship wrote it)."""
         try:
@@ -262,7 +294,8 @@ class RunDir:
 
     def reference_model(self) -> str:
         """The float Keras model convert measured against (a Keras 3 model's tf_keras rebuild)."""
-        recorded = self.section("convert").get("reference")
+        convert = self.read(ConvertRecord)
+        recorded = convert.reference if convert else None
         if (isinstance(recorded, str) and Path(recorded).suffix in (".keras", ".h5")
                 and (self.path / recorded).is_file()):
             return recorded
@@ -275,38 +308,34 @@ class RunDir:
         fine-tuned weights (model_finetuned_float.tflite); every other file from the trained
         model (model_float.tflite). Runs converted before convert recorded it: model_float.tflite.
         """
-        recorded = self.section("convert").get("float_references") or {}
-        name = recorded.get(Path(artifact).name) if isinstance(recorded, dict) else None
+        convert = self.read(ConvertRecord)
+        name = convert.float_references.get(Path(artifact).name) if convert else None
         if isinstance(name, str) and (self.path / name).is_file():
             return name
         return ArtifactKind.FLOAT_TFLITE.file_name
 
     # --- dataset -----------------------------------------------------------------------------
 
-    def _dataset_entry(self) -> dict:
-        dataset = self.section("train").get("dataset")
-        if not isinstance(dataset, dict) or not isinstance(dataset.get("spec"), dict):
+    def dataset(self) -> DatasetRecord:
+        """The dataset train recorded (train.dataset); bad input when there is none."""
+        train = self.read(TrainRecord)
+        if train is None:
             raise UserInputError(f"{self.manifest_path} has no train.dataset.spec: was this run "
                                  "made by `edgeship train`?")
-        return dataset
+        return train.dataset
 
-    def dataset_spec(self):
-        """The DatasetSpec train recorded (edgeship.train.datasets, imported when asked)."""
-        from edgeship.train.datasets import DatasetSpec
-
-        return DatasetSpec.from_dict(self._dataset_entry()["spec"])
+    def dataset_spec(self) -> DatasetSpec:
+        """The DatasetSpec train recorded."""
+        return self.dataset().spec
 
     def input_shape(self) -> tuple[int, ...]:
-        shape = self._dataset_entry().get("input_shape")
-        if not isinstance(shape, list):
-            raise UserInputError(f"{self.manifest_path} has no train.dataset.input_shape")
-        return tuple(shape)
+        return self.dataset().input_shape
 
     def class_names(self) -> list[str]:
-        return list(self._dataset_entry().get("class_names") or [])
+        return list(self.dataset().class_names)
 
     def preprocessing(self) -> dict:
-        return dict(self._dataset_entry().get("preprocessing") or {})
+        return dict(self.dataset().preprocessing)
 
 
 def find_run_dir_for(path: str | os.PathLike) -> Path | None:

@@ -24,6 +24,7 @@ from edgeship.cpu_features import cpu_features
 from edgeship.errors import UserInputError
 from edgeship.model_check import check_tflite_file
 from edgeship.options import comma_list, option
+from edgeship.records import ConvertRecord, ValidatedDataset, ValidatedReference, ValidateRecord
 from edgeship.reports import REPORT_SCHEMA_VERSION, environment
 from edgeship.run_dir import (
     MODEL_ARTIFACTS,
@@ -39,6 +40,7 @@ from edgeship.runtime.backends import (
     backends_for,
     check_backend_name,
     default_backend_names,
+    gpu_backend_names,
     open_backend,
 )
 from edgeship.runtime.isolation import (
@@ -62,7 +64,6 @@ from edgeship.runtime.parity_checks import (
 )
 from edgeship.runtime.parity_report import render_markdown
 
-GPU_BACKENDS = ("keras", "onnxruntime")
 # Test images predictions.npz keeps per pair among those whose top-1 differs from the reference
 # (report.html's changed-prediction grid shows them).
 CHANGED_IMAGES_KEPT = 24
@@ -155,18 +156,20 @@ def validate_run(config: ValidateConfig) -> ParityReport:
     """
     run = RunDir(config.run_dir)
     run_dir = run.path
-    manifest = run.manifest()
+    run.manifest()  # a directory without one: one bad-input line saying so
+    convert = run.read(ConvertRecord)
     images, labels, dataset_entry = load_test_split(run, config.dataset, config.limit)
     notes: list[str] = []
     reference_key = (run.reference_model(), "keras")
-    pairs = _plan_pairs(run, manifest, config.backends, notes)
+    pairs = _plan_pairs(run, convert, config.backends, notes)
     pairs.sort(key=lambda pair: pair != reference_key)
     if not pairs:
         raise UserInputError(f"{run_dir} has no artifact that the backends "
                              f"{', '.join(config.backends)} open")
-    if config.device == "gpu" and not any(backend in GPU_BACKENDS for _, backend in pairs):
-        raise UserInputError(f"--device gpu applies to {', '.join(GPU_BACKENDS)}; none of them "
-                             "is among the backends run")
+    if config.device == "gpu" and not any("gpu" in REGISTRY[backend].devices
+                                          for _, backend in pairs):
+        raise UserInputError(f"--device gpu applies to {', '.join(gpu_backend_names())}; none "
+                             "of them is among the backends run")
 
     results = [_run_pair_guarded(run_dir, artifact, backend, images, config.device,
                                  config.timeout_s)
@@ -180,7 +183,7 @@ def validate_run(config: ValidateConfig) -> ParityReport:
                                  "keras backend, or a float artifact")
         notes.append(f"{reference_key[0]} on keras was not run; the float reference is "
                      f"{reference.artifact} on {reference.backend}")
-    fine_tuned = fine_tuned_artifacts(manifest)
+    fine_tuned = fine_tuned_artifacts(convert)
     tuned_reference = fine_tuned_reference(results)
     for artifact in sorted(fine_tuned & {result.artifact for result in results}):
         if tuned_reference is not None:
@@ -233,7 +236,7 @@ def validate_run(config: ValidateConfig) -> ParityReport:
             entry["checks"] = task_checks(name, metrics, tolerances,
                                           fine_tuned=result.artifact in fine_tuned)
         if "checks" in entry:
-            if result.backend == "onnxruntime" and result.precision == "int8":
+            if REGISTRY[result.backend].pair_sum_saturation and result.precision == "int8":
                 entry["checks"] = explain_onnx_saturation(run_dir / result.artifact,
                                                           entry["checks"], cpu_features(), notes)
             checks.extend(entry["checks"])
@@ -242,7 +245,7 @@ def validate_run(config: ValidateConfig) -> ParityReport:
     integers = integer_comparisons(results, tolerances, notes, labels)
     for comparison in integers:
         checks.extend(comparison["checks"])
-    for (artifact, backend), check in rewrite_checks(results, manifest, notes):
+    for (artifact, backend), check in rewrite_checks(results, convert, notes):
         row = next(row for row in pair_rows
                    if (row["artifact"], row["backend"]) == (artifact, backend))
         row["checks"] = [*row.get("checks", []), check]
@@ -288,12 +291,13 @@ def validate_run(config: ValidateConfig) -> ParityReport:
     markdown_path = write_text_atomic(run_dir / "parity.md", render_markdown(payload))
     predictions_path = write_predictions(run_dir / PREDICTIONS_NAME, results, reference, labels,
                                          images, run.class_names())
-    run.update("validate", {
-        "passed": payload["passed"], "failures": payload["failures"],
-        "reference": payload["reference"], "dataset": dataset_entry,
-        "pairs": [f"{row['artifact']} on {row['backend']}" for row in pair_rows],
-        "versions": payload["environment"]["versions"],
-    }, artifacts={"parity.json": json_path, "parity.md": markdown_path,
+    run.write(ValidateRecord(
+        passed=payload["passed"], failures=tuple(payload["failures"]),
+        reference=ValidatedReference(**payload["reference"]),
+        dataset=ValidatedDataset.from_dict(dataset_entry),
+        pairs=tuple(f"{row['artifact']} on {row['backend']}" for row in pair_rows),
+        versions=payload["environment"]["versions"],
+    ), artifacts={"parity.json": json_path, "parity.md": markdown_path,
                   PREDICTIONS_NAME: predictions_path})
     return ParityReport(payload=payload, checks=tuple(checks), json_path=json_path,
                         markdown_path=markdown_path)
@@ -335,15 +339,16 @@ def load_test_split(run: RunDir, dataset_name: str | None, limit: int | None):
 FINE_TUNED_FLOAT = ArtifactKind.FINETUNED_FLOAT_TFLITE.file_name
 
 
-def fine_tuned_artifacts(manifest: dict) -> set[str]:
+def fine_tuned_artifacts(convert: ConvertRecord | None) -> set[str]:
     """Artifacts convert made from a QAT-tuned or pruned copy of the model, and rewrites of
     them (the XNNPACK file of a fine-tuned model_int8.tflite is bound as its source is)."""
-    convert = manifest.get("convert") or {}
-    files = convert.get("files") or {}
-    if "fine_tuned_files" in convert:
-        found = set(convert["fine_tuned_files"])
+    if convert is None:
+        return set()
+    files = convert.files
+    if convert.fine_tuned_files is not None:
+        found = set(convert.fine_tuned_files)
     else:
-        options = convert.get("options") or {}  # a run converted before the list was recorded
+        options = convert.options  # a run converted before the list was recorded
         fine_tuned = (bool(options.get("qat_epochs")) or options.get("prune_sparsity") is not None
                       or bool(options.get("prune_structure")))
         int8_file = files.get("int8_tflite")
@@ -375,15 +380,16 @@ def _pair_name(result: _PairResult) -> str:
     return f"{result.artifact} on {result.backend}"
 
 
-def rejected_artifacts(manifest: dict) -> set[str]:
+def rejected_artifacts(convert: ConvertRecord | None) -> set[str]:
     """Files convert kept beside the delivered model after they scored worse (not shipped)."""
-    return set((manifest.get("convert") or {}).get("rejected_files") or [])
+    return set(convert.rejected_files) if convert else set()
 
 
-def _plan_pairs(run: RunDir, manifest: dict, backends: tuple[str, ...], notes: list[str]):
+def _plan_pairs(run: RunDir, convert: ConvertRecord | None, backends: tuple[str, ...],
+                notes: list[str]):
     """(artifact, backend) pairs to run, reference first; notes say what was skipped."""
     run_dir = run.path
-    rejected = rejected_artifacts(manifest)
+    rejected = rejected_artifacts(convert)
     artifacts = [kind.file_name for kind in run.existing() if kind.file_name not in rejected]
     for kind in MODEL_ARTIFACTS:
         if (not run.has(kind) and not kind.kept_aside and not kind.reference_only
@@ -392,8 +398,7 @@ def _plan_pairs(run: RunDir, manifest: dict, backends: tuple[str, ...], notes: l
     for name in sorted(rejected):
         notes.append(f"{name} scored worse than the file convert delivered and is not shipped: "
                      "skipped")
-    for entry in manifest.get("artifacts", {}).values():
-        path = entry.get("path", "") if isinstance(entry, dict) else ""
+    for path in run.recorded_paths():
         if (path not in artifacts and path not in rejected
                 and Path(path).suffix in (".keras", ".tflite", ".onnx") and "/" not in path and (run_dir / path).is_file()):
             artifacts.append(path)
@@ -435,7 +440,7 @@ def _run_pair(run_dir: Path, artifact: str, backend_name: str, images, device: s
     streamed split) batch by batch (the keras backend's 256-image chunks either way)."""
     from edgeship.train.stage_data import batches_of
 
-    pair_device = device if backend_name in GPU_BACKENDS else "cpu"
+    pair_device = device if device in REGISTRY[backend_name].devices else "cpu"
     with open_backend(backend_name, run_dir / artifact, device=pair_device) as backend:
         raw_outputs = np.concatenate([np.asarray(backend.infer_raw(backend.quantize_input(batch)))
                                       for batch in batches_of(images)])
@@ -470,23 +475,21 @@ def _precision(path: Path) -> str:
     known = precision_of(path)
     if known is not None or path.suffix.lower() != ".tflite":
         return known or "float"
-    from tensorflow.lite.python import schema_py_generated as schema
+    from edgeship.tflite_graph import read_model, tensor_dtype
 
-    from edgeship.tflite_graph import read_model
-
-    integer = (schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16)
     tensors = read_model(path.read_bytes()).subgraphs[0].tensors
-    return "int8" if any(tensor.type in integer for tensor in tensors) else "float"
+    return ("int8" if any(tensor_dtype(tensor) in ("int8", "uint8", "int16") for tensor in tensors)
+            else "float")
 
 
-def rewrite_checks(results: list[_PairResult], manifest: dict, notes: list[str]
+def rewrite_checks(results: list[_PairResult], convert: ConvertRecord | None, notes: list[str]
                    ) -> list[tuple[tuple[str, str], Check]]:
     """model_int8_xnnpack.tflite against model_int8.tflite on the same backend.
 
     Where convert recorded only exact rewrites (convert/xnnpack.py), every raw output must be
     identical; otherwise the differing outputs are reported and the task bounds apply.
     """
-    record = (manifest.get("convert") or {}).get("xnnpack") or {}
+    exact = bool(convert and convert.xnnpack and convert.xnnpack.exact)
     rewritten, source = ArtifactKind.XNNPACK_INT8_TFLITE.file_name, ArtifactKind.INT8_TFLITE.file_name
     by_key = {(result.artifact, result.backend): result for result in results}
     checks = []
@@ -496,7 +499,7 @@ def rewrite_checks(results: list[_PairResult], manifest: dict, notes: list[str]
             continue
         differing = int(np.count_nonzero(result.raw_outputs != base.raw_outputs))
         comparison = f"{rewritten} vs {source} on {backend}"
-        if record.get("exact"):
+        if exact:
             checks.append(((artifact, backend), Check(
                 comparison, "int8 rewrite vs its source", "raw outputs that differ", differing, 0,
                 "<=", differing == 0, "" if differing == 0 else "an exact rewrite changed results")))

@@ -39,6 +39,7 @@ from edgeship.artifacts import (
 )
 from edgeship.deps import require
 from edgeship.errors import UserInputError
+from edgeship.records import ConvertRecord, TrainRecord
 from edgeship.run_dir import ArtifactKind, RunDir
 from edgeship.runtime.web_runtimes import (  # noqa: F401  ORT_* re-exported for tests
     ORT_FILES,
@@ -146,9 +147,10 @@ def build_site(config: ServeDemoConfig) -> SiteBuild:
     site_dir = config.site_dir
     if not run_dir.is_dir():
         raise UserInputError(f"run directory {run_dir} does not exist")
-    manifest = run.manifest()
+    run.manifest()  # a directory without one: one bad-input line saying so
+    convert = run.read(ConvertRecord)
     model_kind = next((kind for kind in runtime.models if run.path_of(kind).is_file()), None)
-    if model_kind is None or "convert" not in manifest:
+    if model_kind is None or convert is None:
         names = " or ".join(kind.file_name for kind in runtime.models)
         raise UserInputError(f"{run_dir} has no {names} for the {runtime.name} runtime; make "
                              f"it first with: {runtime.convert_hint.format(run=run_dir)}")
@@ -179,7 +181,7 @@ def build_site(config: ServeDemoConfig) -> SiteBuild:
         write_with(site_dir / f"icon-{size}.png", functools.partial(_draw_icon, size=size))
     images, notes = _test_images(run, config.test_images)
     write_text_atomic(site_dir / "test_images.json", json.dumps(images, separators=(",", ":")))
-    site_config = _site_config(run, manifest, runtime, node_modules, models,
+    site_config = _site_config(run, convert, runtime, node_modules, models,
                                len(images["images"]), stamp)
     write_json_atomic(site_config_path, site_config)
     if "reference_model" not in models:
@@ -273,19 +275,21 @@ def tflite_io(path: Path) -> dict:
     return {"input": describe(graph.inputs[0]), "output": describe(graph.outputs[0])}
 
 
-def _site_config(run: RunDir, manifest: dict, runtime: WebRuntime, node_modules: Path,
+def _site_config(run: RunDir, convert: ConvertRecord, runtime: WebRuntime, node_modules: Path,
                  models: dict, test_image_count: int, stamp: str) -> dict:
     """config.json: everything the page (and the Android app) needs to know about the run."""
-    model_entry = manifest["train"].get("model", {})
-    preprocessing = run.preprocessing()
-    accuracy = manifest["convert"].get("accuracy", {})
+    train = run.read(TrainRecord)
+    if train is None:
+        raise UserInputError(f"{run.manifest_path} has no train entry: was this run made by "
+                             "`edgeship train` or `edgeship convert`?")
+    preprocessing = dict(train.dataset.preprocessing)
     for entry in models.values():
-        entry["accuracy"] = accuracy.get(entry["name"])
+        entry["accuracy"] = convert.accuracy.get(entry["name"])
     return {
         "schema_version": SITE_SCHEMA_VERSION,
-        "title": f"edgeship: {model_entry.get('name', 'model')} on {run.dataset_spec().name}",
-        "class_names": run.class_names(),
-        "input_shape": list(run.input_shape()),
+        "title": f"edgeship: {train.model.name} on {train.dataset.spec.name}",
+        "class_names": list(train.dataset.class_names),
+        "input_shape": list(train.dataset.input_shape),
         "preprocessing": {key: preprocessing[key] for key in
                           ("scale", "offset", "raw_max", "image_size", "channels", "layout",
                            "formula")},
@@ -294,7 +298,7 @@ def _site_config(run: RunDir, manifest: dict, runtime: WebRuntime, node_modules:
                     "version": runtime.version(node_modules), "backend": runtime.backend,
                     "module": runtime.module, "wasm_dir": runtime.wasm_dir,
                     "note": RUNTIME_NOTES[runtime.name]},
-        "int8_io": manifest["convert"].get("int8_io"),
+        "int8_io": convert.int8_io,
         "test_images": "test_images.json",
         "test_image_count": test_image_count,
         "build": {"stamp": stamp, "run_dir": str(run.path.resolve())},
