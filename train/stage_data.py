@@ -227,12 +227,12 @@ def test_row_file(source: FolderSource, folder: Path, scale: float) -> RowFile:
     """The test split as a uint8 file in `folder`: train's full cache when it is there, else
     test_KEY.u8, decoded once (in parallel) and kept for the next stage."""
     shape = source.shape
-    every = source.paths["train"] + source.paths["test"]
-    full = folder / f"pixels_{cache_key(every, shape)}.u8"  # FolderSource.build_cache's file
-    if full.is_file() and full.stat().st_size == len(every) * int(np.prod(shape)):
-        return RowFile(str(full), len(source.paths["train"]), shape, scale)
-    test = source.paths["test"]
-    path = source.decode_to_file(test, folder / f"test_{cache_key(test, shape)}.u8")
+    every = source.count("train") + source.count("test")
+    full = folder / f"pixels_{cache_key(source.paths('train', 'test'), shape)}.u8"  # build_cache's
+    if full.is_file() and full.stat().st_size == every * int(np.prod(shape)):
+        return RowFile(str(full), source.count("train"), shape, scale)
+    path = source.decode_to_file(("test",),
+                                 folder / f"test_{cache_key(source.paths('test'), shape)}.u8")
     return RowFile(str(path), 0, shape, scale)
 
 
@@ -250,9 +250,10 @@ def open_run_dataset(run_dir: str | os.PathLike, spec: DatasetSpec | None = None
     from edgeship.run_dir import RunDir
 
     run = RunDir(run_dir)
-    own_spec = run.dataset_spec()
+    recorded = run.dataset()
+    own_spec = recorded.spec
     spec = spec or own_spec
-    streamed = bool((run.section("train").get("dataset") or {}).get("streamed"))
+    streamed = recorded.streamed
     return open_stage_dataset(spec, run_dir=run.path if spec.name == own_spec.name else None,
                               streamed=streamed,
                               cache_folder=run.path / CACHE_FOLDER_NAME if cache else None,

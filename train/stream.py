@@ -3,9 +3,10 @@
 `open_dataset` returns the in-memory `Dataset` when the decoded float32 images fit
 `MEMORY_BUDGET_BYTES`, otherwise a `StreamingDataset` (`streaming="on"` or the environment
 variable EDGESHIP_STREAMING=on forces it, e.g. to test it on a small folder). A streaming
-dataset keeps file names and labels only; pixels come from `read_train`/`read_test`, which
-decode with the same `decode_image` as the in-memory path (a pool of worker processes, since
-PIL holds the GIL for most of a small image's decode) or read an on-disk uint8 cache.
+dataset keeps file names (one buffer, `FileNames`) and labels (int64 arrays) only, never a
+Python object per image; pixels come from `read_train`/`read_test`, which decode with the
+same `decode_image` as the in-memory path (a pool of worker processes, since PIL holds the
+GIL for most of a small image's decode) or read an on-disk uint8 cache.
 
 The folder split is the in-memory path's seeded stratified split applied to the file list, so
 both paths put the same files in the test split and feed training the same images in the same
@@ -13,18 +14,19 @@ order. `write_split` records it by file (dataset_split.json in the run directory
 `iter_test_batches` and `calibration_samples` let later stages read a run's batches from it.
 """
 
+import array
 import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgeship.artifacts import atomic_path, write_json_atomic
+from edgeship.artifacts import atomic_path
 from edgeship.errors import UserInputError
 from edgeship.train.datasets import (
     Dataset,
@@ -55,30 +57,88 @@ def streaming_mode_from_environment() -> str:
     return mode
 
 
-@dataclass(frozen=True)
+class FileNames:
+    """File names (relative paths) kept as one UTF-8 buffer and an offsets array.
+
+    A list of str costs about 75 bytes a name in Python objects, a list of Path several
+    hundred; this costs the name's bytes plus 8, so a split of 200,000 files stays a few MB.
+    Indexing by an int gives a str; iteration gives every name in order.
+    """
+
+    def __init__(self, names: Iterable[str] = ()):
+        buffer, ends = bytearray(), array.array("q")  # no Python int per name on the way
+        for name in names:
+            buffer += name.encode("utf-8", "surrogateescape")
+            ends.append(len(buffer))
+        self._data = bytes(buffer)
+        self._ends = np.frombuffer(ends, np.int64).copy()
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, index: int) -> str:
+        index = int(index)
+        if index < 0:
+            index += len(self._ends)
+        if not 0 <= index < len(self._ends):
+            raise IndexError(f"file {index} of {len(self._ends)}")
+        start = int(self._ends[index - 1]) if index else 0
+        return self._data[start:int(self._ends[index])].decode("utf-8", "surrogateescape")
+
+    def __iter__(self) -> Iterator[str]:
+        start = 0
+        for first in range(0, len(self._ends), 4096):  # Python ints for a chunk at a time
+            for end in self._ends[first:first + 4096].tolist():
+                yield self._data[start:end].decode("utf-8", "surrogateescape")
+                start = end
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, FileNames):
+            return NotImplemented
+        return self._data == other._data and np.array_equal(self._ends, other._ends)
+
+    def __repr__(self) -> str:
+        return f"FileNames({len(self)} files)"
+
+
+@dataclass(frozen=True, eq=False)
 class FileSplit:
-    """A folder dataset's train and test files (relative to root) with their labels."""
+    """A folder dataset's train and test files (relative to root) with their int64 labels."""
 
     root: str
     class_names: tuple[str, ...]
-    train_files: tuple[str, ...]
-    train_labels: tuple[int, ...]
-    test_files: tuple[str, ...]
-    test_labels: tuple[int, ...]
+    train_files: FileNames
+    train_labels: np.ndarray
+    test_files: FileNames
+    test_labels: np.ndarray
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, FileSplit):
+            return NotImplemented
+        return (self.root == other.root and self.class_names == other.class_names
+                and self.train_files == other.train_files and self.test_files == other.test_files
+                and np.array_equal(self.train_labels, other.train_labels)
+                and np.array_equal(self.test_labels, other.test_labels))
+
+    def parts(self) -> dict[str, tuple[FileNames, np.ndarray]]:
+        return {"train": (self.train_files, self.train_labels),
+                "test": (self.test_files, self.test_labels)}
 
     def to_dict(self) -> dict:
         return {"root": self.root, "class_names": list(self.class_names),
-                "train": [[name, label] for name, label in zip(self.train_files, self.train_labels)],
-                "test": [[name, label] for name, label in zip(self.test_files, self.test_labels)]}
+                **{part: [[name, int(label)] for name, label in zip(files, labels.tolist())]
+                   for part, (files, labels) in self.parts().items()}}
 
     @classmethod
     def from_dict(cls, payload: dict) -> "FileSplit":
         train, test = payload["train"], payload["test"]
-        return cls(root=payload["root"], class_names=tuple(payload["class_names"]),
-                   train_files=tuple(str(name) for name, _ in train),
-                   train_labels=tuple(int(label) for _, label in train),
-                   test_files=tuple(str(name) for name, _ in test),
-                   test_labels=tuple(int(label) for _, label in test))
+        return cls(root=str(payload["root"]), class_names=tuple(payload["class_names"]),
+                   train_files=FileNames(str(name) for name, _ in train),
+                   train_labels=np.fromiter((int(label) for _, label in train), np.int64,
+                                            len(train)),
+                   test_files=FileNames(str(name) for name, _ in test),
+                   test_labels=np.fromiter((int(label) for _, label in test), np.int64,
+                                           len(test)))
 
 
 def split_folder(spec: DatasetSpec) -> FileSplit:
@@ -87,17 +147,32 @@ def split_folder(spec: DatasetSpec) -> FileSplit:
     files, labels, class_names = list_folder_files(root)
     train_rows, _, test_rows, _, _ = _split(np.arange(len(files)), labels, 255.0, spec,
                                              default_test_size=0.2)
-    relative = [path.relative_to(root).as_posix() for path in files]
+    relative = FileNames(path.relative_to(root).as_posix() for path in files)
+    del files  # a Path object per file: the largest thing this builds
     return FileSplit(root=str(root), class_names=class_names,
-                     train_files=tuple(relative[row] for row in train_rows),
-                     train_labels=tuple(int(labels[row]) for row in train_rows),
-                     test_files=tuple(relative[row] for row in test_rows),
-                     test_labels=tuple(int(labels[row]) for row in test_rows))
+                     train_files=FileNames(relative[row] for row in train_rows),
+                     train_labels=labels[train_rows].astype(np.int64),
+                     test_files=FileNames(relative[row] for row in test_rows),
+                     test_labels=labels[test_rows].astype(np.int64))
 
 
 def write_split(run_dir: str | os.PathLike, split: FileSplit) -> Path:
-    """Record the split by file in the run directory, for every later stage."""
-    return write_json_atomic(Path(run_dir) / SPLIT_FILE_NAME, split.to_dict())
+    """Record the split by file in the run directory, for every later stage.
+
+    Written a file per line as it goes (the JSON to_dict gives), so a split of any size takes
+    no more memory here.
+    """
+    path = Path(run_dir) / SPLIT_FILE_NAME
+    with atomic_path(path) as temp, open(temp, "w", encoding="utf-8") as stream:
+        stream.write(f'{{\n  "class_names": {json.dumps(list(split.class_names))},\n'
+                     f'  "root": {json.dumps(split.root)},\n')
+        for number, (part, (files, labels)) in enumerate(split.parts().items()):
+            stream.write(f'  "{part}": [')
+            for index, (name, label) in enumerate(zip(files, labels)):
+                stream.write(f'{"," if index else ""}\n    [{json.dumps(name)}, {int(label)}]')
+            stream.write("\n  ]" if len(files) else "]")
+            stream.write(",\n" if number == 0 else "\n}\n")
+    return path
 
 
 def read_split(run_dir: str | os.PathLike) -> FileSplit | None:
@@ -106,7 +181,8 @@ def read_split(run_dir: str | os.PathLike) -> FileSplit | None:
     if not path.is_file():
         return None
     try:
-        return FileSplit.from_dict(json.loads(path.read_text()))
+        with open(path, encoding="utf-8") as stream:
+            return FileSplit.from_dict(json.load(stream))
     except (ValueError, KeyError, TypeError) as error:
         raise UserInputError(f"{path} is not a dataset split edgeship wrote ({error})") from error
 
@@ -130,22 +206,54 @@ def _decode_into(cache_name: str, first_row: int, paths: list[str], shape) -> in
     return len(paths)
 
 
-def cache_key(paths: list[str], shape) -> str:
-    """Names a cache file by the files it holds and their decoded shape."""
-    return hashlib.sha256(json.dumps([paths, list(shape)]).encode()).hexdigest()[:16]
+def cache_key(paths: Iterable[str], shape) -> str:
+    """Names a cache file by the files it holds and their decoded shape.
+
+    The SHA-256 of json.dumps([paths, list(shape)]), hashed a path at a time.
+    """
+    digest = hashlib.sha256(b"[[")
+    for index, path in enumerate(paths):
+        digest.update(((", " if index else "") + json.dumps(path)).encode())
+    digest.update(f"], {json.dumps(list(shape))}]".encode())
+    return digest.hexdigest()[:16]
+
+
+def _map_in_order(executor, function, tasks: Iterable[tuple], in_flight: int) -> Iterator:
+    """executor.map without submitting every task at once: at most in_flight wait at a time."""
+    pending = []
+    for task in tasks:
+        pending.append(executor.submit(function, *task))
+        if len(pending) >= in_flight:
+            yield pending.pop(0).result()
+    for future in pending:
+        yield future.result()
 
 
 class FolderSource:
-    """Pixels of a folder dataset's files, decoded on demand or read from a uint8 cache file."""
+    """Pixels of a folder dataset's files, decoded on demand or read from a uint8 cache file.
+
+    Holds the split's compact FileNames and makes a path only for the rows being read.
+    """
 
     def __init__(self, split: FileSplit, shape: tuple[int, int, int], workers: int):
         self.shape = shape
-        root = Path(split.root)
-        self.paths = {"train": [str(root / name) for name in split.train_files],
-                      "test": [str(root / name) for name in split.test_files]}
+        self.root = str(Path(split.root))  # joined as text: pathlib interns every part it parses
+        self.files = {"train": split.train_files, "test": split.test_files}
         self.workers = max(1, workers)
         self._pool = None
         self._cache = None  # (file descriptor, {split: first row})
+
+    def count(self, part: str) -> int:
+        return len(self.files[part])
+
+    def path(self, part: str, row: int) -> str:
+        return os.path.join(self.root, self.files[part][row])
+
+    def paths(self, *parts: str) -> Iterator[str]:
+        """Every path of the parts named, in order, one at a time."""
+        for part in parts:
+            for name in self.files[part]:
+                yield os.path.join(self.root, name)
 
     def _executor(self):
         if self._pool is None:
@@ -166,7 +274,7 @@ class FolderSource:
                 data = os.pread(descriptor, row_bytes, (first[part] + int(row)) * row_bytes)
                 out[index] = np.frombuffer(data, np.uint8).reshape(self.shape)
             return out
-        paths = [self.paths[part][row] for row in rows]
+        paths = [self.path(part, row) for row in rows]
         if self.workers == 1 or len(paths) < 2 * MIN_DECODE_CHUNK:
             return _decode_files(paths, self.shape)
         size = min(DECODE_CHUNK, max(MIN_DECODE_CHUNK, -(-len(paths) // self.workers)))
@@ -179,29 +287,41 @@ class FolderSource:
 
         The key hashes the file list and image shape, so a changed folder gets a new cache.
         """
-        every = self.paths["train"] + self.paths["test"]
-        cache_path = self.decode_to_file(every, Path(folder) / f"pixels_{cache_key(every, self.shape)}.u8")
-        self._cache = (os.open(cache_path, os.O_RDONLY),
-                       {"train": 0, "test": len(self.paths["train"])})
+        name = f"pixels_{cache_key(self.paths('train', 'test'), self.shape)}.u8"
+        cache_path = self.decode_to_file(("train", "test"), Path(folder) / name)
+        self._cache = (os.open(cache_path, os.O_RDONLY), {"train": 0, "test": self.count("train")})
         return cache_path
 
-    def decode_to_file(self, paths: list[str], cache_path: Path) -> Path:
-        """paths decoded (in parallel) into one uint8 file, row after row; kept when complete."""
+    def decode_to_file(self, parts: tuple[str, ...], cache_path: Path) -> Path:
+        """The parts' files decoded (in parallel) into one uint8 file, row after row; kept when
+        complete."""
         row_bytes = int(np.prod(self.shape))
-        if not (cache_path.is_file() and cache_path.stat().st_size == len(paths) * row_bytes):
+        rows = sum(self.count(part) for part in parts)
+        if not (cache_path.is_file() and cache_path.stat().st_size == rows * row_bytes):
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(cache_path) as temp:
                 with open(temp, "wb") as stream:
-                    stream.truncate(len(paths) * row_bytes)
-                starts = range(0, len(paths), DECODE_CHUNK)
-                chunks = [paths[start:start + DECODE_CHUNK] for start in starts]
-                arguments = ([str(temp)] * len(chunks), list(starts), chunks, [self.shape] * len(chunks))
+                    stream.truncate(rows * row_bytes)
+                tasks = self._decode_tasks(str(temp), parts)
                 if self.workers == 1:
-                    for task in zip(*arguments):
+                    for task in tasks:
                         _decode_into(*task)
                 else:
-                    list(self._executor().map(_decode_into, *arguments))
+                    for _ in _map_in_order(self._executor(), _decode_into, tasks,
+                                           4 * self.workers):
+                        pass
         return cache_path
+
+    def _decode_tasks(self, file_name: str, parts: tuple[str, ...]) -> Iterator[tuple]:
+        """(file, first row, DECODE_CHUNK paths, shape) for every chunk, made as they are sent."""
+        chunk, first_row = [], 0
+        for path in self.paths(*parts):
+            chunk.append(path)
+            if len(chunk) == DECODE_CHUNK:
+                yield file_name, first_row, chunk, self.shape
+                chunk, first_row = [], first_row + DECODE_CHUNK
+        if chunk:
+            yield file_name, first_row, chunk, self.shape
 
     def close(self) -> None:
         if self._pool is not None:
@@ -329,8 +449,7 @@ def open_dataset(spec: DatasetSpec, streaming: str = "auto", workers: int = 0,
     images = len(split.train_files) + len(split.test_files)
     if streaming == "auto" and images * int(np.prod(shape)) * 4 <= MEMORY_BUDGET_BYTES:
         return load_dataset(spec)
-    y_train = np.asarray(split.train_labels, np.int64)
-    y_test = np.asarray(split.test_labels, np.int64)
+    y_train, y_test = split.train_labels, split.test_labels
     _check_labels(y_train, y_test, len(split.class_names), spec.name)
     return StreamingDataset(
         spec=spec, class_names=split.class_names, preprocessing=_preprocessing(255.0, shape),
