@@ -365,11 +365,10 @@ def _up_to_date(run_dir: Path, stage: str, key: dict) -> bool:
     recorded = _stage_records(run_dir).get(stage)
     if recorded is None or recorded.key != _key_digest(run_dir, key):
         return False
-    artifacts = run.manifest_or_empty().get("artifacts", {})
+    hashes = run.artifact_hashes()
     for name in recorded.outputs:
-        info = artifacts.get(name)
         path = run_dir / name
-        if info is None or not path.is_file() or sha256_file(path) != info.get("sha256"):
+        if name not in hashes or not path.is_file() or sha256_file(path) != hashes[name]:
             return False
     return True
 

@@ -205,3 +205,21 @@ class ValidateRecord(ManifestRecord):
     dataset: ValidatedDataset | None = None
     pairs: tuple[str, ...] = ()  # "artifact on backend"
     versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportRecord(ManifestRecord):
+    """The manifest's "report" section: the figures report.html embeds."""
+
+    SECTION: ClassVar[str] = "report"
+    figures: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TuneTrialRecord(ManifestRecord):
+    """A tune trial's "tune" section: the candidate, what was measured, the target."""
+
+    SECTION: ClassVar[str] = "tune"
+    candidate: str
+    measured: dict = field(default_factory=dict)
+    target: str = ""

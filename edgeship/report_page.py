@@ -17,7 +17,7 @@ import numpy as np
 from edgeship.artifacts import write_bytes_atomic, write_text_atomic
 from edgeship.deps import require
 from edgeship.figures import figure_png, pyplot
-from edgeship.records import ConvertRecord, TrainRecord, ValidateRecord
+from edgeship.records import ConvertRecord, ReportRecord, TrainRecord, ValidateRecord
 from edgeship.reports import markdown_table
 from edgeship.run_dir import PREDICTIONS_NAME, ArtifactKind, RunDir, precision_of
 
@@ -382,8 +382,8 @@ def write_reports(run_dir: str | Path, reproduce: list[str]) -> list[Path]:
                     for name, _, data in written]
     html_path = write_text_atomic(run_dir / "report.html", render_html(rows, figures, context))
     md_path = write_text_atomic(run_dir / "report.md", render_md(rows, figures, context))
-    run.update("report", {"figures": [name for name, _, _ in written]},
-                    artifacts={"report.html": html_path, "report.md": md_path,
+    run.write(ReportRecord(figures=tuple(name for name, _, _ in written)),
+              artifacts={"report.html": html_path, "report.md": md_path,
                                **{f"{FIGURES_DIR}/{p.name}": p for p in figure_paths}})
     return [html_path, md_path]
 

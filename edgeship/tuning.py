@@ -32,6 +32,7 @@ import numpy as np
 
 from edgeship.console import say
 from edgeship.errors import CheckFailedError, EdgeshipError, MissingDependencyError, UserInputError
+from edgeship.records import TuneTrialRecord
 from edgeship.tune_check import Footprint, check_candidate, constraint_values, over_budget
 from edgeship.tune_report import TuneOutcome
 from edgeship.tune_space import Candidate, SearchSpace, TuneConfig, suggest
@@ -481,9 +482,9 @@ def train_and_measure(candidate: Candidate, config: TuneConfig, run_dir: Path, d
                 "reproduce": reproduce_commands(pipeline)[0],
                 "profile_command": profile_command,
                 "seconds": round(time.perf_counter() - started, 1)}
-    RunDir(run_dir).update("tune", {"candidate": candidate.describe(), "measured": measured,
-                                    "target": config.target},
-                           artifacts={profile_path.name: profile_path})
+    RunDir(run_dir).write(TuneTrialRecord(candidate=candidate.describe(), measured=measured,
+                                          target=config.target),
+                          artifacts={profile_path.name: profile_path})
     tf_keras.backend.clear_session()
     return measured
 
