@@ -11,10 +11,10 @@ padding as the input zero point, except 1x1 windows without padding, read in pla
 The rule, per layer at generation time (SparseRule): store sparse when the entries are at
 most the variant's `max_density` of the dense weights, so sparse bytes are at most
 2 * max_density of dense (plus 2 per channel) and, from the measured cycles of both forms
-(benchmarks/bench_sparse.py on Cortex-M4), fewer cycles: portable 0.45 (lenet5 pruned 0.75:
-2.1x fewer cycles sparse), dsp 0.1 (its blocked dense GEMM breaks even with sparse near 8%
-entries; kernels.dsp_variant.DSP_RULE). Depthwise layers stay dense (one tap row per channel:
-no gain).
+(benchmarks/bench_sparse.py on Cortex-M4; its figures are in docs/results.md), fewer cycles:
+portable 0.45, dsp 0.1 (its blocked dense GEMM is much faster than the portable one, so
+sparse wins only at far fewer entries; kernels.dsp_variant.DSP_RULE). Depthwise layers stay
+dense (one tap row per channel: no gain).
 """
 
 import dataclasses
@@ -47,10 +47,11 @@ class SparseRule:
     basis: str
 
 
-# Measured (benchmarks/bench_sparse.py, Cortex-M4 estimate): lenet5 pruned to 0.75 runs in
-# 0.47x the dense portable cycles sparse; at 0.45 sparse bytes stay below 0.9x dense.
-PORTABLE_RULE = SparseRule(0.45, "portable sparse at 25% entries: 0.47x the dense cycles "
-                                 "(lenet5 pruned 0.75, bench_sparse.py); sparse bytes < dense")
+# The threshold where benchmarks/bench_sparse.py measured the portable sparse kernels faster
+# than dense (Cortex-M4 estimate; the figures are in docs/results.md, not copied here, where
+# they would go stale); at 0.45 sparse bytes stay below dense.
+PORTABLE_RULE = SparseRule(0.45, "portable sparse faster than dense at <= 45% entries "
+                                 "(benchmarks/bench_sparse.py); sparse bytes < dense")
 
 
 @dataclass(frozen=True)
