@@ -8,9 +8,10 @@ activations with a fused ReLU (the dsp table path, an element count not a multip
 a pruned model
 whose layers go sparse, and a GEMM model (pointwise with 6 and 7 input channels, through
 im2col, and with 8, read in place at stride 2; 3x3 stride 2 with odd output channels; fused
-ReLU6; a dead filter with a large bias, stored as a constant channel); and the dsp
-requantization (with the output offset folded in) against TFLite's on random and extreme
-values."""
+ReLU6; a dead filter with a large bias, stored as a constant channel), a model of 3x3
+depthwise layers of every row width the pair layout treats apart (stride 1 and 2, a clamped
+activation range); and the dsp requantizations (with the output offset folded in; on doubled
+accumulators) against TFLite's on random and extreme values."""
 
 import dataclasses
 import shutil
@@ -120,10 +121,33 @@ def layer_models(tmp_path_factory) -> dict[str, Path]:
         layers.Flatten(),
         layers.Dense(6, activation="relu6"),                                  # depth 72
         layers.Dense(3)])
+    # 3x3 depthwise layers (the pair layout) of every row-width class: at stride 1, 4k + 3
+    # with a fused ReLU6 (its range shared with the concatenation: clamped), 4k + 1 (four,
+    # then five), 4k + 2 (overlapping fours) at row stride 2, 1, 2, 3, 5; at stride 2, 6 and 5
+    # (overlapping fours) and 4; 6 channels (band copy: four, then one at a time); stride 2
+    # with 3 and 2 outputs a row and a 3x2 window stay on the four-channel layout.
+    image = keras.Input((9, 11, 6))
+
+    def crop(width):
+        return layers.Cropping2D(((0, 0), (0, 11 - width)))(image) if width < 11 else image
+
+    branches = [layers.DepthwiseConv2D(kernel, padding=padding, strides=strides,
+                                       activation=activation)(crop(width))
+                for width, kernel, padding, strides, activation in (
+                    (11, 3, "same", 1, "relu6"), (11, 3, "valid", 1, None),
+                    (6, 3, "same", (2, 1), None), (3, 3, "valid", 1, None),
+                    (2, 3, "same", 1, "relu"), (5, 3, "valid", 1, None),
+                    (5, 3, "same", 1, "relu"), (11, 3, "same", 2, "relu6"),
+                    (11, 3, "valid", 2, None), (9, 3, "valid", 2, None), (7, 3, "valid", 2, None),
+                    (4, 3, "same", 2, None), (11, (3, 2), "same", 1, None))]
+    flat = [layers.Flatten()(branch) for branch in branches]  # TFLM: <= 10 inputs a concat
+    widths = keras.Model(image, layers.Concatenate()([layers.Concatenate()(flat[:7]),
+                                                       layers.Concatenate()(flat[7:])]))
     models = {}
     for seed, (name, model) in enumerate((("mixed", mixed), ("kws_like", kws_like),
                                           ("pruned", pruned), ("depthwise", depthwise),
-                                          ("residual", residual), ("gemm", gemm))):
+                                          ("residual", residual), ("gemm", gemm),
+                                          ("widths", widths))):
         _randomize_biases(model, seed)
         if name == "pruned":
             _prune(model, 0.96, seed)
@@ -159,7 +183,7 @@ def _micro(model: Path, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @needs_host_cc
 @pytest.mark.parametrize("name", ("mixed", "kws_like", "pruned", "depthwise", "residual",
-                                  "gemm"))
+                                  "gemm", "widths"))
 @pytest.mark.parametrize("kernels", ("portable", "dsp"))
 def test_variant_is_bit_exact_with_tflite_micro_on_the_host(layer_models, name, kernels):
     raw, expected = _micro(layer_models[name], 8, seed=2)
@@ -167,7 +191,7 @@ def test_variant_is_bit_exact_with_tflite_micro_on_the_host(layer_models, name, 
     np.testing.assert_array_equal(generated, expected)
     assert len({row.tobytes() for row in expected}) > 4  # not a constant function
     used = {record.kernel for record in result.op_records}
-    if kernels == "dsp" and name not in ("pruned", "gemm"):
+    if kernels == "dsp" and name not in ("pruned", "gemm", "widths"):
         assert {"dsp_conv_2d", "dsp_depthwise_conv_2d"} <= used
     if name == "mixed":  # depth multiplier 2 and depth 10 stay portable
         assert "depthwise_conv_2d" in used and "fully_connected" in used
@@ -181,6 +205,29 @@ def test_variant_is_bit_exact_with_tflite_micro_on_the_host(layer_models, name, 
         assert {"conv_2d_sparse", "fully_connected_sparse"} <= used
     if name == "gemm" and kernels == "dsp":  # every conv on the GEMM path, FC depth 72
         assert used >= {"dsp_conv_2d", "dsp_fully_connected"} and "conv_2d" not in used
+    if name == "widths" and kernels == "dsp":  # every depthwise layer on a dsp layout
+        assert "dsp_depthwise_conv_2d" in used and "depthwise_conv_2d" not in used
+
+
+def _pair_layers(model: Path) -> list[tuple[dict, int]]:
+    """(window, pairs) of each dsp depthwise op codegen would emit (pairs 0: the four-channel
+    layout)."""
+    lowered = kernel_variant("dsp").specialize_ops(lower_graph(read_graph(model.read_bytes())))
+    return [(op.linear.window, op.arguments[9]) for op in lowered
+            if op.kernel == "dsp_depthwise_conv_2d"]
+
+
+def test_pair_layout_covers_every_row_width_class(layer_models):
+    """The widths model reaches each path of the pair layout's rows (and the clamp)."""
+    windows = _pair_layers(layer_models["widths"])
+    widths = {(window["stride_w"], window["out_w"]) for window, pairs in windows if pairs}
+    assert {(1, 1), (1, 2), (1, 3), (1, 5), (1, 6), (1, 9), (1, 11)} <= widths
+    assert {(2, 4), (2, 5), (2, 6)} <= widths
+    assert sum(pairs == 0 for _, pairs in windows) == 3  # the four-channel layout
+    assert any((window["act_min"], window["act_max"]) != (-128, 127)
+               for window, pairs in windows if pairs)  # clamped
+    assert all(pairs == dsp_variant.pair_count(window) for window, pairs in windows if pairs)
+    assert sum(window["stride_w"] == 2 for window, pairs in windows if pairs) == 3
 
 
 def _staged_flags(model: Path) -> list[int]:
@@ -196,7 +243,7 @@ def test_dsp_without_staged_constants_is_bit_exact_too(layer_models, monkeypatch
     kernels read them in place (flash), and must give the same integers."""
     assert set(_staged_flags(layer_models["gemm"])) == {1}
     monkeypatch.setattr(dsp_variant, "STAGE_BYTES", 0)
-    for name in ("gemm", "depthwise"):
+    for name in ("gemm", "depthwise", "widths"):
         assert set(_staged_flags(layer_models[name])) == {0}
         raw, expected = _micro(layer_models[name], 8, seed=4)
         generated, _ = _c_outputs(layer_models[name], "dsp", raw)
@@ -272,7 +319,7 @@ def _profile(model: Path, target: str, kernels: str):
 @needs_profile
 @pytest.mark.parametrize("target", ("cortex-m4", "cortex-m33"))
 def test_dsp_is_bit_exact_on_emulated_dsp_cores(layer_models, target):
-    for name in ("mixed", "kws_like", "depthwise", "residual", "gemm"):
+    for name in ("mixed", "kws_like", "depthwise", "residual", "gemm", "widths"):
         report = _profile(layer_models[name], target, "dsp")  # asserts: equals TFLite Micro
         assert report.kernels == "dsp" and report.target == target
         assert report.cycles > 0 and all(op.instructions > 0 for op in report.ops
@@ -404,3 +451,39 @@ def test_requant_words_fold_the_output_offset_and_constant_channels_exactly():
     # the same channel bounded to 2^20: its result is always 0, stored as M = 0
     folded = dsp_variant.requant_words([1 << 30], [-27], 1, -128, [2**20])
     assert folded[0] == 0 and _dsp_requantize(2**20, folded) == -128
+
+
+def _dsp_requantize_doubled(x2: int, q) -> int:
+    """es_dsp_requantize_doubled in exact integers (SMMLAR: the top word of a 64-bit sum)."""
+    high = ((int(q[1]) + (x2 >> 31)) + 2**31) % 2**32 - 2**31
+    return ((high * 2**32 + x2 * int(q[0]) + 2**31) >> 32) >> int(q[2])
+
+
+def test_doubled_requant_words_give_tflite_on_doubled_accumulators():
+    """The pair layout's requantization (accumulators doubled, one SMMLAR) equals TFLite's
+    requantize + offset for every accumulator within the bound, constant channels included;
+    accumulators whose double or top word could overflow int32 are refused."""
+    rng = np.random.default_rng(5)
+    multipliers = [1 << 30, 1_500_000_000, 2**31 - 1, 0, 1_320_764_593, 1_100_000_000]
+    shifts = [-2, -9, -20, -7, -27, -31]
+    bound = [2**29, 2**24, 2**20, 2**29, 2**30 - 1, 2**29]
+    constant = dsp_variant.reference_requantize(2**20, multipliers[4], shifts[4]) - 128
+    table = dsp_variant.requant_words(multipliers, shifts, 7, -128, bound, {4: constant})
+    doubled = dsp_variant.doubled_requant_words(table, bound)
+    assert doubled is not None
+    q = doubled.reshape(7, 3)
+    for channel in (0, 1, 2, 3, 5):
+        values = np.concatenate([rng.integers(-bound[channel], bound[channel], 3000),
+                                 [0, 1, -1, bound[channel], -bound[channel]],
+                                 # multiples of 2^(e - 1): ties where M = 2^30
+                                 (rng.integers(-1000, 1000, 200) << max(-shifts[channel] - 1, 0))
+                                 .clip(-bound[channel], bound[channel])])
+        for x in values.tolist():
+            expected = dsp_variant.reference_requantize(x, multipliers[channel],
+                                                        shifts[channel]) - 128
+            assert _dsp_requantize_doubled(2 * x, q[channel]) == expected, (channel, x)
+    assert _dsp_requantize_doubled(2 * 12345, q[4]) == constant
+    assert _dsp_requantize_doubled(-2 * 12345, q[6]) == -128  # padding channel: the offset
+    assert dsp_variant.doubled_requant_words(table, [2**30] * 6) is None  # 2x overflows
+    wide = dsp_variant.requant_words([1 << 30], [-24], 1, -128, [2**28])  # top word > 2^31
+    assert wide is not None and dsp_variant.doubled_requant_words(wide, [2**28]) is None

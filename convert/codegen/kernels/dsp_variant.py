@@ -10,7 +10,13 @@ C otherwise, so host builds are bit-exact too). At generation time each op is sp
   words (requant_words);
 - DEPTHWISE_CONV_2D with depth multiplier 1 -> dsp_depthwise_conv_2d: weights as int16 pairs
   in channel quads (depthwise weights are small: 2x their bytes), scratch a band of k_h padded
-  input rows, the output offset folded into the requantization words;
+  input rows, the output offset folded into the requantization words; 3x3 windows at stride 1
+  along rows, or 2 with rows of 4 outputs or more (pair_layout), take the pair layout
+  instead (when its constants are staged): int8 taps in flash (depthwise_pair_taps), expanded
+  in scratch to one block per channel of the weight pairs (w0, w1), (w0, w2), (w1, w2) of
+  each row, its requantization words and bias, weights and bias doubled for a one-SMMLAR
+  requantization (doubled_requant_words); scratch also the input rows as int16 column pairs
+  per channel;
 - both, when their constants are at most STAGE_BYTES, copy them into scratch (SRAM) first;
 - FULLY_CONNECTED with depth a multiple of 8 -> dsp_fully_connected: units in fours
   interleaved by 4 bytes.
@@ -182,6 +188,53 @@ def depthwise_weight_words(weights: np.ndarray, depth: int) -> np.ndarray:
     return (low | (high << 16)).astype(np.uint32).view(np.int32).reshape(-1)
 
 
+def depthwise_pair_taps(weights: np.ndarray, depth: int) -> np.ndarray:
+    """3x3 depthwise weights [taps][channels] (taps row-major) as the pair layout stores them
+    in flash: each channel's 9 int8 taps in 12 bytes (3 int32 words), channels zero-padded to
+    `depth`. The kernel expands them when it stages its constants (es_dsp_pair_constants)."""
+    taps, channels = weights.shape
+    padded = np.zeros((depth, 12), np.int8)
+    padded[:channels, :taps] = np.asarray(weights).T
+    return padded.view("<i4").reshape(-1).astype(np.int32)
+
+
+def doubled_requant_words(table: np.ndarray, accumulator_bound) -> np.ndarray | None:
+    """requant_table's words for accumulators held doubled (2x: the pair layout's doubled
+    weights and bias), as es_dsp_requantize_doubled computes them with one SMMLAR:
+    {M, 2 h, e} for {M, h, e - 1}. requantize(x) = floor((x M + K) / 2^(31 + e)) (see
+    es_dsp_requantize) = floor((2x M + 2^31 + (2h - [x < 0]) 2^32) / 2^(32 + e)): SMMLAR's
+    rounding constant is the low word, and the top word, shifted right by e, is the result.
+    Exact when 2x and that top word fit in int32 (|x| <= the bound, per channel); else None."""
+    words = np.asarray(table, np.int64).reshape(-1, 3).copy()
+    bound = np.zeros(len(words), np.int64)
+    given = np.asarray(accumulator_bound, np.int64).reshape(-1)
+    bound[:len(given)] = given
+    top = 2 * np.abs(words[:, 1]) + 2 + (2 * bound * words[:, 0]) // 2**32
+    if np.any(2 * bound >= 2**31) or np.any(top >= 2**31):
+        return None
+    words[:, 1] *= 2
+    words[:, 2] += 1
+    return words.reshape(-1).astype(np.int32)
+
+
+def pair_layout(window: dict) -> bool:
+    """dsp_depthwise_conv_2d's pair layout computes this window: 3x3, stride 1 along rows, or
+    2 with at least 4 outputs a row (shorter rows widen too many inputs per product: VWW's
+    3x3x128 output took 7.4 cycles/MAC, 7.0 on the four-channel layout); no dilation (the
+    band's three ring rows are then window rows 0, 1, 2 in some rotation)."""
+    stride_w = window["stride_w"]
+    return (window["k_h"] == 3 and window["k_w"] == 3 and window["dil_w"] == 1
+            and window["dil_h"] == 1 and (stride_w == 1 or stride_w == 2 and window["out_w"] >= 4))
+
+
+def pair_count(window: dict) -> int:
+    """Column pairs a pair-layout band row holds: those the last output reads (stride 1:
+    E[j + 1] of its pair j; stride 2: E[x + 1] of output x)."""
+    if window["stride_w"] == 2:
+        return window["out_w"] + 1
+    return (window["out_w"] + 1) // 2 + 1
+
+
 def band_overlap(window: dict) -> int:
     """Largest safe output shift for dsp_depthwise_conv_2d's order: each output row's input
     rows are copied to the band before any of the row is written."""
@@ -204,21 +257,34 @@ def _depthwise(op: LoweredOp) -> LoweredOp:
     width = (window["out_w"] - 1) * window["stride_w"] + (window["k_w"] - 1) * window["dil_w"] + 1
     folded = np.zeros(depth, np.int64)
     folded[:window["out_c"]] = linear.folded_bias
-    constants = (ConstantArray("int32_t", f"{prefix}_weights",
-                               depthwise_weight_words(linear.weights, depth)),
+    pairs = pair_count(window) if pair_layout(window) else 0
+    if pairs:  # accumulators doubled, for a one-SMMLAR requantization
+        taps = np.abs(np.asarray(linear.weights, np.int64)).sum(axis=0)
+        doubled = doubled_requant_words(requant, np.abs(folded[:window["out_c"]]) + 128 * taps)
+        pairs = pairs if doubled is not None else 0
+    # The pair layout's constants are expanded (13 words a channel) only in scratch (SRAM):
+    # it runs staged, or not at all.
+    if pairs and window["out_h"] * window["out_w"] > 1 and 52 * depth <= STAGE_BYTES:
+        weights, folded, requant = depthwise_pair_taps(linear.weights, depth), 2 * folded, doubled
+        constant_bytes, staged = 52 * depth, True
+        band_bytes = window["k_h"] * 4 * window["out_c"] * pairs
+    else:
+        pairs = 0
+        weights = depthwise_weight_words(linear.weights, depth)
+        constant_bytes = depth * (2 * window["k_h"] * window["k_w"] + 16)
+        staged = window["out_h"] * window["out_w"] > 1 and constant_bytes <= STAGE_BYTES
+        band_bytes = window["k_h"] * width * depth
+    constants = (ConstantArray("int32_t", f"{prefix}_weights", weights),
                  ConstantArray("int32_t", f"{prefix}_folded_bias", folded),
                  ConstantArray("int32_t", f"{prefix}_requant", requant))
-    constant_bytes = depth * (2 * window["k_h"] * window["k_w"] + 16)
-    staged = window["out_h"] * window["out_w"] > 1 and constant_bytes <= STAGE_BYTES
     arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
                  SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_requant"), depth,
                  width, int(math.gcd(window["dil_h"], window["k_h"]) == 1), int(staged),
-                 ScratchArg(op.index), TensorArg(op.outputs[0]))
+                 pairs, ScratchArg(op.index), TensorArg(op.outputs[0]))
     overlap = tuple((tensor, min(limit, band_overlap(window))) for tensor, limit in op.overlap)
     return dataclasses.replace(op, kernel="dsp_depthwise_conv_2d", arguments=arguments,
                                constants=constants, overlap=overlap,
-                               scratch_bytes=window["k_h"] * width * depth
-                               + (constant_bytes if staged else 0))
+                               scratch_bytes=band_bytes + (constant_bytes if staged else 0))
 
 
 def _fully_connected(op: LoweredOp) -> LoweredOp:

@@ -17,6 +17,8 @@ static inline uint32_t es_sxtb16_high(uint32_t x) {
 #define es_smlad(a, b, acc) __smlad((a), (b), (acc))
 #define es_smlabb(a, b, acc) __smlabb((a), (b), (acc))
 #define es_smlatt(a, b, acc) __smlatt((a), (b), (acc))
+#define es_smlabt(a, b, acc) __smlabt((a), (b), (acc))
+#define es_smlatb(a, b, acc) __smlatb((a), (b), (acc))
 #define es_sadd16(a, b) __sadd16((a), (b))
 #define es_ssat8(x) __ssat((x), 8)
 /* Bytewise signed max and min of two words (SSUB8 sets the GE flags SEL reads). */
@@ -47,6 +49,12 @@ static inline int32_t es_smlabb(uint32_t a, uint32_t b, int32_t acc) {
 }
 static inline int32_t es_smlatt(uint32_t a, uint32_t b, int32_t acc) {
   return (int32_t)((uint32_t)acc + (uint32_t)(es_high16(a) * es_high16(b)));
+}
+static inline int32_t es_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(es_low16(a) * es_high16(b)));
+}
+static inline int32_t es_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(es_high16(a) * es_low16(b)));
 }
 static inline uint32_t es_sadd16(uint32_t a, uint32_t b) {
   return es_halves(es_low16(a) + es_low16(b), es_high16(a) + es_high16(b));
