@@ -108,7 +108,7 @@ def profile_untrained(model, candidate: Candidate, config: TuneConfig,
                       calibration: np.ndarray) -> Footprint:
     """Convert the untrained (pruned) model as the candidate will be and profile it."""
     from edgeship.convert.tflite import export_tflite
-    from edgeship.profile.run import ProfileConfig, profile_model
+    from edgeship.profile.run import ProfileConfig, ProfileStopped, profile_model
 
     started = time.perf_counter()
     zero_smallest(model, candidate.prune_sparsity)
@@ -124,9 +124,16 @@ def profile_untrained(model, candidate: Candidate, config: TuneConfig,
             path.write_bytes(quantize_mixed(float_path, samples, "all"))
         else:
             path.write_bytes(export_tflite(model, samples, "int8", per_tensor))
-        report = profile_model(ProfileConfig(model=str(path), target=config.target,
-                                             clock_mhz=config.clock_mhz,
-                                             kernels=candidate.kernels))
+        try:  # stopped at the ms budget: a slow candidate is discarded without running it all
+            report = profile_model(ProfileConfig(model=str(path), target=config.target,
+                                                 clock_mhz=config.clock_mhz,
+                                                 kernels=candidate.kernels),
+                                   max_ms=config.max_ms)
+        except ProfileStopped as stopped:
+            return Footprint(ram=stopped.ram, flash=stopped.flash, ms=stopped.ms,
+                             source="profile of the untrained model, stopped past the ms "
+                             "budget (RAM without the stack)",
+                             seconds=time.perf_counter() - started)
     return Footprint(ram=int(report.ram["total"]), flash=int(report.flash["total"]),
                      ms=float(report.to_dict()["total"]["ms"]),
                      source="profile of the untrained model",

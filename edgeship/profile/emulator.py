@@ -61,6 +61,15 @@ class EmulatedRun:
     memory: dict = field(default_factory=dict)
 
 
+class CycleLimitReached(Exception):
+    """emulate stopped early: the estimated cycles (fetch stalls and taken-branch extras left
+    out, so a lower bound) passed the caller's limit after `cycles`."""
+
+    def __init__(self, cycles: float):
+        super().__init__(f"stopped after {cycles:,.0f} estimated cycles")
+        self.cycles = cycles
+
+
 @dataclass(frozen=True)
 class _Image:
     segments: list[tuple[int, bytes, int]]  # (physical address, file bytes, memory size)
@@ -193,7 +202,8 @@ def check_block_counting(elf_path: Path, target: Target, input_bytes: bytes) -> 
 
 
 def emulate(elf_path: Path, target: Target, input_bytes: bytes,
-            output_dtype: str = "int8", board: Board | None = None) -> EmulatedRun:
+            output_dtype: str = "int8", board: Board | None = None,
+            cycle_limit: float | None = None) -> EmulatedRun:
     """Run the firmware once on the target's CPU model and count per op.
 
     Args:
@@ -203,8 +213,11 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes,
             reset.
         output_dtype: the model's output element type.
         board: add the board's flash stalls (boards.FlashModel); None: zero-wait memory.
+        cycle_limit: stop once the blocks run cost more estimated cycles than this (a caller
+            that only needs to know a model is over a latency budget: tune's cheap check).
 
     Raises:
+        CycleLimitReached: cycle_limit was passed.
         MissingDependencyError: unicorn, capstone or pyelftools is not installed.
         ToolFailureError: the program faulted or never reached its stop address.
     """
@@ -220,7 +233,8 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes,
     timing = target.timing
     costs: dict[int, tuple[BlockCost, int]] = {}  # block address -> (cost, fall-through)
     per_op: dict[int, dict[int, int]] = {OUTSIDE: {}}
-    state = {"current": per_op[OUTSIDE], "previous": 0, "op": OUTSIDE}
+    state = {"current": per_op[OUTSIDE], "previous": 0, "op": OUTSIDE, "cycles": 0.0}
+    limit = float("inf") if cycle_limit is None else cycle_limit
     r0 = arm.UC_ARM_REG_R0
     flash = FlashModel(board) if board is not None else None
     stalls: dict[int, int] = {}
@@ -234,6 +248,9 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes,
         if address not in costs:
             costs[address] = (block_cost(decode(bytes(uc.mem_read(address, size)), address,
                                                 disassembler), timing), address + size)
+        state["cycles"] += costs[address][0].cycles
+        if state["cycles"] > limit:
+            uc.emu_stop()
         if flash is not None and address != boundary:
             stall = flash.fetch(address, size)
             if stall:
@@ -256,6 +273,8 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes,
                         if address < 0x20000000)
         uc.hook_add(unicorn.UC_HOOK_MEM_READ, on_flash_read, begin=0, end=flash_end - 1)
     _start(uc, image, done)
+    if state["cycles"] > limit:
+        raise CycleLimitReached(state["cycles"])
     pc = uc.reg_read(arm.UC_ARM_REG_PC) & ~1
     if pc != done and state["previous"] != done:
         raise ToolFailureError(f"the profile firmware stopped at 0x{pc:08x}, not at its end "

@@ -14,7 +14,7 @@ from edgeship.convert.codegen.kernels import KERNEL_CHOICES
 from edgeship.errors import UserInputError
 from edgeship.options import option
 from edgeship.profile.boards import get_board
-from edgeship.profile.emulator import OUTSIDE, emulate
+from edgeship.profile.emulator import OUTSIDE, CycleLimitReached, emulate
 from edgeship.profile.firmware import MODEL_NAME, build_firmware, section_bytes
 from edgeship.profile.report import OpProfile, ProfileReport
 from edgeship.profile.targets import TARGETS, get_target
@@ -127,13 +127,31 @@ def model_input(config: ProfileConfig, size: int, scale: float, zero_point: int,
     return data, {**described, "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> ProfileReport:
+class ProfileStopped(Exception):
+    """profile_model stopped at its cycle limit: what is known by then.
+
+    Attributes:
+        cycles: estimated cycles when it stopped (a lower bound of the whole run's).
+        ms: those cycles at the clock.
+        ram: the static buffer's bytes (activations, I/O, scratch; the stack not measured).
+        flash: code + weights of the linked program.
+    """
+
+    def __init__(self, cycles: float, ms: float, ram: int, flash: int):
+        super().__init__(f"over {ms:.3g} ms: stopped after {cycles:,.0f} estimated cycles")
+        self.cycles, self.ms, self.ram, self.flash = cycles, ms, ram, flash
+
+
+def profile_model(config: ProfileConfig, build_dir: Path | None = None,
+                  max_ms: float | None = None) -> ProfileReport:
     """Profile an int8 .tflite on an emulated Cortex-M core.
 
     Args:
         config: the model, target and input.
         build_dir: keep the generated C and the firmware (profile.elf) there; by default
             they go to a temporary folder that is removed.
+        max_ms: stop the emulation once the estimate passes this many ms at the clock
+            (ProfileStopped): a caller asking only whether a latency budget is met.
 
     Returns:
         Per-op and total instructions and estimated cycles, flash and RAM.
@@ -165,9 +183,14 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None) -> Profi
                                                    generated.input.zero_point, io_types[0])
         firmware = build_firmware(work / "src", target, work,
                                   generated.c_sources, generated.include_dirs, io_types)
-        run = emulate(firmware.elf, target, input_bytes, io_types[1], board)
         flash = {name.strip("."): section_bytes(firmware.elf, (name,))
                  for name in (".text", ".rodata", ".data")}
+        try:
+            run = emulate(firmware.elf, target, input_bytes, io_types[1], board,
+                          cycle_limit=None if max_ms is None else max_ms * clock_mhz * 1000)
+        except CycleLimitReached as stopped:
+            raise ProfileStopped(stopped.cycles, stopped.cycles / (clock_mhz * 1000),
+                                 generated.arena_bytes, sum(flash.values())) from None
     graph_ops = generated.op_records
     ops = []
     for op in graph_ops:

@@ -159,6 +159,29 @@ def test_the_keras_lower_bound_never_exceeds_the_profiled_footprint(small_datase
         assert bound.ram == 14 * 14 * 64
 
 
+@needs_profile_tools
+def test_the_cheap_check_stops_the_emulation_past_the_ms_budget():
+    """A candidate far over the latency budget is not emulated to its end: the estimate
+    stops once it passes the budget, and the footprint says so."""
+    from edgeship.train.datasets import load_dataset
+    from edgeship.tune_check import over_budget, profile_untrained, untrained_model
+    from edgeship.tune_space import Candidate
+
+    data = load_dataset("mnist5k")
+    candidate = Candidate("dscnn", kernels="portable")
+    full = profile_untrained(untrained_model(candidate, TuneConfig(out="x"),
+                                             data.x_train.shape[1:], 10),
+                             candidate, TuneConfig(out="x"), data.x_train[:16])
+    budget = TuneConfig(out="x", max_ms=full.ms / 10)
+    stopped = profile_untrained(untrained_model(candidate, budget, data.x_train.shape[1:], 10),
+                                candidate, budget, data.x_train[:16])
+    assert "stopped" in stopped.source and "stopped" not in full.source
+    # a lower bound of the whole run, just past the budget, far below the full estimate
+    assert budget.max_ms < stopped.ms < full.ms / 5
+    assert over_budget(stopped, budget) == ["ms"]
+    assert stopped.flash == full.flash and 0 < stopped.ram <= full.ram
+
+
 # --- depth, input resolution, the pruner ----------------------------------------------------------
 
 def test_dscnn_blocks_set_its_depth_and_the_default_model_is_unchanged():
