@@ -204,13 +204,17 @@ def test_page_runs_the_tflite_in_litert_js_with_python_litert_outputs(
     scores = (page_raw - io["output"]["zero_point"]) * np.float32(io["output"]["scale"])
     np.testing.assert_allclose([result["scores"] for result in results], scores, rtol=1e-6)
     assert np.mean(page_classes == mnist5k.y_test[indices]) >= 0.8
-    assert all(result["latencyMs"] > 0 for result in results)
+    # performance.now() is coarsened (100 us in Chromium without cross-origin isolation): a
+    # tiny model's single inference may read 0, their sum may not
+    assert all(result["latencyMs"] >= 0 for result in results)
+    assert sum(result["latencyMs"] for result in results) > 0
 
     with open_backend("litert", converted_run.out_dir / "model_float.tflite") as backend:
         float_classes = backend.infer(x).argmax(axis=1)
     page_float_classes = np.asarray([result["reference"]["predicted"] for result in results])
     np.testing.assert_array_equal(page_float_classes, float_classes)
-    assert all(result["reference"]["latencyMs"] > 0 for result in results)
+    assert all(result["reference"]["latencyMs"] >= 0 for result in results)
+    assert sum(result["reference"]["latencyMs"] for result in results) > 0
 
     assert report["tapped"] == {"shown": config["class_names"][page_classes[3]], "selected": 1}
     assert report["drawing"]["predicted"] == config["class_names"].index("1")
