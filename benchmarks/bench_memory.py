@@ -132,9 +132,8 @@ def steps(path: Path, kernels: str) -> dict:
 
 def bit_exact(path: Path, kernels: str, samples: int) -> bool:
     """The generated C (NAME_run, host compiler) equals TFLite Micro on random inputs."""
-    from edgeship.convert.codegen import CodegenConfig, generate_c
-    from edgeship.runtime.backends import TensorInfo, open_backend
-    from edgeship.runtime.backends.c import CompiledCBackend
+    from edgeship.c_backend import compile_generated
+    from edgeship.runtime.backends import open_backend
 
     with open_backend("tflm", path) as backend:
         described = backend.inputs()[0]
@@ -146,12 +145,7 @@ def bit_exact(path: Path, kernels: str, samples: int) -> bool:
             limits = np.iinfo(described.dtype)
             raw = rng.integers(limits.min, limits.max + 1, shape, dtype=described.dtype)
         expected = np.asarray(backend.infer_raw(raw)).reshape(samples, -1)
-    folder = tempfile.TemporaryDirectory(prefix="bench-memory-")
-    result = generate_c(CodegenConfig(model=str(path), out=folder.name, kernels=kernels))
-    info = [TensorInfo(role, (-1, *io.shape[1:]), io.dtype, io.scale, io.zero_point)
-            for role, io in (("input", result.input), ("output", result.output))]
-    compiled = CompiledCBackend(path, folder, [Path(folder.name) / "model.c"], "model", *info,
-                                "-O2", facts={})
+    compiled, _ = compile_generated(path, kernels=kernels)
     try:
         generated = np.asarray(compiled.infer_raw(raw)).reshape(samples, -1)
     finally:

@@ -64,17 +64,9 @@ def mobilenet_v2(size: int, folder: Path) -> Path:
 
 def host_outputs(model: Path, raw: np.ndarray, kernels: str, **options):
     """(outputs of the host-compiled generated C on raw, CodegenResult)."""
-    from edgeship.convert.codegen import CodegenConfig, generate_c
-    from edgeship.runtime.backends import TensorInfo
-    from edgeship.runtime.backends.c import CompiledCBackend
+    from edgeship.c_backend import compile_generated
 
-    folder = tempfile.TemporaryDirectory(prefix="bench_patches_")
-    result = generate_c(CodegenConfig(model=str(model), out=folder.name, kernels=kernels,
-                                      **options))
-    info = [TensorInfo(role, (-1, *io.shape[1:]), "int8", io.scale, io.zero_point)
-            for role, io in (("input", result.input), ("output", result.output))]
-    backend = CompiledCBackend(model, folder, [Path(folder.name) / "model.c"], "model", *info,
-                               "-O2", facts={})
+    backend, result = compile_generated(model, kernels=kernels, **options)
     try:
         return np.asarray(backend.infer_raw(raw)).reshape(len(raw), -1), result
     finally:

@@ -87,6 +87,11 @@ class CompiledCBackend(Backend):
         self._input_size = int(np.prod(inputs.shape[1:]))
         self._output_size = int(np.prod(outputs.shape[1:]))
 
+    @property
+    def folder(self) -> Path:
+        """The folder the backend owns (the sources and the library) until close."""
+        return Path(self._folder.name)
+
     def infer_raw(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
         if batch.dtype != np.dtype(self._inputs[0].dtype):

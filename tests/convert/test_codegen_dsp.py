@@ -15,18 +15,17 @@ accumulators) against TFLite's on random and extreme values."""
 
 import dataclasses
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edgeship.c_backend import compile_generated
 from edgeship.convert.codegen import CodegenConfig, generate_c, lower_graph, plan_memory, read_graph
 from edgeship.convert.codegen.kernels import dsp_variant, kernel_variant, resolve_kernels
 from edgeship.convert.codegen.lowering.sparse import decode_sparse, encode_sparse
 from edgeship.convert.codegen.plan import scratch_key
-from edgeship.runtime.backends import TensorInfo, open_backend
-from edgeship.runtime.backends.c import CompiledCBackend
+from edgeship.runtime.backends import open_backend
 
 needs_host_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                    reason="no host C compiler")
@@ -162,12 +161,7 @@ def layer_models(tmp_path_factory) -> dict[str, Path]:
 
 def _c_outputs(model: Path, kernels: str, raw: np.ndarray) -> tuple[np.ndarray, object]:
     """The generated C of one variant, compiled for the host (-Wall -Wextra -Werror), run."""
-    folder = tempfile.TemporaryDirectory(prefix="edgeship_dsp_")
-    generated = generate_c(CodegenConfig(model=str(model), out=folder.name, kernels=kernels))
-    info = [TensorInfo(role, (-1, *io.shape[1:]), "int8", io.scale, io.zero_point)
-            for role, io in (("input", generated.input), ("output", generated.output))]
-    backend = CompiledCBackend(model, folder, [Path(folder.name) / "model.c"], "model", *info,
-                               "-O2", facts={})
+    backend, generated = compile_generated(model, kernels=kernels)
     try:
         return np.asarray(backend.infer_raw(raw)).reshape(len(raw), -1), generated
     finally:

@@ -13,16 +13,16 @@ by name.
 import ctypes
 import importlib.util
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edgeship.c_backend import compile_generated
 from edgeship.convert.codegen import CodegenConfig, generate_c, lower_graph, read_graph
 from edgeship.errors import UserInputError
-from edgeship.runtime.backends import TensorInfo, open_backend
-from edgeship.runtime.backends.c import CompiledCBackend, compile_shared_library
+from edgeship.runtime.backends import open_backend
+from edgeship.runtime.backends.c import compile_shared_library
 
 needs_host_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                    reason="no host C compiler")
@@ -211,12 +211,7 @@ def _assert_bit_exact(path: Path, kernels: str = "portable", count: int = 1000) 
     raw = _random_inputs(path, count)
     with open_backend("tflm", path) as backend:
         expected = np.asarray(backend.infer_raw(raw)).reshape(count, -1)
-    folder = tempfile.TemporaryDirectory(prefix="edgeship_int16_")
-    generated = generate_c(CodegenConfig(model=str(path), out=folder.name, kernels=kernels))
-    info = [TensorInfo(role, (-1, *io.shape[1:]), io.dtype, io.scale, io.zero_point)
-            for role, io in (("input", generated.input), ("output", generated.output))]
-    backend = CompiledCBackend(path, folder, [Path(folder.name) / "model.c"], "model", *info,
-                               "-O2", facts={})
+    backend, _ = compile_generated(path, kernels=kernels)
     try:
         outputs = np.asarray(backend.infer_raw(raw)).reshape(count, -1)
     finally:

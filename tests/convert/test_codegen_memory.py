@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeship.c_backend import compile_generated
 from edgeship.convert.codegen import CodegenConfig, generate_c, read_graph
 from edgeship.convert.codegen.lowering import LOWERINGS, lower_graph
 from edgeship.convert.codegen.lowering.fold import fold_constants
 from edgeship.convert.codegen.plan import plan_memory, tensor_bytes
 from edgeship.profile.report import ProfileReport
-from edgeship.runtime.backends import TensorInfo, open_backend
-from edgeship.runtime.backends.c import CompiledCBackend, find_c_compiler
+from edgeship.runtime.backends import open_backend
+from edgeship.runtime.backends.c import find_c_compiler
 
 needs_host_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                    reason="no host C compiler")
@@ -103,11 +104,7 @@ def _generated(model: Path, kernels: str = "portable", **options):
 
 def _c_outputs(model: Path, raw: np.ndarray, kernels: str = "portable", **options):
     """NAME_run of the generated C, compiled for the host (-Wall -Wextra -Werror), on raw."""
-    folder, result = _generated(model, kernels, **options)
-    info = [TensorInfo(role, (-1, *io.shape[1:]), "int8", io.scale, io.zero_point)
-            for role, io in (("input", result.input), ("output", result.output))]
-    backend = CompiledCBackend(model, folder, [Path(folder.name) / "model.c"], "model", *info,
-                               "-O2", facts={})
+    backend, result = compile_generated(model, kernels=kernels, **options)
     try:
         return np.asarray(backend.infer_raw(raw)).reshape(len(raw), -1), result
     finally:

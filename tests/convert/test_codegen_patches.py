@@ -13,18 +13,18 @@ import argparse
 import json
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgeship.convert.codegen import CodegenConfig, generate_c, lower_graph, read_graph
+from edgeship.c_backend import compile_generated
+from edgeship.convert.codegen import CodegenConfig, lower_graph, read_graph
 from edgeship.convert.codegen.patches import PatchedStage, plan_with_patches, stage_length
 from edgeship.errors import UserInputError
 from edgeship.options import add_options, option_values
-from edgeship.runtime.backends import TensorInfo, open_backend
-from edgeship.runtime.backends.c import CompiledCBackend, compile_shared_library
+from edgeship.runtime.backends import open_backend
+from edgeship.runtime.backends.c import compile_shared_library
 
 needs_host_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                    reason="no host C compiler")
@@ -104,15 +104,10 @@ def _micro(model: Path, raw: np.ndarray) -> np.ndarray:
 def _c_outputs(model: Path, raw: np.ndarray, **options):
     """NAME_run of the generated C, compiled for the host (-Wall -Wextra -Werror), on raw,
     and the result (with the reports written, read before the folder goes)."""
-    folder = tempfile.TemporaryDirectory(prefix="edgeship_patches_")
-    result = generate_c(CodegenConfig(model=str(model), out=folder.name, **options))
-    reports = {name: json.loads((Path(folder.name) / f"model_{name}.json").read_text())
-               for name in ("codegen", "ops")}
-    info = [TensorInfo(role, (-1, *io.shape[1:]), "int8", io.scale, io.zero_point)
-            for role, io in (("input", result.input), ("output", result.output))]
-    backend = CompiledCBackend(model, folder, [Path(folder.name) / "model.c"], "model", *info,
-                               "-O2", facts={})
+    backend, result = compile_generated(model, **options)
     try:
+        reports = {name: json.loads((backend.folder / f"model_{name}.json").read_text())
+                   for name in ("codegen", "ops")}
         return np.asarray(backend.infer_raw(raw)).reshape(len(raw), -1), result, reports
     finally:
         backend.close()
