@@ -93,7 +93,12 @@ def profile_one(model: Path, target: str, kernels: str, clock_mhz: float | None 
     began = time.perf_counter()
     report = profile_model(config, build_dir=build_dir)
     seconds = time.perf_counter() - began
-    input_bytes, _ = model_input(config, report.ram["input"], 1.0, 0)
+    from edgeship.tflite_graph import read_graph
+
+    graph = read_graph(Path(model).read_bytes())
+    described = graph.tensors[graph.inputs[0]]  # the input profile fed: its type and quantization
+    input_bytes, _ = model_input(config, described.size, described.scale,
+                                 described.zero_point, described.dtype)
     data = report.to_dict()
     data["profile_seconds"] = round(seconds, 2)
     data["bit_exact_with_tflite_micro"] = matches_tflite_micro(model, input_bytes,
