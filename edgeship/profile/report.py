@@ -123,6 +123,15 @@ class ProfileReport:
                 + f"flash {self.flash['total']:,} B, "
                 f"RAM {self.ram['total']:,} B (`edgeship profile` for the per-op table)")
 
+    def memory_model(self) -> str:
+        """What the cycle estimate assumes of the memory: the board's flash model, or none."""
+        board = self.cycle_model.get("board")
+        if not board:
+            return "zero-wait-state memory"
+        stalls = self.cycle_model.get("memory_stall_cycles", 0)
+        return (f"board {self.board}: flash wait states and caches modelled, "
+                f"{stalls:,.0f} stall cycles included")
+
     def table(self) -> str:
         """The per-op table and the totals, as the console shows them."""
         live = {index: live_bytes for index, _, live_bytes in self.memory_timeline}
@@ -137,9 +146,8 @@ class ProfileReport:
                      f"{total['ms']:.3f}", f"{total['macs']:,}", _ratio(total["cycles_per_mac"]),
                      _live(None if peak is None else peak[2], False)])
         header = (f"{Path(self.model).name} ({self.kernels} kernels) on {self.target} at "
-                  f"{self.clock_mhz:g} MHz "
-                  f"(cycles and ms: an estimate from Arm's instruction timings, zero-wait-state "
-                  f"memory; instructions: counted in the emulator)")
+                  f"{self.clock_mhz:g} MHz (cycles and ms: an estimate from Arm's instruction "
+                  f"timings, {self.memory_model()}; instructions: counted in the emulator)")
         memory = (f"flash {self.flash['total']:,} B (text {self.flash['text']:,}, rodata "
                   f"{self.flash['rodata']:,}, data {self.flash['data']:,}; harness "
                   f"{self.flash['harness']:,}); RAM {self.ram['total']:,} B (one static "

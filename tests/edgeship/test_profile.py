@@ -338,6 +338,10 @@ def test_board_model_adds_flash_stalls_deterministically_and_names_the_board(
     dense = next(index for index, op in enumerate(first["ops"]) if op["op"] == "FULLY_CONNECTED")
     assert first["ops"][dense]["cycles"] > zero_wait["ops"][dense]["cycles"]
     assert first["total"]["cycles"] > zero_wait["total"]["cycles"]
+    # the console's header says which memory the estimate assumed
+    assert "flash wait states and caches modelled" in completed.stdout
+    assert "NUCLEO-L4R5ZI" in completed.stdout.splitlines()[0]
+    assert "zero-wait-state" not in completed.stdout.splitlines()[0]
 
 
 @needs_emulator
