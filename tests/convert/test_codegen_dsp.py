@@ -227,7 +227,7 @@ def test_pair_layout_covers_every_row_width_class(layer_models):
 def _staged_flags(model: Path) -> list[int]:
     """The `staged` argument of each dsp conv and depthwise call codegen would emit."""
     lowered = kernel_variant("dsp").specialize_ops(lower_graph(read_graph(model.read_bytes())))
-    position = {"dsp_conv_2d": 7, "dsp_depthwise_conv_2d": 8}
+    position = {"dsp_conv_2d": 6, "dsp_depthwise_conv_2d": 8}
     return [op.arguments[position[op.kernel]] for op in lowered if op.kernel in position]
 
 

@@ -7,7 +7,7 @@ C otherwise, so host builds are bit-exact too). At generation time each op is sp
   zero-padded to a multiple of 8 (2x2 register blocking); scratch holds the two windows
   widened to int16 and interleaved (4 bytes per tap), and their im2col rows unless the window
   is one pixel of a multiple of 8 channels; the output offset folded into the requantization
-  words (requant_words);
+  words (requant_words), which come with the biases per channel pair (conv_pair_words);
 - DEPTHWISE_CONV_2D with depth multiplier 1 -> dsp_depthwise_conv_2d: weights as int16 pairs
   in channel quads (depthwise weights are small: 2x their bytes), scratch a band of k_h padded
   input rows, the output offset folded into the requantization words; 3x3 windows at stride 1
@@ -93,18 +93,33 @@ def _conv(op: LoweredOp) -> LoweredOp:
         return op
     direct = window_is_pixel(window) and window["in_c"] % 8 == 0
     prefix = f"op{op.index}"
+    words = conv_pair_words(linear.folded_bias, requant)
     constants = (ConstantArray("int8_t", f"{prefix}_weights", interleave_rows(linear.weights, 2, row)),
-                 ConstantArray("int32_t", f"{prefix}_folded_bias", linear.folded_bias),
-                 ConstantArray("int32_t", f"{prefix}_requant", requant))
+                 ConstantArray("int32_t", f"{prefix}_words", words))
     # Every pixel pair reads all of them: staged in SRAM when small and read more than once.
-    constant_bytes = window["out_c"] * (row + 16)
+    constant_bytes = window["out_c"] * row + 4 * len(words)
     staged = window["out_h"] * window["out_w"] > 2 and constant_bytes <= STAGE_BYTES
     arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
-                 SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_requant"), row,
-                 int(direct), int(staged), ScratchArg(op.index), TensorArg(op.outputs[0]))
+                 SymbolArg(f"{prefix}_words"), row, int(direct), int(staged),
+                 ScratchArg(op.index), TensorArg(op.outputs[0]))
     scratch = (4 if direct else 6) * row + (constant_bytes if staged else 0)
     return dataclasses.replace(op, kernel="dsp_conv_2d", arguments=arguments,
                                constants=constants, scratch_bytes=scratch)
+
+
+def conv_pair_words(folded_bias, requant: np.ndarray) -> np.ndarray:
+    """dsp_conv_2d's per-channel-pair words: [bias 0, bias 1, {M, K, e - 1} of channel 0, the
+    same of channel 1] (ES_DSP_CONV_PAIR_WORDS = 8), so one pointer walks them; an odd last
+    channel fills a pair's first half (bias, bias slot, its words, zeros)."""
+    bias = np.asarray(folded_bias, np.int64).reshape(-1)
+    channels = len(bias)
+    pairs = (channels + 1) // 2
+    padded_bias = np.zeros(2 * pairs, np.int64)
+    padded_bias[:channels] = bias
+    table = np.zeros((2 * pairs, 3), np.int64)
+    table[:channels] = np.asarray(requant, np.int64).reshape(-1, 3)[:channels]
+    words = np.concatenate([padded_bias.reshape(pairs, 2), table.reshape(pairs, 6)], axis=1)
+    return words.reshape(-1).astype(np.int32)
 
 
 def requant_table(linear, channels: int, output_offset: int = 0,

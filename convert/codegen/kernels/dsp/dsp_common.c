@@ -121,29 +121,31 @@ static inline int32_t es_dsp_requantize(int32_t x, const int32_t *q) {
   return (int32_t)(sum >> 32) >> q[2];
 }
 
-/* Four requantized values (output offset added) as four int8 bytes in one word, clamped
- * to the activation range: `lows` and `highs` hold act_min and act_max in every byte. On DSP
- * cores each value is saturated (SSAT) and inserted with BFI: 8 instructions to pack. */
+/* Four requantized values (output offset added) as four int8 bytes in one word, each
+ * saturated to int8. On DSP cores each value is saturated (SSAT) and inserted with BFI: 8
+ * instructions. */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #define ES_DSP_INSERT_BYTE(word, value, lsb) \
   __asm("bfi %0, %1, #" #lsb ", #8" : "+r"(word) : "r"(value))
-static inline uint32_t es_dsp_pack4(int32_t v0, int32_t v1, int32_t v2, int32_t v3,
-                                    uint32_t lows, uint32_t highs) {
+static inline uint32_t es_dsp_saturate4(int32_t v0, int32_t v1, int32_t v2, int32_t v3) {
   uint32_t word = (uint8_t)__ssat(v0, 8);
   ES_DSP_INSERT_BYTE(word, __ssat(v1, 8), 8);
   ES_DSP_INSERT_BYTE(word, __ssat(v2, 8), 16);
   ES_DSP_INSERT_BYTE(word, __ssat(v3, 8), 24);
-  return es_min8(es_max8(word, lows), highs);
+  return word;
 }
 #else
-static inline uint32_t es_dsp_pack4(int32_t v0, int32_t v1, int32_t v2, int32_t v3,
-                                    uint32_t lows, uint32_t highs) {
-  const uint32_t word = (uint32_t)(uint8_t)es_ssat8(v0) | (uint32_t)(uint8_t)es_ssat8(v1) << 8 |
-                        (uint32_t)(uint8_t)es_ssat8(v2) << 16 |
-                        (uint32_t)(uint8_t)es_ssat8(v3) << 24;
-  return es_min8(es_max8(word, lows), highs);
+static inline uint32_t es_dsp_saturate4(int32_t v0, int32_t v1, int32_t v2, int32_t v3) {
+  return (uint32_t)(uint8_t)es_ssat8(v0) | (uint32_t)(uint8_t)es_ssat8(v1) << 8 |
+         (uint32_t)(uint8_t)es_ssat8(v2) << 16 | (uint32_t)(uint8_t)es_ssat8(v3) << 24;
 }
 #endif
+/* The same, clamped to the activation range: `lows` and `highs` hold act_min and act_max in
+ * every byte (two bytewise SEL steps on DSP cores). */
+static inline uint32_t es_dsp_pack4(int32_t v0, int32_t v1, int32_t v2, int32_t v3,
+                                    uint32_t lows, uint32_t highs) {
+  return es_min8(es_max8(es_dsp_saturate4(v0, v1, v2, v3), lows), highs);
+}
 
 /* Copy `bytes` bytes (a multiple of 4) four words at a time, the four loads adjacent so they
  * pipeline: constants staged from flash into SRAM scratch (dsp_variant.STAGE_BYTES). */

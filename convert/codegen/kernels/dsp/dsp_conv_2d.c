@@ -8,38 +8,38 @@
  * pair reuses the widening. Weights, laid out at generation time: output channels in pairs,
  * each pair's rows interleaved four bytes at a time ([pair][group][channel 0: 4 bytes]
  * [channel 1: 4 bytes]), rows zero-padded to `row` (a multiple of 8); an odd last channel's
- * row follows alone. Requantization is es_dsp_requantize, its words holding the output
- * offset (dsp_variant.requant_words). With `staged`, the weights, folded biases and
- * requantization words are first copied into scratch (SRAM): every pixel pair reads all of
- * them, and from flash each read would go through the flash cache (a few 16-byte lines on
- * an STM32L4). */
+ * row follows alone. Biases and requantization words (es_dsp_requantize's, holding the
+ * output offset) come interleaved per channel pair (dsp_variant.conv_pair_words). With
+ * `staged`, the weights and those words are first copied into scratch (SRAM): every pixel
+ * pair reads all of them, and from flash each read would go through the flash cache (a few
+ * 16-byte lines on an STM32L4). */
 /* @section dsp_conv_2d needs common linear_common dsp_common */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-/* One step (four taps) in ARM assembly. Register plan, 13 registers and no stack (gcc's
+/* One step (four taps) in ARM assembly. Register plan, 14 registers and no stack (gcc's
  * allocation of the C spilled accumulators): a0, a1, b0, b1 (window a or b, channel 0 or 1);
- * x, w, end; al, ah, bl, bh (the windows' widened taps: four adjacent loads, which pipeline
- * to 5 cycles on the M4, the weight load after them to 1 more); wv (a channel's four weight
- * bytes, then its taps 1 and 3) and wl (its taps 0 and 2). Per step: 6 loads, 4 SXTB16 and
- * 8 SMLADs for 16 MACs. */
+ * x, w, end; al, ah, bl, bh (the windows' widened taps) and wv, wv2 (each channel's four
+ * weight bytes, then their taps 1 and 3): six adjacent loads, which pipeline to 7 cycles on
+ * the M4; wl (a channel's taps 0 and 2). Per step: 6 loads, 4 SXTB16 and 8 SMLADs for 16
+ * MACs. */
 #define ES_DSP_CONV_STEP_ASM                   \
   "ldr %[al], [%[x]], #4\n\t"                  \
   "ldr %[ah], [%[x]], #4\n\t"                  \
   "ldr %[bl], [%[x]], #4\n\t"                  \
   "ldr %[bh], [%[x]], #4\n\t"                  \
   "ldr %[wv], [%[w]], #4\n\t"                  \
+  "ldr %[wv2], [%[w]], #4\n\t"                 \
   "sxtb16 %[wl], %[wv]\n\t"                    \
   "smlad %[a0], %[al], %[wl], %[a0]\n\t"       \
   "smlad %[b0], %[bl], %[wl], %[b0]\n\t"       \
   "sxtb16 %[wv], %[wv], ror #8\n\t"            \
   "smlad %[a0], %[ah], %[wv], %[a0]\n\t"       \
   "smlad %[b0], %[bh], %[wv], %[b0]\n\t"       \
-  "ldr %[wv], [%[w]], #4\n\t"                  \
-  "sxtb16 %[wl], %[wv]\n\t"                    \
+  "sxtb16 %[wl], %[wv2]\n\t"                   \
   "smlad %[a1], %[al], %[wl], %[a1]\n\t"       \
   "smlad %[b1], %[bl], %[wl], %[b1]\n\t"       \
-  "sxtb16 %[wv], %[wv], ror #8\n\t"            \
-  "smlad %[a1], %[ah], %[wv], %[a1]\n\t"       \
-  "smlad %[b1], %[bh], %[wv], %[b1]\n\t"
+  "sxtb16 %[wv2], %[wv2], ror #8\n\t"          \
+  "smlad %[a1], %[ah], %[wv2], %[a1]\n\t"      \
+  "smlad %[b1], %[bh], %[wv2], %[b1]\n\t"
 
 /* a0, a1 (window a, channels 0 and 1), b0, b1 (window b) += the widened windows at x times
  * the channel pair's weights at w until x == end: eight taps first when the row is an odd
@@ -48,12 +48,12 @@
 #define ES_DSP_CONV_OPERANDS                                                              \
   : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [x] "+r"(x), [w] "+r"(w), \
     [al] "=&r"(al), [ah] "=&r"(ah), [bl] "=&r"(bl), [bh] "=&r"(bh), [wv] "=&r"(wv),       \
-    [wl] "=&r"(wl)                                                                        \
+    [wv2] "=&r"(wv2), [wl] "=&r"(wl)                                                      \
   : [end] "r"(end)                                                                        \
   : "cc", "memory"
 #define ES_DSP_CONV_DOT(x, w, end, odd_eights)                                            \
   do {                                                                                    \
-    uint32_t al, ah, bl, bh, wv, wl;                                                      \
+    uint32_t al, ah, bl, bh, wv, wv2, wl;                                                 \
     if (odd_eights) {                                                                     \
       __asm__(ES_DSP_CONV_STEP_ASM ES_DSP_CONV_STEP_ASM ES_DSP_CONV_OPERANDS);            \
     }                                                                                     \
@@ -88,42 +88,71 @@ static inline int8_t es_dsp_finish(int32_t acc, const int32_t *q, const es_windo
   return (int8_t)es_clamp(es_dsp_requantize(acc, q), p->act_min, p->act_max);
 }
 
-/* Per pixel pair: widen both windows into scratch; then per channel pair the dot product
- * (above), and the four accumulators requantized (no offset to add: it is in the words),
- * saturated, packed into one word [a0 a1 b0 b1], clamped to the activation range with two
- * bytewise SEL steps, and stored as two halfwords: window b's first, so that when there is
- * no window b (b aliases a) window a's store is the one that stands. No branch per block. */
+/* Words per output channel pair (dsp_variant.conv_pair_words): the two folded biases, then
+ * each channel's requantization words {M, K, e - 1} (es_dsp_requantize, the output offset in
+ * K), so the pair loop walks one pointer. */
+#define ES_DSP_CONV_PAIR_WORDS 8
+
+/* The output channel pairs of one pixel pair (windows widened at `scratch`): the dot product
+ * (above), the four accumulators requantized (no offset to add: it is in the words),
+ * saturated and packed into one word [a0 a1 b0 b1], clamped to the activation range with two
+ * bytewise SEL steps unless the range is all of int8 (`clamp` is a constant at each call, so
+ * the compiler drops the clamp from the other copy), and stored as two halfwords: window b's
+ * first (at `b_step` bytes after window a's), so that when there is no window b (b_step 0)
+ * window a's store is the one that stands. No branch per pair. */
+static inline __attribute__((always_inline)) const int8_t *es_dsp_conv_pairs(
+    const int8_t *scratch, const int8_t *end, int odd_eights, const int8_t *w,
+    const int32_t *words, const int32_t *words_end, int32_t b_step, uint32_t lows,
+    uint32_t highs, const int clamp, int8_t *out) {
+  for (; words != words_end; words += ES_DSP_CONV_PAIR_WORDS, out += 2) {
+    int32_t a0 = words[0], a1 = words[1];
+    int32_t b0 = a0, b1 = a1;
+    const int8_t *x = scratch;
+    uint32_t packed;
+    ES_DSP_CONV_DOT(x, w, end, odd_eights);
+    packed = es_dsp_saturate4(es_dsp_requantize(a0, words + 2), es_dsp_requantize(a1, words + 5),
+                              es_dsp_requantize(b0, words + 2), es_dsp_requantize(b1, words + 5));
+    if (clamp) {
+      packed = es_min8(es_max8(packed, lows), highs);
+    }
+    es_store_half(out + b_step, packed >> 16);
+    es_store_half(out, packed);
+  }
+  return w;
+}
+
+/* Per pixel pair: widen both windows into scratch, then every output channel pair
+ * (es_dsp_conv_pairs) and an odd last channel. `words`: ES_DSP_CONV_PAIR_WORDS per channel
+ * pair, an odd last channel's words as a pair's first half. */
 static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t *weights,
-                           const int32_t *folded_bias, const int32_t *requant, int32_t row,
-                           int direct, int staged, int8_t *scratch, int8_t *output) {
+                           const int32_t *words, int32_t row, int direct, int staged,
+                           int8_t *scratch, int8_t *output) {
   const int32_t pixels = p->out_h * p->out_w;
   const int32_t out_c = p->out_c;
   const int32_t pairs = out_c / 2;
+  const int32_t word_count = ES_DSP_CONV_PAIR_WORDS * ((out_c + 1) / 2);
   const uint32_t lows = es_dsp_bytes(p->act_min), highs = es_dsp_bytes(p->act_max);
+  const int clamp = p->act_min > -128 || p->act_max < 127;
   int8_t *windows = scratch + 4 * row;
   const int8_t *end = scratch + 4 * row;
   const int odd_eights = row % 16 != 0;
-  int32_t pixel, pair, g;
+  int32_t pixel, g;
   if (staged) {
     int8_t *copy = windows + (direct ? 0 : 2 * row);
     es_dsp_stage(copy, weights, out_c * row);
     weights = copy;
     copy += out_c * row;
-    es_dsp_stage(copy, folded_bias, 4 * out_c);
-    folded_bias = (const int32_t *)(void *)copy;
-    copy += 4 * out_c;
-    es_dsp_stage(copy, requant, 12 * out_c);
-    requant = (const int32_t *)(void *)copy;
+    es_dsp_stage(copy, words, 4 * word_count);
+    words = (const int32_t *)(void *)copy;
   }
   for (pixel = 0; pixel < pixels; pixel += 2) {
     const int two = pixel + 1 < pixels;
     const int8_t *a = es_window_row(p, input, pixel, row, direct, windows);
     const int8_t *b = two ? es_window_row(p, input, pixel + 1, row, direct, windows + row) : a;
-    int8_t *out_a = output + pixel * out_c;
-    int8_t *out_b = two ? out_a + out_c : out_a;
-    const int8_t *w = weights;
-    const int32_t *bias = folded_bias;
-    const int32_t *q = requant;
+    int8_t *out = output + pixel * out_c;
+    const int32_t b_step = two ? out_c : 0;
+    const int32_t *words_end = words + ES_DSP_CONV_PAIR_WORDS * pairs;
+    const int8_t *w;
     int8_t *wide = scratch;
     for (g = 0; g < row; g += 4) {
       const uint32_t va = es_word(a + g), vb = es_word(b + g);
@@ -133,32 +162,23 @@ static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t
       es_store_word(wide + 12, es_sxtb16_high(vb));
       wide += 16;
     }
-    for (pair = 0; pair < pairs; ++pair) {
-      int32_t a0 = bias[0], a1 = bias[1];
-      int32_t b0 = a0, b1 = a1;
-      const int8_t *x = scratch;
-      uint32_t packed;
-      ES_DSP_CONV_DOT(x, w, end, odd_eights);
-      packed = es_dsp_pack4(es_dsp_requantize(a0, q), es_dsp_requantize(a1, q + 3),
-                            es_dsp_requantize(b0, q), es_dsp_requantize(b1, q + 3), lows,
-                            highs);
-      es_store_half(out_b, packed >> 16);
-      es_store_half(out_a, packed);
-      out_a += 2;
-      out_b += 2;
-      bias += 2;
-      q += 6;
+    if (clamp) {
+      w = es_dsp_conv_pairs(scratch, end, odd_eights, weights, words, words_end, b_step, lows,
+                            highs, 1, out);
+    } else {
+      w = es_dsp_conv_pairs(scratch, end, odd_eights, weights, words, words_end, b_step, lows,
+                            highs, 0, out);
     }
     if (out_c % 2) {
-      int32_t acc_a = bias[0], acc_b = bias[0];
+      int32_t acc_a = words_end[0], acc_b = words_end[0];
       for (g = 0; g < row; g += 4) {
         const int8_t *x = scratch + 4 * g;
         const uint32_t wv = es_word(w + g);
         acc_a = es_dsp_dot4(acc_a, es_word(x), es_word(x + 4), wv);
         acc_b = es_dsp_dot4(acc_b, es_word(x + 8), es_word(x + 12), wv);
       }
-      *out_b = es_dsp_finish(acc_b, q, p);
-      *out_a = es_dsp_finish(acc_a, q, p);
+      out[out_c - 1 + b_step] = es_dsp_finish(acc_b, words_end + 2, p);
+      out[out_c - 1] = es_dsp_finish(acc_a, words_end + 2, p);
     }
   }
 }
