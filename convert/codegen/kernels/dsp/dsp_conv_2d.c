@@ -121,6 +121,66 @@ static inline __attribute__((always_inline)) const int8_t *es_dsp_conv_pairs(
   return w;
 }
 
+/* Where kernel row k_y of output pixel `pixel`'s window is, as int8 taps: in place in the
+ * input when the row lies inside it, else gathered into `edge` (the zero point outside). */
+static inline const int8_t *es_dsp_kernel_row(const es_window *p, const int8_t *input,
+                                              int32_t pixel, int32_t k_y, int8_t *edge) {
+  const int32_t out_y = pixel / p->out_w;
+  const int32_t in_y = out_y * p->stride_h - p->pad_h + k_y * p->dil_h;
+  const int32_t in_x0 = (pixel - out_y * p->out_w) * p->stride_w - p->pad_w;
+  const int zero_point = -p->input_offset;
+  int32_t k_x;
+  if (in_y < 0 || in_y >= p->in_h) {
+    memset(edge, zero_point, (size_t)(p->k_w * p->in_c));
+    return edge;
+  }
+  if (p->dil_w == 1 && in_x0 >= 0 && in_x0 + p->k_w <= p->in_w) {
+    return input + (in_y * p->in_w + in_x0) * p->in_c;
+  }
+  for (k_x = 0; k_x < p->k_w; ++k_x) {
+    const int32_t in_x = in_x0 + k_x * p->dil_w;
+    if (in_x < 0 || in_x >= p->in_w) {
+      memset(edge + k_x * p->in_c, zero_point, (size_t)p->in_c);
+    } else {
+      memcpy(edge + k_x * p->in_c, input + (in_y * p->in_w + in_x) * p->in_c, (size_t)p->in_c);
+    }
+  }
+  return edge;
+}
+
+/* The windows of output pixels a and b (b = a when there is no second pixel) widened
+ * straight from the input into the interleaved scratch, one kernel row at a time, when a
+ * kernel row is whole words (k_w * in_c a multiple of 4): no im2col copy of rows inside the
+ * input (es_dsp_kernel_row), then the zero padding to `row` taps. `edges`: 2 k_w in_c bytes.
+ * Not inlined: inlined, it changed the register allocation of the pair loop beside it
+ * (measured: KWS +0.8%, VWW +1.1% estimated cycles). */
+static __attribute__((noinline)) void es_dsp_widen_windows(const es_window *p,
+                                                           const int8_t *input, int32_t pixel_a,
+                                                           int32_t pixel_b, int32_t row,
+                                                           int8_t *edges, int8_t *wide) {
+  const int32_t row_bytes = p->k_w * p->in_c;
+  int32_t k_y, g;
+  for (k_y = 0; k_y < p->k_h; ++k_y) {
+    const int8_t *a = es_dsp_kernel_row(p, input, pixel_a, k_y, edges);
+    const int8_t *b = es_dsp_kernel_row(p, input, pixel_b, k_y, edges + row_bytes);
+    for (g = 0; g < row_bytes; g += 4) {
+      const uint32_t va = es_word(a + g), vb = es_word(b + g);
+      es_store_word(wide, es_sxtb16_low(va));
+      es_store_word(wide + 4, es_sxtb16_high(va));
+      es_store_word(wide + 8, es_sxtb16_low(vb));
+      es_store_word(wide + 12, es_sxtb16_high(vb));
+      wide += 16;
+    }
+  }
+  for (g = p->k_h * row_bytes; g < row; g += 4) {
+    es_store_word(wide, 0);
+    es_store_word(wide + 4, 0);
+    es_store_word(wide + 8, 0);
+    es_store_word(wide + 12, 0);
+    wide += 16;
+  }
+}
+
 /* Per pixel pair: widen both windows into scratch, then every output channel pair
  * (es_dsp_conv_pairs) and an odd last channel. `words`: ES_DSP_CONV_PAIR_WORDS per channel
  * pair, an odd last channel's words as a pair's first half. */
@@ -133,6 +193,8 @@ static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t
   const int32_t word_count = ES_DSP_CONV_PAIR_WORDS * ((out_c + 1) / 2);
   const uint32_t lows = es_dsp_bytes(p->act_min), highs = es_dsp_bytes(p->act_max);
   const int clamp = p->act_min > -128 || p->act_max < 127;
+  /* Kernel rows of whole words: each window widened straight from the input. */
+  const int whole_rows = !direct && (p->k_w * p->in_c) % 4 == 0;
   int8_t *windows = scratch + 4 * row;
   const int8_t *end = scratch + 4 * row;
   const int odd_eights = row % 16 != 0;
@@ -147,20 +209,24 @@ static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t
   }
   for (pixel = 0; pixel < pixels; pixel += 2) {
     const int two = pixel + 1 < pixels;
-    const int8_t *a = es_window_row(p, input, pixel, row, direct, windows);
-    const int8_t *b = two ? es_window_row(p, input, pixel + 1, row, direct, windows + row) : a;
     int8_t *out = output + pixel * out_c;
     const int32_t b_step = two ? out_c : 0;
     const int32_t *words_end = words + ES_DSP_CONV_PAIR_WORDS * pairs;
     const int8_t *w;
-    int8_t *wide = scratch;
-    for (g = 0; g < row; g += 4) {
-      const uint32_t va = es_word(a + g), vb = es_word(b + g);
-      es_store_word(wide, es_sxtb16_low(va));
-      es_store_word(wide + 4, es_sxtb16_high(va));
-      es_store_word(wide + 8, es_sxtb16_low(vb));
-      es_store_word(wide + 12, es_sxtb16_high(vb));
-      wide += 16;
+    if (whole_rows) {
+      es_dsp_widen_windows(p, input, pixel, two ? pixel + 1 : pixel, row, windows, scratch);
+    } else {
+      const int8_t *a = es_window_row(p, input, pixel, row, direct, windows);
+      const int8_t *b = two ? es_window_row(p, input, pixel + 1, row, direct, windows + row) : a;
+      int8_t *wide = scratch;
+      for (g = 0; g < row; g += 4) {
+        const uint32_t va = es_word(a + g), vb = es_word(b + g);
+        es_store_word(wide, es_sxtb16_low(va));
+        es_store_word(wide + 4, es_sxtb16_high(va));
+        es_store_word(wide + 8, es_sxtb16_low(vb));
+        es_store_word(wide + 12, es_sxtb16_high(vb));
+        wide += 16;
+      }
     }
     if (clamp) {
       w = es_dsp_conv_pairs(scratch, end, odd_eights, weights, words, words_end, b_step, lows,
