@@ -121,6 +121,16 @@ static inline __attribute__((always_inline)) const int8_t *es_dsp_conv_pairs(
   return w;
 }
 
+/* One 16-byte group of the interleaved scratch: four taps of window a (word va) and of
+ * window b (vb), widened in SXTB16 order; returns the next group. */
+static inline int8_t *es_dsp_widen_group(int8_t *wide, uint32_t va, uint32_t vb) {
+  es_store_word(wide, es_sxtb16_low(va));
+  es_store_word(wide + 4, es_sxtb16_high(va));
+  es_store_word(wide + 8, es_sxtb16_low(vb));
+  es_store_word(wide + 12, es_sxtb16_high(vb));
+  return wide + 16;
+}
+
 /* Where kernel row k_y of output pixel `pixel`'s window is, as int8 taps: in place in the
  * input when the row lies inside it, else gathered into `edge` (the zero point outside). */
 static inline const int8_t *es_dsp_kernel_row(const es_window *p, const int8_t *input,
@@ -165,11 +175,7 @@ static __attribute__((noinline)) void es_dsp_widen_windows(const es_window *p,
     const int8_t *b = es_dsp_kernel_row(p, input, pixel_b, k_y, edges + row_bytes);
     for (g = 0; g < row_bytes; g += 4) {
       const uint32_t va = es_word(a + g), vb = es_word(b + g);
-      es_store_word(wide, es_sxtb16_low(va));
-      es_store_word(wide + 4, es_sxtb16_high(va));
-      es_store_word(wide + 8, es_sxtb16_low(vb));
-      es_store_word(wide + 12, es_sxtb16_high(vb));
-      wide += 16;
+      wide = es_dsp_widen_group(wide, va, vb);
     }
   }
   for (g = p->k_h * row_bytes; g < row; g += 4) {
@@ -221,11 +227,7 @@ static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t
       int8_t *wide = scratch;
       for (g = 0; g < row; g += 4) {
         const uint32_t va = es_word(a + g), vb = es_word(b + g);
-        es_store_word(wide, es_sxtb16_low(va));
-        es_store_word(wide + 4, es_sxtb16_high(va));
-        es_store_word(wide + 8, es_sxtb16_low(vb));
-        es_store_word(wide + 12, es_sxtb16_high(vb));
-        wide += 16;
+        wide = es_dsp_widen_group(wide, va, vb);
       }
     }
     if (clamp) {
