@@ -244,6 +244,23 @@ def test_dsp_without_staged_constants_is_bit_exact_too(layer_models, monkeypatch
         np.testing.assert_array_equal(generated, expected)
 
 
+@needs_host_cc
+def test_dsp_add_with_staged_tables_is_bit_exact(layer_models, monkeypatch):
+    """The residual model's ADD (343 values) reads its tables in place; staged from 1 element
+    up, it copies them into scratch first, and must give the same integers."""
+    def add_scratch(model):
+        lowered = kernel_variant("dsp").specialize_ops(
+            lower_graph(read_graph(model.read_bytes())))
+        return [op.scratch_bytes for op in lowered if op.kernel == "dsp_add"]
+
+    assert add_scratch(layer_models["residual"]) == [0]
+    monkeypatch.setattr(dsp_variant, "ADD_STAGE_ELEMENTS", 1)
+    assert add_scratch(layer_models["residual"]) == [2048]
+    raw, expected = _micro(layer_models["residual"], 16, seed=5)
+    generated, _ = _c_outputs(layer_models["residual"], "dsp", raw)
+    np.testing.assert_array_equal(generated, expected)
+
+
 def test_dsp_specializations_and_weight_layouts():
     """Pairs of conv rows interleaved 4 bytes at a time, rows zero-padded; FC in fours."""
     weights = np.arange(3 * 6, dtype=np.int8).reshape(3, 6)

@@ -5,7 +5,9 @@
  * input byte as unsigned); what is left per element is two table reads, one add and
  * es_dsp_requantize. Four elements per step: one word of each input, the four results
  * saturated and clamped to the fused activation's range together (es_dsp_pack4) and stored
- * as one word; a tail of size % 4 elements goes one at a time. */
+ * as one word; a tail of size % 4 elements goes one at a time. With `staged` (scratch in
+ * SRAM, dsp_variant.ADD_STAGE_ELEMENTS elements or more) the two tables are first copied
+ * there: their reads are random, and from flash most would miss the flash cache. */
 /* @section dsp_add needs common dsp_common */
 static inline int32_t es_dsp_add_one(uint32_t byte1, uint32_t byte2, const int32_t *table1,
                                      const int32_t *table2, const int32_t *requant,
@@ -16,9 +18,15 @@ static inline int32_t es_dsp_add_one(uint32_t byte1, uint32_t byte2, const int32
 static void es_dsp_add(int32_t size, const int8_t *input1, const int8_t *input2,
                        const int32_t *table1, const int32_t *table2, const int32_t *requant,
                        int32_t output_offset, int32_t act_min, int32_t act_max,
-                       int8_t *output) {
+                       int8_t *staged, int8_t *output) {
   const uint32_t lows = es_dsp_bytes(act_min), highs = es_dsp_bytes(act_max);
   int32_t i;
+  if (staged) {
+    es_dsp_stage(staged, table1, 4 * 256);
+    es_dsp_stage(staged + 4 * 256, table2, 4 * 256);
+    table1 = (const int32_t *)(void *)staged;
+    table2 = (const int32_t *)(void *)(staged + 4 * 256);
+  }
   for (i = 0; i + 4 <= size; i += 4) {
     const uint32_t a = es_word(input1 + i), b = es_word(input2 + i);
     es_store_word(output + i,
