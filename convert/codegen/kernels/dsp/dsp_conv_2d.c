@@ -131,6 +131,47 @@ static inline int8_t *es_dsp_widen_group(int8_t *wide, uint32_t va, uint32_t vb)
   return wide + 16;
 }
 
+/* Two groups (eight taps of each window, read at a and b) widened into the interleaved
+ * scratch at `wide`; returns the next group. On DSP cores in ARM assembly so the four loads
+ * and the eight stores each run back to back (they pipeline: 5 and 9 cycles on the M4; gcc
+ * interleaved the stores with the SXTB16s, 31 cycles where this takes 22). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static inline int8_t *es_dsp_widen_two_groups(int8_t *wide, const int8_t *a, const int8_t *b) {
+  uint32_t va, vb, va2, vb2, t0, t1, t2, t3;
+  /* volatile: its effect is the stores; gcc drops a plain asm whose outputs go unused. */
+  __asm__ volatile("ldr %[va], [%[a]]\n\t"
+          "ldr %[vb], [%[b]]\n\t"
+          "ldr %[va2], [%[a], #4]\n\t"
+          "ldr %[vb2], [%[b], #4]\n\t"
+          "sxtb16 %[t0], %[va]\n\t"
+          "sxtb16 %[va], %[va], ror #8\n\t"
+          "sxtb16 %[t1], %[vb]\n\t"
+          "sxtb16 %[vb], %[vb], ror #8\n\t"
+          "sxtb16 %[t2], %[va2]\n\t"
+          "sxtb16 %[va2], %[va2], ror #8\n\t"
+          "sxtb16 %[t3], %[vb2]\n\t"
+          "sxtb16 %[vb2], %[vb2], ror #8\n\t"
+          "str %[t0], [%[wide]], #4\n\t"
+          "str %[va], [%[wide]], #4\n\t"
+          "str %[t1], [%[wide]], #4\n\t"
+          "str %[vb], [%[wide]], #4\n\t"
+          "str %[t2], [%[wide]], #4\n\t"
+          "str %[va2], [%[wide]], #4\n\t"
+          "str %[t3], [%[wide]], #4\n\t"
+          "str %[vb2], [%[wide]], #4\n\t"
+          : [wide] "+r"(wide), [va] "=&r"(va), [vb] "=&r"(vb), [va2] "=&r"(va2),
+            [vb2] "=&r"(vb2), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)
+          : [a] "r"(a), [b] "r"(b)
+          : "memory");
+  return wide;
+}
+#else
+static inline int8_t *es_dsp_widen_two_groups(int8_t *wide, const int8_t *a, const int8_t *b) {
+  return es_dsp_widen_group(es_dsp_widen_group(wide, es_word(a), es_word(b)), es_word(a + 4),
+                            es_word(b + 4));
+}
+#endif
+
 /* Where kernel row k_y of output pixel `pixel`'s window is, as int8 taps: in place in the
  * input when the row lies inside it, else gathered into `edge` (the zero point outside). */
 static inline const int8_t *es_dsp_kernel_row(const es_window *p, const int8_t *input,
@@ -173,9 +214,11 @@ static __attribute__((noinline)) void es_dsp_widen_windows(const es_window *p,
   for (k_y = 0; k_y < p->k_h; ++k_y) {
     const int8_t *a = es_dsp_kernel_row(p, input, pixel_a, k_y, edges);
     const int8_t *b = es_dsp_kernel_row(p, input, pixel_b, k_y, edges + row_bytes);
-    for (g = 0; g < row_bytes; g += 4) {
-      const uint32_t va = es_word(a + g), vb = es_word(b + g);
-      wide = es_dsp_widen_group(wide, va, vb);
+    for (g = 0; g + 8 <= row_bytes; g += 8) {
+      wide = es_dsp_widen_two_groups(wide, a + g, b + g);
+    }
+    if (g < row_bytes) {
+      wide = es_dsp_widen_group(wide, es_word(a + g), es_word(b + g));
     }
   }
   for (g = p->k_h * row_bytes; g < row; g += 4) {
@@ -225,9 +268,8 @@ static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t
       const int8_t *a = es_window_row(p, input, pixel, row, direct, windows);
       const int8_t *b = two ? es_window_row(p, input, pixel + 1, row, direct, windows + row) : a;
       int8_t *wide = scratch;
-      for (g = 0; g < row; g += 4) {
-        const uint32_t va = es_word(a + g), vb = es_word(b + g);
-        wide = es_dsp_widen_group(wide, va, vb);
+      for (g = 0; g < row; g += 8) {  /* row: a multiple of 8 */
+        wide = es_dsp_widen_two_groups(wide, a + g, b + g);
       }
     }
     if (clamp) {
