@@ -244,6 +244,28 @@ def test_dsp_without_staged_constants_is_bit_exact_too(layer_models, monkeypatch
         np.testing.assert_array_equal(generated, expected)
 
 
+def _conv_chunks(model: Path) -> list[tuple[int, int]]:
+    """(out_c, chunk) of each dsp conv codegen would emit (chunk: channels staged at a time)."""
+    lowered = kernel_variant("dsp").specialize_ops(lower_graph(read_graph(model.read_bytes())))
+    return [(op.linear.window["out_c"], op.arguments[7]) for op in lowered
+            if op.kernel == "dsp_conv_2d"]
+
+
+@needs_host_cc
+def test_dsp_conv_staged_in_channel_chunks_is_bit_exact(layer_models, monkeypatch):
+    """Constants larger than STAGE_BYTES are staged a chunk of output channels at a time (an
+    odd last channel in the last chunk); the integers must not change."""
+    assert all(chunk == out_c for out_c, chunk in _conv_chunks(layer_models["gemm"]))
+    monkeypatch.setattr(dsp_variant, "STAGE_BYTES", 200)
+    for name in ("gemm", "mixed", "kws_like"):
+        chunks = _conv_chunks(layer_models[name])
+        assert any(0 < chunk < out_c for out_c, chunk in chunks), chunks
+        assert any(out_c % 2 and chunk < out_c for out_c, chunk in chunks) or name != "gemm"
+        raw, expected = _micro(layer_models[name], 8, seed=6)
+        generated, _ = _c_outputs(layer_models[name], "dsp", raw)
+        np.testing.assert_array_equal(generated, expected)
+
+
 @needs_host_cc
 def test_dsp_add_with_staged_tables_is_bit_exact(layer_models, monkeypatch):
     """The residual model's ADD (343 values) reads its tables in place; staged from 1 element

@@ -235,11 +235,9 @@ static __attribute__((noinline)) void es_dsp_widen_windows(const es_window *p,
  * pair, an odd last channel's words as a pair's first half. */
 static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t *weights,
                            const int32_t *words, int32_t row, int direct, int staged,
-                           int8_t *scratch, int8_t *output) {
+                           int32_t chunk, int8_t *scratch, int8_t *output) {
   const int32_t pixels = p->out_h * p->out_w;
   const int32_t out_c = p->out_c;
-  const int32_t pairs = out_c / 2;
-  const int32_t word_count = ES_DSP_CONV_PAIR_WORDS * ((out_c + 1) / 2);
   const uint32_t lows = es_dsp_bytes(p->act_min), highs = es_dsp_bytes(p->act_max);
   const int clamp = p->act_min > -128 || p->act_max < 127;
   /* Kernel rows of whole words: each window widened straight from the input. */
@@ -247,48 +245,59 @@ static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t
   int8_t *windows = scratch + 4 * row;
   const int8_t *end = scratch + 4 * row;
   const int odd_eights = row % 16 != 0;
-  int32_t pixel, g;
-  if (staged) {
-    int8_t *copy = windows + (direct ? 0 : 2 * row);
-    es_dsp_stage(copy, weights, out_c * row);
-    weights = copy;
-    copy += out_c * row;
-    es_dsp_stage(copy, words, 4 * word_count);
-    words = (const int32_t *)(void *)copy;
-  }
-  for (pixel = 0; pixel < pixels; pixel += 2) {
-    const int two = pixel + 1 < pixels;
-    int8_t *out = output + pixel * out_c;
-    const int32_t b_step = two ? out_c : 0;
-    const int32_t *words_end = words + ES_DSP_CONV_PAIR_WORDS * pairs;
-    const int8_t *w;
-    if (whole_rows) {
-      es_dsp_widen_windows(p, input, pixel, two ? pixel + 1 : pixel, row, windows, scratch);
-    } else {
-      const int8_t *a = es_window_row(p, input, pixel, row, direct, windows);
-      const int8_t *b = two ? es_window_row(p, input, pixel + 1, row, direct, windows + row) : a;
-      int8_t *wide = scratch;
-      for (g = 0; g < row; g += 8) {  /* row: a multiple of 8 */
-        wide = es_dsp_widen_two_groups(wide, a + g, b + g);
-      }
+  int32_t first, pixel, g;
+  /* Output channels in chunks of `chunk` (even; out_c when the layer's constants fit the
+   * stage at once): each chunk's weights and words are staged, then every pixel pair runs
+   * over them, so weights too large to stage whole still come from flash once. */
+  for (first = 0; first < out_c; first += chunk) {
+    const int32_t count = out_c - first < chunk ? out_c - first : chunk;
+    const int32_t pairs = count / 2;
+    const int8_t *chunk_weights = weights + first * row;
+    const int32_t *chunk_words = words + ES_DSP_CONV_PAIR_WORDS * (first / 2);
+    const int32_t *words_end;
+    if (staged) {
+      int8_t *copy = windows + (direct ? 0 : 2 * row);
+      es_dsp_stage(copy, chunk_weights, count * row);
+      chunk_weights = copy;
+      copy += count * row;
+      es_dsp_stage(copy, chunk_words, 4 * ES_DSP_CONV_PAIR_WORDS * ((count + 1) / 2));
+      chunk_words = (const int32_t *)(void *)copy;
     }
-    if (clamp) {
-      w = es_dsp_conv_pairs(scratch, end, odd_eights, weights, words, words_end, b_step, lows,
-                            highs, 1, out);
-    } else {
-      w = es_dsp_conv_pairs(scratch, end, odd_eights, weights, words, words_end, b_step, lows,
-                            highs, 0, out);
-    }
-    if (out_c % 2) {
-      int32_t acc_a = words_end[0], acc_b = words_end[0];
-      for (g = 0; g < row; g += 4) {
-        const int8_t *x = scratch + 4 * g;
-        const uint32_t wv = es_word(w + g);
-        acc_a = es_dsp_dot4(acc_a, es_word(x), es_word(x + 4), wv);
-        acc_b = es_dsp_dot4(acc_b, es_word(x + 8), es_word(x + 12), wv);
+    words_end = chunk_words + ES_DSP_CONV_PAIR_WORDS * pairs;
+    for (pixel = 0; pixel < pixels; pixel += 2) {
+      const int two = pixel + 1 < pixels;
+      int8_t *out = output + pixel * out_c + first;
+      const int32_t b_step = two ? out_c : 0;
+      const int8_t *w;
+      if (whole_rows) {
+        es_dsp_widen_windows(p, input, pixel, two ? pixel + 1 : pixel, row, windows, scratch);
+      } else {
+        const int8_t *a = es_window_row(p, input, pixel, row, direct, windows);
+        const int8_t *b =
+            two ? es_window_row(p, input, pixel + 1, row, direct, windows + row) : a;
+        int8_t *wide = scratch;
+        for (g = 0; g < row; g += 8) {  /* row: a multiple of 8 */
+          wide = es_dsp_widen_two_groups(wide, a + g, b + g);
+        }
       }
-      out[out_c - 1 + b_step] = es_dsp_finish(acc_b, words_end + 2, p);
-      out[out_c - 1] = es_dsp_finish(acc_a, words_end + 2, p);
+      if (clamp) {
+        w = es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words, words_end,
+                              b_step, lows, highs, 1, out);
+      } else {
+        w = es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words, words_end,
+                              b_step, lows, highs, 0, out);
+      }
+      if (count % 2) {
+        int32_t acc_a = words_end[0], acc_b = words_end[0];
+        for (g = 0; g < row; g += 4) {
+          const int8_t *x = scratch + 4 * g;
+          const uint32_t wv = es_word(w + g);
+          acc_a = es_dsp_dot4(acc_a, es_word(x), es_word(x + 4), wv);
+          acc_b = es_dsp_dot4(acc_b, es_word(x + 8), es_word(x + 12), wv);
+        }
+        out[count - 1 + b_step] = es_dsp_finish(acc_b, words_end + 2, p);
+        out[count - 1] = es_dsp_finish(acc_a, words_end + 2, p);
+      }
     }
   }
 }
