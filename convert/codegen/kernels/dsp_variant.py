@@ -17,7 +17,9 @@ C otherwise, so host builds are bit-exact too). At generation time each op is sp
   each row, its requantization words and bias, weights and bias doubled for a one-SMMLAR
   requantization (doubled_requant_words); scratch also the input rows as int16 column pairs
   per channel;
-- both, when their constants are at most STAGE_BYTES, copy them into scratch (SRAM) first;
+- both, when their constants are at most STAGE_BYTES, copy them into scratch (SRAM) first
+  (conv: weights widened to int16 on the way, and a chunk of output channels at a time when
+  they do not fit whole, conv_stage_chunk);
 - FULLY_CONNECTED with depth a multiple of 8 -> dsp_fully_connected: units in fours
   interleaved by 4 bytes.
 - ADD of two same-shape int8 tensors -> dsp_add: each input's rescaling a 256-entry int32
@@ -49,7 +51,10 @@ from edgeship.convert.codegen.lowering.sparse import SparseRule, sparsify, windo
 # a layer's weights do not fit. Staging costs RAM (the scratch grows by this much at most)
 # and one copy per inference. Measured with --board nucleo-l4r5zi: 6 KB holds every KWS
 # layer (7.09 -> 6.06 M cycles); 20 KB also ResNet-8's 3x3 convolutions up to 32 -> 64
-# channels (23.30 -> 22.73 M; RAM 37,068 -> 44,552 B, below X-CUBE-AI's 56,672).
+# channels (23.30 -> 22.73 M; RAM 37,068 -> 44,552 B, below X-CUBE-AI's 56,672). Since conv
+# weights are staged widened to int16 (twice the bytes, one cycle less per 16 MACs) and
+# larger layers in chunks: ResNet-8 20.50 -> 20.04 M, RAM 44,608 -> 53,824 B (12 KB: 20.70 M,
+# 46,720 B; 16 KB: 20.44 M, 50,272 B); KWS 5.08 -> 4.92 M, RAM 16,816 -> 19,496 B.
 STAGE_BYTES = 20480
 
 # An ADD of this many elements or more copies its two rescaling tables (2 KB) into scratch
@@ -113,7 +118,7 @@ def _conv(op: LoweredOp) -> LoweredOp:
     arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
                  SymbolArg(f"{prefix}_words"), row, int(direct), int(staged), chunk,
                  ScratchArg(op.index), TensorArg(op.outputs[0]))
-    scratch = (4 if direct else 6) * row + (chunk * (row + 16) if staged else 0)
+    scratch = (4 if direct else 6) * row + (chunk * (2 * row + 16) if staged else 0)
     # In chunks, every chunk reads the whole input again after earlier chunks wrote their
     # outputs for every pixel: the output may not overlap the input.
     overlap = op.overlap if chunk == window["out_c"] else ()
@@ -122,14 +127,15 @@ def _conv(op: LoweredOp) -> LoweredOp:
 
 
 def conv_stage_chunk(out_c: int, row: int) -> int:
-    """Output channels dsp_conv_2d stages at a time: all of them when their weights (row
-    bytes each) and words (16 bytes each) fit STAGE_BYTES, else the most (an even number) that
-    fit; 0 when not even two fit. Measured with --board nucleo-l4r5zi on ResNet-8's last 3x3
-    convolution (64 -> 64 channels, 37,888 bytes, two chunks): 3.50 -> 3.27 M cycles, its
-    windows widened twice instead of its weights read from flash for every pixel pair."""
-    if out_c * (row + 16) <= STAGE_BYTES:
+    """Output channels dsp_conv_2d stages at a time: all of them when their weights (staged
+    widened to int16: 2 row bytes each) and words (16 bytes each) fit STAGE_BYTES, else the
+    most (an even number) that fit; 0 when not even two fit. Measured with --board
+    nucleo-l4r5zi on ResNet-8's last 3x3 convolution (64 -> 64 channels, 37,888 bytes as
+    int8, two chunks): 3.50 -> 3.27 M cycles, its windows widened twice instead of its weights
+    read from flash for every pixel pair."""
+    if out_c * (2 * row + 16) <= STAGE_BYTES:
         return out_c
-    return STAGE_BYTES // (row + 16) // 2 * 2
+    return STAGE_BYTES // (2 * row + 16) // 2 * 2
 
 
 def conv_pair_words(folded_bias, requant: np.ndarray) -> np.ndarray:

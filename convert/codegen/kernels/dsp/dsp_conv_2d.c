@@ -10,9 +10,9 @@
  * [channel 1: 4 bytes]), rows zero-padded to `row` (a multiple of 8); an odd last channel's
  * row follows alone. Biases and requantization words (es_dsp_requantize's, holding the
  * output offset) come interleaved per channel pair (dsp_variant.conv_pair_words). With
- * `staged`, the weights and those words are first copied into scratch (SRAM): every pixel
- * pair reads all of them, and from flash each read would go through the flash cache (a few
- * 16-byte lines on an STM32L4). */
+ * `staged`, the weights (widened to int16 on the way, es_dsp_stage_widened) and those words
+ * are first copied into scratch (SRAM): every pixel pair reads all of them, and from flash
+ * each read would go through the flash cache (a few 16-byte lines on an STM32L4). */
 /* @section dsp_conv_2d needs common linear_common dsp_common */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 /* One step (four taps) in ARM assembly. Register plan, 14 registers and no stack (gcc's
@@ -40,6 +40,49 @@
   "sxtb16 %[wv2], %[wv2], ror #8\n\t"          \
   "smlad %[a1], %[ah], %[wv2], %[a1]\n\t"      \
   "smlad %[b1], %[bh], %[wv2], %[b1]\n\t"
+
+/* The same step on weights staged widened (es_dsp_stage_widened: [channel 0: taps 0,2]
+ * [channel 0: taps 1,3][channel 1: ...], int16): no SXTB16 left. Register plan, 13
+ * registers: the four accumulators, x, w, end, the four window words and wl, wh (one
+ * channel's weight words at a time). Six adjacent loads (7 cycles), four SMLADs, two more
+ * loads (3 cycles), four SMLADs: 18 cycles for 16 MACs where the int8 step takes 19. */
+#define ES_DSP_CONV_STEP16_ASM                 \
+  "ldr %[al], [%[x]], #4\n\t"                  \
+  "ldr %[ah], [%[x]], #4\n\t"                  \
+  "ldr %[bl], [%[x]], #4\n\t"                  \
+  "ldr %[bh], [%[x]], #4\n\t"                  \
+  "ldr %[wl], [%[w]], #4\n\t"                  \
+  "ldr %[wh], [%[w]], #4\n\t"                  \
+  "smlad %[a0], %[al], %[wl], %[a0]\n\t"       \
+  "smlad %[b0], %[bl], %[wl], %[b0]\n\t"       \
+  "smlad %[a0], %[ah], %[wh], %[a0]\n\t"       \
+  "smlad %[b0], %[bh], %[wh], %[b0]\n\t"       \
+  "ldr %[wl], [%[w]], #4\n\t"                  \
+  "ldr %[wh], [%[w]], #4\n\t"                  \
+  "smlad %[a1], %[al], %[wl], %[a1]\n\t"       \
+  "smlad %[b1], %[bl], %[wl], %[b1]\n\t"       \
+  "smlad %[a1], %[ah], %[wh], %[a1]\n\t"       \
+  "smlad %[b1], %[bh], %[wh], %[b1]\n\t"
+#define ES_DSP_CONV16_OPERANDS                                                            \
+  : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [x] "+r"(x), [w] "+r"(w), \
+    [al] "=&r"(al), [ah] "=&r"(ah), [bl] "=&r"(bl), [bh] "=&r"(bh), [wl] "=&r"(wl),       \
+    [wh] "=&r"(wh)                                                                        \
+  : [end] "r"(end)                                                                        \
+  : "cc", "memory"
+#define ES_DSP_CONV_DOT16(x, w, end, odd_eights)                                          \
+  do {                                                                                    \
+    uint32_t al, ah, bl, bh, wl, wh;                                                      \
+    if (odd_eights) {                                                                     \
+      __asm__(ES_DSP_CONV_STEP16_ASM ES_DSP_CONV_STEP16_ASM ES_DSP_CONV16_OPERANDS);      \
+    }                                                                                     \
+    __asm__("cmp %[x], %[end]\n\t"                                                        \
+            "beq 2f\n\t"                                                                  \
+            "1:\n\t" ES_DSP_CONV_STEP16_ASM ES_DSP_CONV_STEP16_ASM                         \
+            ES_DSP_CONV_STEP16_ASM ES_DSP_CONV_STEP16_ASM                                 \
+            "cmp %[x], %[end]\n\t"                                                        \
+            "bne 1b\n\t"                                                                  \
+            "2:\n\t" ES_DSP_CONV16_OPERANDS);                                             \
+  } while (0)
 
 /* a0, a1 (window a, channels 0 and 1), b0, b1 (window b) += the widened windows at x times
  * the channel pair's weights at w until x == end: eight taps first when the row is an odd
@@ -81,7 +124,33 @@
       (w) += 8;                                                                  \
     }                                                                            \
   } while (0)
+#define ES_DSP_CONV_DOT16(x, w, end, odd_eights)                                 \
+  do {                                                                           \
+    (void)(odd_eights);                                                          \
+    while ((x) != (end)) {                                                       \
+      const uint32_t al = es_word(x), ah = es_word((x) + 4);                     \
+      const uint32_t bl = es_word((x) + 8), bh = es_word((x) + 12);              \
+      a0 = es_smlad(ah, es_word((w) + 4), es_smlad(al, es_word(w), a0));         \
+      b0 = es_smlad(bh, es_word((w) + 4), es_smlad(bl, es_word(w), b0));         \
+      a1 = es_smlad(ah, es_word((w) + 12), es_smlad(al, es_word((w) + 8), a1));  \
+      b1 = es_smlad(bh, es_word((w) + 12), es_smlad(bl, es_word((w) + 8), b1));  \
+      (x) += 16;                                                                 \
+      (w) += 16;                                                                 \
+    }                                                                            \
+  } while (0)
 #endif
+
+/* Staged weights widened: each word of four int8 weights as its two SXTB16 halves (taps 0,2
+ * then 1,3), so the staged layout is the flash layout with every 4 bytes doubled to 8. */
+static inline void es_dsp_stage_widened(int8_t *destination, const int8_t *source,
+                                        int32_t bytes) {
+  int32_t i;
+  for (i = 0; i < bytes; i += 4) {
+    const uint32_t v = es_word(source + i);
+    es_store_word(destination + 2 * i, es_sxtb16_low(v));
+    es_store_word(destination + 2 * i + 4, es_sxtb16_high(v));
+  }
+}
 
 /* One output channel of one window (an odd last channel). */
 static inline int8_t es_dsp_finish(int32_t acc, const int32_t *q, const es_window *p) {
@@ -94,7 +163,7 @@ static inline int8_t es_dsp_finish(int32_t acc, const int32_t *q, const es_windo
 #define ES_DSP_CONV_PAIR_WORDS 8
 
 /* The output channel pairs of one pixel pair (windows widened at `scratch`): the dot product
- * (above), the four accumulators requantized (no offset to add: it is in the words),
+ * (above; on int16 weights when `widened`, the staged layout), the four accumulators requantized (no offset to add: it is in the words),
  * saturated and packed into one word [a0 a1 b0 b1], clamped to the activation range with two
  * bytewise SEL steps unless the range is all of int8 (`clamp` is a constant at each call, so
  * the compiler drops the clamp from the other copy), and stored as two halfwords: window b's
@@ -103,13 +172,17 @@ static inline int8_t es_dsp_finish(int32_t acc, const int32_t *q, const es_windo
 static inline __attribute__((always_inline)) const int8_t *es_dsp_conv_pairs(
     const int8_t *scratch, const int8_t *end, int odd_eights, const int8_t *w,
     const int32_t *words, const int32_t *words_end, int32_t b_step, uint32_t lows,
-    uint32_t highs, const int clamp, int8_t *out) {
+    uint32_t highs, const int clamp, const int widened, int8_t *out) {
   for (; words != words_end; words += ES_DSP_CONV_PAIR_WORDS, out += 2) {
     int32_t a0 = words[0], a1 = words[1];
     int32_t b0 = a0, b1 = a1;
     const int8_t *x = scratch;
     uint32_t packed;
-    ES_DSP_CONV_DOT(x, w, end, odd_eights);
+    if (widened) {
+      ES_DSP_CONV_DOT16(x, w, end, odd_eights);
+    } else {
+      ES_DSP_CONV_DOT(x, w, end, odd_eights);
+    }
     packed = es_dsp_saturate4(es_dsp_requantize(a0, words + 2), es_dsp_requantize(a1, words + 5),
                               es_dsp_requantize(b0, words + 2), es_dsp_requantize(b1, words + 5));
     if (clamp) {
@@ -257,9 +330,9 @@ static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t
     const int32_t *words_end;
     if (staged) {
       int8_t *copy = windows + (direct ? 0 : 2 * row);
-      es_dsp_stage(copy, chunk_weights, count * row);
+      es_dsp_stage_widened(copy, chunk_weights, count * row);
       chunk_weights = copy;
-      copy += count * row;
+      copy += 2 * count * row;
       es_dsp_stage(copy, chunk_words, 4 * ES_DSP_CONV_PAIR_WORDS * ((count + 1) / 2));
       chunk_words = (const int32_t *)(void *)copy;
     }
@@ -280,20 +353,25 @@ static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t
           wide = es_dsp_widen_two_groups(wide, a + g, b + g);
         }
       }
-      if (clamp) {
-        w = es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words, words_end,
-                              b_step, lows, highs, 1, out);
+      if (staged) {
+        w = clamp ? es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words,
+                                      words_end, b_step, lows, highs, 1, 1, out)
+                  : es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words,
+                                      words_end, b_step, lows, highs, 0, 1, out);
       } else {
-        w = es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words, words_end,
-                              b_step, lows, highs, 0, out);
+        w = clamp ? es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words,
+                                      words_end, b_step, lows, highs, 1, 0, out)
+                  : es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words,
+                                      words_end, b_step, lows, highs, 0, 0, out);
       }
       if (count % 2) {
         int32_t acc_a = words_end[0], acc_b = words_end[0];
         for (g = 0; g < row; g += 4) {
           const int8_t *x = scratch + 4 * g;
-          const uint32_t wv = es_word(w + g);
-          acc_a = es_dsp_dot4(acc_a, es_word(x), es_word(x + 4), wv);
-          acc_b = es_dsp_dot4(acc_b, es_word(x + 8), es_word(x + 12), wv);
+          const uint32_t wl = staged ? es_word(w + 2 * g) : es_sxtb16_low(es_word(w + g));
+          const uint32_t wh = staged ? es_word(w + 2 * g + 4) : es_sxtb16_high(es_word(w + g));
+          acc_a = es_smlad(es_word(x + 4), wh, es_smlad(es_word(x), wl, acc_a));
+          acc_b = es_smlad(es_word(x + 12), wh, es_smlad(es_word(x + 8), wl, acc_b));
         }
         out[count - 1 + b_step] = es_dsp_finish(acc_b, words_end + 2, p);
         out[count - 1] = es_dsp_finish(acc_a, words_end + 2, p);
