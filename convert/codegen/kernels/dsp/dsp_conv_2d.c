@@ -69,21 +69,6 @@
     [wh] "=&r"(wh)                                                                        \
   : [end] "r"(end)                                                                        \
   : "cc", "memory"
-#define ES_DSP_CONV_DOT16(x, w, end, odd_eights)                                          \
-  do {                                                                                    \
-    uint32_t al, ah, bl, bh, wl, wh;                                                      \
-    if (odd_eights) {                                                                     \
-      __asm__(ES_DSP_CONV_STEP16_ASM ES_DSP_CONV_STEP16_ASM ES_DSP_CONV16_OPERANDS);      \
-    }                                                                                     \
-    __asm__("cmp %[x], %[end]\n\t"                                                        \
-            "beq 2f\n\t"                                                                  \
-            "1:\n\t" ES_DSP_CONV_STEP16_ASM ES_DSP_CONV_STEP16_ASM                         \
-            ES_DSP_CONV_STEP16_ASM ES_DSP_CONV_STEP16_ASM                                 \
-            "cmp %[x], %[end]\n\t"                                                        \
-            "bne 1b\n\t"                                                                  \
-            "2:\n\t" ES_DSP_CONV16_OPERANDS);                                             \
-  } while (0)
-
 /* a0, a1 (window a, channels 0 and 1), b0, b1 (window b) += the widened windows at x times
  * the channel pair's weights at w until x == end: eight taps first when the row is an odd
  * multiple of 8, then sixteen per loop iteration (the loop's compare and branch, 4 cycles,
@@ -94,49 +79,59 @@
     [wv2] "=&r"(wv2), [wl] "=&r"(wl)                                                      \
   : [end] "r"(end)                                                                        \
   : "cc", "memory"
-#define ES_DSP_CONV_DOT(x, w, end, odd_eights)                                            \
+/* The loop of one step macro: two steps first when the row is an odd multiple of 8 taps,
+ * then four per iteration. */
+#define ES_DSP_CONV_LOOP(STEP, OPERANDS)                                                  \
   do {                                                                                    \
-    uint32_t al, ah, bl, bh, wv, wv2, wl;                                                 \
     if (odd_eights) {                                                                     \
-      __asm__(ES_DSP_CONV_STEP_ASM ES_DSP_CONV_STEP_ASM ES_DSP_CONV_OPERANDS);            \
+      __asm__(STEP STEP OPERANDS);                                                        \
     }                                                                                     \
     __asm__("cmp %[x], %[end]\n\t"                                                        \
             "beq 2f\n\t"                                                                  \
-            "1:\n\t" ES_DSP_CONV_STEP_ASM ES_DSP_CONV_STEP_ASM ES_DSP_CONV_STEP_ASM        \
-            ES_DSP_CONV_STEP_ASM                                                          \
+            "1:\n\t" STEP STEP STEP STEP                                                  \
             "cmp %[x], %[end]\n\t"                                                        \
             "bne 1b\n\t"                                                                  \
-            "2:\n\t" ES_DSP_CONV_OPERANDS);                                               \
+            "2:\n\t" OPERANDS);                                                           \
+  } while (0)
+#define ES_DSP_CONV_DOT(x, w, end, odd_eights)                       \
+  do {                                                               \
+    uint32_t al, ah, bl, bh, wv, wv2, wl;                            \
+    ES_DSP_CONV_LOOP(ES_DSP_CONV_STEP_ASM, ES_DSP_CONV_OPERANDS);    \
+  } while (0)
+#define ES_DSP_CONV_DOT16(x, w, end, odd_eights)                     \
+  do {                                                               \
+    uint32_t al, ah, bl, bh, wl, wh;                                 \
+    ES_DSP_CONV_LOOP(ES_DSP_CONV_STEP16_ASM, ES_DSP_CONV16_OPERANDS); \
   } while (0)
 #else
-#define ES_DSP_CONV_DOT(x, w, end, odd_eights)                                   \
-  do {                                                                           \
-    (void)(odd_eights);                                                          \
-    while ((x) != (end)) {                                                       \
-      const uint32_t al = es_word(x), ah = es_word((x) + 4);                     \
-      const uint32_t bl = es_word((x) + 8), bh = es_word((x) + 12);              \
-      const uint32_t w0 = es_word(w), w1 = es_word((w) + 4);                     \
-      a0 = es_dsp_dot4(a0, al, ah, w0);                                          \
-      b0 = es_dsp_dot4(b0, bl, bh, w0);                                          \
-      a1 = es_dsp_dot4(a1, al, ah, w1);                                          \
-      b1 = es_dsp_dot4(b1, bl, bh, w1);                                          \
-      (x) += 16;                                                                 \
-      (w) += 8;                                                                  \
-    }                                                                            \
+/* The same integers in plain C: int8 weights (sign-extended here) or staged int16 ones. */
+#define ES_DSP_CONV_HOST_DOT(x, w, end, widened)                                        \
+  do {                                                                                  \
+    while ((x) != (end)) {                                                              \
+      const uint32_t al = es_word(x), ah = es_word((x) + 4);                            \
+      const uint32_t bl = es_word((x) + 8), bh = es_word((x) + 12);                     \
+      const uint32_t l0 = widened ? es_word(w) : es_sxtb16_low(es_word(w));             \
+      const uint32_t h0 = widened ? es_word((w) + 4) : es_sxtb16_high(es_word(w));      \
+      const uint32_t l1 = widened ? es_word((w) + 8) : es_sxtb16_low(es_word((w) + 4)); \
+      const uint32_t h1 =                                                               \
+          widened ? es_word((w) + 12) : es_sxtb16_high(es_word((w) + 4));               \
+      a0 = es_smlad(ah, h0, es_smlad(al, l0, a0));                                      \
+      b0 = es_smlad(bh, h0, es_smlad(bl, l0, b0));                                      \
+      a1 = es_smlad(ah, h1, es_smlad(al, l1, a1));                                      \
+      b1 = es_smlad(bh, h1, es_smlad(bl, l1, b1));                                      \
+      (x) += 16;                                                                        \
+      (w) += (widened) ? 16 : 8;                                                        \
+    }                                                                                   \
   } while (0)
-#define ES_DSP_CONV_DOT16(x, w, end, odd_eights)                                 \
-  do {                                                                           \
-    (void)(odd_eights);                                                          \
-    while ((x) != (end)) {                                                       \
-      const uint32_t al = es_word(x), ah = es_word((x) + 4);                     \
-      const uint32_t bl = es_word((x) + 8), bh = es_word((x) + 12);              \
-      a0 = es_smlad(ah, es_word((w) + 4), es_smlad(al, es_word(w), a0));         \
-      b0 = es_smlad(bh, es_word((w) + 4), es_smlad(bl, es_word(w), b0));         \
-      a1 = es_smlad(ah, es_word((w) + 12), es_smlad(al, es_word((w) + 8), a1));  \
-      b1 = es_smlad(bh, es_word((w) + 12), es_smlad(bl, es_word((w) + 8), b1));  \
-      (x) += 16;                                                                 \
-      (w) += 16;                                                                 \
-    }                                                                            \
+#define ES_DSP_CONV_DOT(x, w, end, odd_eights) \
+  do {                                         \
+    (void)(odd_eights);                        \
+    ES_DSP_CONV_HOST_DOT(x, w, end, 0);        \
+  } while (0)
+#define ES_DSP_CONV_DOT16(x, w, end, odd_eights) \
+  do {                                           \
+    (void)(odd_eights);                          \
+    ES_DSP_CONV_HOST_DOT(x, w, end, 1);          \
   } while (0)
 #endif
 
