@@ -8,7 +8,7 @@ What every table ignores: flash wait states and the flash accelerator or caches 
 parts behind the MLPerf Tiny results run from flash with an ART accelerator; zero-wait-state
 memory is assumed), bus contention and stalls between dependent instructions (a load whose
 result the next instruction uses, the M4's LDR-then-address-use), IT folding (IT is charged
-1 cycle, conservative), load/store pipelining across basic-block boundaries, and whether
+1 cycle, conservative), load/store pipelining across a taken branch, and whether
 branch targets are aligned (P is a fixed number). The estimate is therefore a model of the
 core running from zero-wait-state memory, to compare kernels and catch regressions; it is
 not what a board measures.
@@ -119,6 +119,13 @@ class BlockCost:
     cycles: float
     taken_extra: float
     classes: dict[str, int]
+    # A block the emulator split without a branch (unicorn ends translation blocks at 1 KB
+    # guest pages) falls through into the next: a load or store that ends it pipelines with
+    # one that starts the next, as inside a block. ends_in_memory: the last instruction is a
+    # single load or store; pipelined_saving: what the first instruction saves when it is one
+    # and follows one (0 otherwise).
+    ends_in_memory: bool = False
+    pipelined_saving: float = 0.0
 
 
 def block_cost(instructions: list[Instruction], timing: CoreTiming) -> BlockCost:
@@ -127,6 +134,10 @@ def block_cost(instructions: list[Instruction], timing: CoreTiming) -> BlockCost
     taken_extra = 0.0
     classes: dict[str, int] = {}
     previous_was_memory = False
+    saving = 0.0
+    if (instructions and instructions[0].klass in (LOAD, STORE)
+            and timing.pipelined_load_store is not None):
+        saving = timing.cycles[instructions[0].klass] - timing.pipelined_load_store
     for position, insn in enumerate(instructions):
         klass = insn.klass
         classes[klass] = classes.get(klass, 0) + 1
@@ -148,7 +159,8 @@ def block_cost(instructions: list[Instruction], timing: CoreTiming) -> BlockCost
             else:
                 cost += extra
         cycles += cost
-    return BlockCost(len(instructions), cycles, taken_extra, classes)
+    return BlockCost(len(instructions), cycles, taken_extra, classes,
+                     ends_in_memory=previous_was_memory, pipelined_saving=saving)
 
 
 def decode(code: bytes, address: int, disassembler) -> list[Instruction]:

@@ -294,8 +294,10 @@ def emulate(elf_path: Path, target: Target, input_bytes: bytes,
 
 def _total(edges: dict[int, int], costs: dict, boundary: int) -> OpCount:
     """Sum an op's block transitions: each counts its source block once, plus the taken
-    penalty when the destination is not the source's fall-through. The boundary function's
-    own block is instrumentation and left out."""
+    penalty when the destination is not the source's fall-through, less the pipelining
+    saving of the destination's first load or store when the source fell through into it
+    after one (BlockCost.ends_in_memory). The boundary function's own block is
+    instrumentation and left out."""
     instructions, cycles, classes = 0, 0.0, {}
     for key, count in edges.items():
         source, destination = key >> 32, key & 0xFFFFFFFF
@@ -306,6 +308,9 @@ def _total(edges: dict[int, int], costs: dict, boundary: int) -> OpCount:
         cycles += cost.cycles * count
         if destination != fall_through:
             cycles += cost.taken_extra * count
+        elif cost.ends_in_memory and destination in costs:
+            # split without a branch: the next block's first load or store pipelines
+            cycles -= costs[destination][0].pipelined_saving * count
         for klass, number in cost.classes.items():
             classes[klass] = classes.get(klass, 0) + number * count
     return OpCount(instructions, cycles, classes)

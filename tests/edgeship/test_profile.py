@@ -104,6 +104,30 @@ def test_block_totals_charge_the_refill_only_when_the_branch_is_taken():
     assert isinstance(cost, BlockCost)
 
 
+def test_loads_pipeline_across_a_block_split_without_a_branch():
+    """unicorn ends blocks at 1 KB pages: a run of loads split there costs what it costs in
+    one block (2 + 1 + 1 + 1 on the M4), not 2 + 1 + 2 + 1; after a taken branch it does not
+    pipeline."""
+    from edgeship.profile.emulator import _total
+
+    timing = TARGETS["cortex-m4"].timing
+    first = block_cost([Instruction("ldr", 2, LOAD), Instruction("ldr", 2, LOAD)], timing)
+    second = block_cost([Instruction("ldr", 2, LOAD), Instruction("ldr", 2, LOAD),
+                         Instruction("b", 2, BRANCH, writes_pc=True, conditional=True)],
+                        timing)
+    whole = block_cost([Instruction("ldr", 2, LOAD)] * 4, timing)
+    assert first.ends_in_memory and not second.ends_in_memory
+    assert second.pipelined_saving == 1
+    split, rest, out = 0x3FC, 0x400, 0x406
+    costs = {split: (first, rest), rest: (second, out)}
+    edges = {(split << 32) | rest: 1, (rest << 32) | out: 1}
+    assert _total(edges, costs, boundary=0x999).cycles == whole.cycles + 1  # + the bne
+    # rest reached by a taken branch from elsewhere: no pipelining into it
+    edges = {(rest << 32) | rest: 1, (rest << 32) | out: 1}
+    taken = _total(edges, costs, boundary=0x999).cycles
+    assert taken == 2 * second.cycles + second.taken_extra
+
+
 @pytest.fixture(scope="module")
 def tiny_int8_model(tmp_path_factory) -> Path:
     """An untrained 12x12x1 conv -> depthwise -> pool -> dense -> softmax, full int8."""
