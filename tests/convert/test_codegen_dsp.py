@@ -427,6 +427,70 @@ def test_dsp_requantize_equals_tflite_on_random_and_extreme_values(tmp_path):
     assert checked == 30 * 200000 and wrong == 0
 
 
+_POSITIVE_CHECK = r"""
+#include <stdio.h>
+static uint64_t state = 88172645463325252ull;
+static uint32_t next(void) {  /* xorshift64 */
+  state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+  return (uint32_t)(state >> 16);
+}
+int main(void) {
+  static const int32_t offsets[] = {-128, -7, 0, 23};
+  long checked = 0, wrong = 0, negative = 0;
+  int e, o, i;
+  for (e = 2; e <= 31; ++e) {
+    for (o = 0; o < 4; ++o) {
+      const int64_t h2 = 2 * ((1LL << (e - 2)) + (int64_t)offsets[o] * (1LL << (e - 1)));
+      for (i = 0; i < 20000; ++i) {
+        int32_t multiplier = (int32_t)((1u << 30) | (next() >> 2));
+        int32_t x = (int32_t)(next() >> 2) - (1 << 29);  /* |2x| < 2^31 */
+        int32_t q[3], got, exact;
+        if (i % 3 == 0) x >>= next() % 29;
+        if (i % 7 == 0) {  /* a tie of the first rounding: x M = 2^30 (mod 2^31) */
+          const int j = (int)(next() % 29) + 1;
+          multiplier = (int32_t)((1u << 30) | (1u << (30 - j)) |
+                                 (((uint32_t)next() << (31 - j)) & 0x3FFFFFFFu));
+          x = (i % 2 ? -1 : 1) * (1 << j);
+        }
+        /* doubled_requant_words refuses a channel whose top word could overflow */
+        if (2 * (h2 < 0 ? -h2 : h2) + 2 + (2LL * (1 << 29) * multiplier >> 32) >= (1LL << 31))
+          continue;
+        q[0] = multiplier; q[1] = (int32_t)h2; q[2] = e;
+        got = es_dsp_requantize_positive(x, q);
+        exact = es_requantize(x, multiplier, -e) + offsets[o];
+        /* x >= 0: exact; x < 0: both at most the offset, so a ReLU's clamp agrees */
+        wrong += x >= 0 ? got != exact : (got > offsets[o] || exact > offsets[o]);
+        negative += x < 0;
+        ++checked;
+      }
+    }
+  }
+  printf("%ld %ld %ld\n", checked, wrong, negative);
+  return 0;
+}
+"""
+
+
+@needs_host_cc
+def test_dsp_positive_requantize_is_exact_where_relu_keeps_the_value(tmp_path):
+    """es_dsp_requantize_positive (one SMMLAR on the doubled accumulator, no sign term): equal
+    to TFLite's requantization for accumulators >= 0, and at most the output offset below 0
+    (where a ReLU clamps both to act_min), for every right shift 2..31 and several offsets."""
+    import subprocess
+
+    dsp = kernel_variant("dsp")
+    text = "".join(dsp.section(name)[1]
+                   for name in ("common", "linear_common", "dsp_common", "dsp_conv_2d"))
+    source = tmp_path / "positive.c"
+    source.write_text(text + _POSITIVE_CHECK)
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([compiler, "-O2", "-std=c99", "-Wall", "-Werror", "-Wno-unused-function",
+                    "-o", str(tmp_path / "check"), str(source)], check=True)
+    checked, wrong, negative = map(int, subprocess.run(
+        [str(tmp_path / "check")], check=True, capture_output=True, text=True).stdout.split())
+    assert checked > 1_000_000 and negative > 300_000 and wrong == 0
+
+
 def test_requant_table_refuses_shifts_it_cannot_compute_exactly():
     def linear(multipliers, shifts):
         return dataclasses.make_dataclass("L", ["multipliers", "shifts"])(

@@ -107,6 +107,15 @@ def _conv(op: LoweredOp) -> LoweredOp:
         return op
     direct = window_is_pixel(window) and window["in_c"] % 8 == 0
     prefix = f"op{op.index}"
+    # An activation that clamps everything below the output zero point (ReLU, ReLU6) lets the
+    # requantization drop its sign term (es_dsp_requantize_positive, doubled words).
+    positive = linear.act_min >= linear.output_offset
+    if positive:
+        taps = np.abs(np.asarray(linear.weights, np.int64)).sum(axis=1)
+        doubled = doubled_requant_words(
+            requant, np.abs(np.asarray(linear.folded_bias, np.int64)) + 128 * taps)
+        positive = doubled is not None
+        requant = doubled if positive else requant
     words = conv_pair_words(linear.folded_bias, requant)
     constants = (ConstantArray("int8_t", f"{prefix}_weights", interleave_rows(linear.weights, 2, row)),
                  ConstantArray("int32_t", f"{prefix}_words", words))
@@ -117,7 +126,7 @@ def _conv(op: LoweredOp) -> LoweredOp:
     chunk = chunk if staged else window["out_c"]
     arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
                  SymbolArg(f"{prefix}_words"), row, int(direct), int(staged), chunk,
-                 ScratchArg(op.index), TensorArg(op.outputs[0]))
+                 int(positive), ScratchArg(op.index), TensorArg(op.outputs[0]))
     scratch = (4 if direct else 6) * row + (chunk * (2 * row + 16) if staged else 0)
     # In chunks, every chunk reads the whole input again after earlier chunks wrote their
     # outputs for every pixel: the output may not overlap the input.
@@ -377,14 +386,20 @@ def add_rescale_table(offset: int, left_shift: int, multiplier: int, shift: int)
 def _add(op: LoweredOp) -> LoweredOp:
     (offset1, offset2, output_offset, left_shift, multiplier1, multiplier2, output_multiplier,
      shift1, shift2, output_shift, act_min, act_max) = op.structs[0].values
-    requant = requant_words([output_multiplier], [output_shift], 1)
+    table1 = add_rescale_table(offset1, left_shift, multiplier1, shift1)
+    table2 = add_rescale_table(offset2, left_shift, multiplier2, shift2)
+    # The output offset goes into the requantization words when the sum's bound lets it.
+    bound = int(np.abs(table1.astype(np.int64)).max() + np.abs(table2.astype(np.int64)).max())
+    requant = requant_words([output_multiplier], [output_shift], 1, output_offset, bound)
+    if requant is not None:
+        output_offset = 0
+    else:
+        requant = requant_words([output_multiplier], [output_shift], 1)
     if requant is None:
         return op
     prefix = f"op{op.index}"
-    constants = (ConstantArray("int32_t", f"{prefix}_table1",
-                               add_rescale_table(offset1, left_shift, multiplier1, shift1)),
-                 ConstantArray("int32_t", f"{prefix}_table2",
-                               add_rescale_table(offset2, left_shift, multiplier2, shift2)),
+    constants = (ConstantArray("int32_t", f"{prefix}_table1", table1),
+                 ConstantArray("int32_t", f"{prefix}_table2", table2),
                  ConstantArray("int32_t", f"{prefix}_requant", requant))
     _, size, first, second, output = op.arguments
     staged = size >= ADD_STAGE_ELEMENTS

@@ -3,16 +3,40 @@
  * sum. An int8 input has 256 values, so each input's rescaling is a table of 256 int32
  * computed at generation time (dsp_variant._add: the reference arithmetic, indexed by the
  * input byte as unsigned); what is left per element is two table reads, one add and
- * es_dsp_requantize. Four elements per step: one word of each input, the four results
- * saturated and clamped to the fused activation's range together (es_dsp_pack4) and stored
- * as one word; a tail of size % 4 elements goes one at a time. With `staged` (scratch in
- * SRAM, dsp_variant.ADD_STAGE_ELEMENTS elements or more) the two tables are first copied
- * there: their reads are random, and from flash most would miss the flash cache. */
+ * es_dsp_requantize (the output offset in its words when it fits them, else added). Four
+ * elements per step: one word of each input at one index, the four results saturated and
+ * packed (es_dsp_saturate4), clamped to the fused activation's range together unless the
+ * range is all of int8 (`clamp` is a constant in each copy of the loop), and stored as one
+ * word; a tail of size % 4 elements goes one at a time. With `staged` (scratch in SRAM,
+ * dsp_variant.ADD_STAGE_ELEMENTS elements or more) the two tables are first copied there:
+ * their reads are random, and from flash most would miss the flash cache. */
 /* @section dsp_add needs common dsp_common */
 static inline int32_t es_dsp_add_one(uint32_t byte1, uint32_t byte2, const int32_t *table1,
                                      const int32_t *table2, const int32_t *requant,
                                      int32_t output_offset) {
   return es_dsp_requantize(table1[byte1] + table2[byte2], requant) + output_offset;
+}
+
+static inline __attribute__((always_inline)) int32_t es_dsp_add_words(
+    const int8_t *input1, const int8_t *input2, int32_t size, const int32_t *table1,
+    const int32_t *table2, const int32_t *requant, int32_t output_offset, uint32_t lows,
+    uint32_t highs, const int clamp, int8_t *output) {
+  int32_t i;
+  for (i = 0; i + 4 <= size; i += 4) {
+    const uint32_t a = es_word(input1 + i), b = es_word(input2 + i);
+    uint32_t packed = es_dsp_saturate4(
+        es_dsp_add_one(a & 0xFFu, b & 0xFFu, table1, table2, requant, output_offset),
+        es_dsp_add_one((a >> 8) & 0xFFu, (b >> 8) & 0xFFu, table1, table2, requant,
+                       output_offset),
+        es_dsp_add_one((a >> 16) & 0xFFu, (b >> 16) & 0xFFu, table1, table2, requant,
+                       output_offset),
+        es_dsp_add_one(a >> 24, b >> 24, table1, table2, requant, output_offset));
+    if (clamp) {
+      packed = es_min8(es_max8(packed, lows), highs);
+    }
+    es_store_word(output + i, packed);
+  }
+  return i;
 }
 
 static void es_dsp_add(int32_t size, const int8_t *input1, const int8_t *input2,
@@ -27,17 +51,12 @@ static void es_dsp_add(int32_t size, const int8_t *input1, const int8_t *input2,
     table1 = (const int32_t *)(void *)staged;
     table2 = (const int32_t *)(void *)(staged + 4 * 256);
   }
-  for (i = 0; i + 4 <= size; i += 4) {
-    const uint32_t a = es_word(input1 + i), b = es_word(input2 + i);
-    es_store_word(output + i,
-                  es_dsp_pack4(
-                      es_dsp_add_one(a & 0xFFu, b & 0xFFu, table1, table2, requant, output_offset),
-                      es_dsp_add_one((a >> 8) & 0xFFu, (b >> 8) & 0xFFu, table1, table2, requant,
-                                     output_offset),
-                      es_dsp_add_one((a >> 16) & 0xFFu, (b >> 16) & 0xFFu, table1, table2,
-                                     requant, output_offset),
-                      es_dsp_add_one(a >> 24, b >> 24, table1, table2, requant, output_offset),
-                      lows, highs));
+  if (act_min > -128 || act_max < 127) {
+    i = es_dsp_add_words(input1, input2, size, table1, table2, requant, output_offset, lows,
+                         highs, 1, output);
+  } else {
+    i = es_dsp_add_words(input1, input2, size, table1, table2, requant, output_offset, lows,
+                         highs, 0, output);
   }
   for (; i < size; ++i) {
     const int32_t value = es_dsp_add_one((uint8_t)input1[i], (uint8_t)input2[i], table1, table2,

@@ -147,9 +147,32 @@ static inline void es_dsp_stage_widened(int8_t *destination, const int8_t *sourc
   }
 }
 
+/* The requantization of layers whose activation clamps everything below the output zero
+ * point (ReLU, ReLU6: act_min >= the output offset), on words dsp_variant.conv_pair_words
+ * holds doubled ({M, 2h, e}, doubled_requant_words): one SMMLAR on the doubled accumulator,
+ * the sign term of es_dsp_requantize dropped. Exact for x >= 0; for x < 0 it gives at most
+ * the output offset (the rounding term adds less than 1/2 + 2^-(1 + e) to a negative value
+ * before the floor), as the exact result does, and the activation clamp (or SSAT at -128)
+ * maps both to act_min. 4 instructions a value where es_dsp_requantize takes 6. */
+static inline int32_t es_dsp_requantize_positive(int32_t x, const int32_t *q) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+  int32_t top;
+  __asm("smmlar %0, %1, %2, %3" : "=r"(top) : "r"(x + x), "r"(q[0]), "r"(q[1]));
+  return top >> q[2];
+#else
+  const int64_t high = (int64_t)q[1] * 4294967296LL;
+  return (int32_t)((high + (int64_t)(x + x) * q[0] + 0x80000000LL) >> 32) >> q[2];
+#endif
+}
+
+static inline int32_t es_dsp_conv_requantize(int32_t x, const int32_t *q, const int positive) {
+  return positive ? es_dsp_requantize_positive(x, q) : es_dsp_requantize(x, q);
+}
+
 /* One output channel of one window (an odd last channel). */
-static inline int8_t es_dsp_finish(int32_t acc, const int32_t *q, const es_window *p) {
-  return (int8_t)es_clamp(es_dsp_requantize(acc, q), p->act_min, p->act_max);
+static inline int8_t es_dsp_finish(int32_t acc, const int32_t *q, const es_window *p,
+                                   int positive) {
+  return (int8_t)es_clamp(es_dsp_conv_requantize(acc, q, positive), p->act_min, p->act_max);
 }
 
 /* Words per output channel pair (dsp_variant.conv_pair_words): the two folded biases, then
@@ -167,7 +190,7 @@ static inline int8_t es_dsp_finish(int32_t acc, const int32_t *q, const es_windo
 static inline __attribute__((always_inline)) const int8_t *es_dsp_conv_pairs(
     const int8_t *scratch, const int8_t *end, int odd_eights, const int8_t *w,
     const int32_t *words, const int32_t *words_end, int32_t b_step, uint32_t lows,
-    uint32_t highs, const int clamp, const int widened, int8_t *out) {
+    uint32_t highs, const int clamp, const int widened, const int positive, int8_t *out) {
   for (; words != words_end; words += ES_DSP_CONV_PAIR_WORDS, out += 2) {
     int32_t a0 = words[0], a1 = words[1];
     int32_t b0 = a0, b1 = a1;
@@ -178,8 +201,10 @@ static inline __attribute__((always_inline)) const int8_t *es_dsp_conv_pairs(
     } else {
       ES_DSP_CONV_DOT(x, w, end, odd_eights);
     }
-    packed = es_dsp_saturate4(es_dsp_requantize(a0, words + 2), es_dsp_requantize(a1, words + 5),
-                              es_dsp_requantize(b0, words + 2), es_dsp_requantize(b1, words + 5));
+    packed = es_dsp_saturate4(es_dsp_conv_requantize(a0, words + 2, positive),
+                              es_dsp_conv_requantize(a1, words + 5, positive),
+                              es_dsp_conv_requantize(b0, words + 2, positive),
+                              es_dsp_conv_requantize(b1, words + 5, positive));
     if (clamp) {
       packed = es_min8(es_max8(packed, lows), highs);
     }
@@ -303,7 +328,7 @@ static __attribute__((noinline)) void es_dsp_widen_windows(const es_window *p,
  * pair, an odd last channel's words as a pair's first half. */
 static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t *weights,
                            const int32_t *words, int32_t row, int direct, int staged,
-                           int32_t chunk, int8_t *scratch, int8_t *output) {
+                           int32_t chunk, int positive, int8_t *scratch, int8_t *output) {
   const int32_t pixels = p->out_h * p->out_w;
   const int32_t out_c = p->out_c;
   const uint32_t lows = es_dsp_bytes(p->act_min), highs = es_dsp_bytes(p->act_max);
@@ -313,6 +338,7 @@ static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t
   int8_t *windows = scratch + 4 * row;
   const int8_t *end = scratch + 4 * row;
   const int odd_eights = row % 16 != 0;
+  const int mode = (clamp ? 1 : 0) | (staged ? 2 : 0) | (positive ? 4 : 0);
   int32_t first, pixel, g;
   /* Output channels in chunks of `chunk` (even; out_c when the layer's constants fit the
    * stage at once): each chunk's weights and words are staged, then every pixel pair runs
@@ -348,17 +374,20 @@ static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t
           wide = es_dsp_widen_two_groups(wide, a + g, b + g);
         }
       }
-      if (staged) {
-        w = clamp ? es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words,
-                                      words_end, b_step, lows, highs, 1, 1, out)
-                  : es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words,
-                                      words_end, b_step, lows, highs, 0, 1, out);
-      } else {
-        w = clamp ? es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words,
-                                      words_end, b_step, lows, highs, 1, 0, out)
-                  : es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words,
-                                      words_end, b_step, lows, highs, 0, 0, out);
+#define ES_DSP_CONV_PAIRS(clamp_, widened_, positive_)                                      \
+  es_dsp_conv_pairs(scratch, end, odd_eights, chunk_weights, chunk_words, words_end, b_step, \
+                    lows, highs, clamp_, widened_, positive_, out)
+      switch (mode) {  /* each copy of the pair loop with its constants */
+        case 0: w = ES_DSP_CONV_PAIRS(0, 0, 0); break;
+        case 1: w = ES_DSP_CONV_PAIRS(1, 0, 0); break;
+        case 2: w = ES_DSP_CONV_PAIRS(0, 1, 0); break;
+        case 3: w = ES_DSP_CONV_PAIRS(1, 1, 0); break;
+        case 4: w = ES_DSP_CONV_PAIRS(0, 0, 1); break;
+        case 5: w = ES_DSP_CONV_PAIRS(1, 0, 1); break;
+        case 6: w = ES_DSP_CONV_PAIRS(0, 1, 1); break;
+        default: w = ES_DSP_CONV_PAIRS(1, 1, 1); break;
       }
+#undef ES_DSP_CONV_PAIRS
       if (count % 2) {
         int32_t acc_a = words_end[0], acc_b = words_end[0];
         for (g = 0; g < row; g += 4) {
@@ -368,8 +397,8 @@ static void es_dsp_conv_2d(const es_window *p, const int8_t *input, const int8_t
           acc_a = es_smlad(es_word(x + 4), wh, es_smlad(es_word(x), wl, acc_a));
           acc_b = es_smlad(es_word(x + 12), wh, es_smlad(es_word(x + 8), wl, acc_b));
         }
-        out[count - 1 + b_step] = es_dsp_finish(acc_b, words_end + 2, p);
-        out[count - 1] = es_dsp_finish(acc_a, words_end + 2, p);
+        out[count - 1 + b_step] = es_dsp_finish(acc_b, words_end + 2, p, positive);
+        out[count - 1] = es_dsp_finish(acc_a, words_end + 2, p, positive);
       }
     }
   }
