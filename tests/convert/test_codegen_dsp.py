@@ -375,6 +375,22 @@ def test_dsp_beats_portable_and_sparse_beats_dense_on_cortex_m4(layer_models, mo
     assert sparse.flash["rodata"] < 0.5 * dense.flash["rodata"]
 
 
+def _run_c_check(tmp_path: Path, sections: tuple[str, ...], program: str) -> list[int]:
+    """The dsp variant's C sections and a check program compiled for the host and run: the
+    integers it prints."""
+    import subprocess
+
+    dsp = kernel_variant("dsp")
+    source = tmp_path / "check.c"
+    source.write_text("".join(dsp.section(name)[1] for name in sections) + program)
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([compiler, "-O2", "-std=c99", "-Wall", "-Werror", "-Wno-unused-function",
+                    "-o", str(tmp_path / "check"), str(source)], check=True)
+    output = subprocess.run([str(tmp_path / "check")], check=True, capture_output=True,
+                            text=True).stdout
+    return [int(value) for value in output.split()]
+
+
 _REQUANTIZE_CHECK = r"""
 #include <stdio.h>
 static uint64_t state = 88172645463325252ull;
@@ -413,17 +429,8 @@ int main(void) {
 def test_dsp_requantize_equals_tflite_on_random_and_extreme_values(tmp_path):
     """es_dsp_requantize (one SMLAL) against es_requantize (TFLite's two roundings), every
     right shift 2..31: 6 M values (random, extremes, small magnitudes, zero multipliers)."""
-    import subprocess
-
-    dsp = kernel_variant("dsp")
-    text = "".join(dsp.section(name)[1] for name in ("common", "linear_common", "dsp_common"))
-    source = tmp_path / "requantize.c"
-    source.write_text(text + _REQUANTIZE_CHECK)
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    subprocess.run([compiler, "-O2", "-std=c99", "-Wall", "-Werror", "-o", str(tmp_path / "check"),
-                    str(source)], check=True)
-    checked, wrong = map(int, subprocess.run([str(tmp_path / "check")], check=True,
-                                             capture_output=True, text=True).stdout.split())
+    checked, wrong = _run_c_check(tmp_path, ("common", "linear_common", "dsp_common"),
+                                  _REQUANTIZE_CHECK)
     assert checked == 30 * 200000 and wrong == 0
 
 
@@ -476,18 +483,8 @@ def test_dsp_positive_requantize_is_exact_where_relu_keeps_the_value(tmp_path):
     """es_dsp_requantize_positive (one SMMLAR on the doubled accumulator, no sign term): equal
     to TFLite's requantization for accumulators >= 0, and at most the output offset below 0
     (where a ReLU clamps both to act_min), for every right shift 2..31 and several offsets."""
-    import subprocess
-
-    dsp = kernel_variant("dsp")
-    text = "".join(dsp.section(name)[1]
-                   for name in ("common", "linear_common", "dsp_common", "dsp_conv_2d"))
-    source = tmp_path / "positive.c"
-    source.write_text(text + _POSITIVE_CHECK)
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    subprocess.run([compiler, "-O2", "-std=c99", "-Wall", "-Werror", "-Wno-unused-function",
-                    "-o", str(tmp_path / "check"), str(source)], check=True)
-    checked, wrong, negative = map(int, subprocess.run(
-        [str(tmp_path / "check")], check=True, capture_output=True, text=True).stdout.split())
+    checked, wrong, negative = _run_c_check(
+        tmp_path, ("common", "linear_common", "dsp_common", "dsp_conv_2d"), _POSITIVE_CHECK)
     assert checked > 1_000_000 and negative > 300_000 and wrong == 0
 
 
