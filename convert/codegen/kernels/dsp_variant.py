@@ -391,12 +391,18 @@ def _add(op: LoweredOp) -> LoweredOp:
     # The output offset goes into the requantization words when the sum's bound lets it.
     bound = int(np.abs(table1.astype(np.int64)).max() + np.abs(table2.astype(np.int64)).max())
     requant = requant_words([output_multiplier], [output_shift], 1, output_offset, bound)
+    # ReLU family (act_min >= the output offset): the sign-free requantization, as in _conv.
+    positive = requant is not None and act_min >= output_offset
     if requant is not None:
         output_offset = 0
     else:
         requant = requant_words([output_multiplier], [output_shift], 1)
     if requant is None:
         return op
+    if positive:
+        doubled = doubled_requant_words(requant, [bound])
+        positive = doubled is not None
+        requant = doubled if positive else requant
     prefix = f"op{op.index}"
     constants = (ConstantArray("int32_t", f"{prefix}_table1", table1),
                  ConstantArray("int32_t", f"{prefix}_table2", table2),
@@ -405,7 +411,8 @@ def _add(op: LoweredOp) -> LoweredOp:
     staged = size >= ADD_STAGE_ELEMENTS
     arguments = (size, first, second, SymbolArg(f"{prefix}_table1"),
                  SymbolArg(f"{prefix}_table2"), SymbolArg(f"{prefix}_requant"), output_offset,
-                 act_min, act_max, ScratchArg(op.index) if staged else 0, output)
+                 act_min, act_max, int(positive), ScratchArg(op.index) if staged else 0,
+                 output)
     return dataclasses.replace(op, kernel="dsp_add", arguments=arguments, constants=constants,
                                structs=(), scratch_bytes=2 * 4 * 256 if staged else 0)
 

@@ -121,6 +121,28 @@ static inline int32_t es_dsp_requantize(int32_t x, const int32_t *q) {
   return (int32_t)(sum >> 32) >> q[2];
 }
 
+/* The requantization of layers whose activation clamps everything below the output zero
+ * point (ReLU, ReLU6: act_min >= the output offset), on words held doubled ({M, 2h, e}, doubled_requant_words): one SMMLAR on the doubled accumulator,
+ * the sign term of es_dsp_requantize dropped. Exact for x >= 0; for x < 0 it gives at most
+ * the output offset (the rounding term adds less than 1/2 + 2^-(1 + e) to a negative value
+ * before the floor), as the exact result does, and the activation clamp (or SSAT at -128)
+ * maps both to act_min. 4 instructions a value where es_dsp_requantize takes 6. */
+static inline int32_t es_dsp_requantize_positive(int32_t x, const int32_t *q) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+  int32_t top;
+  __asm("smmlar %0, %1, %2, %3" : "=r"(top) : "r"(x + x), "r"(q[0]), "r"(q[1]));
+  return top >> q[2];
+#else
+  const int64_t high = (int64_t)q[1] * 4294967296LL;
+  return (int32_t)((high + (int64_t)(x + x) * q[0] + 0x80000000LL) >> 32) >> q[2];
+#endif
+}
+
+/* es_dsp_requantize_positive where `positive` (a constant at each call), else es_dsp_requantize. */
+static inline int32_t es_dsp_requantize_mode(int32_t x, const int32_t *q, const int positive) {
+  return positive ? es_dsp_requantize_positive(x, q) : es_dsp_requantize(x, q);
+}
+
 /* Four requantized values (output offset added) as four int8 bytes in one word, each
  * saturated to int8. On DSP cores each value is saturated (SSAT) and inserted with BFI: 8
  * instructions. */

@@ -147,32 +147,10 @@ static inline void es_dsp_stage_widened(int8_t *destination, const int8_t *sourc
   }
 }
 
-/* The requantization of layers whose activation clamps everything below the output zero
- * point (ReLU, ReLU6: act_min >= the output offset), on words dsp_variant.conv_pair_words
- * holds doubled ({M, 2h, e}, doubled_requant_words): one SMMLAR on the doubled accumulator,
- * the sign term of es_dsp_requantize dropped. Exact for x >= 0; for x < 0 it gives at most
- * the output offset (the rounding term adds less than 1/2 + 2^-(1 + e) to a negative value
- * before the floor), as the exact result does, and the activation clamp (or SSAT at -128)
- * maps both to act_min. 4 instructions a value where es_dsp_requantize takes 6. */
-static inline int32_t es_dsp_requantize_positive(int32_t x, const int32_t *q) {
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-  int32_t top;
-  __asm("smmlar %0, %1, %2, %3" : "=r"(top) : "r"(x + x), "r"(q[0]), "r"(q[1]));
-  return top >> q[2];
-#else
-  const int64_t high = (int64_t)q[1] * 4294967296LL;
-  return (int32_t)((high + (int64_t)(x + x) * q[0] + 0x80000000LL) >> 32) >> q[2];
-#endif
-}
-
-static inline int32_t es_dsp_conv_requantize(int32_t x, const int32_t *q, const int positive) {
-  return positive ? es_dsp_requantize_positive(x, q) : es_dsp_requantize(x, q);
-}
-
 /* One output channel of one window (an odd last channel). */
 static inline int8_t es_dsp_finish(int32_t acc, const int32_t *q, const es_window *p,
                                    int positive) {
-  return (int8_t)es_clamp(es_dsp_conv_requantize(acc, q, positive), p->act_min, p->act_max);
+  return (int8_t)es_clamp(es_dsp_requantize_mode(acc, q, positive), p->act_min, p->act_max);
 }
 
 /* Words per output channel pair (dsp_variant.conv_pair_words): the two folded biases, then
@@ -201,10 +179,10 @@ static inline __attribute__((always_inline)) const int8_t *es_dsp_conv_pairs(
     } else {
       ES_DSP_CONV_DOT(x, w, end, odd_eights);
     }
-    packed = es_dsp_saturate4(es_dsp_conv_requantize(a0, words + 2, positive),
-                              es_dsp_conv_requantize(a1, words + 5, positive),
-                              es_dsp_conv_requantize(b0, words + 2, positive),
-                              es_dsp_conv_requantize(b1, words + 5, positive));
+    packed = es_dsp_saturate4(es_dsp_requantize_mode(a0, words + 2, positive),
+                              es_dsp_requantize_mode(a1, words + 5, positive),
+                              es_dsp_requantize_mode(b0, words + 2, positive),
+                              es_dsp_requantize_mode(b1, words + 5, positive));
     if (clamp) {
       packed = es_min8(es_max8(packed, lows), highs);
     }
