@@ -275,9 +275,44 @@ def render(rows: list[dict], cores: list[dict], boards: list[dict], published: d
             "op; functional fidelity is checked by every emulated output above equalling "
             "TFLite Micro's bit for bit."), ""]
     parts += [target_lines(rows, boards, published), ""]
+    calibration = calibration_lines(rows, published)
+    if calibration:
+        parts += [calibration, ""]
     if functions:
         parts += [cmsis_lines(rows, functions), ""]
     return "\n".join(parts)
+
+
+CALIBRATION_STACK = "microTVM + CMSIS-NN"
+
+
+def calibration_lines(rows: list[dict], published: dict) -> str:
+    """The board model against a measurement of the same kind of code: our cmsis-nn variant
+    (Arm's CMSIS-NN kernels called straight from generated C) estimated on the board, beside
+    the published microTVM + CMSIS-NN results (CMSIS-NN kernels called from microTVM's
+    generated C, measured on the same board). Empty when either is missing."""
+    latency = published["latency_ms"]
+    stack = next((name for name in latency if name.startswith(CALIBRATION_STACK)), None)
+    cases = []
+    for key, task in README_TASKS.items():
+        row = next((row for row in rows if row["key"] == key and row["kernels"] == "cmsis-nn"
+                    and _board_cycles(row)), None)
+        if stack is None or row is None or task not in latency[stack]:
+            continue
+        measured = latency[stack][task] * M4_MHZ * 1000
+        cases.append([task, _millions(_board_cycles(row)), _millions(measured),
+                      f"{(_board_cycles(row) / measured - 1) * 100:+.0f}%"])
+    if not cases:
+        return ""
+    return "\n".join([
+        f"The board model against a measurement of like code ({stack}, measured on "
+        f"{M4_BOARD}; ours: the cmsis-nn variant, CMSIS-NN kernels called from generated C, "
+        "estimated with the board modelled). The published run used the CMSIS-NN of its "
+        "time and microTVM's own layout and glue, ours today's CMSIS-NN (../shared/third_party) "
+        "and our wrappers, so the difference mixes the model's error with kernel changes; "
+        "read it as how far an estimate here may sit from a board measurement:", "",
+        markdown_table(["model", "ours, estimated on the board", "published, measured",
+                        "estimate / measured - 1"], cases)])
 
 
 def target_lines(rows: list[dict], boards: list[dict], published: dict) -> str:
