@@ -212,7 +212,11 @@ def render(rows: list[dict], refused: dict[str, str], published: dict[str, int],
               "persistent data (tensor and node structs, kernels' per-channel data; 64-bit host "
               "pointers); ratios are to the generated C's plan (order B). X-CUBE-AI: its "
               "published RAM (activations, I/O included) from the MLPerf Tiny README. "
-              "Bit-exact: the generated C against TFLite Micro on random inputs (host)."), ""]
+              "Bit-exact: the generated C against TFLite Micro on random inputs (host). dsp "
+              "rows include the constants the dsp kernels stage in SRAM scratch for speed "
+              "(weights as int16, up to dsp_variant.STAGE_BYTES per op): the portable rows are "
+              "the RAM-lean plan, and `edgeship codegen --max-ram SIZE` makes dsp stage less "
+              "until its plan fits."), ""]
     table = []
     for row in rows:
         ram = row["steps"]

@@ -25,6 +25,7 @@ from edgeship.convert.codegen import CodegenConfig, generate_c, lower_graph, pla
 from edgeship.convert.codegen.kernels import dsp_variant, kernel_variant, resolve_kernels
 from edgeship.convert.codegen.lowering.sparse import decode_sparse, encode_sparse
 from edgeship.convert.codegen.plan import scratch_key
+from edgeship.errors import UserInputError
 from edgeship.runtime.backends import open_backend
 
 needs_host_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
@@ -281,6 +282,26 @@ def test_dsp_add_with_staged_tables_is_bit_exact(layer_models, monkeypatch):
     raw, expected = _micro(layer_models["residual"], 16, seed=5)
     generated, _ = _c_outputs(layer_models["residual"], "dsp", raw)
     np.testing.assert_array_equal(generated, expected)
+
+
+def test_max_ram_shrinks_dsp_staging_until_the_plan_fits(layer_models, tmp_path):
+    """Staging constants in SRAM is for speed; under codegen --max-ram it shrinks (down to
+    none) before the RAM limit is refused."""
+    from edgeship.convert.codegen.order import order_for_memory
+
+    model = layer_models["kws_like"]
+    graph = read_graph(model.read_bytes())
+    dsp = kernel_variant("dsp")
+    lean = order_for_memory(graph, dsp.specialize_ops(lower_graph(graph), stage_bytes=0))[1]
+    staged = generate_c(CodegenConfig(model=str(model), out=str(tmp_path / "staged"),
+                                      target="cortex-m4"))
+    assert staged.kernels == "dsp" and staged.arena_bytes > lean.arena_bytes
+    fitted = generate_c(CodegenConfig(model=str(model), out=str(tmp_path / "fitted"),
+                                      target="cortex-m4", max_ram=lean.arena_bytes))
+    assert fitted.arena_bytes <= lean.arena_bytes
+    with pytest.raises(UserInputError, match="RAM|max-ram|max_ram"):
+        generate_c(CodegenConfig(model=str(model), out=str(tmp_path / "refused"),
+                                 target="cortex-m4", max_ram=lean.arena_bytes // 4))
 
 
 def test_dsp_specializations_and_weight_layouts():

@@ -97,7 +97,7 @@ def _constants(op: LoweredOp, weights: np.ndarray, with_bias: bool) -> tuple:
     return tuple(constants)
 
 
-def _conv(op: LoweredOp) -> LoweredOp:
+def _conv(op: LoweredOp, stage_bytes: int) -> LoweredOp:
     linear = op.linear
     window = linear.window
     taps = linear.weights.shape[1]
@@ -121,7 +121,7 @@ def _conv(op: LoweredOp) -> LoweredOp:
                  ConstantArray("int32_t", f"{prefix}_words", words))
     # Every pixel pair reads all of them: staged in SRAM when read more than once, whole when
     # they fit STAGE_BYTES, else in chunks of output channels (conv_stage_chunk).
-    chunk = conv_stage_chunk(window["out_c"], row)
+    chunk = conv_stage_chunk(window["out_c"], row, stage_bytes)
     staged = window["out_h"] * window["out_w"] > 2 and chunk > 0
     chunk = chunk if staged else window["out_c"]
     arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
@@ -135,16 +135,16 @@ def _conv(op: LoweredOp) -> LoweredOp:
                                constants=constants, scratch_bytes=scratch, overlap=overlap)
 
 
-def conv_stage_chunk(out_c: int, row: int) -> int:
+def conv_stage_chunk(out_c: int, row: int, stage_bytes: int) -> int:
     """Output channels dsp_conv_2d stages at a time: all of them when their weights (staged
-    widened to int16: 2 row bytes each) and words (16 bytes each) fit STAGE_BYTES, else the
+    widened to int16: 2 row bytes each) and words (16 bytes each) fit stage_bytes, else the
     most (an even number) that fit; 0 when not even two fit. Measured with --board
     nucleo-l4r5zi on ResNet-8's last 3x3 convolution (64 -> 64 channels, 37,888 bytes as
     int8, two chunks): 3.50 -> 3.27 M cycles, its windows widened twice instead of its weights
     read from flash for every pixel pair."""
-    if out_c * (2 * row + 16) <= STAGE_BYTES:
+    if out_c * (2 * row + 16) <= stage_bytes:
         return out_c
-    return STAGE_BYTES // (2 * row + 16) // 2 * 2
+    return stage_bytes // (2 * row + 16) // 2 * 2
 
 
 def conv_pair_words(folded_bias, requant: np.ndarray) -> np.ndarray:
@@ -302,7 +302,7 @@ def band_overlap(window: dict) -> int:
     return 0 if limit is None else limit
 
 
-def _depthwise(op: LoweredOp) -> LoweredOp:
+def _depthwise(op: LoweredOp, stage_bytes: int) -> LoweredOp:
     linear, prefix = op.linear, f"op{op.index}"
     window = linear.window
     depth = (window["out_c"] + 3) // 4 * 4
@@ -319,7 +319,7 @@ def _depthwise(op: LoweredOp) -> LoweredOp:
         pairs = pairs if doubled is not None else 0
     # The pair layout's constants are expanded (13 words a channel) only in scratch (SRAM):
     # it runs staged, or not at all.
-    if pairs and window["out_h"] * window["out_w"] > 1 and 52 * depth <= STAGE_BYTES:
+    if pairs and window["out_h"] * window["out_w"] > 1 and 52 * depth <= stage_bytes:
         weights, folded, requant = depthwise_pair_taps(linear.weights, depth), 2 * folded, doubled
         constant_bytes, staged = 52 * depth, True
         band_bytes = window["k_h"] * 4 * window["out_c"] * pairs
@@ -327,7 +327,7 @@ def _depthwise(op: LoweredOp) -> LoweredOp:
         pairs = 0
         weights = depthwise_weight_words(linear.weights, depth)
         constant_bytes = depth * (2 * window["k_h"] * window["k_w"] + 16)
-        staged = window["out_h"] * window["out_w"] > 1 and constant_bytes <= STAGE_BYTES
+        staged = window["out_h"] * window["out_w"] > 1 and constant_bytes <= stage_bytes
         band_bytes = window["k_h"] * width * depth
     constants = (ConstantArray("int32_t", f"{prefix}_weights", weights),
                  ConstantArray("int32_t", f"{prefix}_folded_bias", folded),
@@ -383,7 +383,7 @@ def add_rescale_table(offset: int, left_shift: int, multiplier: int, shift: int)
     return np.asarray(values, np.int64).astype(np.int32)
 
 
-def _add(op: LoweredOp) -> LoweredOp:
+def _add(op: LoweredOp, stage_bytes: int) -> LoweredOp:
     (offset1, offset2, output_offset, left_shift, multiplier1, multiplier2, output_multiplier,
      shift1, shift2, output_shift, act_min, act_max) = op.structs[0].values
     table1 = add_rescale_table(offset1, left_shift, multiplier1, shift1)
@@ -408,7 +408,7 @@ def _add(op: LoweredOp) -> LoweredOp:
                  ConstantArray("int32_t", f"{prefix}_table2", table2),
                  ConstantArray("int32_t", f"{prefix}_requant", requant))
     _, size, first, second, output = op.arguments
-    staged = size >= ADD_STAGE_ELEMENTS
+    staged = size >= ADD_STAGE_ELEMENTS and stage_bytes >= 2 * 4 * 256
     arguments = (size, first, second, SymbolArg(f"{prefix}_table1"),
                  SymbolArg(f"{prefix}_table2"), SymbolArg(f"{prefix}_requant"), output_offset,
                  act_min, act_max, int(positive), ScratchArg(op.index) if staged else 0,
@@ -417,18 +417,20 @@ def _add(op: LoweredOp) -> LoweredOp:
                                structs=(), scratch_bytes=2 * 4 * 256 if staged else 0)
 
 
-def specialize(op: LoweredOp) -> LoweredOp:
-    """The op as the dsp variant computes it (see the module docstring)."""
+def specialize(op: LoweredOp, stage_bytes: int | None = None) -> LoweredOp:
+    """The op as the dsp variant computes it (see the module docstring); stage_bytes: the most
+    scratch it may use to stage constants in SRAM (None: STAGE_BYTES)."""
+    stage_bytes = STAGE_BYTES if stage_bytes is None else stage_bytes
     if op.kernel == "add":
-        return _add(op)
+        return _add(op, stage_bytes)
     sparse = sparsify(op, DSP_RULE)
     if sparse is not None:
         return sparse
     linear = op.linear
     if op.kernel == "conv_2d":
-        return _conv(op)
+        return _conv(op, stage_bytes)
     if op.kernel == "depthwise_conv_2d" and linear.depth_multiplier == 1:
-        return _depthwise(op)
+        return _depthwise(op, stage_bytes)
     if op.kernel == "fully_connected" and linear.weights.shape[1] % 8 == 0:
         return _fully_connected(op)
     return op
@@ -436,4 +438,5 @@ def specialize(op: LoweredOp) -> LoweredOp:
 
 DSP = KernelVariant("dsp", "dual 16-bit MACs (ACLE __smlad, __sxtb16) for Cortex-M4/M7/M33, "
                     "weights re-laid out at generation; plain C where the core lacks them",
-                    fallback="portable", specialize=specialize)
+                    fallback="portable", specialize=specialize,
+                    stage_limits=(12288, 6144, 0))

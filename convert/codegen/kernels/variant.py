@@ -26,20 +26,29 @@ class KernelVariant:
         specialize: run on each lowered op before memory planning (see LoweredOp.linear): may
             return the op with another kernel family, arguments and constants (weights
             re-laid out, stored sparse) and a scratch_bytes request. The kernel family it
-            names must keep within the op's declared `overlap` (or drop it).
+            names must keep within the op's declared `overlap` (or drop it). With
+            stage_limits, it takes a second argument: the most scratch bytes an op may use
+            to stage constants in SRAM (None: the variant's default).
+        stage_limits: smaller staging budgets to fall back on, largest first, when the plan
+            must fit a RAM limit (codegen --max-ram); () when the variant stages nothing.
     """
 
     name: str
     description: str
     prefix: str = "es_"
     fallback: str | None = None
-    specialize: Callable[[LoweredOp], LoweredOp] | None = None
+    specialize: Callable[..., LoweredOp] | None = None
+    stage_limits: tuple[int, ...] = ()
 
-    def specialize_ops(self, lowered: list[LoweredOp]) -> list[LoweredOp]:
-        """The ops as this variant computes them (unchanged without `specialize`)."""
+    def specialize_ops(self, lowered: list[LoweredOp],
+                       stage_bytes: int | None = None) -> list[LoweredOp]:
+        """The ops as this variant computes them (unchanged without `specialize`);
+        stage_bytes: the staging budget per op, for variants with stage_limits."""
         if self.specialize is None:
             return list(lowered)
-        return [op if op.alias else self.specialize(op) for op in lowered]
+        if not self.stage_limits:
+            return [op if op.alias else self.specialize(op) for op in lowered]
+        return [op if op.alias else self.specialize(op, stage_bytes) for op in lowered]
 
     def call(self, op: LoweredOp, pointer) -> str:
         """The C statement computing op; pointer(key) gives a buffer's C expression (a tensor

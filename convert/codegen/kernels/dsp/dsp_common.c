@@ -8,7 +8,7 @@
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #include <arm_acle.h>
 /* Bytes 0 and 2 (low) and bytes 1 and 3 (high) of a word, sign-extended to halfwords. */
-#define es_sxtb16_low(x) __sxtb16(x)
+static inline uint32_t es_sxtb16_low(uint32_t x) { return (uint32_t)__sxtb16(x); }
 static inline uint32_t es_sxtb16_high(uint32_t x) {
   uint32_t result;
   __asm("sxtb16 %0, %1, ror #8" : "=r"(result) : "r"(x));
