@@ -52,7 +52,8 @@ def render(outcome, values: dict) -> int:
 
         print(profile_model(ProfileConfig(model=config.model, target=config.target,
                                           clock_mhz=values["clock_mhz"], kernels=config.kernels,
-                                          cmsis_nn=config.cmsis_nn)).summary_line())
+                                          cmsis_nn=config.cmsis_nn),
+                            max_ram=config.max_ram).summary_line())
     return 0
 
 

@@ -5,7 +5,7 @@
 
 import hashlib
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +143,7 @@ class ProfileStopped(Exception):
 
 
 def profile_model(config: ProfileConfig, build_dir: Path | None = None,
-                  max_ms: float | None = None) -> ProfileReport:
+                  max_ms: float | None = None, max_ram: int | None = None) -> ProfileReport:
     """Profile an int8 .tflite on an emulated Cortex-M core.
 
     Args:
@@ -152,6 +152,9 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None,
             they go to a temporary folder that is removed.
         max_ms: stop the emulation once the estimate passes this many ms at the clock
             (ProfileStopped): a caller asking only whether a latency budget is met.
+        max_ram: profile the C `codegen --max-ram` would generate (kernels that stage
+            constants in SRAM stage less until the RAM buffer fits) when the default C's buffer
+            is larger; when even that does not fit, the default C, whose RAM shows the miss.
 
     Returns:
         Per-op and total instructions and estimated cycles, flash and RAM.
@@ -174,9 +177,15 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None,
     with tempfile.TemporaryDirectory(prefix="edgeship-profile-") as temporary:
         work = Path(build_dir or temporary)
         work.mkdir(parents=True, exist_ok=True)
-        generated = generate_c(CodegenConfig(model=str(model_path), out=str(work / "src"),
-                                             name=MODEL_NAME, kernels=config.variant,
-                                             target=target.name, cmsis_nn=config.cmsis_nn))
+        codegen = CodegenConfig(model=str(model_path), out=str(work / "src"), name=MODEL_NAME,
+                                kernels=config.variant, target=target.name,
+                                cmsis_nn=config.cmsis_nn)
+        generated = generate_c(codegen)
+        if max_ram is not None and generated.arena_bytes > max_ram:
+            try:  # refused before any file is written: the default C stays
+                generated = generate_c(replace(codegen, max_ram=max_ram))
+            except UserInputError:
+                pass
         io_types = (generated.input.dtype, generated.output.dtype)
         input_bytes, input_described = model_input(config, generated.input.size,
                                                    generated.input.scale,

@@ -304,6 +304,22 @@ def test_max_ram_shrinks_dsp_staging_until_the_plan_fits(layer_models, tmp_path)
                                  target="cortex-m4", max_ram=lean.arena_bytes // 4))
 
 
+@needs_profile
+def test_profile_with_max_ram_estimates_the_c_codegen_generates_under_it(layer_models):
+    """`codegen --target ... --max-ram` prints an estimate of the C it wrote: profile_model
+    with max_ram profiles the staging-fitted C, and the default C when nothing fits."""
+    from edgeship.profile.run import ProfileConfig, profile_model
+
+    config = ProfileConfig(model=str(layer_models["kws_like"]), target="cortex-m4")
+    default = profile_model(config)
+    lean_arena = default.ram["activations"] - 1
+    fitted = profile_model(config, max_ram=lean_arena)
+    assert fitted.ram["activations"] <= lean_arena < default.ram["activations"]
+    assert fitted.output == default.output
+    unfit = profile_model(config, max_ram=64)
+    assert unfit.ram["activations"] == default.ram["activations"]
+
+
 def test_dsp_specializations_and_weight_layouts():
     """Pairs of conv rows interleaved 4 bytes at a time, rows zero-padded; FC in fours."""
     weights = np.arange(3 * 6, dtype=np.int8).reshape(3, 6)
