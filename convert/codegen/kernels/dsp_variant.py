@@ -24,7 +24,11 @@ C otherwise, so host builds are bit-exact too). At generation time each op is sp
   interleaved by 4 bytes.
 - ADD of two same-shape int8 tensors -> dsp_add: each input's rescaling a 256-entry int32
   table (reference arithmetic, reference_requantize, run at generation time), so an element
-  costs two table reads, an add and one es_dsp_requantize.
+  costs two table reads, an add and one es_dsp_requantize; the tables staged in scratch from
+  ADD_STAGE_ELEMENTS elements.
+Conv and ADD with a ReLU-family activation (act_min >= the output offset) requantize with
+es_dsp_requantize_positive (doubled words, no sign term: exact where the activation keeps
+the value).
 Each needs every channel's requantization in es_dsp_requantize's range (requant_table: right
 shifts of 2 or more); an op outside it stays portable.
 Everything else (pooling, softmax, depth multiplier > 1...) is the portable kernel.

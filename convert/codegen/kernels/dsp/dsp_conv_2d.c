@@ -1,15 +1,18 @@
 /* CONV_2D as a GEMM: rows of taps (one per output pixel) times rows of weights (one per
  * output channel), two output pixels by two output channels per inner step (2x2 register
- * blocking). The two windows come from es_window_row (im2col, padding as the input zero
- * point so the folded bias is exact everywhere; a 1x1 window without padding whose channels
- * are a multiple of 8 is read in place) and are widened to int16 once per pixel pair into
+ * blocking). The two windows are widened straight from the input a kernel row at a time
+ * when a kernel row is whole words (es_dsp_widen_windows), else gathered by es_window_row
+ * (im2col, padding as the input zero point so the folded bias is exact everywhere; a 1x1
+ * window without padding whose channels are a multiple of 8 is read in place); either way
+ * they are widened to int16 once per pixel pair into
  * scratch, four taps at a time in SXTB16 order ([group][a: taps 0,2][a: taps 1,3][b: taps
  * 0,2][b: taps 1,3], 16 bytes), so one pointer walks both windows and every output channel
  * pair reuses the widening. Weights, laid out at generation time: output channels in pairs,
  * each pair's rows interleaved four bytes at a time ([pair][group][channel 0: 4 bytes]
  * [channel 1: 4 bytes]), rows zero-padded to `row` (a multiple of 8); an odd last channel's
  * row follows alone. Biases and requantization words (es_dsp_requantize's, holding the
- * output offset) come interleaved per channel pair (dsp_variant.conv_pair_words). With
+ * output offset; doubled, for es_dsp_requantize_positive, with a ReLU-family activation)
+ * come interleaved per channel pair (dsp_variant.conv_pair_words). With
  * `staged`, the weights (widened to int16 on the way, es_dsp_stage_widened) and those words
  * are first copied into scratch (SRAM): every pixel pair reads all of them, and from flash
  * each read would go through the flash cache (a few 16-byte lines on an STM32L4). */
