@@ -412,14 +412,26 @@ def test_dsp_beats_portable_and_sparse_beats_dense_on_cortex_m4(layer_models, mo
     assert sparse.flash["rodata"] < 0.5 * dense.flash["rodata"]
 
 
+# What every check program starts with: stdio and a seeded xorshift64 generator, next().
+_C_CHECK_PRELUDE = r"""
+#include <stdio.h>
+static uint64_t state = 88172645463325252ull;
+static uint32_t next(void) {  /* xorshift64 */
+  state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+  return (uint32_t)(state >> 16);
+}
+"""
+
+
 def _run_c_check(tmp_path: Path, sections: tuple[str, ...], program: str) -> list[int]:
-    """The dsp variant's C sections and a check program compiled for the host and run: the
-    integers it prints."""
+    """The dsp variant's C sections, _C_CHECK_PRELUDE and a check program compiled for the
+    host and run: the integers it prints."""
     import subprocess
 
     dsp = kernel_variant("dsp")
     source = tmp_path / "check.c"
-    source.write_text("".join(dsp.section(name)[1] for name in sections) + program)
+    source.write_text("".join(dsp.section(name)[1] for name in sections) + _C_CHECK_PRELUDE
+                      + program)
     compiler = shutil.which("cc") or shutil.which("gcc")
     subprocess.run([compiler, "-O2", "-std=c99", "-Wall", "-Werror", "-Wno-unused-function",
                     "-o", str(tmp_path / "check"), str(source)], check=True)
@@ -429,12 +441,6 @@ def _run_c_check(tmp_path: Path, sections: tuple[str, ...], program: str) -> lis
 
 
 _REQUANTIZE_CHECK = r"""
-#include <stdio.h>
-static uint64_t state = 88172645463325252ull;
-static uint32_t next(void) {  /* xorshift64 */
-  state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-  return (uint32_t)(state >> 16);
-}
 int main(void) {
   static const int32_t edges[] = {0, 1, -1, 2, -2, INT32_MAX, INT32_MIN, INT32_MIN + 1,
                                   1 << 30, -(1 << 30), 12345, -12345};
@@ -472,12 +478,6 @@ def test_dsp_requantize_equals_tflite_on_random_and_extreme_values(tmp_path):
 
 
 _POSITIVE_CHECK = r"""
-#include <stdio.h>
-static uint64_t state = 88172645463325252ull;
-static uint32_t next(void) {  /* xorshift64 */
-  state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-  return (uint32_t)(state >> 16);
-}
 int main(void) {
   static const int32_t offsets[] = {-128, -7, 0, 23};
   long checked = 0, wrong = 0, negative = 0;

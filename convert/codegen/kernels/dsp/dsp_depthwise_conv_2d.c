@@ -344,56 +344,45 @@ static inline int8_t es_dsp_pair_output(int32_t acc, const int32_t *q) {
 #define ES_DSP_PAIR_LOAD_Q \
   "ldr %[m], [%[w], #36]\n\tldr %[h], [%[w], #40]\n\tldr %[x], [%[w], #44]\n\t"
 #define ES_DSP_PAIR_STORE_OPERANDS [m] "=&r"(m), [h] "=&r"(h), [x] "=&r"(x), [hh] "=&r"(hh)
-#define ES_DSP_PAIR_STORE4(w, o, step)                                                     \
+/* The requantization words loaded, REQUANTIZE and STORES run; the accumulators' operands
+ * follow (a variadic tail: they hold commas). */
+#define ES_DSP_PAIR_STORE_ASM(REQUANTIZE, STORES, ...)                                     \
   do {                                                                                     \
     uint32_t m, h, x, hh;                                                                  \
-    __asm__ volatile(ES_DSP_PAIR_LOAD_Q                                                    \
-                     ES_DSP_REQUANTIZE_ASM("a0") ES_DSP_REQUANTIZE_ASM("a1")               \
-                     ES_DSP_REQUANTIZE_ASM("a2") ES_DSP_REQUANTIZE_ASM("a3")               \
-                     "add %[hh], %[o], %[s], lsl #1\n\t"                                   \
-                     "strb %[a0], [%[o]]\n\t"                                              \
-                     "strb %[a1], [%[o], %[s]]\n\t"                                        \
-                     "strb %[a2], [%[hh]]\n\t"                                             \
-                     "strb %[a3], [%[hh], %[s]]\n\t"                                       \
-                     : [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2), [a3] "+r"(acc3), \
-                       ES_DSP_PAIR_STORE_OPERANDS                                          \
+    __asm__ volatile(ES_DSP_PAIR_LOAD_Q REQUANTIZE STORES                                  \
+                     : __VA_ARGS__, ES_DSP_PAIR_STORE_OPERANDS                             \
                      : [w] "r"(w), [o] "r"(o), [s] "r"(step)                               \
                      : "memory");                                                          \
   } while (0)
+#define ES_DSP_REQUANTIZE3_ASM \
+  ES_DSP_REQUANTIZE_ASM("a0") ES_DSP_REQUANTIZE_ASM("a1") ES_DSP_REQUANTIZE_ASM("a2")
+#define ES_DSP_PAIR_STORE4(w, o, step)                                                     \
+  ES_DSP_PAIR_STORE_ASM(ES_DSP_REQUANTIZE3_ASM ES_DSP_REQUANTIZE_ASM("a3"),                 \
+                        "add %[hh], %[o], %[s], lsl #1\n\t"                                 \
+                        "strb %[a0], [%[o]]\n\t"                                            \
+                        "strb %[a1], [%[o], %[s]]\n\t"                                      \
+                        "strb %[a2], [%[hh]]\n\t"                                           \
+                        "strb %[a3], [%[hh], %[s]]\n\t",                                    \
+                        [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2), [a3] "+r"(acc3))
 /* The first three only (a row of 4k + 3 ends with them). */
 #define ES_DSP_PAIR_STORE3(w, o, step)                                                     \
-  do {                                                                                     \
-    uint32_t m, h, x, hh;                                                                  \
-    __asm__ volatile(ES_DSP_PAIR_LOAD_Q                                                    \
-                     ES_DSP_REQUANTIZE_ASM("a0") ES_DSP_REQUANTIZE_ASM("a1")               \
-                     ES_DSP_REQUANTIZE_ASM("a2")                                           \
-                     "strb %[a0], [%[o]]\n\t"                                              \
-                     "strb %[a1], [%[o], %[s]]\n\t"                                        \
-                     "strb %[a2], [%[o], %[s], lsl #1]\n\t"                                \
-                     : [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2),                  \
-                       ES_DSP_PAIR_STORE_OPERANDS                                          \
-                     : [w] "r"(w), [o] "r"(o), [s] "r"(step)                               \
-                     : "memory");                                                          \
-  } while (0)
+  ES_DSP_PAIR_STORE_ASM(ES_DSP_REQUANTIZE3_ASM,                                            \
+                        "strb %[a0], [%[o]]\n\t"                                            \
+                        "strb %[a1], [%[o], %[s]]\n\t"                                      \
+                        "strb %[a2], [%[o], %[s], lsl #1]\n\t",                             \
+                        [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2))
 /* All five of ES_DSP_PAIR_QUINT. */
 #define ES_DSP_PAIR_STORE5(w, o, step)                                                     \
-  do {                                                                                     \
-    uint32_t m, h, x, hh;                                                                  \
-    __asm__ volatile(ES_DSP_PAIR_LOAD_Q                                                    \
-                     ES_DSP_REQUANTIZE_ASM("a0") ES_DSP_REQUANTIZE_ASM("a1")               \
-                     ES_DSP_REQUANTIZE_ASM("a2") ES_DSP_REQUANTIZE_ASM("a3")               \
-                     ES_DSP_REQUANTIZE_ASM("a4")                                           \
-                     "strb %[a0], [%[o]]\n\t"                                              \
-                     "strb %[a1], [%[o], %[s]]\n\t"                                        \
-                     "strb %[a2], [%[o], %[s], lsl #1]\n\t"                                \
-                     "add %[hh], %[o], %[s], lsl #1\n\t"                                   \
-                     "strb %[a3], [%[hh], %[s]]\n\t"                                       \
-                     "strb %[a4], [%[hh], %[s], lsl #1]\n\t"                               \
-                     : [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2), [a3] "+r"(acc3), \
-                       [a4] "+r"(acc4), ES_DSP_PAIR_STORE_OPERANDS                         \
-                     : [w] "r"(w), [o] "r"(o), [s] "r"(step)                               \
-                     : "memory");                                                          \
-  } while (0)
+  ES_DSP_PAIR_STORE_ASM(ES_DSP_REQUANTIZE3_ASM ES_DSP_REQUANTIZE_ASM("a3")                  \
+                        ES_DSP_REQUANTIZE_ASM("a4"),                                       \
+                        "strb %[a0], [%[o]]\n\t"                                            \
+                        "strb %[a1], [%[o], %[s]]\n\t"                                      \
+                        "strb %[a2], [%[o], %[s], lsl #1]\n\t"                              \
+                        "add %[hh], %[o], %[s], lsl #1\n\t"                                 \
+                        "strb %[a3], [%[hh], %[s]]\n\t"                                     \
+                        "strb %[a4], [%[hh], %[s], lsl #1]\n\t",                            \
+                        [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2), [a3] "+r"(acc3), \
+                        [a4] "+r"(acc4))
 #else
 #define ES_DSP_PAIR_QUAD(S0, S1, S2)                                  \
   do {                                                                \
