@@ -74,9 +74,10 @@ ADD_STAGE_ELEMENTS = 1024
 # model's cycles are the same with 0.1 and 0.2 here, 1.01x with 0.05). 0.1 keeps sparse where
 # it still pays (sparse bytes are then < 0.2x dense). Re-measured after the dense pair loop
 # and window widening got faster (--board nucleo-l4r5zi): VWW 14.07 M cycles at 0.1 and 0.2,
-# 14.18 M at 0.05, 16.64 M all dense.
-DSP_RULE = SparseRule(0.1, "dsp dense and sparse break even near 8% entries (the dense GEMM "
-                           "kernels); and sparse bytes < dense")
+# 14.18 M at 0.05, 16.64 M all dense. Again after staged layers went three windows at a
+# time: 12.73 M at 0.1 and 0.2, 12.74 M at 0.05, 13.07 M at 0.03, 14.78 M all dense.
+DSP_RULE = SparseRule(0.1, "dsp dense and sparse take about the same cycles at 4-8% entries "
+                           "(the dense GEMM kernels); and sparse bytes < dense")
 
 
 def interleave_rows(weights: np.ndarray, block: int, width: int) -> np.ndarray:
@@ -131,7 +132,10 @@ def _conv(op: LoweredOp, stage_bytes: int) -> LoweredOp:
     arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
                  SymbolArg(f"{prefix}_words"), row, int(direct), int(staged), chunk,
                  int(positive), ScratchArg(op.index), TensorArg(op.outputs[0]))
-    scratch = (4 if direct else 6) * row + (chunk * (2 * row + 16) if staged else 0)
+    # Staged layers run three windows at a time (the 3x2 step): 6 row bytes of widened
+    # windows and 3 of im2col rows; the others two (4 and 2).
+    windows = (6 if direct else 9) * row if staged else (4 if direct else 6) * row
+    scratch = windows + (chunk * (2 * row + 16) if staged else 0)
     # In chunks, every chunk reads the whole input again after earlier chunks wrote their
     # outputs for every pixel: the output may not overlap the input.
     overlap = op.overlap if chunk == window["out_c"] else ()
