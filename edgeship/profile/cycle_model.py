@@ -8,8 +8,10 @@ What every table ignores: flash wait states and the flash accelerator or caches 
 parts behind the MLPerf Tiny results run from flash with an ART accelerator; zero-wait-state
 memory is assumed), bus contention and stalls between dependent instructions (a load whose
 result the next instruction uses, the M4's LDR-then-address-use), IT folding (IT is charged
-1 cycle, conservative), load/store pipelining across a taken branch, and whether
-branch targets are aligned (P is a fixed number). The estimate is therefore a model of the
+1 cycle, conservative), load/store pipelining across a taken branch, whether
+branch targets are aligned (P is a fixed number), and unaligned word loads (the M4 splits one
+into two bus accesses; the dsp convolutions read kernel rows of RGB and other inputs whose
+rows are not word-aligned this way, a few per window). The estimate is therefore a model of the
 core running from zero-wait-state memory, to compare kernels and catch regressions; it is
 not what a board measures.
 """

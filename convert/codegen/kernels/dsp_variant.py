@@ -75,9 +75,10 @@ ADD_STAGE_ELEMENTS = 1024
 # it still pays (sparse bytes are then < 0.2x dense). Re-measured after the dense pair loop
 # and window widening got faster (--board nucleo-l4r5zi): VWW 14.07 M cycles at 0.1 and 0.2,
 # 14.18 M at 0.05, 16.64 M all dense. Again after staged layers went three windows at a
-# time: 12.73 M at 0.1 and 0.2, 12.74 M at 0.05, 13.07 M at 0.03, 14.78 M all dense.
-DSP_RULE = SparseRule(0.1, "dsp dense and sparse take about the same cycles at 4-8% entries "
-                           "(the dense GEMM kernels); and sparse bytes < dense")
+# time without im2col: 12.24 M at 0.1, 12.27 M at 0.05, 12.59 M at 0.03, 14.25 M all dense;
+# tests/convert's 4% model is then 1.05x the cycles sparse (at under half the flash).
+DSP_RULE = SparseRule(0.1, "dsp sparse is within a few percent of the dense GEMM kernels' "
+                           "cycles up to 10% entries (faster on VWW) at under half the bytes")
 
 
 def interleave_rows(weights: np.ndarray, block: int, width: int) -> np.ndarray:
@@ -116,31 +117,65 @@ def _conv(op: LoweredOp, stage_bytes: int) -> LoweredOp:
     # requantization drop its sign term (es_dsp_requantize_positive, doubled words).
     positive = linear.act_min >= linear.output_offset
     if positive:
-        taps = np.abs(np.asarray(linear.weights, np.int64)).sum(axis=1)
+        magnitude = np.abs(np.asarray(linear.weights, np.int64)).sum(axis=1)
         doubled = doubled_requant_words(
-            requant, np.abs(np.asarray(linear.folded_bias, np.int64)) + 128 * taps)
+            requant, np.abs(np.asarray(linear.folded_bias, np.int64)) + 128 * magnitude)
         positive = doubled is not None
         requant = doubled if positive else requant
     words = conv_pair_words(linear.folded_bias, requant)
-    constants = (ConstantArray("int8_t", f"{prefix}_weights", interleave_rows(linear.weights, 2, row)),
-                 ConstantArray("int32_t", f"{prefix}_words", words))
-    # Every pixel pair reads all of them: staged in SRAM when read more than once, whole when
-    # they fit STAGE_BYTES, else in chunks of output channels (conv_stage_chunk).
-    chunk = conv_stage_chunk(window["out_c"], row, stage_bytes)
+    # Every pixel reads all of them: staged in SRAM when read more than once, whole when they
+    # fit STAGE_BYTES, else in chunks of output channels (conv_stage_chunk). Staged layers
+    # take the three-window path, whose windows are read straight from the input in
+    # conv_tap_order (the weights' taps permuted to it).
+    order, staged_row = (np.arange(taps), row) if direct else conv_tap_order(window)
+    chunk = conv_stage_chunk(window["out_c"], staged_row, stage_bytes)
     staged = window["out_h"] * window["out_w"] > 2 and chunk > 0
     chunk = chunk if staged else window["out_c"]
+    weights = linear.weights
+    if staged:
+        weights, row = np.asarray(weights)[:, order], staged_row
+    constants = (ConstantArray("int8_t", f"{prefix}_weights", interleave_rows(weights, 2, row)),
+                 ConstantArray("int32_t", f"{prefix}_words", words))
     arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
                  SymbolArg(f"{prefix}_words"), row, int(direct), int(staged), chunk,
                  int(positive), ScratchArg(op.index), TensorArg(op.outputs[0]))
     # Staged layers run three windows at a time (the 3x2 step): 6 row bytes of widened
-    # windows and 3 of im2col rows; the others two (4 and 2).
-    windows = (6 if direct else 9) * row if staged else (4 if direct else 6) * row
+    # windows and the kernel rows' edges and tails (conv_gather_bytes); the others two (4
+    # row bytes widened, 2 of im2col rows).
+    windows = ((6 * row + (0 if direct else conv_gather_bytes(window))) if staged
+               else (4 if direct else 6) * row)
     scratch = windows + (chunk * (2 * row + 16) if staged else 0)
     # In chunks, every chunk reads the whole input again after earlier chunks wrote their
     # outputs for every pixel: the output may not overlap the input.
     overlap = op.overlap if chunk == window["out_c"] else ()
     return dataclasses.replace(op, kernel="dsp_conv_2d", arguments=arguments,
                                constants=constants, scratch_bytes=scratch, overlap=overlap)
+
+
+def conv_tap_order(window: dict) -> tuple[np.ndarray, int]:
+    """The three-window path's tap order and padded row: each kernel row's whole words of
+    taps as they lie in the input (k_w in_c bytes, read in place, no im2col copy), then the
+    rows' last k_w in_c % 4 taps gathered after all rows into whole words (zero-padded),
+    then zeros to a multiple of 8. Returns (order: for each position, the im2col tap it
+    holds; row). A 3x3 RGB window: 2 words of each row, then one word of the three last
+    taps, 28 taps in 32 as im2col's 27 are."""
+    row_bytes = window["k_w"] * window["in_c"]
+    whole = row_bytes // 4 * 4
+    order = [k_y * row_bytes + tap for k_y in range(window["k_h"]) for tap in range(whole)]
+    order += [k_y * row_bytes + tap for k_y in range(window["k_h"])
+              for tap in range(whole, row_bytes)]
+    tail = (window["k_h"] * (row_bytes - whole) + 3) // 4 * 4
+    used = window["k_h"] * whole + tail
+    return np.asarray(order, np.int64), (used + 7) // 8 * 8
+
+
+def conv_gather_bytes(window: dict) -> int:
+    """Scratch the three-window path uses beside the widened windows when they are not read
+    in place: three kernel rows gathered at the edges (k_w in_c bytes each) and the three
+    windows' tails (dsp_conv_2d's es_dsp_widen_windows3), rounded to 8."""
+    row_bytes = window["k_w"] * window["in_c"]
+    tail = (window["k_h"] * (row_bytes % 4) + 3) // 4 * 4
+    return (3 * (row_bytes + tail) + 7) // 8 * 8
 
 
 def conv_stage_chunk(out_c: int, row: int, stage_bytes: int) -> int:

@@ -14,8 +14,10 @@
  *   them, and from flash each read would go through the flash cache, a few 16-byte lines on
  *   an STM32L4): weights widened to int16 on the way (es_dsp_stage_widened_pairs), three
  *   windows by two output channels per inner step (3x2 register blocking), windows
- *   interleaved [group][a: taps 0,2][b][c][a: taps 1,3][b][c], 24 bytes; in chunks of output
- *   channels when the constants do not fit the stage whole;
+ *   interleaved [group][a: taps 0,2][b][c][a: taps 1,3][b][c], 24 bytes, and widened from
+ *   the input without im2col, their taps in dsp_variant.conv_tap_order (each kernel row's
+ *   whole words, then the rows' leftover taps); in chunks of output channels when the
+ *   constants do not fit the stage whole;
  * - otherwise int8 weights read in place, sign-extended in the loop: two windows by two
  *   channels (2x2), windows interleaved [group][a: taps 0,2][a: taps 1,3][b: 0,2][b: 1,3]. */
 /* @section dsp_conv_2d needs common linear_common dsp_common */
@@ -394,23 +396,43 @@ static inline int8_t *es_dsp_widen_group3(int8_t *wide, const int8_t *a, const i
 }
 #endif
 
-/* es_dsp_widen_windows for three windows (pixels a, b, c) into the three-window scratch.
- * `edges`: 3 k_w in_c bytes. */
+/* The three windows of pixels[0..2] widened straight from the input into the three-window
+ * scratch, in dsp_variant.conv_tap_order: each kernel row's whole words where they lie (in
+ * place when the row is inside the input, else gathered into `edges` by es_dsp_kernel_row),
+ * then the rows' last k_w in_c % 4 taps, collected into `edges` after the three edge rows
+ * (one zero-padded tail a window), then zeros to `row`. No im2col copy of whole words; a
+ * 3x3 RGB window reads 6 words and 3 bytes. */
 static __attribute__((noinline)) void es_dsp_widen_windows3(const es_window *p,
                                                             const int8_t *input,
                                                             const int32_t *pixels, int32_t row,
                                                             int8_t *edges, int8_t *wide) {
   const int32_t row_bytes = p->k_w * p->in_c;
-  int32_t k_y, g;
+  const int32_t whole = row_bytes & ~3;
+  const int32_t tail = (p->k_h * (row_bytes - whole) + 3) & ~3;
+  int8_t *tails = edges + 3 * row_bytes;
+  int32_t k_y, g, t = 0;
   for (k_y = 0; k_y < p->k_h; ++k_y) {
     const int8_t *a = es_dsp_kernel_row(p, input, pixels[0], k_y, edges);
     const int8_t *b = es_dsp_kernel_row(p, input, pixels[1], k_y, edges + row_bytes);
     const int8_t *c = es_dsp_kernel_row(p, input, pixels[2], k_y, edges + 2 * row_bytes);
-    for (g = 0; g < row_bytes; g += 4) {
+    for (g = 0; g < whole; g += 4) {
       wide = es_dsp_widen_group3(wide, a + g, b + g, c + g);
     }
+    for (; g < row_bytes; ++g, ++t) {
+      tails[t] = a[g];
+      tails[tail + t] = b[g];
+      tails[2 * tail + t] = c[g];
+    }
   }
-  for (g = p->k_h * row_bytes; g < row; g += 4) {
+  for (; t < tail; ++t) {
+    tails[t] = 0;
+    tails[tail + t] = 0;
+    tails[2 * tail + t] = 0;
+  }
+  for (g = 0; g < tail; g += 4) {
+    wide = es_dsp_widen_group3(wide, tails + g, tails + tail + g, tails + 2 * tail + g);
+  }
+  for (g = p->k_h * whole + tail; g < row; g += 4) {
     es_store_word(wide, 0);
     es_store_word(wide + 4, 0);
     es_store_word(wide + 8, 0);
@@ -421,10 +443,27 @@ static __attribute__((noinline)) void es_dsp_widen_windows3(const es_window *p,
   }
 }
 
+/* Scratch bytes es_dsp_widen_windows3 uses at `edges` (dsp_variant.conv_gather_bytes). */
+static inline int32_t es_dsp_gather_bytes(const es_window *p) {
+  const int32_t row_bytes = p->k_w * p->in_c;
+  const int32_t tail = (p->k_h * (row_bytes & 3) + 3) & ~3;
+  return (3 * (row_bytes + tail) + 7) & ~7;
+}
+
+/* A window read in place (a 1x1 window without padding): the input pixel under `pixel`. */
+static inline const int8_t *es_dsp_pixel_window(const es_window *p, const int8_t *input,
+                                                int32_t pixel) {
+  if (p->stride_h == 1 && p->stride_w == 1) {  /* the output grid is the input's */
+    return input + pixel * p->in_c;
+  }
+  return es_window_row(p, input, pixel, 0, 1, 0);
+}
+
 /* Staged layers, three pixels at a time (the 3x2 step; the last one or two pixels repeat
  * the last window): widen the three windows, then every output channel pair and an odd
  * last channel (its row staged on its own, es_dsp_stage_widened's layout). Scratch: the
- * widened windows (6 row bytes), their im2col rows unless `direct` (3 row), the stage. */
+ * widened windows (6 row bytes), the edge rows and tails unless `direct`
+ * (es_dsp_gather_bytes), the stage. */
 static void es_dsp_conv_2d_triples(const es_window *p, const int8_t *input,
                                    const int8_t *weights, const int32_t *words, int32_t row,
                                    int direct, int32_t chunk, int positive, int8_t *scratch,
@@ -433,7 +472,6 @@ static void es_dsp_conv_2d_triples(const es_window *p, const int8_t *input,
   const int32_t out_c = p->out_c;
   const uint32_t lows = es_dsp_bytes(p->act_min), highs = es_dsp_bytes(p->act_max);
   const int clamp = p->act_min > -128 || p->act_max < 127;
-  const int whole_rows = !direct && (p->k_w * p->in_c) % 4 == 0;
   int8_t *windows = scratch + 6 * row;
   const int8_t *end = scratch + 6 * row;
   const int odd_eights = row % 16 != 0;
@@ -445,7 +483,7 @@ static void es_dsp_conv_2d_triples(const es_window *p, const int8_t *input,
     const int8_t *chunk_weights = weights + first * row;
     const int32_t *chunk_words = words + ES_DSP_CONV_PAIR_WORDS * (first / 2);
     const int32_t *words_end;
-    int8_t *copy = windows + (direct ? 0 : 3 * row);
+    int8_t *copy = windows + (direct ? 0 : es_dsp_gather_bytes(p));
     es_dsp_stage_widened_pairs(copy, chunk_weights, 2 * pairs * row);
     es_dsp_stage_widened(copy + 4 * pairs * row, chunk_weights + 2 * pairs * row,
                          (count % 2) * row);
@@ -461,16 +499,16 @@ static void es_dsp_conv_2d_triples(const es_window *p, const int8_t *input,
       int8_t *out = output + pixel * out_c + first;
       const int32_t b_step = (at[1] - pixel) * out_c, c_step = (at[2] - pixel) * out_c;
       const int8_t *w;
-      if (whole_rows) {
-        es_dsp_widen_windows3(p, input, at, row, windows, scratch);
-      } else {
-        const int8_t *a = es_window_row(p, input, at[0], row, direct, windows);
-        const int8_t *b = es_window_row(p, input, at[1], row, direct, windows + row);
-        const int8_t *c = es_window_row(p, input, at[2], row, direct, windows + 2 * row);
+      if (direct) {  /* row: the pixel's in_c bytes */
+        const int8_t *a = es_dsp_pixel_window(p, input, at[0]);
+        const int8_t *b = es_dsp_pixel_window(p, input, at[1]);
+        const int8_t *c = es_dsp_pixel_window(p, input, at[2]);
         int8_t *wide = scratch;
         for (g = 0; g < row; g += 4) {
           wide = es_dsp_widen_group3(wide, a + g, b + g, c + g);
         }
+      } else {
+        es_dsp_widen_windows3(p, input, at, row, windows, scratch);
       }
 #define ES_DSP_CONV_TRIPLES(clamp_, positive_)                                               \
   es_dsp_conv_triples(scratch, end, odd_eights, chunk_weights, chunk_words, words_end, b_step, \
