@@ -410,11 +410,25 @@ static __attribute__((noinline)) void es_dsp_widen_windows3(const es_window *p,
   const int32_t whole = row_bytes & ~3;
   const int32_t tail = (p->k_h * (row_bytes - whole) + 3) & ~3;
   int8_t *tails = edges + 3 * row_bytes;
+  /* Three pixels of one output row whose windows lie inside the input (most of them): each
+   * kernel row of b and c is a's moved by the stride, and the next kernel row of each is
+   * the input row(s) below, so one division finds all nine rows. */
+  const int32_t out_y = pixels[0] / p->out_w;
+  const int32_t out_x = pixels[0] - out_y * p->out_w;
+  const int32_t in_y0 = out_y * p->stride_h - p->pad_h;
+  const int32_t in_x0 = out_x * p->stride_w - p->pad_w;
+  const int inside = pixels[2] == pixels[0] + 2 && out_x + 2 < p->out_w && p->dil_w == 1 &&
+                     in_y0 >= 0 && in_y0 + (p->k_h - 1) * p->dil_h < p->in_h && in_x0 >= 0 &&
+                     in_x0 + 2 * p->stride_w + p->k_w <= p->in_w;
+  const int32_t step = p->stride_w * p->in_c, down = p->dil_h * p->in_w * p->in_c;
+  const int8_t *next = input + (in_y0 * p->in_w + in_x0) * p->in_c;
   int32_t k_y, g, t = 0;
-  for (k_y = 0; k_y < p->k_h; ++k_y) {
-    const int8_t *a = es_dsp_kernel_row(p, input, pixels[0], k_y, edges);
-    const int8_t *b = es_dsp_kernel_row(p, input, pixels[1], k_y, edges + row_bytes);
-    const int8_t *c = es_dsp_kernel_row(p, input, pixels[2], k_y, edges + 2 * row_bytes);
+  for (k_y = 0; k_y < p->k_h; ++k_y, next += down) {
+    const int8_t *a = inside ? next : es_dsp_kernel_row(p, input, pixels[0], k_y, edges);
+    const int8_t *b =
+        inside ? next + step : es_dsp_kernel_row(p, input, pixels[1], k_y, edges + row_bytes);
+    const int8_t *c = inside ? next + 2 * step
+                             : es_dsp_kernel_row(p, input, pixels[2], k_y, edges + 2 * row_bytes);
     for (g = 0; g < whole; g += 4) {
       wide = es_dsp_widen_group3(wide, a + g, b + g, c + g);
     }
