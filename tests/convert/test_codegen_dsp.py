@@ -151,14 +151,26 @@ def layer_models(tmp_path_factory) -> dict[str, Path]:
     linear = layers.Conv2D(6, 1)(image)
     clamped = keras.Model(image, layers.Dense(3)(layers.Flatten()(
         layers.Concatenate()([clamped_conv, linear]))))
+    # Sparse convolutions (pruned) whose pixels leave 3, 0, 1 and 2 of dsp_conv_2d_sparse's
+    # groups of four: 3x3 same (im2col), 1x1 (in place), 1x1 at stride 2, 2x3 and 2x1 valid.
+    pruned_tails = keras.Sequential([
+        layers.Input((7, 9, 8)),
+        layers.Conv2D(16, 3, padding="same", activation="relu"),    # 63 pixels
+        layers.Conv2D(24, 1, activation="relu"),                    # 63, read in place
+        layers.Conv2D(20, 1, strides=2),                            # 20, in place at stride 2
+        layers.Conv2D(12, (2, 3), activation="relu"),               # 9
+        layers.Conv2D(8, (2, 1)),                                   # 6
+        layers.Flatten(),
+        layers.Dense(4)])
     models = {}
     for seed, (name, model) in enumerate((("mixed", mixed), ("kws_like", kws_like),
                                           ("pruned", pruned), ("depthwise", depthwise),
                                           ("residual", residual), ("gemm", gemm),
-                                          ("widths", widths), ("clamped", clamped))):
+                                          ("widths", widths), ("clamped", clamped),
+                                          ("pruned_tails", pruned_tails))):
         _randomize_biases(model, seed)
-        if name == "pruned":
-            _prune(model, 0.96, seed)
+        if name in ("pruned", "pruned_tails"):  # 8% left of the tails model: not constant
+            _prune(model, 0.96 if name == "pruned" else 0.92, seed)
         if name == "gemm":  # a dead filter with a large bias: a constant channel
             kernel, bias = model.layers[2].get_weights()
             kernel[..., 3] = 0
@@ -186,7 +198,7 @@ def _micro(model: Path, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @needs_host_cc
 @pytest.mark.parametrize("name", ("mixed", "kws_like", "pruned", "depthwise", "residual",
-                                  "gemm", "widths", "clamped"))
+                                  "gemm", "widths", "clamped", "pruned_tails"))
 @pytest.mark.parametrize("kernels", ("portable", "dsp"))
 def test_variant_is_bit_exact_with_tflite_micro_on_the_host(layer_models, name, kernels):
     raw, expected = _micro(layer_models[name], 8, seed=2)
@@ -194,7 +206,7 @@ def test_variant_is_bit_exact_with_tflite_micro_on_the_host(layer_models, name, 
     np.testing.assert_array_equal(generated, expected)
     assert len({row.tobytes() for row in expected}) > 4  # not a constant function
     used = {record.kernel for record in result.op_records}
-    if kernels == "dsp" and name not in ("pruned", "gemm", "widths", "clamped"):
+    if kernels == "dsp" and name not in ("pruned", "gemm", "widths", "clamped", "pruned_tails"):
         assert {"dsp_conv_2d", "dsp_depthwise_conv_2d"} <= used
     if name == "mixed":  # depth multiplier 2 and depth 10 stay portable
         assert "depthwise_conv_2d" in used and "fully_connected" in used
@@ -205,7 +217,8 @@ def test_variant_is_bit_exact_with_tflite_micro_on_the_host(layer_models, name, 
     if name == "residual" and kernels == "dsp":  # mult 2 stays portable
         assert {"dsp_add", "dsp_depthwise_conv_2d", "depthwise_conv_2d"} <= used
     if name == "pruned":
-        assert {"conv_2d_sparse", "fully_connected_sparse"} <= used
+        conv = "dsp_conv_2d_sparse" if kernels == "dsp" else "conv_2d_sparse"
+        assert {conv, "fully_connected_sparse"} <= used
     if name == "gemm" and kernels == "dsp":  # every conv on the GEMM path, FC depth 72
         assert used >= {"dsp_conv_2d", "dsp_fully_connected"} and "conv_2d" not in used
     if name == "widths" and kernels == "dsp":  # every depthwise layer on a dsp layout
@@ -261,6 +274,20 @@ def test_staged_conv_cases_cover_the_three_window_path(layer_models):
     assert {path for _, _, path, *_ in paths} == {"direct", "whole rows", "row tails"}
     assert any(clamp for *_, clamp, _ in paths)
     assert {positive for *_, positive in paths} == {0, 1}
+
+
+def test_sparse_conv_cases_cover_the_four_pixel_groups(layer_models):
+    """dsp_conv_2d_sparse's cases are reached: 0 to 3 pixels left for the last group of
+    four, windows read in place (at stride 1 and 2) and through im2col, both
+    requantizations."""
+    lowered = kernel_variant("dsp").specialize_ops(
+        lower_graph(read_graph(layer_models["pruned_tails"].read_bytes())))
+    cases = {(op.linear.window["out_h"] * op.linear.window["out_w"] % 4, op.arguments[6],
+              op.linear.window["stride_w"], op.arguments[7])
+             for op in lowered if op.kernel == "dsp_conv_2d_sparse"}
+    assert {left for left, *_ in cases} == {0, 1, 2, 3}
+    assert {(direct, stride) for _, direct, stride, _ in cases} >= {(0, 1), (1, 1), (1, 2)}
+    assert {positive for *_, positive in cases} == {0, 1}
 
 
 def _staged_flags(model: Path) -> list[int]:
@@ -427,7 +454,8 @@ def _profile(model: Path, target: str, kernels: str):
 @needs_profile
 @pytest.mark.parametrize("target", ("cortex-m4", "cortex-m33"))
 def test_dsp_is_bit_exact_on_emulated_dsp_cores(layer_models, target):
-    for name in ("mixed", "kws_like", "depthwise", "residual", "gemm", "widths", "clamped"):
+    for name in ("mixed", "kws_like", "depthwise", "residual", "gemm", "widths", "clamped",
+                 "pruned_tails"):
         report = _profile(layer_models[name], target, "dsp")  # asserts: equals TFLite Micro
         assert report.kernels == "dsp" and report.target == target
         assert report.cycles > 0 and all(op.instructions > 0 for op in report.ops

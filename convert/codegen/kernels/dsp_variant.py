@@ -3,11 +3,16 @@
 C in kernels/dsp/ (ACLE intrinsics under `#if __ARM_FEATURE_DSP`, the same integers in plain
 C otherwise, so host builds are bit-exact too). At generation time each op is specialized:
 - mostly-zero conv and fully connected layers are stored sparse (lowering.sparse, DSP_RULE);
+  sparse convolutions -> dsp_conv_2d_sparse (four pixels per entry, a bias and
+  es_dsp_requantize's words per channel, outputs through a tile in scratch);
 - CONV_2D -> dsp_conv_2d: weights in output-channel pairs interleaved by 4 bytes, rows
-  zero-padded to a multiple of 8 (2x2 register blocking); scratch holds the two windows
-  widened to int16 and interleaved (4 bytes per tap), and their im2col rows unless the window
-  is one pixel of a multiple of 8 channels; the output offset folded into the requantization
-  words (requant_words), which come with the biases per channel pair (conv_pair_words);
+  zero-padded to a multiple of 8; staged layers (below) run three windows by two channels
+  (3x2 register blocking), their windows widened to int16 straight from the input with the
+  taps in conv_tap_order (scratch: the windows, edge rows and tails, conv_gather_bytes); the
+  others two by two (2x2) on int8 weights read in place, through im2col rows unless the
+  window is one pixel of a multiple of 8 channels; the output offset folded into the
+  requantization words (requant_words), which come with the biases per channel pair
+  (conv_pair_words);
 - DEPTHWISE_CONV_2D with depth multiplier 1 -> dsp_depthwise_conv_2d: weights as int16 pairs
   in channel quads (depthwise weights are small: 2x their bytes), scratch a band of k_h padded
   input rows, the output offset folded into the requantization words; 3x3 windows at stride 1
@@ -15,8 +20,8 @@ C otherwise, so host builds are bit-exact too). At generation time each op is sp
   instead (when its constants are staged): int8 taps in flash (depthwise_pair_taps), expanded
   in scratch to one block per channel of the weight pairs (w0, w1), (w0, w2), (w1, w2) of
   each row, its requantization words and bias, weights and bias doubled for a one-SMMLAR
-  requantization (doubled_requant_words); scratch also the input rows as int16 column pairs
-  per channel;
+  requantization (doubled_requant_words; with a ReLU-family activation without the sign
+  term); scratch also the input rows as int16 column pairs per channel;
 - both, when their constants are at most STAGE_BYTES, copy them into scratch (SRAM) first
   (conv: weights widened to int16 on the way, and a chunk of output channels at a time when
   they do not fit whole, conv_stage_chunk);
@@ -76,7 +81,9 @@ ADD_STAGE_ELEMENTS = 1024
 # and window widening got faster (--board nucleo-l4r5zi): VWW 14.07 M cycles at 0.1 and 0.2,
 # 14.18 M at 0.05, 16.64 M all dense. Again after staged layers went three windows at a
 # time without im2col: 12.24 M at 0.1, 12.27 M at 0.05, 12.59 M at 0.03, 14.25 M all dense;
-# tests/convert's 4% model is then 1.05x the cycles sparse (at under half the flash).
+# tests/convert's 4% model is then 1.05x the cycles sparse (at under half the flash). With
+# dsp_conv_2d_sparse (four pixels an entry, es_dsp_requantize): VWW 10.60 M at 0.1 to 0.3
+# (its layers are at 1-10% or above 36%), 10.96 M at 0.05, 11.04 M at 0.4, 13.84 M dense.
 DSP_RULE = SparseRule(0.1, "dsp sparse is within a few percent of the dense GEMM kernels' "
                            "cycles up to 10% entries (faster on VWW) at under half the bytes")
 
@@ -103,6 +110,18 @@ def _constants(op: LoweredOp, weights: np.ndarray, with_bias: bool) -> tuple:
     return tuple(constants)
 
 
+def _positive_words(linear, requant: np.ndarray) -> tuple[bool, np.ndarray]:
+    """(positive, words): an activation that clamps everything below the output zero point
+    (ReLU, ReLU6) lets a conv's requantization drop its sign term (es_dsp_requantize_positive,
+    on doubled words), where the doubled accumulators fit; else requant_table's words."""
+    if linear.act_min < linear.output_offset:
+        return False, requant
+    magnitude = np.abs(np.asarray(linear.weights, np.int64)).sum(axis=1)
+    doubled = doubled_requant_words(
+        requant, np.abs(np.asarray(linear.folded_bias, np.int64)) + 128 * magnitude)
+    return (False, requant) if doubled is None else (True, doubled)
+
+
 def _conv(op: LoweredOp, stage_bytes: int) -> LoweredOp:
     linear = op.linear
     window = linear.window
@@ -113,15 +132,7 @@ def _conv(op: LoweredOp, stage_bytes: int) -> LoweredOp:
         return op
     direct = window_is_pixel(window) and window["in_c"] % 8 == 0
     prefix = f"op{op.index}"
-    # An activation that clamps everything below the output zero point (ReLU, ReLU6) lets the
-    # requantization drop its sign term (es_dsp_requantize_positive, doubled words).
-    positive = linear.act_min >= linear.output_offset
-    if positive:
-        magnitude = np.abs(np.asarray(linear.weights, np.int64)).sum(axis=1)
-        doubled = doubled_requant_words(
-            requant, np.abs(np.asarray(linear.folded_bias, np.int64)) + 128 * magnitude)
-        positive = doubled is not None
-        requant = doubled if positive else requant
+    positive, requant = _positive_words(linear, requant)
     words = conv_pair_words(linear.folded_bias, requant)
     # Every pixel reads all of them: staged in SRAM when read more than once, whole when they
     # fit STAGE_BYTES, else in chunks of output channels (conv_stage_chunk). Staged layers
@@ -345,6 +356,35 @@ def band_overlap(window: dict) -> int:
     return 0 if limit is None else limit
 
 
+def _sparse_conv(op: LoweredOp, sparse: LoweredOp) -> LoweredOp:
+    """The sparse conv (lowering.sparse's format) as dsp_conv_2d_sparse computes it: the
+    entries as they are, the biases and requantization words per channel ({bias, M, K,
+    e - 1}, the output offset folded in; doubled for a ReLU-family activation); the portable
+    sparse kernel where a channel's requantization is outside es_dsp_requantize's range."""
+    linear = op.linear
+    channels = len(linear.folded_bias)
+    requant = requant_table(linear, channels, linear.output_offset)
+    if requant is None:
+        return sparse
+    positive, requant = _positive_words(linear, requant)
+    words = np.concatenate([np.asarray(linear.folded_bias, np.int64).reshape(-1, 1),
+                            np.asarray(requant, np.int64).reshape(-1, 3)], axis=1)
+    counts, deltas, values = sparse.constants[:3]
+    prefix = f"op{op.index}"
+    constants = (counts, deltas, values,
+                 ConstantArray("int32_t", f"{prefix}_words", words.reshape(-1).astype(np.int32)))
+    window, source, _, _, _, _, _, _, direct, _, target = sparse.arguments
+    arguments = (window, source, *(SymbolArg(constant.name) for constant in constants), direct,
+                 int(positive), ScratchArg(op.index), target)
+    taps = linear.weights.shape[1]
+    # The outputs of a group of four pixels are written after all its channels (from a tile
+    # in scratch, 4 bytes a channel), its windows read before: the portable loop order's
+    # limit holds. Scratch: the tile, then four im2col rows unless read in place.
+    return dataclasses.replace(sparse, kernel="dsp_conv_2d_sparse", arguments=arguments,
+                               constants=constants,
+                               scratch_bytes=4 * linear.window["out_c"] + (0 if direct else 4 * taps))
+
+
 def _depthwise(op: LoweredOp, stage_bytes: int) -> LoweredOp:
     linear, prefix = op.linear, f"op{op.index}"
     window = linear.window
@@ -378,7 +418,8 @@ def _depthwise(op: LoweredOp, stage_bytes: int) -> LoweredOp:
     arguments = (op.arguments[0], TensorArg(op.inputs[0]), SymbolArg(f"{prefix}_weights"),
                  SymbolArg(f"{prefix}_folded_bias"), SymbolArg(f"{prefix}_requant"), depth,
                  width, int(math.gcd(window["dil_h"], window["k_h"]) == 1), int(staged),
-                 pairs, ScratchArg(op.index), TensorArg(op.outputs[0]))
+                 pairs, int(bool(pairs) and linear.act_min >= linear.output_offset),
+                 ScratchArg(op.index), TensorArg(op.outputs[0]))
     overlap = tuple((tensor, min(limit, band_overlap(window))) for tensor, limit in op.overlap)
     return dataclasses.replace(op, kernel="dsp_depthwise_conv_2d", arguments=arguments,
                                constants=constants, overlap=overlap,
@@ -468,7 +509,7 @@ def specialize(op: LoweredOp, stage_bytes: int | None = None) -> LoweredOp:
         return _add(op, stage_bytes)
     sparse = sparsify(op, DSP_RULE)
     if sparse is not None:
-        return sparse
+        return _sparse_conv(op, sparse) if sparse.kernel == "conv_2d_sparse" else sparse
     linear = op.linear
     if op.kernel == "conv_2d":
         return _conv(op, stage_bytes)

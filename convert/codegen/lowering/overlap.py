@@ -33,13 +33,14 @@ def element_overlap(window: dict, depth_multiplier: int) -> int:
     return shift_limit(lowest.reshape(-1))
 
 
-def conv_overlap(window: dict) -> int:
-    """CONV_2D reads every input channel and writes two pixels' channels block by block, so
-    after a write of pixel p the windows of pixels p - 1 onwards may still be read."""
+def conv_overlap(window: dict, group: int = 2) -> int:
+    """CONV_2D reads every input channel and writes `group` pixels' channels block by block
+    (the portable kernels two), so after a write of pixel p the windows of pixels
+    p - group + 1 onwards may still be read."""
     lowest = _top_left_pixels(window) * window["in_c"]
     later = np.minimum.accumulate(lowest[::-1])[::-1]
     pixels = np.arange(lowest.size)
-    still_read = later[np.maximum(pixels - 1, 0)]
+    still_read = later[np.maximum(pixels - group + 1, 0)]
     return int((still_read - (pixels + 1) * window["out_c"]).min())
 
 

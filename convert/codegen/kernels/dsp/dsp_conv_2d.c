@@ -423,19 +423,30 @@ static __attribute__((noinline)) void es_dsp_widen_windows3(const es_window *p,
   const int32_t step = p->stride_w * p->in_c, down = p->dil_h * p->in_w * p->in_c;
   const int8_t *next = input + (in_y0 * p->in_w + in_x0) * p->in_c;
   int32_t k_y, g, t = 0;
-  for (k_y = 0; k_y < p->k_h; ++k_y, next += down) {
-    const int8_t *a = inside ? next : es_dsp_kernel_row(p, input, pixels[0], k_y, edges);
-    const int8_t *b =
-        inside ? next + step : es_dsp_kernel_row(p, input, pixels[1], k_y, edges + row_bytes);
-    const int8_t *c = inside ? next + 2 * step
-                             : es_dsp_kernel_row(p, input, pixels[2], k_y, edges + 2 * row_bytes);
-    for (g = 0; g < whole; g += 4) {
-      wide = es_dsp_widen_group3(wide, a + g, b + g, c + g);
+  if (inside) {
+    for (k_y = 0; k_y < p->k_h; ++k_y, next += down) {
+      for (g = 0; g < whole; g += 4) {
+        wide = es_dsp_widen_group3(wide, next + g, next + step + g, next + 2 * step + g);
+      }
+      for (; g < row_bytes; ++g, ++t) {
+        tails[t] = next[g];
+        tails[tail + t] = next[step + g];
+        tails[2 * tail + t] = next[2 * step + g];
+      }
     }
-    for (; g < row_bytes; ++g, ++t) {
-      tails[t] = a[g];
-      tails[tail + t] = b[g];
-      tails[2 * tail + t] = c[g];
+  } else {
+    for (k_y = 0; k_y < p->k_h; ++k_y) {
+      const int8_t *a = es_dsp_kernel_row(p, input, pixels[0], k_y, edges);
+      const int8_t *b = es_dsp_kernel_row(p, input, pixels[1], k_y, edges + row_bytes);
+      const int8_t *c = es_dsp_kernel_row(p, input, pixels[2], k_y, edges + 2 * row_bytes);
+      for (g = 0; g < whole; g += 4) {
+        wide = es_dsp_widen_group3(wide, a + g, b + g, c + g);
+      }
+      for (; g < row_bytes; ++g, ++t) {
+        tails[t] = a[g];
+        tails[tail + t] = b[g];
+        tails[2 * tail + t] = c[g];
+      }
     }
   }
   for (; t < tail; ++t) {

@@ -214,6 +214,15 @@ static inline int32_t es_dsp_requantize_doubled(int32_t x2, const int32_t *q) {
 static inline int8_t es_dsp_pair_output(int32_t acc, const int32_t *q) {
   return (int8_t)es_ssat8(es_dsp_requantize_doubled(acc, q));
 }
+/* The same without the sign term where `positive` (ES_DSP_REQUANTIZE_POSITIVE_ASM's
+ * arithmetic: es_dsp_requantize_positive on an accumulator already doubled). */
+static inline int8_t es_dsp_pair_output_mode(int32_t acc, const int32_t *q, const int positive) {
+  if (positive) {
+    const int64_t high = (int64_t)q[1] * 4294967296LL;
+    return (int8_t)es_ssat8((int32_t)((high + (int64_t)acc * q[0] + 0x80000000LL) >> 32) >> q[2]);
+  }
+  return es_dsp_pair_output(acc, q);
+}
 
 /* The products of one window row (weights w[0..2]: w01, w02, w12) for outputs 2j, 2j + 1
  * (E0 = E[j], E1 = E[j + 1]). */
@@ -354,10 +363,16 @@ static inline int8_t es_dsp_pair_output(int32_t acc, const int32_t *q) {
                      : [w] "r"(w), [o] "r"(o), [s] "r"(step)                               \
                      : "memory");                                                          \
   } while (0)
-#define ES_DSP_REQUANTIZE3_ASM \
-  ES_DSP_REQUANTIZE_ASM("a0") ES_DSP_REQUANTIZE_ASM("a1") ES_DSP_REQUANTIZE_ASM("a2")
-#define ES_DSP_PAIR_STORE4(w, o, step)                                                     \
-  ES_DSP_PAIR_STORE_ASM(ES_DSP_REQUANTIZE3_ASM ES_DSP_REQUANTIZE_ASM("a3"),                 \
+/* With a ReLU-family activation (`positive`: act_min at or above the output offset), the
+ * sign term dropped (es_dsp_requantize_positive's argument: exact where the activation keeps
+ * the value, at most the offset below it, which SSAT or the row clamp maps to act_min). */
+#define ES_DSP_REQUANTIZE_POSITIVE_ASM(A)          \
+  "smmlar %[" A "], %[" A "], %[m], %[h]\n\t"     \
+  "asr %[" A "], %[" A "], %[x]\n\t"               \
+  "ssat %[" A "], #8, %[" A "]\n\t"
+#define ES_DSP_REQUANTIZE3(RQ) RQ("a0") RQ("a1") RQ("a2")
+#define ES_DSP_PAIR_STORE4_WITH(RQ)                                                        \
+  ES_DSP_PAIR_STORE_ASM(ES_DSP_REQUANTIZE3(RQ) RQ("a3"),                                    \
                         "add %[hh], %[o], %[s], lsl #1\n\t"                                 \
                         "strb %[a0], [%[o]]\n\t"                                            \
                         "strb %[a1], [%[o], %[s]]\n\t"                                      \
@@ -365,16 +380,15 @@ static inline int8_t es_dsp_pair_output(int32_t acc, const int32_t *q) {
                         "strb %[a3], [%[hh], %[s]]\n\t",                                    \
                         [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2), [a3] "+r"(acc3))
 /* The first three only (a row of 4k + 3 ends with them). */
-#define ES_DSP_PAIR_STORE3(w, o, step)                                                     \
-  ES_DSP_PAIR_STORE_ASM(ES_DSP_REQUANTIZE3_ASM,                                            \
+#define ES_DSP_PAIR_STORE3_WITH(RQ)                                                        \
+  ES_DSP_PAIR_STORE_ASM(ES_DSP_REQUANTIZE3(RQ),                                            \
                         "strb %[a0], [%[o]]\n\t"                                            \
                         "strb %[a1], [%[o], %[s]]\n\t"                                      \
                         "strb %[a2], [%[o], %[s], lsl #1]\n\t",                             \
                         [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2))
 /* All five of ES_DSP_PAIR_QUINT. */
-#define ES_DSP_PAIR_STORE5(w, o, step)                                                     \
-  ES_DSP_PAIR_STORE_ASM(ES_DSP_REQUANTIZE3_ASM ES_DSP_REQUANTIZE_ASM("a3")                  \
-                        ES_DSP_REQUANTIZE_ASM("a4"),                                       \
+#define ES_DSP_PAIR_STORE5_WITH(RQ)                                                        \
+  ES_DSP_PAIR_STORE_ASM(ES_DSP_REQUANTIZE3(RQ) RQ("a3") RQ("a4"),                           \
                         "strb %[a0], [%[o]]\n\t"                                            \
                         "strb %[a1], [%[o], %[s]]\n\t"                                      \
                         "strb %[a2], [%[o], %[s], lsl #1]\n\t"                              \
@@ -383,6 +397,18 @@ static inline int8_t es_dsp_pair_output(int32_t acc, const int32_t *q) {
                         "strb %[a4], [%[hh], %[s], lsl #1]\n\t",                            \
                         [a0] "+r"(acc0), [a1] "+r"(acc1), [a2] "+r"(acc2), [a3] "+r"(acc3), \
                         [a4] "+r"(acc4))
+/* `positive` is a constant where these expand (es_dsp_pair_output_row's copies). */
+#define ES_DSP_PAIR_STORE_N(N)                                 \
+  do {                                                         \
+    if (positive) {                                            \
+      ES_DSP_PAIR_STORE##N##_WITH(ES_DSP_REQUANTIZE_POSITIVE_ASM); \
+    } else {                                                   \
+      ES_DSP_PAIR_STORE##N##_WITH(ES_DSP_REQUANTIZE_ASM);      \
+    }                                                          \
+  } while (0)
+#define ES_DSP_PAIR_STORE3(w, o, step) ES_DSP_PAIR_STORE_N(3)
+#define ES_DSP_PAIR_STORE4(w, o, step) ES_DSP_PAIR_STORE_N(4)
+#define ES_DSP_PAIR_STORE5(w, o, step) ES_DSP_PAIR_STORE_N(5)
 #else
 #define ES_DSP_PAIR_QUAD(S0, S1, S2)                                  \
   do {                                                                \
@@ -424,21 +450,21 @@ static inline int8_t es_dsp_pair_output(int32_t acc, const int32_t *q) {
     ES_DSP_PAIR_EVEN(S2, 2, acc3);     \
     e -= 9;                            \
   } while (0)
-#define ES_DSP_PAIR_STORE3(w, o, step)                     \
-  do {                                                     \
-    (o)[0] = es_dsp_pair_output(acc0, (w) + 9);            \
-    (o)[step] = es_dsp_pair_output(acc1, (w) + 9);         \
-    (o)[2 * (step)] = es_dsp_pair_output(acc2, (w) + 9);   \
+#define ES_DSP_PAIR_STORE3(w, o, step)                                 \
+  do {                                                                 \
+    (o)[0] = es_dsp_pair_output_mode(acc0, (w) + 9, positive);         \
+    (o)[step] = es_dsp_pair_output_mode(acc1, (w) + 9, positive);      \
+    (o)[2 * (step)] = es_dsp_pair_output_mode(acc2, (w) + 9, positive); \
   } while (0)
 #define ES_DSP_PAIR_STORE4(w, o, step)                     \
   do {                                                     \
     ES_DSP_PAIR_STORE3(w, o, step);                        \
-    (o)[3 * (step)] = es_dsp_pair_output(acc3, (w) + 9);   \
+    (o)[3 * (step)] = es_dsp_pair_output_mode(acc3, (w) + 9, positive); \
   } while (0)
 #define ES_DSP_PAIR_STORE5(w, o, step)                     \
   do {                                                     \
     ES_DSP_PAIR_STORE4(w, o, step);                        \
-    (o)[4 * (step)] = es_dsp_pair_output(acc4, (w) + 9);   \
+    (o)[4 * (step)] = es_dsp_pair_output_mode(acc4, (w) + 9, positive); \
   } while (0)
 #endif
 
@@ -510,9 +536,11 @@ static void es_dsp_pair_short_row(const es_window *p, const uint32_t *band, int3
     }                                                                                       \
   } while (0)
 
-/* One output row of the pair layout; `first` the band slot of window row 0. */
-static void es_dsp_pair_output_row(const es_window *p, const uint32_t *band, int32_t pairs,
-                                   int32_t first, const int32_t *weights, int8_t *out) {
+/* One output row of the pair layout; `first` the band slot of window row 0; `positive` a
+ * constant in each copy (es_dsp_pair_row_signed, es_dsp_pair_row_positive). */
+static inline __attribute__((always_inline)) void es_dsp_pair_output_row(
+    const es_window *p, const uint32_t *band, int32_t pairs, int32_t first,
+    const int32_t *weights, int8_t *out, const int positive) {
   const int32_t out_w = p->out_w, step = p->out_c;
   if (p->stride_w == 2 && first == 0) {
     ES_DSP_PAIR_ROW_STRIDE2(0, 1, 2);
@@ -527,6 +555,15 @@ static void es_dsp_pair_output_row(const es_window *p, const uint32_t *band, int
   } else {
     ES_DSP_PAIR_ROW(2, 0, 1);
   }
+}
+
+static void es_dsp_pair_row_signed(const es_window *p, const uint32_t *band, int32_t pairs,
+                                   int32_t first, const int32_t *weights, int8_t *out) {
+  es_dsp_pair_output_row(p, band, pairs, first, weights, out, 0);
+}
+static void es_dsp_pair_row_positive(const es_window *p, const uint32_t *band, int32_t pairs,
+                                     int32_t first, const int32_t *weights, int8_t *out) {
+  es_dsp_pair_output_row(p, band, pairs, first, weights, out, 1);
 }
 
 /* The pair layout's constants in scratch: for each channel (its 9 int8 taps 12 bytes apart
@@ -575,8 +612,8 @@ static void es_dsp_clamp_bytes(int8_t *values, int32_t count, int32_t act_min,
 static void es_dsp_depthwise_conv_2d(const es_window *p, const int8_t *input,
                                      const int32_t *weights, const int32_t *folded_bias,
                                      const int32_t *requant, int32_t depth, int32_t width,
-                                     int ring, int staged, int32_t pairs, int8_t *band,
-                                     int8_t *output) {
+                                     int ring, int staged, int32_t pairs, int positive,
+                                     int8_t *band, int8_t *output) {
   const uint32_t lows = es_dsp_bytes(p->act_min), highs = es_dsp_bytes(p->act_max);
   const int32_t row_bytes = pairs ? 4 * p->out_c * pairs : width * depth;
   const int32_t tap_bytes = p->dil_w * depth;
@@ -621,8 +658,13 @@ static void es_dsp_depthwise_conv_2d(const es_window *p, const int8_t *input,
     }
     if (pairs) {
       int8_t *out = output + out_y * p->out_w * out_c;
-      es_dsp_pair_output_row(p, (const uint32_t *)(const void *)band, pairs, first, weights,
-                             out);
+      if (positive) {
+        es_dsp_pair_row_positive(p, (const uint32_t *)(const void *)band, pairs, first,
+                                 weights, out);
+      } else {
+        es_dsp_pair_row_signed(p, (const uint32_t *)(const void *)band, pairs, first, weights,
+                               out);
+      }
       if (!full) {
         es_dsp_clamp_bytes(out, p->out_w * out_c, p->act_min, p->act_max);
       }
