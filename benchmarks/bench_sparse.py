@@ -25,6 +25,8 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_mcu import MLPERF_DIR, profile_one
 from benchmarks.results_doc import machine_line, publish_section
+from edgeship.convert.codegen.kernels.dsp_variant import DSP_RULE
+from edgeship.convert.codegen.lowering.sparse import PORTABLE_RULE
 from edgeship.reports import markdown_table
 
 ZOO = ("dscnn", "lenet5")
@@ -104,7 +106,8 @@ def main(argv=None) -> int:
     markdown = "\n".join([
         (f"`python benchmarks/bench_sparse.py`. {machine_line()} codegen stores a conv or fully "
         "connected layer sparse when its entries (nonzeros, plus weight-0 bridges over gaps of "
-        "more than 255 taps) are at most the variant's max density (portable 0.45, dsp 0.2; "
+        "more than 255 taps) are at most the variant's max density (portable "
+        f"{PORTABLE_RULE.max_density:g}, dsp {DSP_RULE.max_density:g}; "
         "edgeship/convert/codegen/lowering/sparse.py): per output channel a uint16 count, per "
         "entry a uint8 tap delta and the int8 weight. Cycles: edgeship profile's Cortex-M4 "
         "estimate (120 MHz, zero wait states)."), "",
