@@ -156,7 +156,16 @@ static inline uint32_t es_dsp_saturate4(int32_t v0, int32_t v1, int32_t v2, int3
   ES_DSP_INSERT_BYTE(word, __ssat(v3, 8), 24);
   return word;
 }
+/* Two values in the low halfword (the high one undefined, for a halfword store). */
+static inline uint32_t es_dsp_saturate2(int32_t v0, int32_t v1) {
+  uint32_t word = (uint8_t)__ssat(v0, 8);
+  ES_DSP_INSERT_BYTE(word, __ssat(v1, 8), 8);
+  return word;
+}
 #else
+static inline uint32_t es_dsp_saturate2(int32_t v0, int32_t v1) {
+  return (uint32_t)(uint8_t)es_ssat8(v0) | (uint32_t)(uint8_t)es_ssat8(v1) << 8;
+}
 static inline uint32_t es_dsp_saturate4(int32_t v0, int32_t v1, int32_t v2, int32_t v3) {
   return (uint32_t)(uint8_t)es_ssat8(v0) | (uint32_t)(uint8_t)es_ssat8(v1) << 8 |
          (uint32_t)(uint8_t)es_ssat8(v2) << 16 | (uint32_t)(uint8_t)es_ssat8(v3) << 24;

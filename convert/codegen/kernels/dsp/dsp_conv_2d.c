@@ -219,7 +219,7 @@ static inline __attribute__((always_inline)) const int8_t *es_dsp_conv_pairs(
  * window c's halfword stored first, then b's, then a's, so repeated windows (b_step or
  * c_step equal to an earlier one's, at the end of the pixels) leave the right bytes. */
 static inline __attribute__((always_inline)) const int8_t *es_dsp_conv_triples(
-    const int8_t *scratch, const int8_t *end, int odd_eights, const int8_t *w,
+    const int8_t *scratch, const int8_t *end, const int odd_eights, const int8_t *w,
     const int32_t *words, const int32_t *words_end, int32_t b_step, int32_t c_step,
     uint32_t lows, uint32_t highs, const int clamp, const int positive, int8_t *out) {
   for (; words != words_end; words += ES_DSP_CONV_PAIR_WORDS, out += 2) {
@@ -232,8 +232,8 @@ static inline __attribute__((always_inline)) const int8_t *es_dsp_conv_triples(
                           es_dsp_requantize_mode(a1, words + 5, positive),
                           es_dsp_requantize_mode(b0, words + 2, positive),
                           es_dsp_requantize_mode(b1, words + 5, positive));
-    cc = es_dsp_saturate4(es_dsp_requantize_mode(c0, words + 2, positive),
-                          es_dsp_requantize_mode(c1, words + 5, positive), 0, 0);
+    cc = es_dsp_saturate2(es_dsp_requantize_mode(c0, words + 2, positive),
+                          es_dsp_requantize_mode(c1, words + 5, positive));
     if (clamp) {
       ab = es_min8(es_max8(ab, lows), highs);
       cc = es_min8(es_max8(cc, lows), highs);
@@ -500,7 +500,7 @@ static void es_dsp_conv_2d_triples(const es_window *p, const int8_t *input,
   int8_t *windows = scratch + 6 * row;
   const int8_t *end = scratch + 6 * row;
   const int odd_eights = row % 16 != 0;
-  const int mode = (clamp ? 1 : 0) | (positive ? 2 : 0);
+  const int mode = (clamp ? 1 : 0) | (positive ? 2 : 0) | (odd_eights ? 4 : 0);
   int32_t first, pixel, g;
   for (first = 0; first < out_c; first += chunk) {
     const int32_t count = out_c - first < chunk ? out_c - first : chunk;
@@ -535,14 +535,18 @@ static void es_dsp_conv_2d_triples(const es_window *p, const int8_t *input,
       } else {
         es_dsp_widen_windows3(p, input, at, row, windows, scratch);
       }
-#define ES_DSP_CONV_TRIPLES(clamp_, positive_)                                               \
-  es_dsp_conv_triples(scratch, end, odd_eights, chunk_weights, chunk_words, words_end, b_step, \
-                      c_step, lows, highs, clamp_, positive_, out)
+#define ES_DSP_CONV_TRIPLES(odd_, clamp_, positive_)                                           \
+  es_dsp_conv_triples(scratch, end, odd_, chunk_weights, chunk_words, words_end, b_step, c_step, \
+                      lows, highs, clamp_, positive_, out)
       switch (mode) {  /* each copy of the loop with its constants */
-        case 0: w = ES_DSP_CONV_TRIPLES(0, 0); break;
-        case 1: w = ES_DSP_CONV_TRIPLES(1, 0); break;
-        case 2: w = ES_DSP_CONV_TRIPLES(0, 1); break;
-        default: w = ES_DSP_CONV_TRIPLES(1, 1); break;
+        case 0: w = ES_DSP_CONV_TRIPLES(0, 0, 0); break;
+        case 1: w = ES_DSP_CONV_TRIPLES(0, 1, 0); break;
+        case 2: w = ES_DSP_CONV_TRIPLES(0, 0, 1); break;
+        case 3: w = ES_DSP_CONV_TRIPLES(0, 1, 1); break;
+        case 4: w = ES_DSP_CONV_TRIPLES(1, 0, 0); break;
+        case 5: w = ES_DSP_CONV_TRIPLES(1, 1, 0); break;
+        case 6: w = ES_DSP_CONV_TRIPLES(1, 0, 1); break;
+        default: w = ES_DSP_CONV_TRIPLES(1, 1, 1); break;
       }
 #undef ES_DSP_CONV_TRIPLES
       if (count % 2) {
