@@ -170,12 +170,10 @@ def conv_tap_order(window: dict) -> tuple[np.ndarray, int]:
     then zeros to a multiple of 8. Returns (order: for each position, the im2col tap it
     holds; row). A 3x3 RGB window: 2 words of each row, then one word of the three last
     taps, 28 taps in 32 as im2col's 27 are."""
-    row_bytes = window["k_w"] * window["in_c"]
-    whole = row_bytes // 4 * 4
+    row_bytes, whole, tail = _kernel_row_split(window)
     order = [k_y * row_bytes + tap for k_y in range(window["k_h"]) for tap in range(whole)]
     order += [k_y * row_bytes + tap for k_y in range(window["k_h"])
               for tap in range(whole, row_bytes)]
-    tail = (window["k_h"] * (row_bytes - whole) + 3) // 4 * 4
     used = window["k_h"] * whole + tail
     return np.asarray(order, np.int64), (used + 7) // 8 * 8
 
@@ -184,9 +182,16 @@ def conv_gather_bytes(window: dict) -> int:
     """Scratch the three-window path uses beside the widened windows when they are not read
     in place: three kernel rows gathered at the edges (k_w in_c bytes each) and the three
     windows' tails (dsp_conv_2d's es_dsp_widen_windows3), rounded to 8."""
-    row_bytes = window["k_w"] * window["in_c"]
-    tail = (window["k_h"] * (row_bytes % 4) + 3) // 4 * 4
+    row_bytes, _, tail = _kernel_row_split(window)
     return (3 * (row_bytes + tail) + 7) // 8 * 8
+
+
+def _kernel_row_split(window: dict) -> tuple[int, int, int]:
+    """(bytes of a kernel row, its whole words' bytes, the bytes of all rows' leftover taps
+    rounded up to whole words): es_dsp_widen_windows3's split."""
+    row_bytes = window["k_w"] * window["in_c"]
+    whole = row_bytes // 4 * 4
+    return row_bytes, whole, (window["k_h"] * (row_bytes - whole) + 3) // 4 * 4
 
 
 def conv_stage_chunk(out_c: int, row: int, stage_bytes: int) -> int:
