@@ -16,7 +16,10 @@ The model, for each board:
   previous line executed: it stalls max(0, wait_states - line_bytes / 2), taking code to run
   at one 16-bit halfword per cycle;
 - a data read from flash (weights, tables, literal pools) from a line the data cache lacks
-  stalls `wait_states` cycles; a read that straddles two lines may miss twice.
+  stalls `wait_states` cycles; a read that straddles two lines may miss twice. Where the
+  board has no data cache on the flash path (`data_cache` None: the Cortex-M33's C-AHB bus
+  carries both instruction fetches and data reads of the code region through one ICACHE),
+  data reads go through the instruction cache and share its lines with the code.
 
 Sources (numbers copied from the reference manuals as cited in issue 31 and from Arm's
 Cortex-M7 TRM; the manuals themselves were not at hand when this was written, so each
@@ -31,8 +34,12 @@ figure names its section to check):
   DDI 0489, "Level 1 caches"). The L1 caches are enabled by the application (X-CUBE-AI's
   projects enable them), so the model has them on.
 - NUCLEO-U575ZI-Q (STM32U575ZI): RM0456 section 7.3.3 "Read access latency" (4 wait states
-  at 160 MHz, range 1); ICACHE (section 8) 8 KB, 2-way, 16-byte lines; DCACHE1 (section 9)
-  4 KB, 16-byte lines, modelled direct-mapped.
+  at 160 MHz, range 1); ICACHE (section 8) 8 KB, 2-way, 16-byte lines, on the Cortex-M33's
+  C-AHB code bus, which fetches instructions and reads data (weights, literal pools) of the
+  code region, internal flash included; DCACHE1 (section 9) sits on the S-AHB bus and caches
+  external memories only, so it is not on the path of weights in internal flash (ST's ICACHE
+  introduction: "to improve performance when fetching instructions and data from both
+  internal and external memories"; DCACHE: "data traffic to/from external memories").
 
 What the model ignores: bus contention between instruction and data reads of flash (the
 M4's ICode and DCode buses reach the same flash; a simultaneous miss on both is charged
@@ -78,7 +85,8 @@ class Board:
         clock_mhz: the clock the published results ran at.
         wait_states: flash wait states at that clock.
         instruction_cache: the cache (or ART instruction cache) on instruction fetches.
-        data_cache: the cache on data reads from flash.
+        data_cache: the cache on data reads from flash; None: data reads from flash go
+            through instruction_cache (one cache on a bus that carries both).
         prefetch: sequential instruction lines are read ahead.
         placement: where code, weights and activations live.
         source: the reference manual sections the numbers come from.
@@ -90,7 +98,7 @@ class Board:
     clock_mhz: float
     wait_states: int
     instruction_cache: Cache
-    data_cache: Cache
+    data_cache: Cache | None
     prefetch: bool
     placement: str
     source: str
@@ -117,10 +125,11 @@ BOARDS: dict[str, Board] = {
                "16 KB D (4-way), 32-byte lines (DDI 0489)"),
     "nucleo-u575zi": Board(
         "nucleo-u575zi", "NUCLEO-U575ZI-Q (STM32U575ZI, Cortex-M33)", "cortex-m33", 160.0, 4,
-        instruction_cache=Cache(512, 16, 2), data_cache=Cache(256, 16, 1), prefetch=True,
+        instruction_cache=Cache(512, 16, 2), data_cache=None, prefetch=True,
         placement=_PLACEMENT,
-        source="RM0456 7.3.3 (4 WS at 160 MHz, range 1), ICACHE 8 KB 2-way 16-byte lines, "
-               "DCACHE1 4 KB 16-byte lines"),
+        source="RM0456 7.3.3 (4 WS at 160 MHz, range 1), ICACHE 8 KB 2-way 16-byte lines "
+               "on the C-AHB bus: instructions and flash data reads share it (DCACHE1 caches "
+               "external memories only)"),
 }
 
 
@@ -170,7 +179,10 @@ class FlashModel:
     def __init__(self, board: Board):
         self.board = board
         self.instructions = CacheSimulation(board.instruction_cache)
-        self.data = CacheSimulation(board.data_cache)
+        self.data = (self.instructions if board.data_cache is None
+                     else CacheSimulation(board.data_cache))
+        self.data_reads = 0
+        self.data_misses = 0
         self.sequential_stall = max(0, board.wait_states
                                     - board.instruction_cache.line_bytes // 2)
         self.last_line = -2
@@ -190,13 +202,17 @@ class FlashModel:
         """Stall cycles of one data read from flash."""
         line_bytes = self.data.line_bytes
         first, last = address // line_bytes, (address + size - 1) // line_bytes
-        stall = 0 if self.data.access(first) else self.board.wait_states
-        if last != first and not self.data.access(last):
-            stall += self.board.wait_states
-        return stall
+        misses = (not self.data.access(first)) + (last != first and not self.data.access(last))
+        self.data_reads += 1 + (last != first)  # line accesses, as the caches count them
+        self.data_misses += misses
+        return misses * self.board.wait_states
 
     def summary(self) -> dict:
         """Accesses and misses of each cache, for the report."""
-        return {"instruction_line_accesses": self.instructions.accesses,
-                "instruction_line_misses": self.instructions.misses,
-                "data_reads": self.data.accesses, "data_misses": self.data.misses}
+        shared = self.data is self.instructions
+        return {"instruction_line_accesses": self.instructions.accesses
+                - (self.data_reads if shared else 0),
+                "instruction_line_misses": self.instructions.misses
+                - (self.data_misses if shared else 0),
+                "data_reads": self.data_reads, "data_misses": self.data_misses,
+                "shared_cache": shared}

@@ -335,6 +335,27 @@ def test_board_cache_simulation_is_lru_per_set_and_counts_stalls():
     assert flash.fetch(0x2000, 8) == l4.wait_states and flash.fetch(0x2000, 8) == 0
     # the next line was prefetched while 16 bytes (8 halfwords) ran: 5 - 8 -> no stall
     assert flash.fetch(0x2010, 4) == 0
+    # the L4's ART has its own data lines: reading code's line does not hit the instruction one
+    assert flash.read(0x2000, 4) == l4.wait_states
+
+
+def test_u575_flash_data_reads_share_the_icache_with_code():
+    from edgeship.profile.boards import BOARDS, FlashModel
+
+    u5 = BOARDS["nucleo-u575zi"]
+    assert u5.data_cache is None  # the M33's C-AHB bus: one ICACHE for fetches and data reads
+    flash = FlashModel(u5)
+    assert flash.fetch(0x2000, 4) == u5.wait_states
+    assert flash.read(0x2004, 4) == 0  # a literal pool in the fetched line: a hit
+    # weights streaming through the 2-way ICACHE evict the code of the loop reading them
+    ways, line = u5.instruction_cache.ways, u5.instruction_cache.line_bytes
+    sets = u5.instruction_cache.lines // ways
+    for way in range(1, ways + 1):
+        assert flash.read(0x2000 + way * sets * line, 4) == u5.wait_states
+    assert flash.fetch(0x2000, 4) == u5.wait_states
+    summary = flash.summary()
+    assert summary["shared_cache"] and summary["data_reads"] == 3 and summary["data_misses"] == 2
+    assert (summary["instruction_line_accesses"], summary["instruction_line_misses"]) == (2, 2)
 
 
 @needs_emulator
