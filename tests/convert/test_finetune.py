@@ -140,6 +140,68 @@ def test_qat_drop_is_split_into_fine_tuning_and_quantization(qat_converted_run, 
     assert f"| `{tuned_name}` | litert |" in text and "`model_finetuned_float.tflite` |" in text
 
 
+def _grid_error(weights, limit, axis=None):
+    """Squared error of weights on the symmetric int8 grid of range limit (clipped beyond)."""
+    step = np.asarray(limit, np.float64) / 127.0
+    if axis is not None:
+        step = step.reshape([1] * (weights.ndim - 1) + [-1])
+    grid = np.clip(np.round(weights / step), -127, 127) * step
+    return float(np.sum((grid - weights) ** 2))
+
+
+def test_mse_weight_range_clips_outliers_to_the_least_squared_error():
+    """QAT's weight ranges (convert/qat.py mse_weight_range): one outlier no longer sets the
+    grid of the whole tensor; without outliers the range stays the largest magnitude."""
+    import tensorflow as tf
+
+    from edgeship.convert.qat import WEIGHT_RANGE_RATIOS, mse_weight_range
+
+    rng = np.random.default_rng(0)
+    weights = rng.normal(0.0, 0.05, size=(5, 5, 16, 120))
+    weights.flat[7] = 0.5  # 10x the spread: lenet5's c5 had its largest weight 8x its RMS
+    limit = float(mse_weight_range(tf.constant(weights, tf.float32), per_channel=False))
+    largest = float(np.abs(weights).max())
+    assert limit < 0.8 * largest
+    errors = {ratio: _grid_error(weights, ratio * largest) for ratio in WEIGHT_RANGE_RATIOS}
+    assert _grid_error(weights, limit) <= min(errors.values()) * (1 + 1e-4)
+    assert _grid_error(weights, limit) < 0.85 * _grid_error(weights, largest)  # measured 0.80
+    # per channel: each channel's own search; an even spread keeps its largest magnitude
+    even = np.tile(np.linspace(-1.0, 1.0, 255)[:, None], (1, 3)) * np.array([1.0, 2.0, 3.0])
+    limits = mse_weight_range(tf.constant(even, tf.float32), per_channel=True).numpy()
+    np.testing.assert_allclose(limits, [1.0, 2.0, 3.0], rtol=1e-6)
+
+
+def test_qat_file_weights_sit_on_mse_grids_of_the_fine_tuned_weights(qat_converted_run):
+    """Every weight tensor of the QAT int8 file is quantized at least as closely to the
+    fine-tuned float weights as the min/max grid would (issue 28: QAT's layers at least as
+    good as post-training int8's against their own float reference)."""
+    from edgeship.tflite_graph import align_ops, graph_ops, read_graph
+
+    out = qat_converted_run.out_dir
+    convert = json.loads((out / "manifest.json").read_text())["convert"]
+    tuned = (out / convert["fine_tuned_files"][0]).read_bytes()
+    tuned_float = (out / "model_finetuned_float.tflite").read_bytes()
+    int8_graph, float_graph = read_graph(tuned), read_graph(tuned_float)
+    int8_ops = graph_ops(tuned)
+    same_op = align_ops(int8_ops, graph_ops(tuned_float))
+    checked = 0
+    for op in int8_ops:
+        if op.op not in ("CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D"):
+            continue
+        quantized = int8_graph.tensors[int8_graph.operators[op.index].inputs[1]]
+        reference = float_graph.tensors[float_graph.operators[same_op[op.index].index].inputs[1]]
+        weights = np.asarray(reference.data, np.float64)
+        scale = np.asarray(quantized.scales, np.float64)
+        levels = np.asarray(quantized.data, np.float64)
+        if scale.size > 1:  # per channel along the first (output) axis
+            scale = scale.reshape([-1] + [1] * (weights.ndim - 1))
+        file_error = float(np.sum((levels * scale - weights) ** 2))
+        min_max_error = _grid_error(weights, np.abs(weights).max())
+        assert file_error <= min_max_error * 1.01, (op, file_error, min_max_error)
+        checked += 1
+    assert checked == 5
+
+
 # Ops whose output range tfmot learns (a Conv/Dense activation, the logits before softmax);
 # pools and reshapes share their input's range and softmax's is fixed.
 LEARNED_RANGE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
