@@ -13,7 +13,8 @@ Side by side, in one run, on one trained model:
   behaviour before, run here by switching mse_weight_ranges off;
 
 each with convert's default `--weight-granularity auto` (per-tensor on this model) and with
-`per-channel`.
+`per-channel`. Then lenet5 trained with seeds OTHER_SEEDS, each converted both ways (auto
+granularity): which layers fall below moves with the seed.
 
     python benchmarks/bench_qat_layers.py [--no-doc]
 """

@@ -118,10 +118,11 @@ QAT_TEST_IMAGES = 20
 QAT_MIN_SQNR_DB = 25.0  # measured: 29.7 (the logits), every other layer >= 40
 # Per layer, how far the QAT file may sit below the post-training file (each against its own
 # float model). Measured with the MSE weight ranges (convert/qat.py): the first conv and its
-# pool 0.8 and 0.3 dB below (150 weights: which way their rounding falls is luck), the second
-# conv 0.7 below, c5 to the logits 1.2 to 2.3 dB above (before them, min/max weight ranges:
-# the first conv 1.1 below, the logits 1.3 above); tfmot's [-6, 6] start was 5 to 20 dB below.
-QAT_BELOW_PTQ_DB = 1.5
+# pool 0.8 and 0.3 dB below, the second conv 0.7 below, c5 to the logits 1.2 to 2.3 dB above
+# (before them, min/max weight ranges: the first conv 1.1 below, the logits 1.3 above); tfmot's
+# [-6, 6] start was 5 to 20 dB below. Other training seeds and float numerics move each layer
+# by up to about 1 dB either way (benchmarks/bench_qat_layers.py), hence the margin.
+QAT_BELOW_PTQ_DB = 2.0
 QAT_CONTROL_GAP_DB = 10.0  # measured: 13.2 (worst against model_float.tflite: 16.5)
 
 def _fine_tuned_file(run_dir):
