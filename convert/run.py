@@ -31,7 +31,7 @@ from edgeship.convert.tflite import (
     weight_scale_counts,
     weight_sparsity,
 )
-from edgeship.deps import import_tf_keras
+from edgeship.deps import TRAINING_THREADS, import_tf_keras, pin_training_threads
 from edgeship.errors import CheckFailedError, UserInputError
 from edgeship.options import option
 from edgeship.records import ConvertRecord, DatasetRecord, ModelRecord, TrainRecord, XnnpackRecord
@@ -121,6 +121,10 @@ class ConvertConfig:
                                        "images")
     out: str | None = None
     seed: int = option(0, help="seed of calibration sampling and fine-tuning")
+    threads: int = option(TRAINING_THREADS, metavar="N",
+                          help="TensorFlow threads per op in the QAT and pruning fine-tunes (0: "
+                          "every core); fixed by default, as train's --threads, so a fine-tune "
+                          "gives the same weights on any machine with the same CPU features")
 
     def __post_init__(self):
         if self.qat_epochs < 0:
@@ -129,6 +133,8 @@ class ConvertConfig:
             raise UserInputError(f"prune sparsity must be in (0, 1), got {self.prune_sparsity}")
         if self.prune_structure is not None:
             PruneConfig(sparsity=0.5, structure=self.prune_structure)
+        if self.threads < 0:
+            raise UserInputError(f"threads must be >= 0 (0: every core), got {self.threads}")
         if self.calibration_samples < 1:
             raise UserInputError(f"calibration samples must be >= 1, got {self.calibration_samples}")
         if self.io_type not in IO_TYPES:
@@ -181,6 +187,12 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     """
     source = Path(config.source)
     model_path, out_dir, dataset_spec, trained = _resolve_source(source, config)
+    if config.int8 and (config.pruning or config.qat_epochs > 0):
+        threads = pin_training_threads(config.threads)  # before TensorFlow first runs
+        if threads != config.threads:
+            say(f"warning: TensorFlow already runs in this process with "
+                f"{threads or 'its default'} threads per op; --threads {config.threads} cannot "
+                "take effect, and the fine-tuned weights may differ from a fresh process's")
     if trained is not None and source.is_dir():
         dataset = open_run_dataset(source, config.dataset)
     else:

@@ -74,13 +74,14 @@ def _all_but(config_class, *names: str) -> tuple[str, ...]:
 
 
 # The stage commands' option groups under the pipeline's keys, tables and flag prefixes.
-# convert's and bench's seeds get a prefix: --seed is train's, as it always was.
+# convert's and bench's seeds get a prefix: --seed is train's, as it always was; --threads is
+# train's and the convert stage's fine-tunes use it too.
 GROUPS = (
     OptionGroup(PipelineOptions, "pipeline", "pipeline"),
     OptionGroup(TrainConfig, "train", "train", exclude=("out",), defaults={"model": "lenet5"}),
     OptionGroup(DatasetOptions, "dataset", "train", defaults={"dataset": "mnist5k"}),
     OptionGroup(ModelOptions, "model_options", "train"),
-    OptionGroup(ConvertConfig, "convert", "convert", exclude=("int8", "seed"),
+    OptionGroup(ConvertConfig, "convert", "convert", exclude=("int8", "seed", "threads"),
                 defaults={"onnx": True}),
     OptionGroup(ConvertConfig, "convert_seed", "convert", flag_prefix="convert-",
                 exclude=_all_but(ConvertConfig, "seed")),
@@ -134,7 +135,7 @@ class PipelineConfig:
             raise UserInputError(f"embed samples must be >= 0, got {self.embed_samples}")
         object.__setattr__(self, "train", replace(self.train, out=self.out))
         object.__setattr__(self, "convert", replace(self.convert, source=self.out, int8=True,
-                                                    out=None))
+                                                    out=None, threads=self.train.threads))
         object.__setattr__(self, "validate", replace(self.validate, run_dir=self.out))
         object.__setattr__(self, "bench", replace(self.bench, artifacts=(self.out,)))
         object.__setattr__(self, "profile", replace(self.profile,

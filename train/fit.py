@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.artifacts import save_keras, write_json_atomic, write_with
-from edgeship.deps import import_tf_keras, require
+from edgeship.console import say
+from edgeship.deps import TRAINING_THREADS, import_tf_keras, pin_training_threads, require
 from edgeship.errors import UserInputError
 from edgeship.options import option
 from edgeship.records import DatasetRecord, ModelRecord, TrainRecord
@@ -47,6 +48,11 @@ class TrainConfig:
     batch_size: int = option(32, help="images per training step")
     learning_rate: float = option(2e-3, help="Adam learning rate")
     seed: int = option(0, help="seed of weight init, shuffling and augmentation")
+    threads: int = option(TRAINING_THREADS, metavar="N",
+                          help="TensorFlow threads per op (0: every core). Fixed by default: "
+                          "TensorFlow's results change with the thread count, so one --seed "
+                          "trains the same weights on any machine with the same CPU features "
+                          "only at one count")
     augment: bool = option(False, help="random shifts, rotations and zoom in the input pipeline")
     early_stopping: int = option(0, metavar="PATIENCE",
                                  help="stop after PATIENCE epochs without a better val_loss (0: off)")
@@ -75,6 +81,8 @@ class TrainConfig:
             raise UserInputError(f"batch size must be >= 1, got {self.batch_size}")
         if not self.learning_rate > 0:
             raise UserInputError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.threads < 0:
+            raise UserInputError(f"threads must be >= 0 (0: every core), got {self.threads}")
         if self.early_stopping < 0:
             raise UserInputError(f"early-stopping patience must be >= 0, got {self.early_stopping}")
         if not 0 <= self.validation_split < 1:
@@ -118,6 +126,11 @@ def train(config: TrainConfig, dataset: Dataset | None = None,
         TrainResult with the test accuracy measured on the held-out split.
     """
     tf, tf_keras = import_tf_keras()
+    threads = pin_training_threads(config.threads)  # before TensorFlow first runs
+    if threads != config.threads:
+        say(f"warning: TensorFlow already runs in this process with "
+            f"{threads or 'its default'} threads per op; --threads {config.threads} cannot "
+            "take effect, and the weights may differ from a fresh process's")
     streaming = config.streaming if config.streaming != "auto" else streaming_mode_from_environment()
     dataset = dataset or open_dataset(config.dataset, streaming)
     out = Path(config.out)

@@ -49,6 +49,32 @@ def test_seeded_training_is_reproducible(tmp_path, digits):
     assert history[0] == history[1]
 
 
+def test_a_seed_trains_the_same_weights_whatever_the_core_count(tmp_path):
+    """`--threads` (2 by default) fixes TensorFlow's per-op thread count, which otherwise
+    follows the cores the process may use: one core here stands for a smaller machine.
+    Control: another thread count on the same cores trains other weights, so the equality
+    is the pin's doing."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    def trained(name, *extra, cores=None):
+        out = tmp_path / name
+        pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
+        completed = subprocess.run(
+            [sys.executable, "-m", "edgeship.cli", "train", "--model", "lenet5", "--dataset",
+             "mnist5k", "--epochs", "1", "--seed", "3", "--out", str(out), *extra],
+            capture_output=True, text=True, timeout=600, cwd=REPO, preexec_fn=pin)
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        return sha256_file(out / "model.keras")
+
+    one_core = trained("one_core", cores={min(os.sched_getaffinity(0))})
+    assert trained("all_cores") == one_core
+    assert trained("one_thread", "--threads", "1") != one_core
+
+
 def test_augment_and_early_stopping_and_mirrored(tmp_path, digits):
     config = TrainConfig(model="simple_cnn", dataset=digits.spec, out=str(tmp_path), epochs=3,
                          augment=True, early_stopping=1, strategy="mirrored", seed=1)
@@ -66,7 +92,7 @@ def test_augment_and_early_stopping_and_mirrored(tmp_path, digits):
 @pytest.mark.parametrize("field, value, message", [
     ("epochs", 0, "epochs"), ("validation_split", 1.0, "validation split"),
     ("strategy", "tpu", "strategy"), ("learning_rate", -1.0, "learning rate"),
-    ("batch_norm_statistics", "exact", "batch-norm statistics"),
+    ("batch_norm_statistics", "exact", "batch-norm statistics"), ("threads", -1, "threads"),
 ])
 def test_config_rejects_bad_values(field, value, message):
     with pytest.raises(ValueError, match=message):
