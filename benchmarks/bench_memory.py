@@ -2,7 +2,8 @@
 RAM; writes the memory section of docs/results.md.
 
 For every model codegen takes, per kernel variant (portable, dsp), the RAM the generated C
-needs besides the stack (activations + input + output + scratch), after each step of issue 30:
+needs besides the stack (activations + input + output + scratch, and an LSTM's hidden and
+cell state, kept between invokes), after each step of issue 30:
 
 - before: each op as the .tflite has it, input and output in the caller's buffers beside the
   activation buffer (what codegen generated before);
@@ -120,10 +121,13 @@ def steps(path: Path, kernels: str) -> dict:
     io = outside.input_bytes + outside.output_bytes
     _, ordered = order_for_memory(graph, fused)
     _, kept = order_for_memory(graph, fused, keep_input=True)
-    return {"before": outside.arena_bytes + io,
-            "pad_fused": plan_memory(graph, fused, io_in_arena=False).arena_bytes + io,
-            "io_in_plan": plan_memory(graph, fused).arena_bytes,
-            "order": ordered.arena_bytes, "keep_input": kept.arena_bytes,
+    # A recurrent model's state (LSTM hidden and cell) is RAM beside the buffer at every step.
+    state = sum(array.nbytes for op in fused for array in op.states)
+    return {"before": outside.arena_bytes + io + state,
+            "pad_fused": plan_memory(graph, fused, io_in_arena=False).arena_bytes + io + state,
+            "io_in_plan": plan_memory(graph, fused).arena_bytes + state,
+            "order": ordered.arena_bytes + state, "keep_input": kept.arena_bytes + state,
+            "state": state,
             "input": ordered.input_bytes, "output": ordered.output_bytes,
             "peak_op": ordered.peak_op, "pads": sum(op.name in ("PAD", "PADV2")
                                                     for op in graph.operators),
@@ -198,7 +202,8 @@ def render(rows: list[dict], refused: dict[str, str], published: dict[str, int],
            cycles: list[dict]) -> str:
     lines = ["## Memory: generated-C RAM step by step (benchmarks/bench_memory.py)", "",
              machine_line(), "",
-             ("RAM = the generated C's one static buffer plus, before I/O joined the plan, the "
+             ("RAM = the generated C's one static buffer (and an LSTM's hidden and cell state, "
+              "static arrays kept between invokes) plus, before I/O joined the plan, the "
               "caller's input and output buffers (activations + input + output + scratch; "
               "the stack is not included). Steps are cumulative: PAD fused into convolutions, "
               "then input and output planned with the activations (the input's bytes reused "

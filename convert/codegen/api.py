@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeship.artifacts import write_json_atomic, write_text_atomic
-from edgeship.convert.codegen.emit import render_header, render_source
+from edgeship.convert.codegen.emit import model_states, render_header, render_source
 from edgeship.convert.codegen.kernels import KERNEL_CHOICES, kernel_variant, resolve_kernels
 from edgeship.convert.codegen.kernels.cmsis_nn_variant import (
     CMSIS_NN,
@@ -137,6 +137,7 @@ class CodegenResult:
     memory_timeline: tuple[int, ...] = ()
     peak_op: int | None = None
     patches: PatchReport | None = None  # what patch-based inference saved and cost
+    state_bytes: int = 0  # recurrent state (LSTM), static arrays outside the arena
 
     @property
     def macs(self) -> int:
@@ -153,8 +154,9 @@ class CodegenResult:
                 "portable_fallbacks": list(self.portable_fallbacks),
                 "ram": {"arena": self.arena_bytes, "input": self.input_bytes,
                         "output": self.output_bytes, "scratch": self.scratch_bytes,
-                        "keep_input": self.keep_input,
-                        "note": "input, output and scratch lie inside the arena"},
+                        "state": self.state_bytes, "keep_input": self.keep_input,
+                        "note": "input, output and scratch lie inside the arena; recurrent "
+                                "state beside it"},
                 "memory_timeline": list(self.memory_timeline), "peak_op": self.peak_op,
                 "patches": self.patches.to_dict() if self.patches else None}
 
@@ -206,8 +208,10 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
                            variant)
     # The ops NAME_run executes: shape arithmetic folded at generation time is not among them.
     ops = [low.name for low in lowered]
+    state_bytes = sum(state.nbytes for state in model_states(lowered))
     header = render_header(config.name, model.input, model.output, plan.arena_bytes,
-                           model.labels, ops, keep_input=config.keep_input)
+                           model.labels, ops, keep_input=config.keep_input,
+                           state_bytes=state_bytes)
     out = model.out
     files = [write_text_atomic(out / f"{config.name}.h", header),
              write_text_atomic(out / f"{config.name}.c", source),
@@ -238,6 +242,6 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
                            input_bytes=plan.input_bytes, output_bytes=plan.output_bytes,
                            scratch_bytes=plan.scratch_bytes, keep_input=config.keep_input,
                            memory_timeline=plan.timeline, peak_op=plan.peak_op,
-                           patches=patches)
+                           patches=patches, state_bytes=state_bytes)
     write_json_atomic(report_path, {**identity, **result.to_dict()})
     return result

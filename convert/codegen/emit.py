@@ -4,6 +4,8 @@ Nothing here knows an op type: each lowered op brings its constants and structs,
 kernel variant renders its call.
 """
 
+import numpy as np
+
 from edgeship.convert.c_source import (
     EXTERN_C_CLOSE,
     EXTERN_C_OPEN,
@@ -14,7 +16,7 @@ from edgeship.convert.c_source import (
     header_guard,
 )
 from edgeship.convert.codegen.kernels import KernelVariant
-from edgeship.convert.codegen.lowering import LoweredOp
+from edgeship.convert.codegen.lowering import LoweredOp, StateArray
 from edgeship.convert.codegen.patches import PatchedStage, expand_stages, render_stage
 from edgeship.convert.codegen.plan import MemoryPlan, tensor_bytes
 from edgeship.convert.firmware_sources import QuantizedIO
@@ -44,6 +46,16 @@ def render_source(name: str, graph: Graph, lowered: list[LoweredOp], plan: Memor
         for constant in low.constants:
             parts.append(f"static const {constant.ctype} {constant.name}[{constant.values.size}] "
                          f"= {{\n{c_array_literal(constant.values)}\n}};")
+    states = model_states(lowered)
+    if states:
+        parts += ["", "/* Recurrent state (TFLite's variable tensors): kept from one invoke to the "
+                  "next, outside the", f" * activation buffer; {name}_reset() restarts it. */"]
+    for state in states:
+        if state.fill:
+            parts.append(f"static {state.ctype} {state.name}[{state.size}] = {{\n"
+                         f"{c_array_literal(np.full(state.size, state.fill, np.int64))}\n}};")
+        else:
+            parts.append(f"static {state.ctype} {state.name}[{state.size}];")
     input_type, output_type = (f"{name}_input_t", f"{name}_output_t")
     input_size = tensor_bytes(graph, graph.inputs[0])
     output_size = tensor_bytes(graph, graph.outputs[0])
@@ -81,8 +93,21 @@ def render_source(name: str, graph: Graph, lowered: list[LoweredOp], plan: Memor
               f"  if (output != {name}_output()) {{",
               f"    memcpy(output, {name}_output(), {output_size});",
               "  }",
-              "  return status;", "}"]
+              "  return status;", "}", "",
+              f"void {name}_reset(void) {{",
+              *[f"  memset({state.name}, {state.fill}, sizeof({state.name}));"
+                for state in states],
+              *([] if states else ["  /* no recurrent state */"]), "}"]
     return "\n".join(parts) + "\n"
+
+
+def model_states(lowered: list[LoweredOp]) -> list[StateArray]:
+    """Every op's recurrent state arrays, in op order (patched stages hold none)."""
+    states = [state for low in expand_stages(lowered) for state in low.states]
+    for state in states:  # memset fills bytes: a non-zero fill only for 8-bit state
+        if state.fill and state.ctype != "int8_t":
+            raise ValueError(f"{state.name}: fill {state.fill} of {state.ctype} state")
+    return states
 
 
 def _arithmetic_note(graph: Graph, lowered: list[LoweredOp]) -> list[str]:
@@ -121,7 +146,7 @@ def _unquantized_note(io: QuantizedIO, role: str) -> str:
 
 def render_header(name: str, input_io: QuantizedIO, output_io: QuantizedIO,
                   arena_bytes: int, labels: list[str], ops: list[str],
-                  keep_input: bool = False) -> str:
+                  keep_input: bool = False, state_bytes: int = 0) -> str:
     """NAME.h: the run function and everything a firmware needs to feed it.
 
     NAME_input_t and NAME_output_t are the C types of the model's input and output (what the
@@ -158,8 +183,12 @@ def render_header(name: str, input_io: QuantizedIO, output_io: QuantizedIO,
         lines.append(_unquantized_note(output_io, "output"))
     lines += [
         f"/* Bytes of the one static buffer inside {name}.c (.bss): activations, input, output",
-        " * and scratch, planned together; all the RAM the model takes besides the stack. */",
+        (" * and scratch, planned together; all the RAM the model takes besides the stack and "
+         f"{upper}_STATE_BYTES. */"),
         f"#define {upper}_ARENA_BYTES {arena_bytes}",
+        ("/* Bytes of recurrent state (an LSTM's hidden and cell state): static arrays beside "
+         "the buffer. */"),
+        f"#define {upper}_STATE_BYTES {state_bytes}",
         f"#define {upper}_NUM_OPS {len(ops)}",
         f"#define {upper}_NUM_CLASSES {len(labels)}", "",
         f"extern const char *const {name}_labels[{upper}_NUM_CLASSES];", "",
@@ -177,5 +206,9 @@ def render_header(name: str, input_io: QuantizedIO, output_io: QuantizedIO,
         f" * {upper}_OUTPUT_SIZE {output_io.ctype} outputs; returns 0. Copies the input in and",
         f" * the output out unless they are {name}_input() and {name}_output() themselves. */",
         f"int {name}_run({run_parameters(input_io.dtype, output_io.dtype)});", "",
+        "/* Recurrent models (LSTM) keep their hidden and cell state from one invoke to the next,",
+        f" * as TFLite Micro does; {name}_reset() sets it back to zero (TFLite Micro's Reset())",
+        " * before an independent sequence. Models without state: it does nothing. */",
+        f"void {name}_reset(void);", "",
         *EXTERN_C_CLOSE, "", *guard_close]
     return "\n".join(lines) + "\n"

@@ -153,7 +153,9 @@ class ProfileReport:
                   f"{self.flash['harness']:,}); RAM {self.ram['total']:,} B (one static "
                   f"buffer of {self.ram['activations']:,} holding the activations, input "
                   f"{self.ram['input']:,}, output {self.ram['output']:,} and scratch "
-                  f"{self.ram['scratch']:,}; stack {self.ram['stack']:,} measured)")
+                  f"{self.ram['scratch']:,}; "
+                  + (f"recurrent state {self.ram['state']:,}; " if self.ram.get("state") else "")
+                  + f"stack {self.ram['stack']:,} measured)")
         lines = [header, markdown_table(
             ["op", "type", "instructions", "est. cycles", "est. ms", "MACs", "cycles/MAC",
              "live B"], rows), memory]

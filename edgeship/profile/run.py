@@ -216,10 +216,12 @@ def profile_model(config: ProfileConfig, build_dir: Path | None = None,
     flash["total"] = sum(flash.values())
     flash["harness"] = firmware.harness_flash
     # One static buffer holds the activations, the input, the output and the scratch buffers,
-    # planned together: the parts overlap in time, so the RAM is that buffer plus the stack.
+    # planned together: the parts overlap in time, so the RAM is that buffer plus the stack
+    # (and a recurrent model's state, kept beside it between invokes).
     ram = {"activations": generated.arena_bytes, "input": generated.input_bytes,
            "output": generated.output_bytes, "scratch": generated.scratch_bytes,
-           "stack": run.stack_bytes, "total": generated.arena_bytes + run.stack_bytes}
+           "state": generated.state_bytes, "stack": run.stack_bytes,
+           "total": generated.arena_bytes + generated.state_bytes + run.stack_bytes}
     import unicorn
 
     return ProfileReport(

@@ -32,13 +32,9 @@ from benchmarks.bench_coverage import (
 DEFAULT_SUITE_BYTES = 100 * 1024
 JUDGED_BOARD = "an500"
 # Models codegen refuses by name (exit 2, one line), with the text that line must hold:
-# an Arm Ethos-U NPU's custom op has no Cortex-M kernel anywhere; recurrent ops (LSTM, SVDF)
-# and models with several inputs are beyond codegen today (TFLite Micro runs them: `edgeship
-# embed`).
+# an Arm Ethos-U NPU's custom op has no Cortex-M kernel anywhere; SVDF and models with several
+# inputs are beyond codegen today (TFLite Micro runs them: `edgeship embed`).
 REFUSED = {"tflm_person_detect_vela": "ethos-u",
-           "tflm_mnist_lstm_int8": "UNIDIRECTIONAL_SEQUENCE_LSTM",
-           "tflm_micro_speech_lstm": "UNIDIRECTIONAL_SEQUENCE_LSTM",
-           "tflm_dtln_noise_suppression": "UNIDIRECTIONAL_SEQUENCE_LSTM",
            "tflm_keyword_scrambled_int16": "SVDF",
            "tflm_simple_add": "2 input(s)",
            "tflm_seanet_sub0_int16": "2 input(s)"}

@@ -36,6 +36,7 @@ from edgeship.convert.codegen.lowering import (  # noqa: F401  (each module regi
     elementwise,
     fully_connected,
     join,
+    lstm,
     movement,
     pool,
     reduce,
@@ -52,6 +53,7 @@ from edgeship.convert.codegen.lowering.base import (
     LinearParams,
     LoweredOp,
     ScratchArg,
+    StateArray,
     SymbolArg,
     TensorArg,
     lowers,
@@ -64,7 +66,7 @@ from edgeship.tflite_graph import Graph, Operator
 SUPPORTED_OPS = tuple(LOWERINGS)
 
 __all__ = ["ACTIVATION_BYTES", "SUPPORTED_OPS", "ConstantArray", "ConstantStruct", "LinearParams", "LoweredOp",
-           "ScratchArg", "SymbolArg", "TensorArg", "lower_graph", "lowers",
+           "ScratchArg", "StateArray", "SymbolArg", "TensorArg", "lower_graph", "lowers",
            "supported_ops_text"]
 
 

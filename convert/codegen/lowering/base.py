@@ -40,6 +40,21 @@ class ConstantStruct:
 
 
 @dataclass(frozen=True)
+class StateArray:
+    """Mutable static storage that persists across invokes: a recurrent op's state (TFLite's
+    variable tensors). Starts at `fill` (every element), and NAME_reset() sets it back."""
+
+    ctype: str
+    name: str
+    size: int
+    fill: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * {"int8_t": 1, "int16_t": 2, "int32_t": 4}[self.ctype]
+
+
+@dataclass(frozen=True)
 class TensorArg:
     """A kernel argument that is an activation buffer: emission turns it into a pointer."""
 
@@ -131,6 +146,8 @@ class LoweredOp:
         scratch_bytes: bytes of the ScratchArg buffer the kernel needs (0: none).
         linear: the op's arithmetic for conv, depthwise and fully connected ops (None for
             the others), read by kernel variants that re-lay out weights.
+        states: static arrays the op keeps from one invoke to the next (an LSTM's hidden
+            and cell state), outside the activation buffer.
     """
 
     index: int
@@ -146,6 +163,7 @@ class LoweredOp:
     macs: int = 0
     scratch_bytes: int = 0
     linear: LinearParams | None = None
+    states: tuple[StateArray, ...] = ()
 
     @property
     def alias(self) -> bool:
