@@ -69,6 +69,10 @@ class FirmwareModel:
     output: TensorInfo
     labels: list[str]
     out: Path
+    # Every input and output, in the model's order (one each for most models); with several,
+    # `input`/`output` describe them packed into one buffer (packed_io).
+    inputs: tuple[TensorInfo, ...] = ()
+    outputs: tuple[TensorInfo, ...] = ()
 
     @property
     def note(self) -> str:
@@ -77,13 +81,15 @@ class FirmwareModel:
 
 
 def read_firmware_model(config: FirmwareSourceConfig, samples: "Samples | None",
-                        collector: str) -> FirmwareModel:
+                        collector: str, packed: bool = False) -> FirmwareModel:
     """Read and check the config's model and output folder.
 
     Args:
         config: the writer's config.
         samples: the samples the writer was given (None for none).
         collector: the function that collects samples, for the error when they are missing.
+        packed: describe several inputs (outputs) as one buffer of them all in order
+            (codegen's NAME_run); otherwise `input`/`output` are the first ones.
 
     Raises:
         UserInputError: a missing or malformed model, an --out that is a file.
@@ -98,6 +104,10 @@ def read_firmware_model(config: FirmwareSourceConfig, samples: "Samples | None",
     data = path.read_bytes()
     graph = read_graph(data)
     input_io, output_io = model_io(graph)
+    inputs = tuple(graph.tensors[index].info() for index in graph.inputs)
+    outputs = tuple(graph.tensors[index].info() for index in graph.outputs)
+    if packed:
+        input_io, output_io = packed_io(inputs), packed_io(outputs)
     for role, io in (("input", input_io), ("output", output_io)):
         if io.dtype not in IO_CTYPES:
             raise UserInputError(f"the model's {role} is {io.dtype}; firmware sources take "
@@ -106,7 +116,19 @@ def read_firmware_model(config: FirmwareSourceConfig, samples: "Samples | None",
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} exists and is not a directory")
     return FirmwareModel(path, data, sha256_file(path), graph, input_io, output_io,
-                         model_labels(path, output_io.size), out)
+                         model_labels(path, output_io.size), out, inputs, outputs)
+
+
+def packed_io(parts: tuple[TensorInfo, ...]) -> TensorInfo:
+    """One tensor as it is, or several of one type as one flat buffer of them all in order
+    (shape (1, total)); its scale and zero point are theirs when they share them, else 0.0
+    and 0 (each part's own are in NAME.h)."""
+    if len(parts) == 1:
+        return parts[0]
+    shared = len({(part.scale, part.zero_point) for part in parts}) == 1
+    return TensorInfo(" + ".join(part.name for part in parts),
+                      (1, sum(part.size for part in parts)), parts[0].dtype,
+                      parts[0].scale if shared else 0.0, parts[0].zero_point if shared else 0)
 
 
 def write_samples(out: Path, name: str, samples: "Samples | None", tool: str) -> list[Path]:
@@ -125,27 +147,40 @@ def model_io(graph: Graph) -> tuple[TensorInfo, TensorInfo]:
 
 
 def random_inputs(graph: Graph, count: int, seed: int) -> np.ndarray:
-    """count seeded random inputs in the model's input type, for a model without a dataset.
+    """count seeded random inputs in the model's input type, for a model without a dataset
+    (with several inputs, each sample packs them all, flat, in order).
 
     Integers cover their whole type. Float32 inputs cover the range the model's input
     QUANTIZE maps onto its output type, two quanta beyond each end so clamping is met too
     ([-1, 1] when the input feeds no QUANTIZE).
     """
-    tensor = graph.tensors[graph.inputs[0]]
-    shape = (count,) + tuple(tensor.shape[1:])
-    dtype = np.dtype(tensor.dtype)
     rng = np.random.default_rng(seed)
-    if np.issubdtype(dtype, np.integer):
-        limits = np.iinfo(dtype)
-        return rng.integers(int(limits.min), int(limits.max) + 1, size=shape).astype(dtype)
-    low, high = _quantize_input_range(graph)
-    return rng.uniform(low, high, size=shape).astype(dtype)
+    parts = []
+    for index in graph.inputs:
+        tensor = graph.tensors[index]
+        # The first dimension is the batch of 1 when there is one; a 1-D input (a bias
+        # vector, as TFLite Micro's one-op test models take) is a sample whole.
+        batched = len(tensor.shape) > 1 and tensor.shape[0] == 1
+        shape = (count,) + tuple(tensor.shape[1:] if batched else tensor.shape)
+        dtype = np.dtype(tensor.dtype)
+        if np.issubdtype(dtype, np.integer):
+            limits = np.iinfo(dtype)
+            parts.append(rng.integers(int(limits.min), int(limits.max) + 1,
+                                      size=shape).astype(dtype))
+        else:
+            low, high = _quantize_input_range(graph, index)
+            parts.append(rng.uniform(low, high, size=shape).astype(dtype))
+    if len(parts) == 1:
+        return parts[0]
+    # Several inputs: each sample is all of them in order, flat (codegen's packed buffer).
+    return np.concatenate([part.reshape(count, -1) for part in parts], axis=1)
 
 
-def _quantize_input_range(graph: Graph) -> tuple[float, float]:
-    """The float range the QUANTIZE reading the graph input maps, two quanta wider each side."""
+def _quantize_input_range(graph: Graph, index: int) -> tuple[float, float]:
+    """The float range the QUANTIZE reading graph input `index` maps, two quanta wider each
+    side."""
     for op in graph.operators:
-        if op.name == "QUANTIZE" and op.inputs[0] == graph.inputs[0]:
+        if op.name == "QUANTIZE" and op.inputs[0] == index:
             output = graph.tensors[op.outputs[0]]
             if output.scale > 0 and output.dtype in ("int8", "uint8", "int16"):
                 limits = np.iinfo(np.dtype(output.dtype))

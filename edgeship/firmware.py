@@ -76,7 +76,7 @@ def collect_samples(model_path: Path, count: int, images: np.ndarray | None = No
         else:
             shape = tuple(info.shape[1:])
             raw = info.quantize(np.asarray(images, np.float32).reshape((len(images),) + shape))
-        expected = backend.infer_raw(raw)
+        expected = run_packed(backend, read_graph(Path(model_path).read_bytes()), raw)
     return Samples(inputs=raw, labels=np.asarray(labels, np.int64).reshape(-1),
                    expected=np.asarray(expected).reshape(len(raw), -1), source=source)
 
@@ -111,13 +111,15 @@ def measure_offline_plan(model_path: Path, checks: int = OFFLINE_PLAN_CHECKS,
     """
     model_path = Path(model_path)
     data = model_path.read_bytes()
-    inputs = random_inputs(read_graph(data), checks, seed)
+    graph = read_graph(data)
+    inputs = random_inputs(graph, checks, seed)
     with open_backend("tflm", model_path) as backend:
-        expected = np.asarray(backend.infer_raw(inputs))
+        expected = np.asarray(run_packed(backend, graph, inputs))
     best = None
     with tempfile.TemporaryDirectory(prefix="edgeship-offline-plan-") as folder:
         for plan in plan_candidates(data):
-            planned = _run_planned(model_path, data, plan, inputs, expected, Path(folder))
+            planned = _run_planned(model_path, data, graph, plan, inputs, expected,
+                                   Path(folder))
             if (best is None or planned.arena_with_plan["total_bytes"]
                     < best.arena_with_plan["total_bytes"]):
                 best = planned
@@ -126,7 +128,17 @@ def measure_offline_plan(model_path: Path, checks: int = OFFLINE_PLAN_CHECKS,
     return best
 
 
-def _run_planned(model_path: Path, data: bytes, plan: OfflinePlan, inputs: np.ndarray,
+def run_packed(backend, graph, batch: np.ndarray) -> np.ndarray:
+    """TFLite Micro's outputs for raw inputs: infer_raw for one input and one output; for
+    several, each row packs every input (every output) flat, in order, as codegen's NAME_run
+    takes and gives them."""
+    if len(graph.inputs) == 1 and len(graph.outputs) == 1:
+        return backend.infer_raw(batch)
+    return backend.infer_packed(batch, [graph.tensors[index].shape for index in graph.inputs],
+                                len(graph.outputs))
+
+
+def _run_planned(model_path: Path, data: bytes, graph, plan: OfflinePlan, inputs: np.ndarray,
                  expected: np.ndarray, folder: Path) -> PlannedModel:
     """One plan written into the model and run by TFLite Micro: its arena, outputs checked."""
     if plan.overlaps():
@@ -140,7 +152,7 @@ def _run_planned(model_path: Path, data: bytes, plan: OfflinePlan, inputs: np.nd
     planned_path.write_bytes(planned)
     try:
         with open_backend("tflm", planned_path) as backend:
-            got = np.asarray(backend.infer_raw(inputs))
+            got = np.asarray(run_packed(backend, graph, inputs))
             usage = backend.arena_usage()
     except UserInputError as error:  # the file is edgeship's, not the user's
         raise ToolFailureError(f"TFLite Micro refused {model_path.name} with edgeship's "
@@ -202,6 +214,13 @@ def embed_model(config: EmbedConfig, sample_images: np.ndarray | None = None,
     model_path = Path(config.model)
     if not model_path.is_file():
         raise UserInputError(f"model {model_path} does not exist")
+    if config.samples:
+        graph = read_graph(model_path.read_bytes())
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+            raise UserInputError(
+                f"embed --samples takes a model with one input and one output; this one has "
+                f"{len(graph.inputs)} and {len(graph.outputs)} (embed it without --samples, or "
+                "`edgeship codegen --samples`, which packs several into one buffer)")
     arena_usage = measure_tflm_arena(model_path)
     planned = measure_offline_plan(model_path, seed=config.seed) if config.offline_plan else None
     return write_embedded_model(config, arena_usage,

@@ -192,7 +192,7 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
             an op whose dtypes have no kernel (named), a bad name.
         ValueError: config.samples asks for samples and none were given.
     """
-    model = read_firmware_model(config, samples, "edgeship.firmware.generate_c")
+    model = read_firmware_model(config, samples, "edgeship.firmware.generate_c", packed=True)
     variant = kernel_variant(config.variant)
     cmsis_root = check_cmsis_nn_dir(config.cmsis_nn) if variant is CMSIS_NN else None
     plain = lower_graph(model.graph)
@@ -211,7 +211,7 @@ def generate_c(config: CodegenConfig, samples: Samples | None = None) -> Codegen
     state_bytes = sum(state.nbytes for state in model_states(lowered))
     header = render_header(config.name, model.input, model.output, plan.arena_bytes,
                            model.labels, ops, keep_input=config.keep_input,
-                           state_bytes=state_bytes)
+                           state_bytes=state_bytes, inputs=model.inputs, outputs=model.outputs)
     out = model.out
     files = [write_text_atomic(out / f"{config.name}.h", header),
              write_text_atomic(out / f"{config.name}.c", source),

@@ -56,9 +56,6 @@ def render_source(name: str, graph: Graph, lowered: list[LoweredOp], plan: Memor
                          f"{c_array_literal(np.full(state.size, state.fill, np.int64))}\n}};")
         else:
             parts.append(f"static {state.ctype} {state.name}[{state.size}];")
-    input_type, output_type = (f"{name}_input_t", f"{name}_output_t")
-    input_size = tensor_bytes(graph, graph.inputs[0])
-    output_size = tensor_bytes(graph, graph.outputs[0])
     words = max(1, plan.arena_bytes // 4)
     parts += ["", (f"/* One static buffer of {plan.arena_bytes} bytes, planned at generation time: "
                    "activations, input,"),
@@ -67,13 +64,7 @@ def render_source(name: str, graph: Graph, lowered: list[LoweredOp], plan: Memor
               f"static int32_t activation_words[{words}];", "",
               f"const char *const {name}_labels[{name.upper()}_NUM_CLASSES] = {{",
               "    " + ", ".join(c_string(label) for label in labels), "};", "",
-              f"{input_type} *{name}_input(void) {{",
-              f"  return ({input_type} *)((int8_t *)activation_words + {plan.input_offset});",
-              "}", "",
-              f"const {output_type} *{name}_output(void) {{",
-              (f"  return (const {output_type} *)((int8_t *)activation_words + "
-               f"{plan.output_offset});"),
-              "}", "",
+              *_accessors(name, graph, plan),
               f"int {name}_invoke(void) {{",
               "  int8_t *arena = (int8_t *)activation_words;"]
     for low in lowered:
@@ -85,20 +76,48 @@ def render_source(name: str, graph: Graph, lowered: list[LoweredOp], plan: Memor
             parts.append("  " + variant.call(low, plan.pointer))
     parts += [f"  {OP_HOOK}({len(lowered)});", "  (void)arena;", "  return 0;", "}", "",
               f"int {name}_run({run_parameters(*_io_dtypes(graph))}) {{",
-              "  int status;",
-              f"  if (input != {name}_input()) {{",
-              f"    memcpy({name}_input(), input, {input_size});",
-              "  }",
-              f"  status = {name}_invoke();",
-              f"  if (output != {name}_output()) {{",
-              f"    memcpy(output, {name}_output(), {output_size});",
-              "  }",
+              "  int status;", *_copies(name, graph, "input"),
+              f"  status = {name}_invoke();", *_copies(name, graph, "output"),
               "  return status;", "}", "",
               f"void {name}_reset(void) {{",
               *[f"  memset({state.name}, {state.fill}, sizeof({state.name}));"
                 for state in states],
               *([] if states else ["  /* no recurrent state */"]), "}"]
     return "\n".join(parts) + "\n"
+
+
+def _accessors(name: str, graph: Graph, plan: MemoryPlan) -> list[str]:
+    """NAME_input()/NAME_output() pointing into the buffer; with several inputs (outputs),
+    NAME_input_K()/NAME_output_K() for each, K in the model's order."""
+    lines = []
+    for role, tensors, const in (("input", graph.inputs, ""), ("output", graph.outputs, "const ")):
+        ctype = f"{name}_{role}_t"
+        for position, tensor in enumerate(tensors):
+            suffix = "" if len(tensors) == 1 else f"_{position}"
+            lines += [f"{const}{ctype} *{name}_{role}{suffix}(void) {{",
+                      (f"  return ({const}{ctype} *)((int8_t *)activation_words + "
+                       f"{plan.storage[tensor][1]});"), "}", ""]
+    return lines
+
+
+def _copies(name: str, graph: Graph, role: str) -> list[str]:
+    """NAME_run's copy of the caller's input into the buffer ("input"), or of the outputs out
+    to the caller's buffer ("output"); several are packed in the caller's buffer, in order."""
+    tensors = graph.inputs if role == "input" else graph.outputs
+    if len(tensors) == 1:
+        size = tensor_bytes(graph, tensors[0])
+        copy = (f"memcpy({name}_input(), input, {size});" if role == "input" else
+                f"memcpy(output, {name}_output(), {size});")
+        return [f"  if ({role} != {name}_{role}()) {{", f"    {copy}", "  }"]
+    lines, offset = [], 0
+    for position, tensor in enumerate(tensors):
+        size = tensor_bytes(graph, tensor)
+        lines.append(f"  memcpy({name}_input_{position}(), (const int8_t *)input + {offset}, "
+                     f"{size});" if role == "input" else
+                     f"  memcpy((int8_t *)output + {offset}, {name}_output_{position}(), "
+                     f"{size});")
+        offset += size
+    return lines
 
 
 def model_states(lowered: list[LoweredOp]) -> list[StateArray]:
@@ -135,6 +154,36 @@ def run_parameters(input_dtype: str, output_dtype: str) -> str:
     return f"const {IO_CTYPES[input_dtype]} *input, {IO_CTYPES[output_dtype]} *output"
 
 
+def _packed_parts(upper: str, role: str, parts: tuple[QuantizedIO, ...]) -> list[str]:
+    """Defines of each of several inputs (outputs): size, offset in the packed buffer, and
+    quantization."""
+    big = role.upper()
+    lines = [f"/* {len(parts)} {role}s, packed into one buffer of {upper}_{big}_SIZE values in "
+             f"this order (NAME_run); {role} K alone is at {upper}_{big}_K_OFFSET. */",
+             f"#define {upper}_{big}_COUNT {len(parts)}"]
+    offset = 0
+    for position, part in enumerate(parts):
+        prefix = f"{upper}_{big}_{position}"
+        lines += [f"/* {role} {position}: {part.name}, shape {'x'.join(map(str, part.shape))} */",
+                  f"#define {prefix}_SIZE {part.size}", f"#define {prefix}_OFFSET {offset}"]
+        if part.quantized:
+            lines += [f"#define {prefix}_SCALE {c_float_literal(part.scale)}",
+                      f"#define {prefix}_ZERO_POINT ({part.zero_point})"]
+        offset += part.size
+    return lines
+
+
+def _accessor_declarations(name: str, input_count: int, output_count: int) -> list[str]:
+    lines = []
+    for role, count, const in (("input", input_count, ""), ("output", output_count, "const ")):
+        if count == 1:
+            lines.append(f"{const}{name}_{role}_t *{name}_{role}(void);")
+        else:
+            lines += [f"{const}{name}_{role}_t *{name}_{role}_{position}(void);"
+                      for position in range(count)]
+    return lines
+
+
 def _unquantized_note(io: QuantizedIO, role: str) -> str:
     if io.dtype != "float32":
         return f"/* {io.dtype} {role}: plain integers, not quantized. */"
@@ -146,12 +195,16 @@ def _unquantized_note(io: QuantizedIO, role: str) -> str:
 
 def render_header(name: str, input_io: QuantizedIO, output_io: QuantizedIO,
                   arena_bytes: int, labels: list[str], ops: list[str],
-                  keep_input: bool = False, state_bytes: int = 0) -> str:
+                  keep_input: bool = False, state_bytes: int = 0,
+                  inputs: tuple[QuantizedIO, ...] = (),
+                  outputs: tuple[QuantizedIO, ...] = ()) -> str:
     """NAME.h: the run function and everything a firmware needs to feed it.
 
     NAME_input_t and NAME_output_t are the C types of the model's input and output (what the
     .tflite takes: int8_t, int16_t, uint8_t or float), so a firmware can declare its buffers
-    and read the outputs without knowing the model.
+    and read the outputs without knowing the model. A model with several inputs (outputs) of
+    one type takes them packed into one buffer in the model's order (input_io describes the
+    whole; `inputs` each part, with its size, offset, scale and zero point).
     """
     upper = name.upper()
     guard_open, guard_close = header_guard(name)
@@ -166,7 +219,9 @@ def render_header(name: str, input_io: QuantizedIO, output_io: QuantizedIO,
         lines += [f"#define {upper}_INPUT_HEIGHT {input_io.shape[1]}",
                   f"#define {upper}_INPUT_WIDTH {input_io.shape[2]}",
                   f"#define {upper}_INPUT_CHANNELS {input_io.shape[3]}"]
-    if input_io.quantized:
+    if len(inputs) > 1:
+        lines += _packed_parts(upper, "input", inputs)
+    elif input_io.quantized:
         lines += [(f"/* {input_io.dtype} input = round(x / {upper}_INPUT_SCALE) + "
                    f"{upper}_INPUT_ZERO_POINT, clamped */"),
                   f"#define {upper}_INPUT_SCALE {c_float_literal(input_io.scale)}",
@@ -174,7 +229,9 @@ def render_header(name: str, input_io: QuantizedIO, output_io: QuantizedIO,
     else:
         lines.append(_unquantized_note(input_io, "input"))
     lines.append(f"#define {upper}_OUTPUT_SIZE {output_io.size}")
-    if output_io.quantized:
+    if len(outputs) > 1:
+        lines += _packed_parts(upper, "output", outputs)
+    elif output_io.quantized:
         lines += [(f"/* value = ({upper}_OUTPUT_SCALE) * ({output_io.dtype} output - "
                    f"{upper}_OUTPUT_ZERO_POINT) */"),
                   f"#define {upper}_OUTPUT_SCALE {c_float_literal(output_io.scale)}",
@@ -198,9 +255,9 @@ def render_header(name: str, input_io: QuantizedIO, output_io: QuantizedIO,
         (" * are reused once the model has read them (they stay intact through the run)."
          if keep_input else
          " * are reused once the model has read them (codegen --keep-input keeps them intact)."),
-        " * Calls must not overlap (one model, one thread). */",
-        f"{name}_input_t *{name}_input(void);",
-        f"const {name}_output_t *{name}_output(void);",
+        " * Calls must not overlap (one model, one thread). With several inputs (outputs),",
+        f" * {name}_input_K() ({name}_output_K()) is each one's place, K in the model's order. */",
+        *_accessor_declarations(name, len(inputs) or 1, len(outputs) or 1),
         f"int {name}_invoke(void);", "",
         f"/* Runs the model on one {input_io.ctype} input of {upper}_INPUT_SIZE values and writes",
         f" * {upper}_OUTPUT_SIZE {output_io.ctype} outputs; returns 0. Copies the input in and",

@@ -31,6 +31,8 @@ def order_for_memory(graph: Graph, lowered: list[LoweredOp], keep_input: bool = 
         (ops, plan): the model's order and its plan unless another order plans smaller.
     """
     plan = plan_memory(graph, lowered, keep_input=keep_input)
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        return lowered, plan  # the search below follows one input and one output
     order = _lowest_peak_order(graph, lowered, keep_input)
     if order is None or order == list(range(len(lowered))):
         return lowered, plan

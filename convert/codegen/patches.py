@@ -145,6 +145,8 @@ def parse_patches(value: str | int) -> str | int:
 
 def stage_length(graph: Graph, lowered: list[LoweredOp]) -> int:
     """How many first ops form a chain that can run patch by patch (0: none)."""
+    if len(graph.inputs) != 1:
+        return 0  # a stage starts at the model's one input
     graph_input = graph.inputs[0]
     length = 0
     for low in lowered:

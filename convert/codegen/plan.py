@@ -31,7 +31,7 @@ class MemoryPlan:
         arena_bytes: the buffer's size: activations, input, output and scratch together.
         sum_of_tensors: what the tensors would take each in its own buffer.
         scratch_bytes: the largest scratch buffer of one op (inside arena_bytes).
-        input_bytes, output_bytes: the model input's and output's bytes (inside arena_bytes).
+        input_bytes, output_bytes: the model inputs' and outputs' bytes (inside arena_bytes).
         keep_input: whether the input's bytes stay intact through the run.
         timeline: bytes live while each op runs (its inputs, outputs, scratch and every
             tensor alive across it), in execution order.
@@ -47,6 +47,8 @@ class MemoryPlan:
     output_bytes: int = 0
     keep_input: bool = False
     timeline: tuple[int, ...] = ()
+    input_tensors: tuple[int, ...] = ()  # every model input (input_tensor is the first)
+    output_tensors: tuple[int, ...] = ()  # every model output (output_tensor is the first)
 
     def pointer(self, tensor: int) -> str:
         """The C expression of a tensor's first byte inside the generated code."""
@@ -92,10 +94,10 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp], keep_input: bool = False
     for low in lowered:
         if low.alias:
             root[low.outputs[0]] = root.get(low.inputs[0], low.inputs[0])
-    graph_input = graph.inputs[0]
-    output_root = root.get(graph.outputs[0], graph.outputs[0])
-    end = len(lowered)  # "after the last op": the caller reads the output then
-    first, last = {graph_input: -1}, {graph_input: end if keep_input else -1}
+    graph_inputs, graph_outputs = tuple(graph.inputs), tuple(graph.outputs)
+    end = len(lowered)  # "after the last op": the caller reads the outputs then
+    first = {tensor: -1 for tensor in graph_inputs}
+    last = {tensor: end if keep_input else -1 for tensor in graph_inputs}
     for low in lowered:
         for index in low.inputs:
             base = root.get(index, index)
@@ -104,8 +106,9 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp], keep_input: bool = False
             for index in low.outputs:  # SPLIT and UNPACK write several
                 first[index] = low.index
                 last.setdefault(index, low.index)
-    last[output_root] = end
-    outside = set() if io_in_arena else {graph_input, graph.outputs[0]}
+    for tensor in graph_outputs:
+        last[root.get(tensor, tensor)] = end
+    outside = set() if io_in_arena else {*graph_inputs, *graph_outputs}
     overlap: dict[tuple[int, int], int] = {}  # (output, input root) -> largest output shift
     for low in lowered:
         for index, limit in low.overlap:
@@ -141,11 +144,12 @@ def plan_memory(graph: Graph, lowered: list[LoweredOp], keep_input: bool = False
                          if first[tensor] <= index <= last[tensor]) for index in range(end))
     return MemoryPlan(storage, _align(arena_bytes),
                       sum(size for tensor, size in sizes.items() if tensor >= 0),
-                      graph_input, graph.outputs[0],
+                      graph_inputs[0], graph_outputs[0],
                       max((sizes[key] for key in scratch), default=0),
-                      input_bytes=tensor_bytes(graph, graph_input),
-                      output_bytes=tensor_bytes(graph, graph.outputs[0]),
-                      keep_input=keep_input, timeline=timeline)
+                      input_bytes=sum(tensor_bytes(graph, tensor) for tensor in graph_inputs),
+                      output_bytes=sum(tensor_bytes(graph, tensor) for tensor in graph_outputs),
+                      keep_input=keep_input, timeline=timeline, input_tensors=graph_inputs,
+                      output_tensors=graph_outputs)
 
 
 def tensor_bytes(graph: Graph, tensor: int) -> int:

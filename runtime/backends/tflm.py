@@ -115,6 +115,24 @@ class TFLMBackend(Backend):
         self._invoked = True
         return np.array(self._interpreter.get_output(0))
 
+    def infer_packed(self, batch: np.ndarray, input_shapes: list[tuple[int, ...]],
+                     output_count: int) -> np.ndarray:
+        """A model with several inputs or outputs: each row of batch holds every input, flat,
+        in order (their shapes given); each row returned holds every output, flat, in order
+        (the layout of codegen's NAME_run buffers)."""
+        rows = []
+        for row in batch:
+            flat, start = np.asarray(row).reshape(-1), 0
+            for position, shape in enumerate(input_shapes):
+                size = int(np.prod(shape))
+                self._interpreter.set_input(flat[start:start + size].reshape(shape), position)
+                start += size
+            self._interpreter.invoke()
+            rows.append(np.concatenate([np.array(self._interpreter.get_output(position))
+                                        .reshape(-1) for position in range(output_count)]))
+        self._invoked = True
+        return np.stack(rows)
+
     def arena_usage(self) -> dict:
         """The RecordingMicroAllocator's figures (bytes), read after the first invoke."""
         if self._arena_report is None:
@@ -160,6 +178,12 @@ class TFLMProcessBackend(Backend):
 
     def infer_raw_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
         return self._call("infer_raw_inputs", [np.asarray(value) for value in inputs])
+
+    def infer_packed(self, batch: np.ndarray, input_shapes: list[tuple[int, ...]],
+                     output_count: int) -> np.ndarray:
+        return self._call("infer_packed", np.asarray(batch),
+                          [tuple(int(dim) for dim in shape) for shape in input_shapes],
+                          int(output_count))
 
     def arena_usage(self) -> dict:
         return self._call("arena_usage")

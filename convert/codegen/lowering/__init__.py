@@ -92,10 +92,10 @@ def lower_graph(graph: Graph) -> list[LoweredOp]:
     """Every op as a kernel call with its constants; raises on anything not supported.
 
     Raises:
-        UserInputError: an unsupported op (named, with the model's op list), more than one
-            input or output, model input or output not uint8, int8, int16, int32 or float32 (a
-            quantized model's boundary: QUANTIZE and DEQUANTIZE), or an op the kernels cannot
-            compute (named by its index).
+        UserInputError: an unsupported op (named, with the model's op list), a model input
+            or output not uint8, int8, int16, int32 or float32 (a quantized model's boundary:
+            QUANTIZE and DEQUANTIZE), several inputs (or outputs) of different types, or an op
+            the kernels cannot compute (named by its index).
     """
     graph = fold_constants(graph)  # shape arithmetic on constants: evaluated, not emitted
     unsupported = sorted({form for op in graph.operators
@@ -105,15 +105,18 @@ def lower_graph(graph: Graph) -> list[LoweredOp]:
             f"codegen does not support op(s) {', '.join(unsupported)}; the model's ops are "
             f"{', '.join(graph.op_names())}. {_WHAT_TO_DO} Ops supported: "
             f"{supported_ops_text()}")
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise UserInputError(f"the model has {len(graph.inputs)} input(s) and "
-                             f"{len(graph.outputs)} output(s); codegen supports one of each")
-    for role, index in (("input", graph.inputs[0]), ("output", graph.outputs[0])):
-        tensor = graph.tensors[index]
-        if tensor.dtype not in IO_CTYPES:
-            raise UserInputError(f"the model's {role} is {tensor.dtype}; codegen takes "
-                                 f"{', '.join(IO_CTYPES)} input and output (edgeship convert "
-                                 "writes model_int8.tflite)")
+    for role, tensors in (("input", graph.inputs), ("output", graph.outputs)):
+        dtypes = [graph.tensors[index].dtype for index in tensors]
+        for dtype in dtypes:
+            if dtype not in IO_CTYPES:
+                raise UserInputError(f"the model's {role} is {dtype}; codegen takes "
+                                     f"{', '.join(IO_CTYPES)} input and output (edgeship "
+                                     "convert writes model_int8.tflite)")
+        if len(set(dtypes)) > 1:
+            raise UserInputError(
+                f"the model's {len(dtypes)} {role}s have different types ({', '.join(dtypes)}); "
+                f"codegen packs several {role}s into one buffer of one type (NAME_run), so "
+                "they must share it")
     graph = fuse_padding(graph)  # PAD read by one convolution: implicit in it, no buffer
     return [LOWERINGS[op.name](graph, op) for op in graph.operators]
 
