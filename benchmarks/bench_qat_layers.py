@@ -14,7 +14,10 @@ Side by side, in one run, on one trained model:
 
 each with convert's default `--weight-granularity auto` (per-tensor on this model) and with
 `per-channel`. Then lenet5 trained with seeds OTHER_SEEDS, each converted both ways (auto
-granularity): which layers fall below moves with the seed.
+granularity): which layers fall below moves with the seed. Last, the README's command (seed 0)
+in fresh processes on other numeric paths of TensorFlow: one core (--threads pins the per-op
+thread count, so this should equal the two-core run) and oneDNN capped at AVX2 and at AVX
+(ONEDNN_MAX_CPU_ISA: the kernels a CPU without AVX-512 runs).
 
     python benchmarks/bench_qat_layers.py [--no-doc]
 """
@@ -38,6 +41,10 @@ GRANULARITIES = ("auto", "per-channel")
 # Training seeds: 0 is the README's command; the others show how much of a per-layer
 # difference is the fine-tune's luck (auto granularity, 100 images, no per-op table).
 OTHER_SEEDS = (1, 2, 3)
+# The README's command in fresh processes on other TensorFlow numeric paths: (label, extra
+# environment, CPUs the process may use (None: all)).
+CPU_PATHS = (("one core", {}, 1), ("oneDNN AVX2", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, None),
+             ("oneDNN AVX", {"ONEDNN_MAX_CPU_ISA": "AVX"}, None))
 
 
 def _train(work: Path, seed: int = 0) -> Path:
@@ -69,6 +76,27 @@ def _convert(trained: Path, folder: Path, granularity: str, ranges: str) -> Path
     return folder
 
 
+def _train_and_convert_elsewhere(folder: Path, environment: dict, cpus: int | None) -> Path:
+    """train + convert --qat 1 (auto) as the README runs them, each in a fresh process."""
+    import os
+    import subprocess
+
+    pin = None
+    if cpus:
+        allowed = sorted(os.sched_getaffinity(0))[:cpus]
+        pin = lambda: os.sched_setaffinity(0, allowed)  # noqa: E731
+    for argv in (["train", "--model", "lenet5", "--dataset", "mnist5k", "--epochs", "5",
+                  "--seed", "0", "--out", str(folder)],
+                 ["convert", str(folder), "--int8", "--qat", "1"]):
+        completed = subprocess.run([sys.executable, "-m", "edgeship.cli", *argv],
+                                   env={**os.environ, **environment}, preexec_fn=pin,
+                                   capture_output=True, text=True, timeout=1800)
+        if completed.returncode != 0:
+            raise SystemExit(f"{argv[0]} exited {completed.returncode}: "
+                             f"{completed.stderr[-500:]}")
+    return folder
+
+
 def _compare(run: Path, images) -> list[tuple[str, float, float]]:
     """(op, QAT file's SQNR, post-training file's SQNR) per op, in graph order."""
     import json
@@ -95,7 +123,7 @@ def main(argv=None) -> int:
     from edgeship.runtime.parity import load_test_split
 
     started = time.perf_counter()
-    rows, verdicts, seeds = [], [], []
+    rows, verdicts, seeds, paths = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-qat-layers-") as work:
         trained = _train(Path(work))
         for granularity in GRANULARITIES:
@@ -128,6 +156,17 @@ def main(argv=None) -> int:
                 seeds.append([str(seed), ranges, str(len(layers) - len(below)),
                               str(len(below)), "; ".join(below) or "-"])
                 print(seeds[-1], flush=True)
+        for label, environment, cpus in CPU_PATHS:
+            run = _train_and_convert_elsewhere(Path(work) / label.replace(" ", "_"),
+                                               environment, cpus)
+            images, _, _ = load_test_split(RunDir(run), None, IMAGE_COUNTS[0])
+            layers = _compare(run, images[:])
+            below = [f"{op} {qat - ptq:+.2f}" for op, qat, ptq in layers if qat < ptq]
+            identical = ((run / "model_int8.tflite").read_bytes()
+                         == (Path(work) / "auto-mse" / "model_int8.tflite").read_bytes())
+            paths.append([label, "yes" if identical else "no", str(len(layers) - len(below)),
+                          str(len(below)), "; ".join(below) or "-"])
+            print(paths[-1], flush=True)
     table = markdown_table(["granularity", "QAT weight ranges", "test images", "op",
                             "QAT vs fine-tuned float (dB)", "post-training vs model_float (dB)",
                             "difference (dB)"], rows)
@@ -156,6 +195,13 @@ def main(argv=None) -> int:
         "and the fine-tune changes each layer's activation statistics as well as its weights.",
         "", markdown_table(["seed", "QAT weight ranges", "layers at or above", "below",
                             "below by"], seeds), "",
+        "The README's command (seed 0, auto granularity, mse weight ranges) again, train and "
+        "convert each in a fresh process, on other numeric paths of TensorFlow: one core (the "
+        "per-op thread count is pinned by `--threads`, default 2, so the files should be "
+        "the ones above) and oneDNN's kernels capped at AVX2 and at AVX (`ONEDNN_MAX_CPU_ISA`, "
+        "what a CPU without AVX-512 runs: other float rounding, so other trained weights).",
+        "", markdown_table(["numeric path", "model_int8.tflite identical to the run above",
+                            "layers at or above", "below", "below by"], paths), "",
         f"Run time {(time.perf_counter() - started) / 60:.1f} min.", ""])
     if args.no_doc:
         print(markdown)
