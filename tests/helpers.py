@@ -85,3 +85,61 @@ def matches_tflite_micro(model_path: str | Path, input_bytes: bytes, output: lis
     expected = tflite_micro_output(model_path, input_bytes)
     emulated = np.asarray(output, dtype=expected.dtype)
     return emulated.shape == expected.shape and emulated.tobytes() == expected.tobytes()
+
+
+# TFLite Micro run in a child process (its Python module beside TensorFlow can crash the
+# process): one interpreter, the inputs in a row, optionally reset before each.
+_MICRO_IN_A_ROW = """
+import sys
+import numpy as np
+from tflite_micro import runtime
+model, inputs, reset, out = sys.argv[1], np.load(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+interpreter = runtime.Interpreter.from_bytes(open(model, "rb").read(), arena_size=1 << 20)
+outputs = []
+for value in inputs:
+    if reset:
+        interpreter.reset()
+    interpreter.set_input(value, 0)
+    interpreter.invoke()
+    outputs.append(np.array(interpreter.get_output(0)).reshape(-1))
+np.save(out, np.stack(outputs))
+"""
+
+
+def micro_outputs_in_a_row(model_path, inputs: np.ndarray, reset: bool, folder) -> np.ndarray:
+    """TFLite Micro's output for each input in turn, on one interpreter: a recurrent model's
+    state carries over unless reset (TFLite Micro's reset() before each invoke)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "inputs.npy", inputs)
+    subprocess.run([sys.executable, "-c", _MICRO_IN_A_ROW, str(model_path),
+                    str(folder / "inputs.npy"), "1" if reset else "0",
+                    str(folder / "outputs.npy")], check=True, timeout=300)
+    return np.load(folder / "outputs.npy")
+
+
+def generated_outputs_in_a_row(model_path, inputs: np.ndarray, reset: bool, folder,
+                               kernels: str = "portable", dtype=np.int8):
+    """`edgeship codegen` into folder, compiled for the host (-Wall -Wextra -Werror), run on
+    each input in turn (model_reset() before each when reset); (outputs, codegen's result)."""
+    import ctypes
+
+    from edgeship.convert.codegen import CodegenConfig, generate_c
+
+    folder = Path(folder)
+    result = generate_c(CodegenConfig(model=str(model_path), out=str(folder), kernels=kernels))
+    library = folder / "model.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
+                    "-o", str(library), str(folder / "model.c")], check=True)
+    compiled = ctypes.CDLL(str(library))
+    outputs = []
+    for value in inputs:
+        if reset:
+            compiled.model_reset()
+        raw = np.ascontiguousarray(value)
+        out = np.zeros(result.output.size, dtype)
+        status = compiled.model_run(raw.ctypes.data_as(ctypes.c_void_p),
+                                    out.ctypes.data_as(ctypes.c_void_p))
+        assert status == 0, status
+        outputs.append(out)
+    return np.stack(outputs), result

@@ -9,12 +9,13 @@ both, and NAME_reset() matches TFLite Micro's reset(). The control: with resets,
 differ from the run without, so the comparison sees the state. One model also runs in QEMU.
 """
 
-import ctypes
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
+
+from tests.helpers import generated_outputs_in_a_row, micro_outputs_in_a_row
 
 needs_cc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 RUNS = 6  # inputs in a row
@@ -71,55 +72,6 @@ def lstm_models(tmp_path_factory):
     return models
 
 
-# TFLite Micro in a child process, as edgeship's tflm backend runs it: its Python module and
-# TensorFlow in one process can crash it.
-_MICRO_CHILD = """
-import sys
-import numpy as np
-from tflite_micro import runtime
-model, inputs, reset, out = sys.argv[1], np.load(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
-interpreter = runtime.Interpreter.from_bytes(open(model, "rb").read(), arena_size=1 << 20)
-outputs = []
-for value in inputs:
-    if reset:
-        interpreter.reset()
-    interpreter.set_input(value, 0)
-    interpreter.invoke()
-    outputs.append(np.array(interpreter.get_output(0)).reshape(-1))
-np.save(out, np.stack(outputs))
-"""
-
-
-def _micro_outputs(model_path, inputs: np.ndarray, reset: bool, folder) -> np.ndarray:
-    import sys
-
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "inputs.npy", inputs)
-    subprocess.run([sys.executable, "-c", _MICRO_CHILD, str(model_path),
-                    str(folder / "inputs.npy"), "1" if reset else "0",
-                    str(folder / "outputs.npy")], check=True, timeout=300)
-    return np.load(folder / "outputs.npy")
-
-
-def _c_outputs(model_path, inputs: np.ndarray, reset: bool, folder, kernels: str):
-    from edgeship.convert.codegen import CodegenConfig, generate_c
-
-    result = generate_c(CodegenConfig(model=str(model_path), out=str(folder), kernels=kernels))
-    library = folder / "model.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
-                    "-o", str(library), str(folder / "model.c")], check=True)
-    compiled = ctypes.CDLL(str(library))
-    outputs = []
-    for value in inputs:
-        if reset:
-            compiled.model_reset()
-        raw = np.ascontiguousarray(value, np.int8)
-        out = np.zeros(result.output.size, np.int8)
-        assert compiled.model_run(raw.ctypes.data_as(ctypes.c_void_p),
-                                  out.ctypes.data_as(ctypes.c_void_p)) == 0
-        outputs.append(out)
-    return np.stack(outputs), result
-
 
 @needs_cc
 @pytest.mark.parametrize("name, kernels", [("stacked", "portable"), ("stacked", "dsp"),
@@ -134,11 +86,13 @@ def test_lstm_is_bit_exact_with_tflite_micro_invoke_after_invoke(lstm_models, tm
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in graph.op_names()
     shape = graph.tensors[graph.inputs[0]].shape
     inputs = np.random.default_rng(1).integers(-128, 128, (RUNS, *shape), dtype=np.int8)
-    carried = _micro_outputs(model_path, inputs, False, tmp_path / "micro_carried")
-    generated, result = _c_outputs(model_path, inputs, False, tmp_path / "carried", kernels)
+    carried = micro_outputs_in_a_row(model_path, inputs, False, tmp_path / "micro_carried")
+    generated, result = generated_outputs_in_a_row(model_path, inputs, False,
+                                                   tmp_path / "carried", kernels)
     np.testing.assert_array_equal(generated, carried)
-    restarted = _micro_outputs(model_path, inputs, True, tmp_path / "micro_reset")
-    generated, _ = _c_outputs(model_path, inputs, True, tmp_path / "reset", kernels)
+    restarted = micro_outputs_in_a_row(model_path, inputs, True, tmp_path / "micro_reset")
+    generated, _ = generated_outputs_in_a_row(model_path, inputs, True, tmp_path / "reset",
+                                              kernels)
     np.testing.assert_array_equal(generated, restarted)
     # The state matters: the same inputs after a reset give other outputs (the first equal).
     np.testing.assert_array_equal(carried[0], restarted[0])

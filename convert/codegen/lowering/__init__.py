@@ -42,6 +42,7 @@ from edgeship.convert.codegen.lowering import (  # noqa: F401  (each module regi
     reduce,
     shape,
     softmax,
+    svdf,
 )
 from edgeship.convert.codegen.lowering.base import (
     ACTIVATION_BYTES,

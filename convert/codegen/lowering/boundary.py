@@ -2,7 +2,7 @@
 float32 boundary (the ops TensorFlow's converter puts at a model's input and output).
 
 Each is computed as TFLite Micro's quantize and dequantize kernels compute it, for the type
-pairs they accept (int32 left out): integer to integer by reference_ops::Requantize, float32
+pairs they accept (int32 only as an output of int8 or int16): integer to integer by reference_ops::Requantize, float32
 to integer by reference_ops::AffineQuantize, integer to float32 by reference_ops::Dequantize.
 The float scale of the last two travels to the kernel as its IEEE 754 bits, so the C divides
 and multiplies by exactly the float TFLite Micro uses.
@@ -19,6 +19,7 @@ from edgeship.tflite_graph import Graph, Operator, Tensor
 _REQUANTIZE_FAMILIES = {("int8", "int8"): "quantize", ("int8", "int16"): "quantize_s8_s16",
                         ("int16", "int8"): "quantize_s16_s8",
                         ("int16", "int16"): "quantize_s16_s16",
+                        ("int8", "int32"): "quantize_s8_s32", ("int16", "int32"): "quantize_s16_s32",
                         ("uint8", "int8"): "quantize_u8_s8", ("int8", "uint8"): "quantize_s8_u8"}
 # QUANTIZE from float32 (a model's float input).
 _AFFINE_FAMILIES = {("float32", "int8"): "quantize_f32_s8", ("float32", "int16"): "quantize_f32_s16"}
@@ -26,12 +27,12 @@ _AFFINE_FAMILIES = {("float32", "int8"): "quantize_f32_s8", ("float32", "int16")
 _DEQUANTIZE_FAMILIES = {("int8", "float32"): "dequantize_s8", ("uint8", "float32"): "dequantize_u8",
                         ("int16", "float32"): "dequantize_s16"}
 # Byte width of each dtype these kernels read or write: a wider output cannot be in place.
-_WIDTHS = {"uint8": 1, "int8": 1, "int16": 2, "float32": 4}
+_WIDTHS = {"uint8": 1, "int8": 1, "int16": 2, "int32": 4, "float32": 4}
 
 
 @lowers("QUANTIZE", types=(*_REQUANTIZE_FAMILIES, *_AFFINE_FAMILIES))
 def lower_quantize(graph: Graph, op: Operator) -> LoweredOp:
-    """QUANTIZE to int8, uint8 or int16, from an integer type or float32.
+    """QUANTIZE to int8, uint8, int16 or int32, from an integer type or float32.
 
     Between integer types, TFLite Micro's PrepareQuantizeReference takes QuantizeMultiplier
     of input_scale / output_scale in double; reference_ops::Requantize applies it to

@@ -10,7 +10,6 @@ from edgeship.convert.codegen.lowering.base import (
     SymbolArg,
     TensorArg,
     check_dtype,
-    io_tensors,
     lowers,
 )
 from edgeship.convert.codegen.quant import (
@@ -22,20 +21,29 @@ from edgeship.errors import UserInputError
 from edgeship.tflite_graph import Graph, Operator
 
 
-@lowers("SOFTMAX", types=(("int8", "int8"), ("int16", "int16")))
+@lowers("SOFTMAX", types=(("int8", "int8"), ("int16", "int16"), ("int8", "int16")))
 def lower_softmax(graph: Graph, op: Operator) -> LoweredOp:
     if graph.tensors[op.inputs[0]].dtype == "int16":
         return lower_softmax_int16(graph, op)
-    input_tensor, output = io_tensors(graph, op)
-    if output.zero_point != -128 or not math.isclose(output.scale, 1 / 256, rel_tol=1e-6):
-        raise UserInputError(f"op {op.index} (SOFTMAX): int8 output must have scale 1/256 and "
-                             "zero point -128 (the TFLite spec)")
+    input_tensor, output = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    wide = output.dtype == "int16"  # int8 in, int16 out: the same arithmetic to 16 bits
+    expected_scale, expected_zero = (1 / 65536, -32768) if wide else (1 / 256, -128)
+    # TFLite Micro's check: the int16 scale within 0.1 %, the int8 one exact (1e-6 here).
+    if output.zero_point != expected_zero or not math.isclose(
+            output.scale, expected_scale, rel_tol=1e-3 if wide else 1e-6):
+        raise UserInputError(f"op {op.index} (SOFTMAX): {output.dtype} output must have scale "
+                             f"1/{round(1 / expected_scale)} and zero point {expected_zero} "
+                             "(the TFLite spec)")
     multiplier, left_shift, diff_min = softmax_parameters(float(np.float32(op.options.beta)),
                                                           input_tensor.scale)
     depth = input_tensor.shape[-1]
     rows = input_tensor.size // depth
     arguments = (rows, depth, multiplier, left_shift, diff_min, TensorArg(op.inputs[0]),
                  TensorArg(op.outputs[0]))
+    if wide:  # no overlap declared: each int16 output takes the bytes of two int8 inputs
+        return LoweredOp(op.index, op.name, "softmax_s8_s16", arguments,
+                         inputs=(op.inputs[0],), outputs=(op.outputs[0],),
+                         summary=f"{rows}x{depth} to int16")
     return LoweredOp(op.index, op.name, "softmax", arguments, inputs=(op.inputs[0],),
                      outputs=(op.outputs[0],), summary=f"{rows}x{depth}",
                      overlap=((op.inputs[0], 0),))  # each value is read before it is overwritten
