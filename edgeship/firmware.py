@@ -129,11 +129,13 @@ def measure_offline_plan(model_path: Path, checks: int = OFFLINE_PLAN_CHECKS,
 
 
 def run_packed(backend, graph, batch: np.ndarray) -> np.ndarray:
-    """TFLite Micro's outputs for raw inputs: infer_raw for one input and one output; for
-    several, each row packs every input (every output) flat, in order, as codegen's NAME_run
-    takes and gives them."""
-    if len(graph.inputs) == 1 and len(graph.outputs) == 1:
+    """TFLite Micro's outputs for raw inputs: infer_raw for one input and one output with a
+    batch of 1; otherwise each row packs every input (every output) flat, in order, as
+    codegen's NAME_run takes and gives them."""
+    first = graph.tensors[graph.inputs[0]].shape
+    if len(graph.inputs) == 1 and len(graph.outputs) == 1 and (len(first) < 2 or first[0] == 1):
         return backend.infer_raw(batch)
+    # Several inputs or outputs, or a fixed batch above 1 (a sample is the whole tensor).
     return backend.infer_packed(batch, [graph.tensors[index].shape for index in graph.inputs],
                                 len(graph.outputs))
 

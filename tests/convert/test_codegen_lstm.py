@@ -141,12 +141,13 @@ def test_lstm_refusals_name_the_reason():
 @pytest.mark.skipif(not all(shutil.which(tool) for tool in
                             ("arm-none-eabi-gcc", "qemu-system-arm", "make")),
                     reason="needs arm-none-eabi-gcc, qemu-system-arm and make")
-def test_lstm_runs_bit_exact_in_qemu(lstm_models, tmp_path):
-    """The judged command on the stacked model: codegen --samples 4 (TFLite Micro's outputs
-    for four inputs in a row), then the Cortex-M7 firmware in QEMU."""
+@pytest.mark.parametrize("name", ("stacked", "batch_of_two", "time_major"))
+def test_lstm_runs_bit_exact_in_qemu(lstm_models, tmp_path, name):
+    """The judged command: codegen --samples 4 (TFLite Micro's outputs for four inputs in a
+    row; a fixed batch of two is one sample), then the Cortex-M7 firmware in QEMU."""
     from benchmarks.bench_coverage import codegen, qemu_verdict, run_in_qemu
 
     generated = tmp_path / "generated"
-    completed = codegen(lstm_models["stacked"], generated)
+    completed = codegen(lstm_models[name], generated)
     assert completed.returncode == 0, completed.stderr[-1500:]
     assert qemu_verdict(run_in_qemu(generated, "an500", tmp_path / "build")) == "4/4"
