@@ -137,18 +137,17 @@ def steps(path: Path, kernels: str) -> dict:
 def bit_exact(path: Path, kernels: str, samples: int) -> bool:
     """The generated C (NAME_run, host compiler) equals TFLite Micro on random inputs."""
     from edgeship.c_backend import compile_generated
+    from edgeship.convert.firmware_sources import random_inputs
+    from edgeship.firmware import run_packed
     from edgeship.runtime.backends import open_backend
+    from edgeship.tflite_graph import read_graph
 
+    # Seeded random inputs over each input's type (float32: the range its QUANTIZE maps),
+    # several inputs packed per sample as NAME_run takes them.
+    graph = read_graph(path.read_bytes())
+    raw = random_inputs(graph, samples, seed=0)
     with open_backend("tflm", path) as backend:
-        described = backend.inputs()[0]
-        shape = (samples, *described.shape[1:])
-        rng = np.random.default_rng(0)
-        if np.dtype(described.dtype).kind == "f":
-            raw = rng.uniform(-1, 1, shape).astype(described.dtype)
-        else:
-            limits = np.iinfo(described.dtype)
-            raw = rng.integers(limits.min, limits.max + 1, shape, dtype=described.dtype)
-        expected = np.asarray(backend.infer_raw(raw)).reshape(samples, -1)
+        expected = np.asarray(run_packed(backend, graph, raw)).reshape(samples, -1)
     compiled, _ = compile_generated(path, kernels=kernels)
     try:
         generated = np.asarray(compiled.infer_raw(raw)).reshape(samples, -1)
