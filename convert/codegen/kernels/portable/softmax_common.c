@@ -4,7 +4,7 @@
  * in Q12.19 and normalised by a fixed-point reciprocal; the result is rounded to the output's
  * bits (8: scale 1/256, zero point -128; 16: scale 1/65536, zero point -32768). */
 /* gemmlowp exp_on_interval_between_negative_one_quarter_and_0_excl, Q0.31 in and out. */
-static inline int32_t es_exp_quarter(int32_t a) {
+static int32_t es_exp_quarter(int32_t a) {
   const int32_t constant_term = 1895147668;     /* exp(-1/8) */
   const int32_t constant_1_over_3 = 715827883;  /* 1/3 */
   const int32_t x = a + (1 << 28);              /* a + 1/8 */
@@ -18,7 +18,7 @@ static inline int32_t es_exp_quarter(int32_t a) {
 }
 
 /* gemmlowp exp_on_negative_values for a Q5.26 input; returns Q0.31. */
-static inline int32_t es_exp_negative(int32_t a) {
+static int32_t es_exp_negative(int32_t a) {
   static const int32_t multipliers[7] = {1672461947, 1302514674, 790015084, 290630308,
                                          39332535,   720401,     242};
   const int32_t one_quarter = 1 << 24;
@@ -35,7 +35,7 @@ static inline int32_t es_exp_negative(int32_t a) {
   return a == 0 ? INT32_MAX : result;
 }
 
-static inline int es_count_leading_zeros(uint32_t x) {
+static int es_count_leading_zeros(uint32_t x) {
   int count = 0;
   if (x == 0) {
     return 32;
@@ -48,7 +48,7 @@ static inline int es_count_leading_zeros(uint32_t x) {
 }
 
 /* gemmlowp one_over_one_plus_x_for_x_in_0_1 (Newton-Raphson), Q0.31 in and out. */
-static inline int32_t es_one_over_one_plus_x(int32_t a) {
+static int32_t es_one_over_one_plus_x(int32_t a) {
   const int64_t sum = (int64_t)a + INT32_MAX;
   const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
   const int32_t constant_48_over_17 = 1515870810;     /* Q2.29 */
@@ -71,9 +71,9 @@ static inline void es_softmax_store(void *output, int32_t index, int32_t value, 
   }
 }
 
-static inline void es_softmax_rows(int32_t rows, int32_t depth, int32_t input_multiplier,
-                                   int32_t input_left_shift, int32_t diff_min,
-                                   const int8_t *input, void *output_data, int output_bits) {
+static void es_softmax_rows(int32_t rows, int32_t depth, int32_t input_multiplier,
+                            int32_t input_left_shift, int32_t diff_min, const int8_t *input,
+                            void *output_data, int output_bits) {
   const int32_t low = output_bits == 16 ? -32768 : -128;
   const int32_t high = output_bits == 16 ? 32767 : 127;
   int32_t row, c;
