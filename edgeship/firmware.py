@@ -44,6 +44,7 @@ def collect_samples(model_path: Path, count: int, images: np.ndarray | None = No
     seeded random inputs of its input type, labelled -1 (float32 ones over the range its
     input QUANTIZE maps: firmware_sources.random_inputs).
     """
+    graph = read_graph(Path(model_path).read_bytes())
     with open_backend("tflm", model_path) as backend:
         info = backend.inputs()[0]
         if images is not None:
@@ -70,13 +71,13 @@ def collect_samples(model_path: Path, count: int, images: np.ndarray | None = No
                 source = f"random {info.dtype} inputs (the model is not in a run directory)"
         dtype = np.dtype(info.dtype)
         if images is None:
-            raw = random_inputs(read_graph(Path(model_path).read_bytes()), count, seed)
+            raw = random_inputs(graph, count, seed)
         elif np.asarray(images).dtype == dtype:
             raw = np.asarray(images, dtype)
         else:
             shape = tuple(info.shape[1:])
             raw = info.quantize(np.asarray(images, np.float32).reshape((len(images),) + shape))
-        expected = run_packed(backend, read_graph(Path(model_path).read_bytes()), raw)
+        expected = run_packed(backend, graph, raw)
     return Samples(inputs=raw, labels=np.asarray(labels, np.int64).reshape(-1),
                    expected=np.asarray(expected).reshape(len(raw), -1), source=source)
 

@@ -57,10 +57,6 @@ def _optional(op: Operator, position: int) -> int:
     return op.inputs[position] if position < len(op.inputs) else -1
 
 
-def _multiplier(real: float) -> tuple[int, int]:
-    return quantize_multiplier(real)
-
-
 @lowers("UNIDIRECTIONAL_SEQUENCE_LSTM")
 def lower_lstm(graph: Graph, op: Operator) -> LoweredOp:
     options = op.options
@@ -112,7 +108,7 @@ def lower_lstm(graph: Graph, op: Operator) -> LoweredOp:
     multipliers, shifts, input_bias, recurrent_bias = [], [], [], []
     for side, source in ((weights[:4], input_tensor), (weights[4:], hidden)):
         for tensor in side:
-            multiplier, shift = _multiplier(float(source.scale) * float(tensor.scale)
+            multiplier, shift = quantize_multiplier(float(source.scale) * float(tensor.scale)
                                             / GATE_INPUT_SCALE)
             multipliers.append(multiplier)
             shifts.append(shift)
@@ -125,9 +121,9 @@ def lower_lstm(graph: Graph, op: Operator) -> LoweredOp:
         recurrent_bias.append(-hidden.zero_point * sums)
     # The element-wise products (CreateInterGateMulParams): f x c and i x g to the cell
     # scale, o x tanh(c) to the hidden state's int8.
-    forget = _multiplier(GATE_OUTPUT_SCALE * float(cell.scale) / float(cell.scale))
-    update = _multiplier(GATE_OUTPUT_SCALE * GATE_OUTPUT_SCALE / float(cell.scale))
-    hidden_scale = _multiplier(GATE_OUTPUT_SCALE * GATE_OUTPUT_SCALE / float(hidden.scale))
+    forget = quantize_multiplier(GATE_OUTPUT_SCALE * float(cell.scale) / float(cell.scale))
+    update = quantize_multiplier(GATE_OUTPUT_SCALE * GATE_OUTPUT_SCALE / float(cell.scale))
+    hidden_scale = quantize_multiplier(GATE_OUTPUT_SCALE * GATE_OUTPUT_SCALE / float(hidden.scale))
     # tanh of the cell state (lstm_eval.cc Tanh): a left shift 15 + log2(scale) - 3 taken as
     # TFLite's power-of-two multiplier 3 << shift, or a multiplier 3 and a right shift.
     left_shift = 15 + power - 3
@@ -148,7 +144,7 @@ def lower_lstm(graph: Graph, op: Operator) -> LoweredOp:
         ConstantArray("int8_t", f"{prefix}_recurrent_weights", h_weights),
         ConstantArray("int32_t", f"{prefix}_recurrent_bias", np.concatenate(recurrent_bias)),
         ConstantArray("uint16_t", f"{prefix}_sigmoid_table", sigmoid_table_uint16()))
-    for constant in constants[:1] + constants[3:4] + constants[5:6]:
+    for constant in (constants[3], constants[5]):  # biases with input offsets folded in
         if np.abs(constant.values).max(initial=0) >= 2 ** 31:
             raise _refuse(op, f"{constant.name} overflows int32")
     params = ConstantStruct("es_lstm_params", f"{prefix}_params", (
